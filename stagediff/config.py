@@ -1,0 +1,241 @@
+"""The one typed, validated configuration of a Stage-Diff generator.
+
+Every hyperparameter (model, diffusion, training) lives in :class:`StageDiffConfig`. It is frozen,
+validated once on construction, round-trips through JSON/YAML and is saved beside the weights.
+Unknown keys and wrong types are errors (:class:`stagediff.errors.ConfigError`), never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stagediff.errors import ConfigError
+
+SAMPLERS = ("ddpm", "ddim")
+SCHEDULES = ("cosine", "linear")
+MISSING_POLICIES = ("error", "interpolate")
+
+
+@dataclass(frozen=True)
+class StageDiffConfig:
+    """All hyperparameters of Stage-Diff (arXiv 2508.21330) and of its training and sampling.
+
+    Symbols of the paper: L = ``window``, L_sta = ``stage_length`` (M = L / L_sta stages),
+    L_patch = ``patch_length``, L_win = ``patch_stride``, S = ``len(pool_kernels)`` scales,
+    L_conv = ``fusion_kernel``. Choices beyond the paper are documented in docs/design.md.
+    """
+
+    # --- data -------------------------------------------------------------------------------
+    window: int = 256
+    """Training window length L (time steps)."""
+    channels: int | None = None
+    """Number of channels D; None means "take it from the data at fit time"."""
+    validation_fraction: float = 0.1
+    """Chronological share of the series held out for the validation loss."""
+    missing: str = "error"
+    """What to do with NaN/inf in the data: "error" or "interpolate" (linear in time)."""
+
+    # --- model (paper section 3) ------------------------------------------------------------
+    stage_length: int = 32
+    """L_sta; the window must be a multiple of it."""
+    context: int = 8
+    """Steps of each neighbouring stage's input a stage also sees (0 = the paper's literal reading).
+    Fixes the seam jumps of the literal reading (docs/design.md)."""
+    patch_length: int = 8
+    patch_stride: int = 4
+    pool_kernels: tuple[int, ...] = (25, 9, 1)
+    """AvgPool kernel per decomposition scale, coarse to fine; a final 1 keeps the finest detail
+    (fixes the over-smoothing of the literal reading)."""
+    d_model: int = 32
+    heads: int = 4
+    encoder_layers: int = 1
+    decoder_layers: int = 1
+    feedforward: int = 64
+    dropout: float = 0.0
+    fusion_kernel: int = 5
+    """L_conv of the D x L_conv channel-fusion convolution."""
+    channel_independent: bool = True
+    """False is the paper's "w/o CI" ablation: channels modelled jointly inside a stage."""
+    channel_fusion: bool = True
+    """False is the "w/o CD" ablation: no fusion convolution, history stays per channel."""
+    staged: bool = True
+    """False is the "w/o Stage" ablation: one global stage (stage_length = window) with a
+    multi-channel convolution inside each decomposition layer."""
+
+    # --- diffusion --------------------------------------------------------------------------
+    diffusion_steps: int = 200
+    schedule: str = "cosine"
+    sampler: str = "ddim"
+    sampling_steps: int = 50
+    """Reverse steps of the DDIM sampler (DDPM always uses all diffusion_steps)."""
+    ddim_eta: float = 0.0
+    fourier_loss_weight: float = 0.0
+    """Weight of Diffusion-TS's Fourier loss term; 0 = the paper's plain x_0 MSE."""
+
+    # --- training ---------------------------------------------------------------------------
+    batch_size: int = 64
+    max_steps: int = 2000
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    checkpoint_every: int = 250
+    seed: int = 0
+
+    # ----------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        _check_types(self)
+        _check_values(self)
+
+    @property
+    def effective_stage_length(self) -> int:
+        """L_sta actually used: the whole window when ``staged`` is False."""
+        return self.stage_length if self.staged else self.window
+
+    @property
+    def stages(self) -> int:
+        """M, the number of stages per training window."""
+        return self.window // self.effective_stage_length
+
+    @property
+    def effective_context(self) -> int:
+        return self.context if self.staged else 0
+
+    def replace(self, **changes: Any) -> StageDiffConfig:
+        """A copy with some fields changed (validated like a new config)."""
+        _reject_unknown(changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["pool_kernels"] = list(self.pool_kernels)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StageDiffConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a configuration must be a mapping of field names to values, got {type(data).__name__}")
+        _reject_unknown(data)
+        values = dict(data)
+        if isinstance(values.get("pool_kernels"), list):
+            values["pool_kernels"] = tuple(values["pool_kernels"])
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> StageDiffConfig:
+        """Read a YAML or JSON file whose top level is a mapping of field names."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"configuration file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"configuration file {path} is not valid YAML/JSON: {error}") from error
+        return cls.from_dict(data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(StageDiffConfig))
+
+
+def _reject_unknown(data: dict[str, Any]) -> None:
+    unknown = sorted(set(data) - set(field_names()))
+    if unknown:
+        raise ConfigError(
+            f"unknown configuration key(s) {unknown}; valid keys are: {', '.join(field_names())}"
+        )
+
+
+def _check_types(config: StageDiffConfig) -> None:
+    hints = typing.get_type_hints(StageDiffConfig)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not _matches(value, hints[f.name]):
+            raise ConfigError(
+                f"configuration key {f.name!r} must be {_describe(hints[f.name])}, got {value!r} ({type(value).__name__})"
+            )
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        (item,) = typing.get_args(hint)[:1]
+        return isinstance(value, tuple) and all(_matches(v, item) for v in value)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
+    if origin is tuple:
+        return f"a list of {_describe(typing.get_args(hint)[0])}"
+    return "None" if hint is type(None) else f"a {hint.__name__}"
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _check_values(c: StageDiffConfig) -> None:
+    for name in ("window", "stage_length", "patch_length", "patch_stride", "d_model", "heads", "encoder_layers",
+                 "decoder_layers", "feedforward", "fusion_kernel", "diffusion_steps", "sampling_steps",
+                 "batch_size", "max_steps", "checkpoint_every"):
+        _require(getattr(c, name) >= 1, f"{name} must be at least 1, got {getattr(c, name)}")
+    for name in ("context", "warmup_steps"):
+        _require(getattr(c, name) >= 0, f"{name} must be non-negative, got {getattr(c, name)}")
+    _require(c.channels is None or c.channels >= 1, f"channels must be None or at least 1, got {c.channels}")
+    _require(0.0 <= c.validation_fraction < 1.0, f"validation_fraction must be in [0, 1), got {c.validation_fraction}")
+    _require(c.missing in MISSING_POLICIES, f"missing must be one of {MISSING_POLICIES}, got {c.missing!r}")
+    _require(c.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, got {c.sampler!r}")
+    _require(c.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {c.schedule!r}")
+    _require(c.sampling_steps <= c.diffusion_steps,
+             f"sampling_steps ({c.sampling_steps}) cannot exceed diffusion_steps ({c.diffusion_steps})")
+    _require(0.0 <= c.ddim_eta <= 1.0, f"ddim_eta must be in [0, 1], got {c.ddim_eta}")
+    _require(0.0 <= c.dropout < 1.0, f"dropout must be in [0, 1), got {c.dropout}")
+    _require(0.0 < c.ema_decay < 1.0, f"ema_decay must be in (0, 1), got {c.ema_decay}")
+    _require(c.learning_rate > 0, f"learning_rate must be positive, got {c.learning_rate}")
+    _require(c.weight_decay >= 0 and c.grad_clip > 0 and c.fourier_loss_weight >= 0,
+             "weight_decay and fourier_loss_weight must be non-negative and grad_clip positive")
+    _require(c.d_model % c.heads == 0, f"d_model ({c.d_model}) must be divisible by heads ({c.heads})")
+    _require(len(c.pool_kernels) >= 1, "pool_kernels needs at least one kernel (one per decomposition scale)")
+    _require(all(k >= 1 and k % 2 == 1 for k in c.pool_kernels),
+             f"pool_kernels must be odd positive integers (length-preserving AvgPool), got {list(c.pool_kernels)}")
+    _require(c.fusion_kernel % 2 == 1, f"fusion_kernel must be odd (length-preserving convolution), got {c.fusion_kernel}")
+    if c.staged and c.window % c.stage_length != 0:
+        lower = max(c.stage_length, c.window // c.stage_length * c.stage_length)
+        raise ConfigError(
+            f"window {c.window} is not divisible into stages of stage_length {c.stage_length}: choose a window that is a "
+            f"multiple of stage_length (e.g. {lower} or {lower + c.stage_length}) or another stage_length"
+        )
+    stage = c.effective_stage_length
+    _require(c.effective_context <= stage, f"context ({c.context}) cannot exceed stage_length ({stage})")
+    span = stage + 2 * c.effective_context
+    _require(c.patch_length <= stage, f"patch_length ({c.patch_length}) cannot exceed stage_length ({stage})")
+    for length, what in ((span, "stage_length + 2 * context"), (stage, "stage_length")):
+        _require((length - c.patch_length) % c.patch_stride == 0,
+                 f"patches must tile the stage exactly: ({what} = {length}) - patch_length ({c.patch_length}) must be "
+                 f"a multiple of patch_stride ({c.patch_stride})")

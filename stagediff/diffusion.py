@@ -1,0 +1,137 @@
+"""Noise schedule and samplers. The model predicts x_0; samplers hold no weights and only step.
+
+Forward process (DDPM, Ho et al. 2020, eq. 4): x_k = sqrt(abar_k) x_0 + sqrt(1 - abar_k) eps, with
+abar_k the *product* of (1 - beta_i) (Stage-Diff's text writes a sum). The cosine schedule is Nichol &
+Dhariwal 2021, eq. 17. Samplers follow the diffusers split: ``set_timesteps`` then ``step`` per timestep.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from stagediff.config import StageDiffConfig
+
+
+@dataclass(frozen=True)
+class NoiseSchedule:
+    """betas, alphas_cumprod (abar) over ``steps`` diffusion steps, indexed 0 .. steps-1."""
+
+    betas: torch.Tensor
+    alphas_cumprod: torch.Tensor
+
+    @classmethod
+    def create(cls, steps: int, kind: str = "cosine") -> NoiseSchedule:
+        if kind == "cosine":
+            s = 0.008
+            t = torch.linspace(0, steps, steps + 1, dtype=torch.float64) / steps
+            f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+            betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
+        elif kind == "linear":
+            scale = 1000 / steps
+            betas = torch.linspace(scale * 1e-4, scale * 0.02, steps, dtype=torch.float64)
+        else:
+            raise ValueError(f"unknown schedule {kind!r}")
+        return cls(betas=betas, alphas_cumprod=torch.cumprod(1 - betas, dim=0))
+
+    @property
+    def steps(self) -> int:
+        return self.betas.numel()
+
+    def abar(self, k: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """abar_k broadcast to ``like``'s shape (k: (batch,))."""
+        values = self.alphas_cumprod.to(like.device)[k].to(like.dtype)
+        return values.view(-1, *([1] * (like.dim() - 1)))
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """q(x_k | x_0) for a batch (x0, noise: (batch, ...), k: (batch,))."""
+        abar = self.abar(k, x0)
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+
+class Sampler:
+    """Reverse-process stepping from an x_0 prediction. ``timesteps`` runs from noisy to clean."""
+
+    def __init__(self, schedule: NoiseSchedule):
+        self.schedule = schedule
+        self.timesteps: list[int] = list(range(schedule.steps - 1, -1, -1))
+
+    def set_timesteps(self, steps: int | None) -> None:
+        raise NotImplementedError
+
+    def previous(self, index: int) -> int:
+        """The timestep after ``timesteps[index]`` in the reverse chain (-1 means x_0)."""
+        return self.timesteps[index + 1] if index + 1 < len(self.timesteps) else -1
+
+    def step(self, x0_pred: torch.Tensor, index: int, x_t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """x_{t'} from x_t and the model's x_0 prediction at ``timesteps[index]``; noise comes from the
+        CPU ``generator`` so that a seed gives the same samples on every device."""
+        raise NotImplementedError
+
+    def _abar(self, t: int) -> float:
+        return 1.0 if t < 0 else float(self.schedule.alphas_cumprod[t])
+
+
+class DDPMSampler(Sampler):
+    """Ancestral sampling with the posterior q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eqs. 6-7)."""
+
+    def set_timesteps(self, steps: int | None = None) -> None:
+        self.timesteps = list(range(self.schedule.steps - 1, -1, -1))
+
+    def step(self, x0_pred, index, x_t, generator=None):
+        t = self.timesteps[index]
+        prev = self.previous(index)
+        abar_t, abar_prev = self._abar(t), self._abar(prev)
+        beta_t = 1 - abar_t / abar_prev
+        mean = (math.sqrt(abar_prev) * beta_t / (1 - abar_t)) * x0_pred \
+            + (math.sqrt(1 - beta_t) * (1 - abar_prev) / (1 - abar_t)) * x_t
+        if prev < 0:
+            return mean
+        variance = beta_t * (1 - abar_prev) / (1 - abar_t)
+        noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype).to(x_t.device)
+        return mean + math.sqrt(variance) * noise
+
+
+class DDIMSampler(Sampler):
+    """DDIM (Song et al. 2021, eq. 12) on an evenly spaced subset of ``steps`` timesteps; eta=0 is deterministic."""
+
+    def __init__(self, schedule: NoiseSchedule, eta: float = 0.0):
+        super().__init__(schedule)
+        self.eta = eta
+
+    def set_timesteps(self, steps: int | None = None) -> None:
+        total = self.schedule.steps
+        steps = total if steps is None else steps
+        if not 1 <= steps <= total:
+            raise ValueError(f"DDIM steps must be between 1 and {total}, got {steps}")
+        grid = torch.linspace(total - 1, 0, steps).round().long().tolist()
+        self.timesteps = sorted(set(grid), reverse=True)
+
+    def step(self, x0_pred, index, x_t, generator=None):
+        t = self.timesteps[index]
+        prev = self.previous(index)
+        abar_t, abar_prev = self._abar(t), self._abar(prev)
+        eps = (x_t - math.sqrt(abar_t) * x0_pred) / math.sqrt(1 - abar_t)
+        sigma = self.eta * math.sqrt((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev))
+        direction = math.sqrt(max(1 - abar_prev - sigma**2, 0.0)) * eps
+        x_prev = math.sqrt(abar_prev) * x0_pred + direction
+        if sigma > 0 and prev >= 0:
+            x_prev = x_prev + sigma * torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype).to(x_t.device)
+        return x_prev
+
+
+def make_sampler(config: StageDiffConfig, sampler: str | None = None, steps: int | None = None) -> Sampler:
+    """The sampler named by ``sampler`` (default: the config's), ready with its timesteps."""
+    schedule = NoiseSchedule.create(config.diffusion_steps, config.schedule)
+    kind = sampler or config.sampler
+    if kind == "ddpm":
+        chosen: Sampler = DDPMSampler(schedule)
+        chosen.set_timesteps()
+    elif kind == "ddim":
+        chosen = DDIMSampler(schedule, eta=config.ddim_eta)
+        chosen.set_timesteps(steps or config.sampling_steps)
+    else:
+        raise ValueError(f"unknown sampler {kind!r}; choose 'ddpm' or 'ddim'")
+    return chosen

@@ -1,0 +1,252 @@
+"""The user-facing generator: denoiser + sampler + scaler, in the data's own units.
+
+``StageDiff(config).fit(data)`` splits by time, scales on the training split, trains; ``sample`` returns
+synthetic series as a long DataFrame (or an array) in data units with timestamps that continue the
+training frequency; ``save``/``load`` round-trip everything needed to sample again.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+import stagediff
+from stagediff.artifacts import SavedGenerator, load_generator, save_generator
+from stagediff.config import StageDiffConfig
+from stagediff.data import MinMaxScaler, Series, load_series, split_by_time, validate_frame
+from stagediff.diffusion import make_sampler
+from stagediff.errors import DataError, StageDiffError
+from stagediff.model import StageDiffDenoiser
+from stagediff.sampling import chunk_plan, generate, round_up
+from stagediff.train import Trainer, TrainProgress, build_denoiser, resolve_device
+
+SAMPLE_COLUMN = "sample"
+STEP_COLUMN = "step"
+MAX_SAMPLE_VALUES = 200_000_000
+"""Largest n * length * channels one call may produce (1.6 GB as float64); ask for more in several calls."""
+SAMPLING_BATCH = 256
+
+
+class StageDiff:
+    """A Stage-Diff generator of multivariate time series.
+
+    >>> model = StageDiff(StageDiffConfig(window=64, stage_length=16, max_steps=200)).fit("synthetic")
+    >>> frame = model.sample(n=2, length=256, seed=0)
+    """
+
+    def __init__(self, config: StageDiffConfig | None = None, **overrides: Any):
+        config = config or StageDiffConfig()
+        self.config = config.replace(**overrides) if overrides else config
+        self.denoiser: StageDiffDenoiser | None = None
+        self.scaler: MinMaxScaler | None = None
+        self.metadata: dict[str, Any] = {}
+        self.losses: list[float] = []
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(self, data: str | os.PathLike | pd.DataFrame, time_column: str | None = None, *,
+            data_dir: str | os.PathLike | None = None, checkpoint_dir: str | os.PathLike | None = None,
+            callback: Callable[[TrainProgress], None] | None = None, device: str | None = "auto",
+            progress: bool | None = None) -> StageDiff:
+        """Train on a DataFrame, a CSV/parquet path or a built-in dataset name (synthetic, etth1, stock, exchange).
+
+        All validation happens before training starts. With ``checkpoint_dir``, an interrupted fit
+        resumes from its last checkpoint there and reaches the same weights."""
+        config = self.config
+        series = load_series(data, time_column, data_dir=data_dir, missing=config.missing,
+                             max_channels=config.channels, min_length=config.window)
+        train, validation = split_by_time(series.values, config.validation_fraction)
+        if len(train) < config.window:
+            raise DataError(f"the training split ({len(train)} of {series.length} rows, validation_fraction "
+                            f"{config.validation_fraction}) is shorter than one window of {config.window}; "
+                            "lower validation_fraction or window")
+        if config.channels is None:
+            config = config.replace(channels=series.n_channels)
+        scaler = MinMaxScaler.fit(train)
+        trainer = Trainer(config, build_denoiser(config, series.n_channels), scaler.transform(train),
+                          scaler.transform(validation) if len(validation) else None, device)
+        result = trainer.run(checkpoint_dir, callback=callback, progress=progress)
+        self.config, self.scaler = config, scaler
+        # Rebuilt from the EMA state exactly as `load` does, so fit-then-sample equals save-load-sample.
+        self.denoiser = restore_denoiser(config, trainer.ema.state_dict(), trainer.device)
+        self.metadata = {
+            **describe_series(series, len(train)),
+            "training": {"steps": result.steps, "seconds": round(result.seconds, 3),
+                         "final_loss": result.losses[-1] if result.losses else None,
+                         "validation_losses": result.validation_losses, "device": str(trainer.device),
+                         "parameters": self.denoiser.parameter_count()},
+            "versions": {"stagediff": stagediff.__version__, "torch": torch.__version__},
+        }
+        self.losses = result.losses
+        return self
+
+    # -- sampling -------------------------------------------------------------------------------
+    def sample(self, n: int = 1, length: int | None = None, seed: int = 0, steps: int | None = None,
+               prefix: pd.DataFrame | np.ndarray | None = None, *, sampler: str | None = None,
+               start: Any = None, chunk_length: int | None = None, overlap: int | None = None,
+               device: str | None = None, progress: bool | None = None) -> pd.DataFrame:
+        """``n`` synthetic series of ``length`` steps (default: the training window) as a long DataFrame
+        with columns ``sample``, the time column and the channels, in the data's units.
+
+        steps: reverse steps of DDIM (default config.sampling_steps); sampler: "ddim" or "ddpm".
+        prefix: a real history (DataFrame with the channel columns, or an array (p, channels)) to continue;
+        the samples start right after it. start: first timestamp (default: continue after the prefix, or
+        after the training data). chunk_length / overlap: see :func:`stagediff.sampling.generate`."""
+        values = self.sample_array(n, length, seed, steps, prefix, sampler=sampler, chunk_length=chunk_length,
+                                   overlap=overlap, device=device, progress=progress)
+        return self.to_frame(values, self.sample_times(values.shape[1], start, prefix))
+
+    def sample_array(self, n: int = 1, length: int | None = None, seed: int = 0, steps: int | None = None,
+                     prefix: pd.DataFrame | np.ndarray | None = None, *, sampler: str | None = None,
+                     chunk_length: int | None = None, overlap: int | None = None, device: str | None = None,
+                     progress: bool | None = None) -> np.ndarray:
+        """Like :meth:`sample`, as an array (n, length, channels) in data units."""
+        denoiser, config = self.require_trained(), self.config
+        length = config.window if length is None else length
+        stage = denoiser.stage_length
+        chunk_length = config.window if chunk_length is None else chunk_length
+        overlap = max(stage, round_up(chunk_length // 4, stage)) if overlap is None else overlap
+        check_request(n, length, denoiser.channels, chunk_length, overlap, stage)
+        known = None if prefix is None else self.scale_prefix(prefix)
+        chosen = make_sampler(config, sampler, steps)
+        target = resolve_device(device) if device is not None else next(denoiser.parameters()).device
+        denoiser.to(target).eval()
+        generator = torch.Generator().manual_seed(int(seed))
+        total = chunk_plan(length, chunk_length, overlap, stage, 0 if known is None else known.shape[0])
+        bar = tqdm(total=total * len(chosen.timesteps) * -(-n // SAMPLING_BATCH), desc="sampling", unit="step",
+                   disable=None if progress is None else not progress)
+        batches = []
+        for first in range(0, n, SAMPLING_BATCH):
+            size = min(SAMPLING_BATCH, n - first)
+            batch_prefix = None if known is None else known.unsqueeze(0).expand(size, -1, -1)
+            batches.append(generate(denoiser, chosen, size, length, generator, chunk_length, overlap,
+                                    prefix=batch_prefix, device=target, step_callback=lambda: bar.update(1)))
+        bar.close()
+        return self.scaler.inverse_transform(torch.cat(batches).double().numpy())
+
+    # -- units, time and frames -------------------------------------------------------------------
+    def scale_prefix(self, prefix: pd.DataFrame | np.ndarray) -> torch.Tensor:
+        """A validated prefix in scaled units, (p, channels)."""
+        channels = tuple(self.metadata["channels"])
+        if isinstance(prefix, pd.DataFrame):
+            absent = [c for c in channels if c not in prefix.columns]
+            if absent:
+                raise DataError(f"the prefix lacks the model's channel column(s) {absent}; it needs {list(channels)}")
+            time_column = self.metadata.get("time_column")
+            keep = ([time_column] if time_column in prefix.columns else []) + list(channels)
+            series = validate_frame(prefix[keep], time_column if time_column in prefix.columns else None,
+                                    source="prefix")
+            values = series.values
+        else:
+            values = np.asarray(prefix, dtype=np.float64) if not isinstance(prefix, np.ndarray) else prefix
+            if values.ndim != 2 or values.shape[1] != len(channels):
+                raise DataError(f"a prefix array must have shape (steps, {len(channels)}), got {values.shape}")
+            if not np.isfinite(values).all():
+                raise DataError("the prefix contains NaN or infinite values; fill them before sampling")
+        if len(values) == 0:
+            raise DataError("the prefix is empty; pass at least one step of history")
+        return torch.as_tensor(self.scaler.transform(values), dtype=torch.float32)
+
+    def sample_times(self, length: int, start: Any = None, prefix: Any = None) -> tuple[str, pd.Index]:
+        """The time column name and ``length`` timestamps continuing the training frequency."""
+        info = self.metadata
+        time_column, frequency = info.get("time_column"), decode_frequency(info.get("frequency"))
+        if time_column is None or frequency is None:
+            first = 0 if start is None else int(start)
+            return STEP_COLUMN, pd.RangeIndex(first, first + length)
+        if start is None:
+            last = info["last_time"]
+            if isinstance(prefix, pd.DataFrame) and time_column in prefix.columns:
+                last = prefix[time_column].iloc[-1]
+            start = decode_time(last, frequency) + frequency
+        if isinstance(frequency, pd.Timedelta):
+            return time_column, pd.date_range(pd.Timestamp(start), periods=length, freq=frequency)
+        return time_column, pd.Index(start + frequency * np.arange(length))
+
+    def to_frame(self, values: np.ndarray, times: tuple[str, pd.Index]) -> pd.DataFrame:
+        """(n, length, channels) -> long DataFrame: sample, time column, channels."""
+        n, length, _ = values.shape
+        time_column, index = times
+        frame = pd.DataFrame(values.reshape(n * length, -1), columns=list(self.metadata["channels"]))
+        frame.insert(0, time_column, np.tile(np.asarray(index), n))
+        frame.insert(0, SAMPLE_COLUMN, np.repeat(np.arange(n), length))
+        return frame
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        denoiser = self.require_trained()
+        return save_generator(path, SavedGenerator(self.config, self.scaler, self.metadata, denoiser.state_dict()))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | None = "cpu") -> StageDiff:
+        saved = load_generator(path)
+        model = cls(saved.config)
+        model.scaler, model.metadata = saved.scaler, saved.metadata
+        model.denoiser = restore_denoiser(saved.config, saved.weights, resolve_device(device))
+        return model
+
+    def require_trained(self) -> StageDiffDenoiser:
+        if self.denoiser is None or self.scaler is None:
+            raise StageDiffError("this generator is not trained: call fit(...) or StageDiff.load(path) first")
+        return self.denoiser
+
+
+def restore_denoiser(config: StageDiffConfig, weights: dict[str, torch.Tensor], device: torch.device) -> StageDiffDenoiser:
+    """A denoiser in eval mode holding ``weights`` (the EMA weights of training)."""
+    denoiser = StageDiffDenoiser(config, config.channels)
+    denoiser.load_state_dict(weights)
+    return denoiser.to(device).eval()
+
+
+def check_request(n: int, length: int, channels: int, chunk_length: int, overlap: int, stage: int) -> None:
+    """Reject absurd or inconsistent sampling requests before any work."""
+    for name, value in (("n", n), ("length", length), ("chunk_length", chunk_length)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise DataError(f"{name} must be a positive integer, got {value!r}")
+    if n * length * channels > MAX_SAMPLE_VALUES:
+        raise DataError(f"n * length * channels = {n * length * channels:,} exceeds the limit of "
+                        f"{MAX_SAMPLE_VALUES:,} values per call; request fewer or shorter samples per call")
+    if chunk_length % stage:
+        raise DataError(f"chunk_length {chunk_length} must be a multiple of the stage length {stage}")
+    if not (isinstance(overlap, (int, np.integer)) and stage <= overlap < chunk_length):
+        raise DataError(f"overlap must be an integer in [{stage}, {chunk_length}) (stage length to chunk length), got {overlap!r}")
+
+
+def describe_series(series: Series, training_rows: int) -> dict[str, Any]:
+    """What the generator remembers about its data (no values): names, time axis, size and hash."""
+    timestamps = series.timestamps
+    return {
+        "channels": list(series.channels), "time_column": series.time_column,
+        "frequency": encode_frequency(series.frequency),
+        "first_time": None if timestamps is None else encode_time(timestamps[0]),
+        "last_time": None if timestamps is None else encode_time(timestamps[-1]),
+        "rows": series.length, "training_rows": training_rows, "source": series.source,
+        "content_hash": series.content_hash,
+    }
+
+
+def encode_frequency(frequency: Any) -> dict[str, Any] | None:
+    if frequency is None:
+        return None
+    if isinstance(frequency, pd.Timedelta):
+        return {"kind": "timedelta", "value": frequency.isoformat()}
+    return {"kind": "number", "value": frequency.item() if hasattr(frequency, "item") else frequency}
+
+
+def decode_frequency(encoded: dict[str, Any] | None) -> pd.Timedelta | float | int | None:
+    if encoded is None:
+        return None
+    return pd.Timedelta(encoded["value"]) if encoded["kind"] == "timedelta" else encoded["value"]
+
+
+def encode_time(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, pd.Timestamp) else (value.item() if hasattr(value, "item") else value)
+
+
+def decode_time(value: Any, frequency: Any) -> Any:
+    return pd.Timestamp(value) if isinstance(frequency, pd.Timedelta) else value

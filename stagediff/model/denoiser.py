@@ -1,0 +1,97 @@
+"""The Stage-Diff denoiser x_theta(x_k, k): stages, per-channel progressive decomposition and
+cross-channel fusion between stages (arXiv 2508.21330, section 3; our decisions in docs/design.md)."""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange, repeat
+from torch import nn
+
+from stagediff.config import StageDiffConfig
+from stagediff.model.layers import DecompositionLayer, StepEmbedding, moving_average
+
+
+def add_context(stages: torch.Tensor, context: int) -> torch.Tensor:
+    """Extend each stage with ``context`` steps of its neighbours on both sides (zeros past the ends).
+
+    stages (batch, M, channels, L_sta) -> (batch, M, channels, L_sta + 2 * context)."""
+    if context == 0:
+        return stages
+    zeros = stages.new_zeros(*stages.shape[:-1][:1], 1, *stages.shape[2:-1], context)
+    left = torch.cat([zeros, stages[:, :-1, ..., -context:]], dim=1)
+    right = torch.cat([stages[:, 1:, ..., :context], zeros], dim=1)
+    return torch.cat([left, stages, right], dim=-1)
+
+
+class StageDiffDenoiser(nn.Module):
+    """Predicts x_0 from a noisy series x_k at diffusion step k; all stages are denoised jointly.
+
+    ``forward(x, k)``: x (batch, length, channels) with length any multiple of the stage length (a trained
+    model unrolls more stages than it was trained with, since weights are shared across stages),
+    k (batch,) -> x_0 estimate (batch, length, channels).
+    """
+
+    def __init__(self, config: StageDiffConfig, channels: int):
+        super().__init__()
+        self.config, self.channels = config, channels
+        self.stage_length = config.effective_stage_length
+        self.context = config.effective_context
+        self.kernels = config.pool_kernels
+        per_sequence = 1 if config.channel_independent else channels
+        self.step_embedding = StepEmbedding(config.d_model)
+        self.layers = nn.ModuleList(
+            DecompositionLayer(per_sequence, self.stage_length + 2 * self.context, self.stage_length,
+                               config.patch_length, config.patch_stride, config.d_model, config.heads,
+                               config.feedforward, config.encoder_layers, config.decoder_layers, config.dropout)
+            for _ in self.kernels
+        )
+        # The history of stage 1 (no previous stage): learned per scale and channel, initialised at zero.
+        self.initial_history = nn.Parameter(torch.zeros(len(self.kernels), channels, self.stage_length))
+        conv = lambda: nn.Conv1d(channels, channels, config.fusion_kernel, padding=config.fusion_kernel // 2)  # noqa: E731
+        # Multi-channel information fusion: one D x L_conv convolution per scale (absent in "w/o CD").
+        self.fusion = nn.ModuleList(conv() for _ in self.kernels) if config.channel_fusion else None
+        # "w/o Stage" keeps some channel mixing with a multi-channel convolution inside each layer.
+        self.mixing = nn.ModuleList(conv() for _ in self.kernels) if not config.staged else None
+
+    def to_sequences(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, length) -> (sequences, channels per sequence, length)."""
+        return rearrange(x, "b d l -> (b d) 1 l") if self.config.channel_independent else x
+
+    def from_sequences(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        return rearrange(x, "(b d) 1 l -> b d l", b=batch) if self.config.channel_independent else x
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        batch, length, channels = x.shape
+        if channels != self.channels or length % self.stage_length:
+            raise ValueError(f"expected (batch, a multiple of {self.stage_length}, {self.channels}), got {tuple(x.shape)}")
+        stages = length // self.stage_length
+        step = self.step_embedding(k)
+        residual = rearrange(x, "b (m l) d -> b m d l", l=self.stage_length)
+        estimate = torch.zeros_like(residual)
+        for scale, layer in enumerate(self.layers):
+            segments = add_context(residual, self.context)
+            if self.config.channel_independent:
+                tokens = layer.encode(rearrange(segments, "b m d l -> (b m d) 1 l"),
+                                      repeat(step, "b e -> (b m d) e", m=stages, d=channels))
+                tokens = rearrange(tokens, "(b m d) p e -> m (b d) p e", b=batch, m=stages)
+            else:
+                tokens = layer.encode(rearrange(segments, "b m d l -> (b m) d l"), repeat(step, "b e -> (b m) e", m=stages))
+                tokens = rearrange(tokens, "(b m) p e -> m b p e", b=batch)
+            history = self.initial_history[scale].expand(batch, -1, -1)
+            outputs = []
+            for stage in range(stages):
+                x_hat = self.from_sequences(layer.decode(tokens[stage], self.to_sequences(history)), batch)
+                if self.mixing is not None:
+                    x_hat = x_hat + self.mixing[scale](x_hat)
+                trend = moving_average(x_hat, self.kernels[scale])
+                history = self.fusion[scale](trend) if self.fusion is not None else trend
+                outputs.append((x_hat, trend))
+            x_hat = torch.stack([o[0] for o in outputs], dim=1)
+            trend = torch.stack([o[1] for o in outputs], dim=1)
+            residual = x_hat - trend
+            estimate = estimate + trend
+        estimate = estimate / len(self.layers)  # the stage estimate is the mean of the S trends
+        return rearrange(estimate, "b m d l -> b (m l) d")
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())

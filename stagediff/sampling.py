@@ -1,0 +1,88 @@
+"""Reverse diffusion in scaled units: whole windows, long horizons chunk by chunk, and continuation
+of a known prefix by replacement (stage-diff.md section 3).
+
+Long samples: a chunk of ``chunk_length`` steps is denoised jointly (all its stages at one diffusion
+step); each next chunk starts with the last ``overlap`` steps of the previous one as known values,
+which at every reverse step are replaced by their forward-noised version (the "replacement" method of
+Song et al. 2021, section 5; RePaint without resampling). Memory is bounded by the chunk, not by the
+total length. A chunk as long as the whole sample unrolls all stages in one pass instead.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from stagediff.diffusion import Sampler
+from stagediff.model import StageDiffDenoiser
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+@torch.inference_mode()
+def denoise_chunk(denoiser: StageDiffDenoiser, sampler: Sampler, n: int, length: int, generator: torch.Generator,
+                  known: torch.Tensor | None = None, device: torch.device | None = None,
+                  step_callback: Callable[[], None] | None = None) -> torch.Tensor:
+    """Sample ``n`` series of ``length`` (a multiple of the stage length) in [-1, 1].
+
+    known: (n, p, channels) values of the first p steps to condition on (replacement), or None.
+    Returns (n, length, channels) on the CPU. Noise is drawn on the CPU from ``generator`` so that a seed
+    gives the same samples on every device."""
+    device = device or next(denoiser.parameters()).device
+    channels = denoiser.channels
+    schedule = sampler.schedule
+
+    def noise(shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(shape, generator=generator).to(device)
+
+    x = noise((n, length, channels))
+    if known is not None:
+        known = known.to(device=device, dtype=x.dtype)
+        prefix = known.shape[1]
+    for index, t in enumerate(sampler.timesteps):
+        steps = torch.full((n,), t, dtype=torch.long, device=device)
+        if known is not None:
+            x[:, :prefix] = schedule.add_noise(known, noise(tuple(known.shape)), steps)
+        x0 = denoiser(x, steps).float().clamp(-1.0, 1.0)
+        x = sampler.step(x0, index, x, generator)
+        if step_callback is not None:
+            step_callback()
+    if known is not None:
+        x[:, :prefix] = known
+    return x.cpu()
+
+
+def generate(denoiser: StageDiffDenoiser, sampler: Sampler, n: int, length: int, generator: torch.Generator,
+             chunk_length: int, overlap: int, prefix: torch.Tensor | None = None,
+             device: torch.device | None = None, step_callback: Callable[[], None] | None = None) -> torch.Tensor:
+    """(n, length, channels) scaled samples, produced chunk by chunk.
+
+    prefix: (n, p, channels) scaled history to continue from (its last ``chunk_length - stage_length``
+    steps at most are used); the output starts right after it."""
+    stage = denoiser.stage_length
+    pieces: list[torch.Tensor] = []
+    produced = 0
+    tail = None if prefix is None else prefix[:, -(chunk_length - stage):]
+    while produced < length:
+        known = 0 if tail is None else tail.shape[1]
+        size = chunk_length if tail is not None else min(chunk_length, round_up(length, stage))
+        chunk = denoise_chunk(denoiser, sampler, n, size, generator, known=tail, device=device,
+                              step_callback=step_callback)
+        new = chunk[:, known:]
+        pieces.append(new[:, :length - produced])
+        produced += new.shape[1]
+        tail = chunk[:, size - overlap:]
+    return torch.cat(pieces, dim=1)
+
+
+def chunk_plan(length: int, chunk_length: int, overlap: int, stage: int, prefix: int = 0) -> int:
+    """How many chunks ``generate`` will denoise (for progress bars)."""
+    if prefix:
+        first = chunk_length - min(prefix, chunk_length - stage)
+    else:
+        first = min(chunk_length, round_up(length, stage))
+    remaining = max(0, length - first)
+    return 1 + -(-remaining // (chunk_length - overlap))

@@ -1,0 +1,221 @@
+"""Training loop: AdamW with warmup and cosine decay, gradient clipping, EMA weights, periodic
+checkpoints and exact resume (same seed and data give the same weights as an uninterrupted run)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from stagediff.config import StageDiffConfig
+from stagediff.diffusion import NoiseSchedule
+from stagediff.errors import ConfigError, DataError
+from stagediff.model import StageDiffDenoiser
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "last.pt"
+VALIDATION_WINDOWS = 256
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """What the progress callback receives after every step."""
+
+    step: int
+    max_steps: int
+    loss: float
+    learning_rate: float
+    seconds: float
+    validation_loss: float | None = None
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    validation_losses: dict[int, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    resumed_from: int = 0
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """"auto" picks CUDA when present, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def diffusion_loss(prediction: torch.Tensor, target: torch.Tensor, fourier_weight: float) -> torch.Tensor:
+    """MSE on x_0 (Stage-Diff eq. 7); optionally plus Diffusion-TS's Fourier term (Yuan & Qiao 2024, eq. 9)."""
+    loss = F.mse_loss(prediction, target)
+    if fourier_weight > 0:
+        spectrum_prediction = torch.fft.rfft(prediction, dim=1, norm="forward")
+        spectrum_target = torch.fft.rfft(target, dim=1, norm="forward")
+        loss = loss + fourier_weight * (F.mse_loss(spectrum_prediction.real, spectrum_target.real)
+                                        + F.mse_loss(spectrum_prediction.imag, spectrum_target.imag))
+    return loss
+
+
+def learning_rate_factor(step: int, config: StageDiffConfig) -> float:
+    """Linear warmup, then cosine decay to 10% of the peak at max_steps."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_denoiser(config: StageDiffConfig, channels: int) -> StageDiffDenoiser:
+    """A freshly initialised denoiser, deterministic in config.seed (the global RNG is left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return StageDiffDenoiser(config, channels)
+
+
+class Trainer:
+    """Owns the model, its EMA copy, the optimizer and the random state of one training run.
+
+    ``series``: the scaled training split (length, channels) in [-1, 1]; windows are cut on the fly
+    (stride 1), so memory is that of the series, not of all windows.
+    """
+
+    def __init__(self, config: StageDiffConfig, denoiser: StageDiffDenoiser, series: np.ndarray,
+                 validation: np.ndarray | None = None, device: str | torch.device | None = "auto"):
+        self.config, self.device = config, resolve_device(device)
+        self.model = denoiser.to(self.device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.windows = _window_view(series, config.window)
+        self.validation = _window_view(validation, config.window) if validation is not None and len(validation) >= config.window else None
+        self.schedule = NoiseSchedule.create(config.diffusion_steps, config.schedule)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate,
+                                           weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: learning_rate_factor(s, config))
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.step = 0
+        self.result = TrainResult(steps=0)
+
+    # -- one step ---------------------------------------------------------------------------
+    def noisy_batch(self, windows: torch.Tensor, generator: torch.Generator, size: int):
+        index = torch.randint(len(windows), (size,), generator=generator)
+        x0 = windows[index]
+        k = torch.randint(self.schedule.steps, (size,), generator=generator)
+        noise = torch.randn(x0.shape, generator=generator)
+        return self.schedule.add_noise(x0, noise, k).to(self.device), k.to(self.device), x0.to(self.device)
+
+    def train_step(self) -> float:
+        self.model.train()
+        x_k, k, x0 = self.noisy_batch(self.windows, self.generator, self.config.batch_size)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            prediction = self.model(x_k, k)
+        loss = diffusion_loss(prediction.float(), x0, self.config.fourier_loss_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.update_ema()
+        self.step += 1
+        return loss.item()
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+        torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), 1 - decay)
+
+    @torch.no_grad()
+    def validation_loss(self) -> float | None:
+        """x_0 MSE of the EMA model on a fixed, seeded set of validation windows and noise levels."""
+        if self.validation is None:
+            return None
+        self.ema.eval()
+        generator = torch.Generator().manual_seed(self.config.seed + 1)
+        x_k, k, x0 = self.noisy_batch(self.validation, generator, min(VALIDATION_WINDOWS, len(self.validation)))
+        losses = [F.mse_loss(self.ema(x_k[i:i + 64], k[i:i + 64]).float(), x0[i:i + 64], reduction="sum")
+                  for i in range(0, len(x0), 64)]
+        return float(sum(losses) / x0.numel())
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"step": self.step, "config": self.config.to_dict(), "model": self.model.state_dict(),
+                "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "losses": self.result.losses,
+                "validation_losses": self.result.validation_losses, "seconds": self.result.seconds}
+
+    def save_checkpoint(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / CHECKPOINT_NAME
+        temporary = directory / f".{CHECKPOINT_NAME}.{os.getpid()}.tmp"
+        torch.save(self.state_dict(), temporary)
+        os.replace(temporary, path)  # atomic: an interruption never leaves a half-written checkpoint
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state["config"] != self.config.to_dict():
+            raise ConfigError(f"checkpoint {path} was written with a different configuration; "
+                              "delete it or choose another checkpoint directory to start afresh")
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step = state["step"]
+        self.result = TrainResult(steps=self.step, losses=list(state["losses"]),
+                                  validation_losses={int(k): v for k, v in state["validation_losses"].items()},
+                                  seconds=state["seconds"], resumed_from=self.step)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self, checkpoint_dir: str | os.PathLike | None = None, callback: Callable[[TrainProgress], None] | None = None,
+            progress: bool | None = None, stop_after: int | None = None) -> TrainResult:
+        """Train until config.max_steps (or ``stop_after`` more steps, to simulate an interruption).
+
+        With ``checkpoint_dir``, an existing checkpoint there is resumed and a new one written every
+        config.checkpoint_every steps and at the end. ``progress`` None shows a bar only on a terminal."""
+        directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        if directory is not None and (directory / CHECKPOINT_NAME).is_file():
+            self.load_checkpoint(directory / CHECKPOINT_NAME)
+            logger.info("resumed training from %s at step %d", directory / CHECKPOINT_NAME, self.step)
+        end = self.config.max_steps if stop_after is None else min(self.config.max_steps, self.step + stop_after)
+        bar = tqdm(total=self.config.max_steps, initial=self.step, desc="training", unit="step",
+                   disable=None if progress is None else not progress)
+        started = time.perf_counter() - self.result.seconds
+        while self.step < end:
+            loss = self.train_step()
+            self.result.losses.append(loss)
+            validation = None
+            if self.step % self.config.checkpoint_every == 0 or self.step == self.config.max_steps:
+                validation = self.validation_loss()
+                if validation is not None:
+                    self.result.validation_losses[self.step] = validation
+                self.result.seconds = time.perf_counter() - started
+                if directory is not None:
+                    self.save_checkpoint(directory)
+            self.result.seconds = time.perf_counter() - started
+            self.result.steps = self.step
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if callback is not None:
+                callback(TrainProgress(self.step, self.config.max_steps, loss, self.scheduler.get_last_lr()[0],
+                                       self.result.seconds, validation))
+        bar.close()
+        return self.result
+
+
+def _window_view(series: np.ndarray, window: int) -> torch.Tensor:
+    """(length, channels) -> a (windows, window, channels) stride-1 view without copying the windows."""
+    tensor = torch.as_tensor(np.ascontiguousarray(series), dtype=torch.float32)
+    if len(tensor) < window:
+        raise DataError(f"the training split has {len(tensor)} rows, shorter than one window of {window}")
+    return tensor.unfold(0, window, 1).transpose(1, 2)
