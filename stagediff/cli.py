@@ -1,0 +1,166 @@
+"""`stagediff` command line: fit a generator, sample from it, describe it.
+
+    stagediff fit DATA [--time-column date] [--window 256] [--max-steps N] [--config FILE] --out DIR
+    stagediff sample DIR --n 4 --length 1024 [--seed 0] [--steps 50] [--prefix FILE] --out FILE.{parquet,csv}
+    stagediff info DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from stagediff.errors import StageDiffError
+
+OUTPUT_FORMATS = (".parquet", ".csv")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stagediff", description="Stage-Diff synthetic time series generator")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: one per core, at most 8)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fit = commands.add_parser("fit", help="train a generator on a CSV/parquet file or a built-in dataset")
+    fit.add_argument("data", help="CSV or parquet path, or a built-in name: synthetic, etth1, stock, exchange")
+    fit.add_argument("--out", required=True, help="folder to write the trained model to")
+    fit.add_argument("--time-column", help="name of the time column (default: built-in's own, else none)")
+    fit.add_argument("--config", help="YAML/JSON file of StageDiffConfig fields")
+    fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one configuration field (YAML value), repeatable")
+    fit.add_argument("--window", type=int, help="training window length")
+    fit.add_argument("--max-steps", type=int, help="training steps")
+    fit.add_argument("--seed", type=int, help="random seed of initialisation and training")
+    fit.add_argument("--interpolate", action="store_true", help="interpolate NaN/inf values instead of failing")
+    fit.add_argument("--data-dir", help="folder of the benchmark files (default: $STAGEDIFF_DATA_DIR, else ./data)")
+    fit.add_argument("--checkpoint-dir", help="checkpoint folder; an interrupted fit resumes from it "
+                                              "(default: OUT/../<name>-checkpoints)")
+    fit.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="show a progress bar")
+
+    sample = commands.add_parser("sample", help="sample synthetic series from a trained generator")
+    sample.add_argument("model", help="model folder written by `stagediff fit`")
+    sample.add_argument("--out", required=True, help="output file, .parquet or .csv")
+    sample.add_argument("--n", type=int, default=1, help="number of series")
+    sample.add_argument("--length", type=int, help="steps per series (default: the training window)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--steps", type=int, help="DDIM reverse steps (default: the model's sampling_steps)")
+    sample.add_argument("--sampler", choices=("ddim", "ddpm"), help="default: the model's configured sampler")
+    sample.add_argument("--prefix", help="CSV/parquet of real history to continue (channel columns, optional time column)")
+    sample.add_argument("--start", help="first timestamp of the samples (default: continue after the data or prefix)")
+    sample.add_argument("--chunk-length", type=int, help="steps denoised jointly per chunk (default: the window)")
+    sample.add_argument("--plot", help="also write a PNG of the samples")
+    sample.add_argument("--plot-data", help="real data (file or built-in name) to draw beside the samples in --plot")
+    sample.add_argument("--data-dir", help="folder of the benchmark files for --plot-data")
+    sample.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    sample.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+
+    info = commands.add_parser("info", help="print a trained generator's configuration and metadata as JSON")
+    info.add_argument("model")
+    return parser
+
+
+def fit_command(args: argparse.Namespace) -> int:
+    from stagediff.config import StageDiffConfig
+    from stagediff.generator import StageDiff
+
+    config = StageDiffConfig.from_file(args.config) if args.config else StageDiffConfig()
+    overrides = parse_overrides(args.set)
+    for name, value in (("window", args.window), ("max_steps", args.max_steps), ("seed", args.seed)):
+        if value is not None:
+            overrides[name] = value
+    if args.interpolate:
+        overrides["missing"] = "interpolate"
+    config = config.replace(**overrides)
+    out = Path(args.out)
+    checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else out.parent / f"{out.name}-checkpoints"
+    model = StageDiff(config).fit(args.data, args.time_column, data_dir=args.data_dir, checkpoint_dir=checkpoints,
+                                  device=args.device, progress=args.progress)
+    model.save(out)
+    training = model.metadata["training"]
+    print(f"trained {training['steps']} steps in {training['seconds']:.1f} s on {training['device']} "
+          f"(final loss {training['final_loss']:.4f}, {training['parameters']:,} parameters); model saved to {out}")
+    return 0
+
+
+def sample_command(args: argparse.Namespace) -> int:
+    from stagediff.data import load_frame
+    from stagediff.generator import StageDiff
+
+    out = Path(args.out)
+    if out.suffix not in OUTPUT_FORMATS:
+        raise StageDiffError(f"--out must end in {' or '.join(OUTPUT_FORMATS)}, got {out.name}")
+    if args.plot and not args.plot.endswith(".png"):
+        raise StageDiffError(f"--plot must be a .png file, got {args.plot}")
+    model = StageDiff.load(args.model, device=args.device)
+    prefix = load_frame(Path(args.prefix))[0] if args.prefix else None
+    frame = model.sample(n=args.n, length=args.length, seed=args.seed, steps=args.steps, prefix=prefix,
+                         sampler=args.sampler, start=args.start, chunk_length=args.chunk_length,
+                         progress=args.progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        frame.to_csv(out, index=False)
+    else:
+        frame.to_parquet(out, index=False)
+    print(f"wrote {args.n} sample(s) x {frame.shape[0] // args.n} steps x {frame.shape[1] - 2} channels to {out}")
+    if args.plot:
+        plot(model, frame, args)
+    return 0
+
+
+def plot(model, frame, args: argparse.Namespace) -> None:
+    from stagediff.data import load_series
+    from stagediff.plots import plot_samples
+
+    real = None
+    if args.plot_data:
+        series = load_series(args.plot_data, model.metadata.get("time_column"), data_dir=args.data_dir)
+        length = frame.shape[0] // args.n
+        real = series.values[-length:] if series.length >= length else None
+    path = plot_samples(frame, args.plot, real=real, title=f"stagediff samples from {args.model}")
+    print(f"wrote plot {path}")
+
+
+def info_command(args: argparse.Namespace) -> int:
+    from stagediff.artifacts import load_generator
+
+    saved = load_generator(args.model)
+    print(json.dumps({"config": saved.config.to_dict(), "metadata": saved.metadata}, indent=2, default=str))
+    return 0
+
+
+def parse_overrides(items: Sequence[str]) -> dict:
+    overrides = {}
+    for item in items:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise StageDiffError(f"--set expects KEY=VALUE, got {item!r}")
+        parsed = yaml.safe_load(value)
+        overrides[key.strip()] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return overrides
+
+
+COMMANDS = {"fit": fit_command, "sample": sample_command, "info": info_command}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from stagediff.runtime import configure_threads
+
+    try:
+        configure_threads(args.threads)
+        return COMMANDS[args.command](args)
+    except (StageDiffError, ValueError) as error:
+        print(f"stagediff {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
