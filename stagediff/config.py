@@ -50,12 +50,12 @@ class StageDiffConfig:
     """Steps of each neighbouring stage's input a stage also sees (0 = the paper's literal reading).
     Fixes the seam jumps of the literal reading (docs/design.md)."""
     patch_length: int = 8
-    patch_stride: int = 4
+    patch_stride: int = 8
     pool_kernels: tuple[int, ...] = (25, 9, 1)
     """AvgPool kernel per decomposition scale, coarse to fine; a final 1 keeps the finest detail
     (fixes the over-smoothing of the literal reading)."""
     d_model: int = 32
-    heads: int = 4
+    heads: int = 2
     encoder_layers: int = 1
     decoder_layers: int = 1
     feedforward: int = 64

@@ -156,12 +156,16 @@ class Trainer:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / CHECKPOINT_NAME
         temporary = directory / f".{CHECKPOINT_NAME}.{os.getpid()}.tmp"
-        torch.save(self.state_dict(), temporary)
-        os.replace(temporary, path)  # atomic: an interruption never leaves a half-written checkpoint
+        try:
+            torch.save(self.state_dict(), temporary)
+            os.replace(temporary, path)  # atomic: an interruption never leaves a half-written checkpoint
+        finally:
+            temporary.unlink(missing_ok=True)  # a failed write leaves no stray temporary file behind
         return path
 
     def load_checkpoint(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        # On the CPU: the RNG states must stay CPU byte tensors; load_state_dict moves the rest to the device.
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if state["config"] != self.config.to_dict():
             raise ConfigError(f"checkpoint {path} was written with a different configuration; "
                               "delete it or choose another checkpoint directory to start afresh")

@@ -1,0 +1,192 @@
+"""Tests of stagediff.train: the step, EMA, learning-rate schedule, progress callback, validation loss,
+atomic checkpoints and exact resume (interrupted + resumed == uninterrupted)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from stagediff import StageDiff
+from stagediff.errors import ConfigError, DataError
+from stagediff.train import (
+    CHECKPOINT_NAME,
+    Trainer,
+    TrainProgress,
+    build_denoiser,
+    diffusion_loss,
+    learning_rate_factor,
+)
+
+
+def scaled_series(length: int = 150, seed: int = 0) -> np.ndarray:
+    """A (length, 2) series in [-1, 1], as the trainer receives it."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)[:, None]
+    return np.clip(0.8 * np.sin(2 * np.pi * t / np.array([24, 40])) + rng.normal(0, 0.05, (length, 2)), -1, 1)
+
+
+def make_trainer(config, validation: bool = True) -> Trainer:
+    series = scaled_series()
+    return Trainer(config, build_denoiser(config, 2), series[:100], series[100:] if validation else None, device="cpu")
+
+
+def assert_same_weights(first: torch.nn.Module, second: torch.nn.Module) -> None:
+    one, two = first.state_dict(), second.state_dict()
+    assert one.keys() == two.keys()
+    for name in one:
+        assert torch.equal(one[name], two[name]), name
+
+
+class Interrupt(Exception):
+    pass
+
+
+# ------------------------------------------------------------------------------------------------- steps
+
+
+def test_diffusion_loss_is_mse_plus_optional_fourier_term():
+    target = torch.randn(2, 16, 3)
+    prediction = target + 0.1 * torch.randn(2, 16, 3)
+    assert diffusion_loss(prediction, target, 0.0).item() == pytest.approx(((prediction - target) ** 2).mean().item())
+    assert diffusion_loss(target, target, 1.0).item() == 0.0
+    assert diffusion_loss(prediction, target, 1.0) > diffusion_loss(prediction, target, 0.0)
+
+
+def test_learning_rate_warms_up_then_decays_to_a_tenth(tiny_config):
+    config = tiny_config.replace(warmup_steps=4, max_steps=20)
+    factors = [learning_rate_factor(step, config) for step in range(25)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert factors[4] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
+    assert factors[20] == pytest.approx(0.1) and factors[24] == pytest.approx(0.1)
+
+
+def test_ema_follows_the_model_with_warmed_up_decay(tiny_config):
+    trainer = make_trainer(tiny_config)
+    old_ema = [p.clone() for p in trainer.ema.parameters()]
+    trainer.train_step()
+    decay = min(tiny_config.ema_decay, 1 / 10)  # decay at step 0 is (1 + 0) / (10 + 0)
+    for before, ema, model in zip(old_ema, trainer.ema.parameters(), trainer.model.parameters()):
+        assert torch.allclose(ema, decay * before + (1 - decay) * model, atol=1e-6)
+        assert not ema.requires_grad
+    assert any(not torch.equal(e, m) for e, m in zip(trainer.ema.parameters(), trainer.model.parameters()))
+
+
+def test_trainer_rejects_a_series_shorter_than_a_window(tiny_config):
+    with pytest.raises(DataError, match="shorter than one window"):
+        Trainer(tiny_config, build_denoiser(tiny_config, 2), scaled_series(20), device="cpu")
+
+
+def test_callback_reports_every_step_and_validation_at_checkpoints(tiny_config):
+    config = tiny_config.replace(max_steps=5, checkpoint_every=2)
+    reports: list[TrainProgress] = []
+    result = make_trainer(config).run(callback=reports.append, progress=False)
+    assert [r.step for r in reports] == [1, 2, 3, 4, 5]
+    assert all(r.max_steps == 5 for r in reports)
+    assert [r.loss for r in reports] == result.losses
+    assert all(math.isfinite(r.loss) and r.loss > 0 for r in reports)
+    expected_rates = [config.learning_rate * learning_rate_factor(step, config) for step in range(1, 6)]
+    assert [r.learning_rate for r in reports] == pytest.approx(expected_rates)
+    assert all(b.seconds >= a.seconds >= 0 for a, b in zip(reports, reports[1:]))
+    # validation at every checkpoint_every steps and at the end, and nowhere else
+    assert [r.step for r in reports if r.validation_loss is not None] == [2, 4, 5]
+    assert result.validation_losses == {r.step: r.validation_loss for r in reports if r.validation_loss is not None}
+    assert all(math.isfinite(v) and v > 0 for v in result.validation_losses.values())
+    assert result.steps == 5 and result.resumed_from == 0
+
+
+def test_validation_loss_is_none_without_validation_data(tiny_config):
+    reports: list[TrainProgress] = []
+    result = make_trainer(tiny_config, validation=False).run(callback=reports.append, progress=False)
+    assert result.validation_losses == {} and all(r.validation_loss is None for r in reports)
+
+
+def test_validation_loss_is_deterministic_and_measures_the_ema(tiny_config):
+    trainer = make_trainer(tiny_config)
+    assert trainer.validation_loss() == trainer.validation_loss()
+    before = trainer.validation_loss()
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(1.0)  # the raw model's weights do not enter the validation loss
+    assert trainer.validation_loss() == before
+
+
+# ----------------------------------------------------------------------------------- checkpoints and resume
+
+
+def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(tiny_config, tmp_path):
+    config = tiny_config.replace(max_steps=6, checkpoint_every=2)
+    reference_trainer = make_trainer(config)
+    reference = reference_trainer.run(progress=False)
+
+    interrupted = make_trainer(config).run(tmp_path, stop_after=3, progress=False)
+    assert interrupted.steps == 3
+    assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["step"] == 2  # the last checkpoint
+
+    resumed_trainer = make_trainer(config)
+    resumed = resumed_trainer.run(tmp_path, progress=False)  # a fresh process would start exactly like this
+    assert resumed.resumed_from == 2 and resumed.steps == 6
+    assert_same_weights(resumed_trainer.model, reference_trainer.model)
+    assert_same_weights(resumed_trainer.ema, reference_trainer.ema)
+    assert resumed.losses == reference.losses
+    assert resumed.validation_losses == reference.validation_losses
+
+
+def test_resuming_a_finished_run_trains_no_further(tiny_config, tmp_path):
+    first = make_trainer(tiny_config)
+    first.run(tmp_path, progress=False)
+    again = make_trainer(tiny_config)
+    calls = []
+    result = again.run(tmp_path, callback=calls.append, progress=False)
+    assert calls == [] and result.steps == tiny_config.max_steps
+    assert_same_weights(again.ema, first.ema)
+
+
+def test_interrupted_fit_resumes_to_the_same_weights(tiny_config, tmp_path, frame_factory):
+    config = tiny_config.replace(channels=None, max_steps=6, checkpoint_every=2)
+    frame = frame_factory(120)
+    reference = StageDiff(config).fit(frame, "date", progress=False, device="cpu")
+
+    def interrupt_at_step_3(report: TrainProgress) -> None:
+        if report.step == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        StageDiff(config).fit(frame, "date", checkpoint_dir=tmp_path, callback=interrupt_at_step_3, progress=False,
+                              device="cpu")
+    resumed = StageDiff(config).fit(frame, "date", checkpoint_dir=tmp_path, progress=False, device="cpu")
+    assert_same_weights(resumed.denoiser, reference.denoiser)
+    assert resumed.losses == reference.losses
+
+
+def test_checkpoint_is_written_atomically(tiny_config, tmp_path, monkeypatch):
+    trainer = make_trainer(tiny_config.replace(max_steps=4, checkpoint_every=2))
+    trainer.run(tmp_path, stop_after=2, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]  # no temporary file left behind
+
+    real_save = torch.save
+
+    def crash_halfway(obj, path, *args, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash_halfway)
+    with pytest.raises(OSError, match="disk full"):
+        trainer.run(tmp_path, progress=False)
+    monkeypatch.setattr(torch, "save", real_save)
+    state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)  # the previous checkpoint is intact
+    assert state["step"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]
+
+
+def test_checkpoint_from_another_configuration_is_refused(tiny_config, tmp_path):
+    make_trainer(tiny_config).run(tmp_path, progress=False)
+    written = (tmp_path / CHECKPOINT_NAME).read_bytes()
+    other = tiny_config.replace(d_model=8)
+    with pytest.raises(ConfigError, match="different configuration"):
+        make_trainer(other).run(tmp_path, progress=False)
+    assert (tmp_path / CHECKPOINT_NAME).read_bytes() == written  # left as it was
