@@ -131,7 +131,7 @@ def make_sampler(config: StageDiffConfig, sampler: str | None = None, steps: int
         chosen.set_timesteps()
     elif kind == "ddim":
         chosen = DDIMSampler(schedule, eta=config.ddim_eta)
-        chosen.set_timesteps(steps or config.sampling_steps)
+        chosen.set_timesteps(config.sampling_steps if steps is None else steps)
     else:
         raise ValueError(f"unknown sampler {kind!r}; choose 'ddpm' or 'ddim'")
     return chosen

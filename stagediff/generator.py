@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 import stagediff
 from stagediff.artifacts import SavedGenerator, load_generator, save_generator
-from stagediff.config import StageDiffConfig
+from stagediff.config import SAMPLERS, StageDiffConfig
 from stagediff.data import MinMaxScaler, Series, load_series, split_by_time, validate_frame
 from stagediff.diffusion import make_sampler
 from stagediff.errors import DataError, StageDiffError
@@ -112,6 +112,7 @@ class StageDiff:
         chunk_length = config.window if chunk_length is None else chunk_length
         overlap = max(stage, round_up(chunk_length // 4, stage)) if overlap is None else overlap
         check_request(n, length, denoiser.channels, chunk_length, overlap, stage)
+        check_sampler(sampler, steps, config.diffusion_steps)
         known = None if prefix is None else self.scale_prefix(prefix)
         chosen = make_sampler(config, sampler, steps)
         target = resolve_device(device) if device is not None else next(denoiser.parameters()).device
@@ -215,6 +216,14 @@ def check_request(n: int, length: int, channels: int, chunk_length: int, overlap
         raise DataError(f"chunk_length {chunk_length} must be a multiple of the stage length {stage}")
     if not (isinstance(overlap, (int, np.integer)) and stage <= overlap < chunk_length):
         raise DataError(f"overlap must be an integer in [{stage}, {chunk_length}) (stage length to chunk length), got {overlap!r}")
+
+
+def check_sampler(sampler: str | None, steps: int | None, diffusion_steps: int) -> None:
+    if sampler is not None and sampler not in SAMPLERS:
+        raise DataError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer))
+                              or not 1 <= steps <= diffusion_steps):
+        raise DataError(f"steps must be an integer in [1, {diffusion_steps}] (the model's diffusion steps), got {steps!r}")
 
 
 def describe_series(series: Series, training_rows: int) -> dict[str, Any]:

@@ -4,6 +4,7 @@ checkpoints and exact resume (same seed and data give the same weights as an uni
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import math
 import os
@@ -95,6 +96,7 @@ class Trainer:
         self.model = denoiser.to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.windows = _window_view(series, config.window)
+        self.data_fingerprint = hashlib.sha256(np.ascontiguousarray(series, dtype=np.float32).tobytes()).hexdigest()
         self.validation = _window_view(validation, config.window) if validation is not None and len(validation) >= config.window else None
         self.schedule = NoiseSchedule.create(config.diffusion_steps, config.schedule)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate,
@@ -146,7 +148,7 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"step": self.step, "config": self.config.to_dict(), "model": self.model.state_dict(),
+        return {"step": self.step, "config": self.config.to_dict(), "data": self.data_fingerprint, "model": self.model.state_dict(),
                 "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "losses": self.result.losses,
@@ -169,6 +171,9 @@ class Trainer:
         if state["config"] != self.config.to_dict():
             raise ConfigError(f"checkpoint {path} was written with a different configuration; "
                               "delete it or choose another checkpoint directory to start afresh")
+        if state["data"] != self.data_fingerprint:
+            raise DataError(f"checkpoint {path} was written while training on different data; "
+                            "delete it or choose another checkpoint directory to start afresh")
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -306,3 +306,14 @@ def test_bad_training_data_fails_before_training_starts(tmp_path, tiny_settings,
     assert time.perf_counter() - started < 5  # 10,000 steps would take minutes
     assert calls == []
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("steps", [0, -3, 10_000, 2.5, "5"])
+def test_bad_step_counts_are_named(trained_model, steps):
+    with pytest.raises(DataError, match="steps must be"):
+        trained_model.sample(n=1, steps=steps)
+
+
+def test_unknown_sampler_is_named(trained_model):
+    with pytest.raises(DataError, match="sampler must be"):
+        trained_model.sample(n=1, sampler="euler")

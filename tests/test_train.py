@@ -190,3 +190,12 @@ def test_checkpoint_from_another_configuration_is_refused(tiny_config, tmp_path)
     with pytest.raises(ConfigError, match="different configuration"):
         make_trainer(other).run(tmp_path, progress=False)
     assert (tmp_path / CHECKPOINT_NAME).read_bytes() == written  # left as it was
+
+
+
+def test_a_checkpoint_from_other_data_is_refused(tiny_config, tmp_path):
+    config = tiny_config.replace(max_steps=2, checkpoint_every=1)
+    series = scaled_series(100)
+    Trainer(config, build_denoiser(config, 2), series, device="cpu").run(tmp_path, progress=False)
+    with pytest.raises(DataError, match="different data"):
+        Trainer(config, build_denoiser(config, 2), series[::-1].copy(), device="cpu").run(tmp_path, progress=False)
