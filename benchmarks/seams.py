@@ -4,7 +4,7 @@ samples and jumps at stage seams, for the literal model and for the defaults.
     .venv/bin/python benchmarks/seams.py --variant default --steps 600 --out docs/seams-default.json
     .venv/bin/python benchmarks/seams.py --variant literal --steps 600 --out docs/seams-literal.json
 
-Trains on ETTh1 (window 256, held-out last 10 %), samples 64 windows with DDIM-50 and compares with 64
+Trains on ETTh1 (window 256, held-out last 10 %), samples 64 windows with DDIM-50 and with DDPM (200 steps) and compares with 64
 real windows, all in the model's scaled units [-1, 1]:
 - roughness: mean |x[t+1] - x[t]| over all steps and channels;
 - seam ratio: mean |x[t+1] - x[t]| across stage boundaries divided by the same inside stages (1 = no seam).
@@ -27,6 +27,7 @@ from stagediff.runtime import configure_threads
 VARIANTS = {
     "default": {},
     "literal": {"context": 0, "pool_kernels": (25, 13, 5)},
+    "context16": {"context": 16},
 }
 
 
@@ -53,14 +54,15 @@ def main() -> None:
     started = time.perf_counter()
     model = StageDiff(config).fit("etth1", progress=False)
     seconds = time.perf_counter() - started
-    samples = model.scaler.transform(model.sample_array(64, 256, seed=0, progress=False))
+    samples = {sampler: model.scaler.transform(model.sample_array(64, 256, seed=0, sampler=sampler, progress=False))
+               for sampler in ("ddim", "ddpm")}
     values = model.scaler.transform(load_series("etth1").values)
     windows = sliding_windows(values, 256)
     real = windows[np.random.default_rng(0).choice(len(windows), 64, replace=False)]
     report = {"variant": args.variant, "changes": {k: list(v) if isinstance(v, tuple) else v
                                                    for k, v in VARIANTS[args.variant].items()},
               "train_steps": args.steps, "batch": 32, "train_seconds": round(seconds, 1),
-              "final_loss": model.losses[-1], "samples": step_statistics(samples, config.stage_length),
+              "final_loss": model.losses[-1], **{f"samples_{name}": step_statistics(values, config.stage_length) for name, values in samples.items()},
               "real": step_statistics(real, config.stage_length), "torch_threads": torch.get_num_threads()}
     print(json.dumps(report, indent=2))
     if args.out:
