@@ -23,7 +23,7 @@ OUTPUT_FORMATS = (".parquet", ".csv")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stagediff", description="Stage-Diff synthetic time series generator")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: one per core, at most 8)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: 1 on up to 2 cores, else half the cores, at most 8)")
     parser.add_argument("--verbose", "-v", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--sampler", choices=("ddim", "ddpm"), help="default: the model's configured sampler")
     sample.add_argument("--prefix", help="CSV/parquet of real history to continue (channel columns, optional time column)")
     sample.add_argument("--start", help="first timestamp of the samples (default: continue after the data or prefix)")
-    sample.add_argument("--chunk-length", type=int, help="steps denoised jointly per chunk (default: the window)")
+    sample.add_argument("--chunk-length", type=int, help="steps denoised jointly per chunk (default: up to 4 training windows)")
     sample.add_argument("--plot", help="also write a PNG of the samples")
     sample.add_argument("--plot-data", help="real data (file or built-in name) to draw beside the samples in --plot")
     sample.add_argument("--data-dir", help="folder of the benchmark files for --plot-data")

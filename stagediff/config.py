@@ -49,6 +49,9 @@ class StageDiffConfig:
     context: int = 8
     """Steps of each neighbouring stage's input a stage also sees (0 = the paper's literal reading).
     Fixes the seam jumps of the literal reading (docs/design.md)."""
+    input_skip: bool = True
+    """Every decomposition layer also sees the noisy stage itself, not only the previous layer's residual
+    (beyond the paper; keeps fine detail that an early layer's smooth output would drop, docs/design.md)."""
     patch_length: int = 8
     patch_stride: int = 8
     pool_kernels: tuple[int, ...] = (25, 9, 1)

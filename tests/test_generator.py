@@ -15,7 +15,7 @@ import torch
 
 from stagediff import StageDiff, StageDiffConfig
 from stagediff.errors import DataError, StageDiffError
-from stagediff.generator import MAX_SAMPLE_VALUES
+from stagediff.generator import CHUNK_WINDOWS, MAX_SAMPLE_VALUES
 from stagediff.sampling import chunk_plan
 
 CHANNELS = ["a", "b"]
@@ -117,8 +117,13 @@ def test_long_samples_have_exactly_the_requested_length_and_bounded_chunks(train
         values = trained_model.sample_array(n=2, length=length, seed=0)
     assert values.shape == (2, length, 2) and np.isfinite(values).all()
     window = trained_model.config.window
-    assert max(lengths) <= window  # memory is bounded by the chunk (default: one window)
+    chunk = CHUNK_WINDOWS * window
+    assert max(lengths) <= chunk  # memory is bounded by the chunk (default: 4 windows), not by the length
     overlap = max(8, -(-window // 4 // 8) * 8)
+    assert len(lengths) == chunk_plan(length, chunk, overlap, 8) * trained_model.config.sampling_steps
+    with recorded_lengths(trained_model) as lengths:
+        assert trained_model.sample_array(n=1, length=length, seed=0, chunk_length=window).shape == (1, length, 2)
+    assert max(lengths) == window
     assert len(lengths) == chunk_plan(length, window, overlap, 8) * trained_model.config.sampling_steps
     frame = trained_model.sample(n=1, length=length, seed=0)
     assert len(frame) == length and frame["date"].is_monotonic_increasing and frame["date"].is_unique

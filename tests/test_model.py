@@ -141,11 +141,12 @@ def test_ablation_structures_differ(tiny_config, make_denoiser):
     full = models["full"]
     assert full.fusion is not None and len(full.fusion) == len(tiny_config.pool_kernels)
     assert full.mixing is None
-    assert full.layers[0].stage_patches.projection.in_features == patch
+    inputs = 2 if tiny_config.input_skip else 1  # the layer's input, and with input_skip the noisy stage
+    assert full.layers[0].stage_patches.projection.in_features == inputs * patch
     assert full.fusion[0].in_channels == full.fusion[0].out_channels == channels
 
     joint = models["w/o CI"]
-    assert joint.layers[0].stage_patches.projection.in_features == channels * patch
+    assert joint.layers[0].stage_patches.projection.in_features == inputs * channels * patch
     assert joint.layers[0].history_patches.projection.in_features == channels * patch
     assert joint.layers[0].head.out_features == channels * stage
 

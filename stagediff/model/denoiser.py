@@ -42,7 +42,8 @@ class StageDiffDenoiser(nn.Module):
         self.layers = nn.ModuleList(
             DecompositionLayer(per_sequence, self.stage_length + 2 * self.context, self.stage_length,
                                config.patch_length, config.patch_stride, config.d_model, config.heads,
-                               config.feedforward, config.encoder_layers, config.decoder_layers, config.dropout)
+                               config.feedforward, config.encoder_layers, config.decoder_layers, config.dropout,
+                               inputs_per_channel=2 if config.input_skip else 1)
             for _ in self.kernels
         )
         # The history of stage 1 (no previous stage): learned per scale and channel, initialised at zero.
@@ -67,15 +68,19 @@ class StageDiffDenoiser(nn.Module):
         stages = length // self.stage_length
         step = self.step_embedding(k)
         residual = rearrange(x, "b (m l) d -> b m d l", l=self.stage_length)
+        noisy = add_context(residual, self.context)
         estimate = torch.zeros_like(residual)
         for scale, layer in enumerate(self.layers):
-            segments = add_context(residual, self.context)
+            # (b, m, d, inputs, span): the layer's input x^s, and with input_skip also the noisy stage
+            segments = add_context(residual, self.context).unsqueeze(3)
+            if self.config.input_skip:
+                segments = torch.cat([segments, noisy.unsqueeze(3)], dim=3)
             if self.config.channel_independent:
-                tokens = layer.encode(rearrange(segments, "b m d l -> (b m d) 1 l"),
+                tokens = layer.encode(rearrange(segments, "b m d c l -> (b m d) c l"),
                                       repeat(step, "b e -> (b m d) e", m=stages, d=channels))
                 tokens = rearrange(tokens, "(b m d) p e -> m (b d) p e", b=batch, m=stages)
             else:
-                tokens = layer.encode(rearrange(segments, "b m d l -> (b m) d l"), repeat(step, "b e -> (b m) e", m=stages))
+                tokens = layer.encode(rearrange(segments, "b m d c l -> (b m) (d c) l"), repeat(step, "b e -> (b m) e", m=stages))
                 tokens = rearrange(tokens, "(b m) p e -> m b p e", b=batch)
             history = self.initial_history[scale].expand(batch, -1, -1)
             outputs = []
