@@ -26,10 +26,11 @@ from stagediff.runtime import configure_threads
 
 VARIANTS = {
     "default": {},
-    "literal": {"context": 0, "pool_kernels": (25, 13, 5), "input_skip": False},
-    "no_input_skip": {"input_skip": False},
-    "context16": {"context": 16, "input_skip": False},
-    "two_scales": {"pool_kernels": (25, 1)},
+    "literal": {"context": 0, "pool_kernels": (25, 13, 5), "input_skip": False, "seam_blend": False},
+    "no_seam_blend": {"seam_blend": False},
+    "no_input_skip": {"input_skip": False, "seam_blend": False},
+    "context16": {"context": 16, "input_skip": False, "seam_blend": False},
+    "two_scales": {"pool_kernels": (25, 1), "seam_blend": False},
 }
 
 

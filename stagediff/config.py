@@ -49,6 +49,9 @@ class StageDiffConfig:
     context: int = 8
     """Steps of each neighbouring stage's input a stage also sees (0 = the paper's literal reading).
     Fixes the seam jumps of the literal reading (docs/design.md)."""
+    seam_blend: bool = True
+    """Each stage also predicts its 2 x context neighbouring steps, and overlapping predictions are
+    overlap-added with linear ramps (beyond the paper; needs 2 * context <= stage_length)."""
     input_skip: bool = True
     """Every decomposition layer also sees the noisy stage itself, not only the previous layer's residual
     (beyond the paper; keeps fine detail that an early layer's smooth output would drop, docs/design.md)."""
@@ -236,6 +239,8 @@ def _check_values(c: StageDiffConfig) -> None:
         )
     stage = c.effective_stage_length
     _require(c.effective_context <= stage, f"context ({c.context}) cannot exceed stage_length ({stage})")
+    _require(not c.seam_blend or 2 * c.effective_context <= stage,
+             f"seam_blend needs 2 * context ({2 * c.context}) <= stage_length ({stage}); lower context or set seam_blend false")
     span = stage + 2 * c.effective_context
     _require(c.patch_length <= stage, f"patch_length ({c.patch_length}) cannot exceed stage_length ({stage})")
     for length, what in ((span, "stage_length + 2 * context"), (stage, "stage_length")):

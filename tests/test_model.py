@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from stagediff.config import StageDiffConfig
 from stagediff.diffusion import NoiseSchedule
 from stagediff.model import DecompositionLayer, PatchEmbedding, StageDiffDenoiser, StepEmbedding, add_context, moving_average
 from stagediff.train import Trainer, build_denoiser
@@ -148,7 +149,8 @@ def test_ablation_structures_differ(tiny_config, make_denoiser):
     joint = models["w/o CI"]
     assert joint.layers[0].stage_patches.projection.in_features == inputs * channels * patch
     assert joint.layers[0].history_patches.projection.in_features == channels * patch
-    assert joint.layers[0].head.out_features == channels * stage
+    span = stage + 2 * tiny_config.context if tiny_config.seam_blend else stage  # seam_blend predicts the context too
+    assert joint.layers[0].head.out_features == channels * span
 
     assert models["w/o CD"].fusion is None
 
@@ -236,3 +238,27 @@ def test_without_channel_independence_channels_mix_within_a_stage(tiny_config, m
     config = tiny_config.replace(channel_independent=False, channel_fusion=False)
     base, changed = stage_two_response(make_denoiser(config), stage)
     assert (base[:, :stage, 1] - changed[:, :stage, 1]).abs().max() > 1e-4
+
+
+def test_seam_blend_weights_sum_to_one_and_blending_is_exact_for_agreeing_stages():
+    from stagediff.model.denoiser import blend_stages, seam_weights
+
+    weights = seam_weights(8, 2)
+    assert weights.shape == (12,) and torch.allclose(weights[:4] + weights[-4:], torch.ones(4))
+    series = torch.randn(2, 4 * 8 + 4, 3)  # a series padded by the context on both sides
+    spans = torch.stack([series[:, m * 8:m * 8 + 12] for m in range(4)], dim=1).transpose(2, 3)  # (b, M, d, span)
+    blended = blend_stages(spans, weights, 2)  # stages that agree on their overlaps give the series back
+    assert torch.allclose(blended, spans[..., 2:10], atol=1e-6)
+    disagreeing = spans.clone()
+    disagreeing[:, 1] += 1.0  # stage 1 predicts 1 higher everywhere: the seams ramp instead of jumping
+    out = blend_stages(disagreeing, weights, 2) - blended
+    seam = out[0, :, 0].reshape(-1)
+    assert seam.diff().abs().max() <= 0.25 + 1e-6  # a 1.0 offset spread over a 4-step ramp
+
+
+def test_seam_blend_off_is_the_stage_grid():
+    config = StageDiffConfig(window=32, stage_length=8, context=2, patch_length=4, patch_stride=2, pool_kernels=(5, 1),
+                             d_model=16, heads=2, feedforward=32, seam_blend=False)
+    denoiser = StageDiffDenoiser(config, 2)
+    assert denoiser.layers[0].head.out_features == 8
+    assert denoiser(torch.randn(1, 32, 2), torch.tensor([3])).shape == (1, 32, 2)

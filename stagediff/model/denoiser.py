@@ -23,6 +23,34 @@ def add_context(stages: torch.Tensor, context: int) -> torch.Tensor:
     return torch.cat([left, stages, right], dim=-1)
 
 
+def seam_weights(stage_length: int, context: int) -> torch.Tensor:
+    """Overlap-add weights over a stage's extended span (stage_length + 2 * context): linear ramps over the
+    2 * context steps shared with each neighbour, 1 elsewhere; a ramp and its neighbour's sum to 1."""
+    ramp = (torch.arange(2 * context) + 0.5) / (2 * context)
+    middle = torch.ones(stage_length - 2 * context)
+    return torch.cat([ramp, middle, 1 - ramp])
+
+
+def blend_stages(spans: torch.Tensor, weights: torch.Tensor, context: int) -> torch.Tensor:
+    """Overlap-add each stage's prediction over its extended span into the stage grid.
+
+    spans (batch, M, channels, L_sta + 2 * context) -> (batch, M, channels, L_sta): a step near a seam is the
+    weighted mean of the two stages that predict it, so neighbouring stages meet without a jump."""
+    if context == 0:
+        return spans
+
+    def gather(values: torch.Tensor) -> torch.Tensor:
+        length = values.shape[-1] - 2 * context
+        core = values[..., context:context + length]
+        from_left = torch.cat([torch.zeros_like(values[:, :1, ..., :context]), values[:, :-1, ..., length + context:]], dim=1)
+        from_right = torch.cat([values[:, 1:, ..., :context], torch.zeros_like(values[:, :1, ..., :context])], dim=1)
+        middle = core[..., context:length - context]
+        return torch.cat([core[..., :context] + from_left, middle, core[..., length - context:] + from_right], dim=-1)
+
+    total = gather(weights.expand(1, spans.shape[1], 1, -1))  # the weight each grid step received (< 1 at the ends)
+    return gather(spans * weights) / total
+
+
 class StageDiffDenoiser(nn.Module):
     """Predicts x_0 from a noisy series x_k at diffusion step k; all stages are denoised jointly.
 
@@ -36,6 +64,9 @@ class StageDiffDenoiser(nn.Module):
         self.config, self.channels = config, channels
         self.stage_length = config.effective_stage_length
         self.context = config.effective_context
+        # With seam_blend each stage also predicts its context steps and neighbours are overlap-added.
+        self.blend_context = self.context if config.seam_blend else 0
+        self.register_buffer("seam_weights", seam_weights(self.stage_length, self.blend_context), persistent=False)
         self.kernels = config.pool_kernels
         per_sequence = 1 if config.channel_independent else channels
         self.step_embedding = StepEmbedding(config.d_model)
@@ -43,7 +74,8 @@ class StageDiffDenoiser(nn.Module):
             DecompositionLayer(per_sequence, self.stage_length + 2 * self.context, self.stage_length,
                                config.patch_length, config.patch_stride, config.d_model, config.heads,
                                config.feedforward, config.encoder_layers, config.decoder_layers, config.dropout,
-                               inputs_per_channel=2 if config.input_skip else 1)
+                               inputs_per_channel=2 if config.input_skip else 1,
+                               output_length=self.stage_length + 2 * self.blend_context)
             for _ in self.kernels
         )
         # The history of stage 1 (no previous stage): learned per scale and channel, initialised at zero.
@@ -89,10 +121,11 @@ class StageDiffDenoiser(nn.Module):
                 if self.mixing is not None:
                     x_hat = x_hat + self.mixing[scale](x_hat)
                 trend = moving_average(x_hat, self.kernels[scale])
-                history = self.fusion[scale](trend) if self.fusion is not None else trend
+                own_trend = trend[..., self.blend_context:self.blend_context + self.stage_length]
+                history = self.fusion[scale](own_trend) if self.fusion is not None else own_trend
                 outputs.append((x_hat, trend))
-            x_hat = torch.stack([o[0] for o in outputs], dim=1)
-            trend = torch.stack([o[1] for o in outputs], dim=1)
+            x_hat = blend_stages(torch.stack([o[0] for o in outputs], dim=1), self.seam_weights, self.blend_context)
+            trend = blend_stages(torch.stack([o[1] for o in outputs], dim=1), self.seam_weights, self.blend_context)
             residual = x_hat - trend
             estimate = estimate + trend
         estimate = estimate / len(self.layers)  # the stage estimate is the mean of the S trends

@@ -169,22 +169,23 @@ class DecompositionLayer(nn.Module):
 
     def __init__(self, in_channels: int, span: int, stage_length: int, patch_length: int, stride: int,
                  d_model: int, heads: int, feedforward: int, encoder_layers: int, decoder_layers: int,
-                 dropout: float, inputs_per_channel: int = 1):
+                 dropout: float, inputs_per_channel: int = 1, output_length: int | None = None):
         super().__init__()
         self.in_channels, self.stage_length = in_channels, stage_length
+        self.output_length = output_length or stage_length
         self.stage_patches = PatchEmbedding(in_channels * inputs_per_channel, span, patch_length, stride, d_model)
         self.history_patches = PatchEmbedding(in_channels, stage_length, patch_length, stride, d_model)
         self.encoder = Encoder(d_model, heads, feedforward, encoder_layers, dropout)
         self.history_encoder = Encoder(d_model, heads, feedforward, encoder_layers, dropout)
         self.decoder = Decoder(d_model, heads, feedforward, decoder_layers, dropout)
-        self.head = nn.Linear(self.stage_patches.count * d_model, in_channels * stage_length)
+        self.head = nn.Linear(self.stage_patches.count * d_model, in_channels * self.output_length)
 
     def encode(self, segments: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
         """segments (n, in_channels * inputs_per_channel, span), step (n, d_model) -> tokens (n, patches, d_model)."""
         return self.encoder(self.stage_patches(segments) + step[:, None, :])
 
     def decode(self, tokens: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        """tokens (n, patches, d_model), history (n, in_channels, stage_length) -> x_hat (n, in_channels, stage_length)."""
+        """tokens (n, patches, d_model), history (n, in_channels, stage_length) -> x_hat (n, in_channels, output_length)."""
         memory = self.history_encoder(self.history_patches(history))
         decoded = self.decoder(tokens, memory)
-        return self.head(decoded.flatten(1)).view(-1, self.in_channels, self.stage_length)
+        return self.head(decoded.flatten(1)).view(-1, self.in_channels, self.output_length)
