@@ -77,3 +77,23 @@ def test_bad_input_fails_with_a_named_error_and_writes_nothing(tmp_path: Path) -
     assert result.returncode == 2 and "no_such_key" in result.stderr
     result = stagediff("sample", str(tmp_path / "missing"), "--out", str(tmp_path / "s.csv"), check=False)
     assert result.returncode == 2 and "no model folder" in result.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_writes_metrics_and_pictures(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    stagediff("fit", "synthetic", *TINY, "--set", "validation_fraction=0.2", "--out", str(model), "--no-progress")
+    out = tmp_path / "evaluation"
+    result = stagediff("evaluate", str(model), "--data", "synthetic", "--n", "40", "--repeats", "2", "--fast",
+                       "--out", str(out))
+    metrics = json.loads((out / "metrics.json").read_text())
+    expected = {"discriminative", "predictive", "predictive_real", "context_fid", "correlational", "marginal",
+                "autocorrelation", "spectral", "boundary", "copy"}
+    assert expected <= set(metrics) and metrics["settings"]["protocol"] == "heldout"
+    assert len(metrics["discriminative"]["values"]) == 2 and metrics["settings"]["fast"] is True
+    for picture in ("pca.png", "tsne.png", "overlays.png", "autocorrelation.png", "long_sample.png"):
+        assert (out / picture).stat().st_size > 5_000, picture
+    assert "discriminative" in result.stdout
+    bad = stagediff("evaluate", str(model), "--data", "synthetic", "--protocol", "paper", "--n", "3",
+                    "--out", str(tmp_path / "bad"), check=False)
+    assert bad.returncode == 2 and "at least 10" in bad.stderr and not (tmp_path / "bad").exists()

@@ -1,0 +1,90 @@
+"""Judge a trained generator on data under one of the two protocols of docs/evaluation.md, with metrics
+and pictures.
+
+- ``paper``: real windows are all stride-1 windows of the whole series (as the published tables do);
+- ``heldout``: the generator's own chronological split; real windows come from the held-out part only
+  (no window crosses the split), and the copy detector compares synthetic windows with the training ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stagediff.data import load_series, sliding_windows, split_by_time
+from stagediff.errors import DataError
+from stagediff.generator import StageDiff
+from stagediff.metrics import evaluate
+
+PROTOCOLS = ("paper", "heldout")
+MAX_WINDOWS = 1000
+"""Default cap on real (and as many synthetic) windows per evaluation."""
+
+
+def protocol_windows(model: StageDiff, data: Any, protocol: str, n: int, seed: int, data_dir: Any = None,
+                     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(real windows, training windows or None, the whole series) in data units; at most ``n`` real windows."""
+    if protocol not in PROTOCOLS:
+        raise DataError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    window = model.config.window
+    series = load_series(data, model.metadata.get("time_column"), data_dir=data_dir, missing=model.config.missing,
+                         min_length=window)
+    if list(series.channels) != list(model.metadata["channels"]):
+        raise DataError(f"the data's channels {list(series.channels)} differ from the model's "
+                        f"{model.metadata['channels']}")
+    rng = np.random.default_rng(seed)
+    subsample = lambda w: w[np.sort(rng.choice(len(w), min(n, len(w)), replace=False))]  # noqa: E731
+    if protocol == "paper":
+        return subsample(sliding_windows(series.values, window)), None, series.values
+    train, heldout = split_by_time(series.values, model.config.validation_fraction)
+    if len(heldout) < window + 9:
+        raise DataError(f"the held-out part has {len(heldout)} rows; the heldout protocol needs at least "
+                        f"{window + 9} (10 windows of {window}); raise validation_fraction or use --protocol paper")
+    return subsample(sliding_windows(heldout, window)), sliding_windows(train, window), series.values
+
+
+def evaluate_generator(model: StageDiff, data: Any, out: str | os.PathLike, protocol: str = "heldout",
+                       n: int = MAX_WINDOWS, repeats: int = 5, seed: int = 0, fast: bool = False,
+                       steps: int | None = None, data_dir: Any = None, long_windows: int = 10,
+                       pictures: bool = True) -> dict[str, Any]:
+    """Sample as many windows as real ones, score them, draw the pictures; write ``metrics.json`` and PNGs to
+    ``out`` and return the metrics. ``long_windows``: length of the long sample for the rolling-statistics
+    picture, in training windows (capped by the series length)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 10:
+        raise DataError(f"n must be an integer of at least 10 windows, got {n!r}")
+    real, training, series = protocol_windows(model, data, protocol, n, seed, data_dir)
+    synthetic = model.sample_array(len(real), seed=seed, steps=steps)
+    stage = model.require_trained().stage_length
+    scores = evaluate(real, synthetic, repeats=repeats, seed=seed, fast=fast, stage_length=stage,
+                      training=training)
+    scores["settings"].update({"protocol": protocol, "window": model.config.window, "sampling_steps": steps
+                               or model.config.sampling_steps, "sampler": model.config.sampler})
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    if pictures:
+        scores["pictures"] = [str(p.name) for p in draw_pictures(model, real, synthetic, series, target, seed,
+                                                                long_windows, steps)]
+    (target / "metrics.json").write_text(json.dumps(scores, indent=2))
+    return scores
+
+
+def draw_pictures(model: StageDiff, real: np.ndarray, synthetic: np.ndarray, series: np.ndarray, out: Path,
+                  seed: int, long_windows: int, steps: int | None) -> list[Path]:
+    from stagediff.data import MinMaxScaler
+    from stagediff.plots import plot_autocorrelation, plot_embeddings, plot_long_sample_statistics, plot_overlays
+
+    channels = list(model.metadata["channels"])
+    unit = MinMaxScaler.fit(real.reshape(-1, real.shape[-1]))  # one scale for both, fitted on the real windows
+    real_scaled, synthetic_scaled = unit.transform(real), unit.transform(synthetic)
+    written = plot_embeddings(real_scaled, synthetic_scaled, out, seed=seed)
+    written.append(plot_overlays(real, synthetic, out / "overlays.png", channels, seed=seed))
+    written.append(plot_autocorrelation(real_scaled, synthetic_scaled, out / "autocorrelation.png", channels))
+    length = min(long_windows * model.config.window, len(series))
+    long_sample = model.sample_array(1, length, seed=seed, steps=steps)[0]
+    written.append(plot_long_sample_statistics(series[-length:], long_sample, out / "long_sample.png", channels,
+                                               model.config.window))
+    return written

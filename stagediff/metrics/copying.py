@@ -1,0 +1,70 @@
+"""Copy detector: are synthetic windows closer to the training windows than new real windows are?"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stagediff.metrics.inputs import check_pair
+
+MAX_QUERIES = 1000
+MAX_REFERENCE = 10000
+
+
+def nearest_distances(queries: np.ndarray, reference: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Euclidean distance from each flattened query window to its nearest reference window; (queries,)."""
+    queries, reference = queries.reshape(len(queries), -1), reference.reshape(len(reference), -1)
+    reference_norms = (reference ** 2).sum(axis=1)
+    nearest = np.empty(len(queries))
+    for start in range(0, len(queries), chunk):
+        block = queries[start:start + chunk]
+        squared = (block ** 2).sum(axis=1)[:, None] + reference_norms[None, :] - 2.0 * block @ reference.T
+        nearest[start:start + chunk] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+    return nearest
+
+
+def subsample(windows: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``limit`` windows, chosen at random without replacement (all of them, in order, if fewer)."""
+    if len(windows) <= limit:
+        return windows
+    return windows[np.sort(rng.choice(len(windows), size=limit, replace=False))]
+
+
+def copy_detector(synthetic: np.ndarray, training: np.ndarray, heldout: np.ndarray, seed: int = 0,
+                  max_queries: int = MAX_QUERIES, max_reference: int = MAX_REFERENCE) -> dict[str, float]:
+    """Distances to the nearest training window (flattened, Euclidean), for synthetic and for held-out windows.
+
+    A generator that memorizes puts its windows much nearer the training windows than genuinely new real
+    windows (the held-out ones) lie; one that draws fresh windows from the same process does not. Both
+    query sets ask the same reference set, so its size does not bias the comparison (distance to closest
+    record, as in privacy audits of synthetic data).
+
+    Args:
+        synthetic: (n, length, channels); training: (m, length, channels) windows the generator was trained on;
+            heldout: (k, length, channels) real windows it never saw; all on one scale.
+        seed: seeds the subsamples: at most ``max_queries`` synthetic and held-out query windows and at most
+            ``max_reference`` training and held-out reference windows (bounds the cost).
+
+    Returns:
+        ``ratio``: median synthetic-to-training / median held-out-to-training distance (<< 1 means copying,
+        about 1 fresh windows); ``copy_fraction``: fraction of synthetic windows nearer a training window than
+        the nearest held-out window ever is (about 0 for fresh windows, 1 for copies);
+        ``median_to_training``, ``median_to_heldout`` (synthetic to held-out references, a reference only: the
+        held-out set is usually smaller, so these are larger), ``median_heldout_to_training``.
+    """
+    check_pair(training, synthetic, names=("training", "synthetic"))
+    check_pair(training, heldout, names=("training", "heldout"))
+    rng = np.random.default_rng(seed)
+    queries, heldout_queries = subsample(synthetic, max_queries, rng), subsample(heldout, max_queries, rng)
+    training_reference = subsample(training, max_reference, rng)
+    heldout_reference = subsample(heldout, max_reference, rng)
+    to_training = nearest_distances(queries, training_reference)
+    heldout_to_training = nearest_distances(heldout_queries, training_reference)
+    to_heldout = nearest_distances(queries, heldout_reference)
+    baseline = float(np.median(heldout_to_training))
+    return {
+        "ratio": float(np.median(to_training) / baseline) if baseline > 0 else float("inf"),
+        "copy_fraction": float(np.mean(to_training < heldout_to_training.min())),
+        "median_to_training": float(np.median(to_training)),
+        "median_to_heldout": float(np.median(to_heldout)),
+        "median_heldout_to_training": baseline,
+    }
