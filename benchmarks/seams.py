@@ -24,13 +24,15 @@ from stagediff import StageDiff, StageDiffConfig
 from stagediff.data import load_series, sliding_windows
 from stagediff.runtime import configure_threads
 
-VARIANTS = {
+VARIANTS = {  # changes to StageDiffConfig's defaults (pool_kernels (25, 1), heads 1, context 8, both fixes on)
     "default": {},
-    "literal": {"context": 0, "pool_kernels": (25, 13, 5), "input_skip": False, "seam_blend": False},
-    "no_seam_blend": {"seam_blend": False},
-    "no_input_skip": {"input_skip": False, "seam_blend": False},
-    "context16": {"context": 16, "input_skip": False, "seam_blend": False},
-    "two_scales": {"pool_kernels": (25, 1), "seam_blend": False},
+    "literal": {"context": 0, "pool_kernels": (25, 13, 5), "heads": 2, "input_skip": False, "seam_blend": False},
+    "three_scales": {"pool_kernels": (25, 9, 1), "heads": 2},
+    "two_scales_blend": {"heads": 2},
+    "no_seam_blend": {"pool_kernels": (25, 9, 1), "heads": 2, "seam_blend": False},
+    "no_input_skip": {"pool_kernels": (25, 9, 1), "heads": 2, "input_skip": False, "seam_blend": False},
+    "context16": {"pool_kernels": (25, 9, 1), "heads": 2, "context": 16, "input_skip": False, "seam_blend": False},
+    "two_scales": {"heads": 2, "seam_blend": False},
 }
 
 

@@ -57,11 +57,11 @@ class StageDiffConfig:
     (beyond the paper; keeps fine detail that an early layer's smooth output would drop, docs/design.md)."""
     patch_length: int = 8
     patch_stride: int = 8
-    pool_kernels: tuple[int, ...] = (25, 9, 1)
+    pool_kernels: tuple[int, ...] = (25, 1)
     """AvgPool kernel per decomposition scale, coarse to fine; a final 1 keeps the finest detail
     (fixes the over-smoothing of the literal reading)."""
     d_model: int = 32
-    heads: int = 2
+    heads: int = 1
     encoder_layers: int = 1
     decoder_layers: int = 1
     feedforward: int = 64

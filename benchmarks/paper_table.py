@@ -1,0 +1,133 @@
+"""The Stage-Diff paper's Table 1 and ablation table, reproduced under our protocol (docs/evaluation.md).
+
+For each (dataset, window) cell: train with the configuration of configs/benchmarks.yaml under a training
+budget, sample, score under both protocols with repeats, and write a JSON file plus a markdown table beside
+the paper's numbers. The budget and the machine are recorded with every number.
+
+    # the whole table (hours on a 2-core CPU; see docs/benchmarks.md for what was run)
+    .venv/bin/python benchmarks/paper_table.py --steps 3000 --out docs/paper-table.json
+    # one cell, quickly
+    .venv/bin/python benchmarks/paper_table.py --datasets etth1 --windows 24 --steps 200 --repeats 1 --n 200
+    # the ablations (ETTh1, windows 24 and 256)
+    .venv/bin/python benchmarks/paper_table.py --ablations --steps 3000 --out docs/ablations.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from stagediff import StageDiff, StageDiffConfig
+from stagediff.evaluation import evaluate_generator
+from stagediff.runtime import configure_threads
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = {  # Stage-Diff paper, Table 1 (discriminative, predictive); stage-diff.md section 4
+    ("etth1", 24): (0.084, 0.132), ("etth1", 64): (0.093, 0.114), ("etth1", 128): (0.085, 0.143),
+    ("etth1", 256): (0.108, 0.152), ("stock", 24): (0.093, 0.037), ("stock", 64): (0.095, 0.053),
+    ("stock", 128): (0.101, 0.062), ("stock", 256): (0.113, 0.069), ("exchange", 24): (0.104, 0.043),
+    ("exchange", 64): (0.111, 0.082), ("exchange", 128): (0.112, 0.101), ("exchange", 256): (0.153, 0.092),
+}
+PAPER_ABLATIONS = {  # ETTh, L=256 (disc, pred); at L=24 the paper gives only "w/o Stage is best" (0.071 / 0.103)
+    ("full", 256): (0.108, 0.152), ("w/o CI", 256): (0.271, 0.202), ("w/o CD", 256): (0.138, 0.193),
+    ("w/o Stage", 256): (0.212, 0.241), ("w/o Stage", 24): (0.071, 0.103),
+}
+ABLATIONS = {"full": {}, "w/o CI": {"channel_independent": False}, "w/o CD": {"channel_fusion": False},
+             "w/o Stage": {"staged": False}}
+
+
+def cell_config(dataset: str, window: int, steps: int, **changes) -> StageDiffConfig:
+    """configs/benchmarks.yaml: `default` overrides, then `windows: {L: ...}`, then `datasets: {name: ...}`."""
+    table = yaml.safe_load((ROOT / "configs" / "benchmarks.yaml").read_text())
+    settings = {**table.get("default", {}), **table.get("windows", {}).get(window, {}),
+                **table.get("datasets", {}).get(dataset, {})}
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+    return StageDiffConfig(**{**settings, "window": window, "max_steps": steps, **changes})
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return f"CPU {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def run_cell(dataset: str, window: int, args: argparse.Namespace, label: str = "full", **changes) -> dict:
+    config = cell_config(dataset, window, args.steps, **changes)
+    started = time.perf_counter()
+    model = StageDiff(config).fit(dataset, progress=False)
+    train_seconds = time.perf_counter() - started
+    cell = {"dataset": dataset, "window": window, "variant": label, "config": config.to_dict(),
+            "train_steps": model.metadata["training"]["steps"], "train_seconds": round(train_seconds, 1),
+            "machine": machine(), "protocols": {}}
+    for protocol in args.protocols:
+        out = Path(args.work) / f"{dataset}-{window}-{label.replace('/', '').replace(' ', '_')}-{protocol}"
+        scores = evaluate_generator(model, dataset, out, protocol=protocol, n=args.n, repeats=args.repeats,
+                                    seed=args.seed, fast=args.fast, pictures=False)
+        cell["protocols"][protocol] = {name: {"mean": entry["mean"], "std": entry["std"]}
+                                       for name, entry in scores.items() if isinstance(entry, dict) and "mean" in entry}
+        cell["protocols"][protocol]["settings"] = scores["settings"]
+    print(json.dumps({k: v for k, v in cell.items() if k != "config"}), flush=True)
+    return cell
+
+
+def markdown(cells: list[dict], reference: dict) -> str:
+    lines = ["| data | L | variant | train steps (s) | paper disc / pred | disc (paper protocol) | pred (paper protocol) "
+             "| disc (held-out) | pred (held-out) | pred real floor | context-FID | machine |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        paper_protocol, heldout = c["protocols"].get("paper", {}), c["protocols"].get("heldout", {})
+        key = (c["dataset"], c["window"]) if c["variant"] == "full" and (c["dataset"], c["window"]) in reference \
+            else (c["variant"], c["window"])
+        ref = reference.get(key)
+        show = lambda p, m: f"{p[m]['mean']:.3f} +- {p[m]['std']:.3f}" if m in p else "-"  # noqa: E731
+        lines.append(f"| {c['dataset']} | {c['window']} | {c['variant']} | {c['train_steps']} ({c['train_seconds']:.0f}) | "
+                     f"{'%.3f / %.3f' % ref if ref else '-'} | {show(paper_protocol, 'discriminative')} | "
+                     f"{show(paper_protocol, 'predictive')} | {show(heldout, 'discriminative')} | "
+                     f"{show(heldout, 'predictive')} | {show(heldout or paper_protocol, 'predictive_real')} | "
+                     f"{show(heldout or paper_protocol, 'context_fid')} | {c['machine']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["etth1", "stock", "exchange"])
+    parser.add_argument("--windows", nargs="+", type=int, default=[24, 64, 128, 256])
+    parser.add_argument("--steps", type=int, default=3000, help="training budget in optimizer steps")
+    parser.add_argument("--protocols", nargs="+", default=["paper", "heldout"], choices=["paper", "heldout"])
+    parser.add_argument("--n", type=int, default=1000, help="real (and synthetic) windows per evaluation, at most")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fast", action="store_true", help="smoke test only: few judge iterations")
+    parser.add_argument("--ablations", action="store_true", help="the ablation table on ETTh1 at windows 24 and 256")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--work", default="runs/paper-table")
+    parser.add_argument("--out", default="runs/paper-table/results.json")
+    args = parser.parse_args()
+    configure_threads(args.threads)
+    if args.ablations:
+        cells = [run_cell("etth1", window, args, label, **changes)
+                 for window in (24, 256) for label, changes in ABLATIONS.items()]
+        reference = PAPER_ABLATIONS
+    else:
+        cells = [run_cell(dataset, window, args) for dataset in args.datasets for window in args.windows]
+        reference = PAPER
+    report = {"budget_steps": args.steps, "repeats": args.repeats, "n": args.n, "fast": args.fast,
+              "date": time.strftime("%Y-%m-%d"), "cells": cells}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    table = markdown(cells, reference)
+    Path(args.out).with_suffix(".md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
