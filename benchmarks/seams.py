@@ -46,13 +46,31 @@ def step_statistics(windows: np.ndarray, stage_length: int) -> dict:
             "seam_ratio": float(steps[:, seam].mean() / steps[:, ~seam].mean())}
 
 
+def table(paths: list[Path]) -> str:
+    """Markdown table of saved results (one JSON per variant)."""
+    lines = ["| variant | changes from the defaults | train s | final loss | roughness DDIM / DDPM / real "
+             "| seam ratio DDIM / DDPM / real |", "|---|---|---|---|---|---|"]
+    for path in paths:
+        r = json.loads(path.read_text())
+        ddim, ddpm, real = r["samples_ddim"], r["samples_ddpm"], r["real"]
+        changes = ", ".join(f"{k}={v}" for k, v in r["changes"].items()) or "-"
+        lines.append(f"| {r['variant']} | {changes} | {r['train_seconds']:.0f} | {r['final_loss']:.4f} | "
+                     f"{ddim['roughness']:.3f} / {ddpm['roughness']:.3f} / {real['roughness']:.3f} | "
+                     f"{ddim['seam_ratio']:.2f} / {ddpm['seam_ratio']:.2f} / {real['seam_ratio']:.2f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--table", nargs="+", type=Path, help="print a markdown table of saved result files and exit")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="default")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out")
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
     configure_threads(args.threads)
     config = StageDiffConfig(window=256, max_steps=args.steps, batch_size=32, checkpoint_every=args.steps,
                              **VARIANTS[args.variant])
