@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import describe_machine
 
 WINDOWS = (24, 64, 128, 256)
 # Diffusion-TS reference for ETTh on this kind of 2-core machine (issue 2): s/step at batch 256, s per
@@ -122,12 +123,6 @@ def run(task: dict) -> dict:
     return result
 
 
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child")
@@ -152,7 +147,7 @@ def main() -> None:
                                              "wait_policy": policy})
                        for t in (1, 2) for policy in ("PASSIVE", "ACTIVE")}
     long = run({"kind": "long", "length": args.long_length, "window": 256, "threads": threads})
-    report = {"machine": machine(), "threads": threads, "date": time.strftime("%Y-%m-%d"), "windows": rows,
+    report = {"machine": describe_machine(), "threads": threads, "date": time.strftime("%Y-%m-%d"), "windows": rows,
               "threads_comparison_train_w256_b64": threads_compare, "long_series": long}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 import yaml
+from machine import describe_machine
 
 from stagediff import StageDiff, StageDiffConfig
 from stagediff.evaluation import evaluate_generator
@@ -52,14 +51,6 @@ def cell_config(dataset: str, window: int, steps: int, **changes) -> StageDiffCo
     return StageDiffConfig(**{**settings, "window": window, "max_steps": steps, **changes})
 
 
-def machine() -> str:
-    if torch.cuda.is_available():
-        return f"GPU {torch.cuda.get_device_name(0)}"
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return f"CPU {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-
-
 def run_cell(dataset: str, window: int, args: argparse.Namespace, label: str = "full", **changes) -> dict:
     config = cell_config(dataset, window, args.steps, **changes)
     started = time.perf_counter()
@@ -67,7 +58,7 @@ def run_cell(dataset: str, window: int, args: argparse.Namespace, label: str = "
     train_seconds = time.perf_counter() - started
     cell = {"dataset": dataset, "window": window, "variant": label, "config": config.to_dict(),
             "train_steps": model.metadata["training"]["steps"], "train_seconds": round(train_seconds, 1),
-            "machine": machine(), "protocols": {}}
+            "machine": describe_machine(), "protocols": {}}
     for protocol in args.protocols:
         out = Path(args.work) / f"{dataset}-{window}-{label.replace('/', '').replace(' ', '_')}-{protocol}"
         scores = evaluate_generator(model, dataset, out, protocol=protocol, n=args.n, repeats=args.repeats,
