@@ -26,6 +26,7 @@ from stagediff.runtime import configure_threads
 
 VARIANTS = {  # changes to StageDiffConfig's defaults (pool_kernels (25, 1), heads 1, context 8, both fixes on)
     "default": {},
+    "skip_parametrization": {"skip_parametrization": True},
     "literal": {"context": 0, "pool_kernels": (25, 13, 5), "heads": 2, "input_skip": False, "seam_blend": False},
     "three_scales": {"pool_kernels": (25, 9, 1), "heads": 2},
     "two_scales_blend": {"heads": 2},

@@ -49,6 +49,11 @@ class StageDiffConfig:
     context: int = 8
     """Steps of each neighbouring stage's input a stage also sees (0 = the paper's literal reading).
     Fixes the seam jumps of the literal reading (docs/design.md)."""
+    skip_parametrization: bool = False
+    """x_0 = c_skip(k) x_k + c_out(k) F(x_k, k) (Karras et al. 2022) instead of x_0 = F(x_k, k), with the x_0
+    MSE weighted by 1 / c_out(k)^2: the input passes through where noise is low, so the network need not
+    reproduce fine detail (beyond the paper; off by default until measured on the evaluation benchmark,
+    see docs/benchmarks.md)."""
     seam_blend: bool = True
     """Each stage also predicts its 2 x context neighbouring steps, and overlapping predictions are
     overlap-added with linear ramps (beyond the paper; needs 2 * context <= stage_length)."""

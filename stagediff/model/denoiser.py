@@ -8,6 +8,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from stagediff.config import StageDiffConfig
+from stagediff.diffusion import NoiseSchedule
 from stagediff.model.layers import DecompositionLayer, StepEmbedding, moving_average
 
 
@@ -51,6 +52,24 @@ def blend_stages(spans: torch.Tensor, weights: torch.Tensor, context: int) -> to
     return gather(spans * weights) / total
 
 
+SIGMA_DATA = 0.5
+"""Assumed standard deviation of the scaled data (channels in [-1, 1])."""
+
+
+def output_coefficients(config: StageDiffConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """c_skip(k) and c_out(k) of x_0 = c_skip x_k + c_out F(x_k, k) (Karras et al. 2022, "EDM", table 1, in
+    the variance-preserving form: with abar = abar_k and s = SIGMA_DATA,
+    c_skip = s^2 sqrt(abar) / (1 - abar + s^2 abar), c_out = s sqrt(1 - abar) / sqrt(1 - abar + s^2 abar)).
+
+    At low noise the estimate is mostly the input itself, so fine detail passes through without the
+    network having to reproduce it; at high noise it is the network's. Both (diffusion_steps,)."""
+    abar = NoiseSchedule.create(config.diffusion_steps, config.schedule).alphas_cumprod
+    denominator = 1 - abar + SIGMA_DATA**2 * abar
+    skip = SIGMA_DATA**2 * abar.sqrt() / denominator
+    output = SIGMA_DATA * (1 - abar).sqrt() / denominator.sqrt()
+    return skip.float(), output.float()
+
+
 class StageDiffDenoiser(nn.Module):
     """Predicts x_0 from a noisy series x_k at diffusion step k; all stages are denoised jointly.
 
@@ -67,6 +86,9 @@ class StageDiffDenoiser(nn.Module):
         # With seam_blend each stage also predicts its context steps and neighbours are overlap-added.
         self.blend_context = self.context if config.seam_blend else 0
         self.register_buffer("seam_weights", seam_weights(self.stage_length, self.blend_context), persistent=False)
+        skip, output = output_coefficients(config)
+        self.register_buffer("skip_coefficient", skip, persistent=False)
+        self.register_buffer("output_coefficient", output, persistent=False)
         self.kernels = config.pool_kernels
         per_sequence = 1 if config.channel_independent else channels
         self.step_embedding = StepEmbedding(config.d_model)
@@ -129,7 +151,10 @@ class StageDiffDenoiser(nn.Module):
             residual = x_hat - trend
             estimate = estimate + trend
         estimate = estimate / len(self.layers)  # the stage estimate is the mean of the S trends
-        return rearrange(estimate, "b m d l -> b (m l) d")
+        network = rearrange(estimate, "b m d l -> b (m l) d")
+        if not self.config.skip_parametrization:
+            return network
+        return self.skip_coefficient[k].view(-1, 1, 1) * x + self.output_coefficient[k].view(-1, 1, 1) * network
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
