@@ -19,7 +19,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
 import yaml
 from machine import describe_machine
 
