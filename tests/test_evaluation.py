@@ -1,0 +1,51 @@
+"""Judging a trained generator: the two protocols' windows, bad requests, and the full report on tiny data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stagediff.errors import DataError
+from stagediff.evaluation import evaluate_generator, protocol_windows
+
+
+def test_paper_protocol_takes_windows_of_the_whole_series(trained_model, training_frame):
+    real, training, series = protocol_windows(trained_model, training_frame, "paper", n=50, seed=0)
+    window = trained_model.config.window
+    assert real.shape == (50, window, 2) and training is None and len(series) == len(training_frame)
+    starts = [int(np.flatnonzero(series[:, 0] == w[0, 0])[0]) for w in real]
+    assert min(starts) < len(series) * 0.5 and max(starts) > len(series) * 0.8  # from all over the series
+    again, _, _ = protocol_windows(trained_model, training_frame, "paper", n=50, seed=0)
+    assert np.array_equal(real, again)
+
+
+def test_heldout_protocol_scores_only_windows_after_the_models_split(trained_model, training_frame):
+    real, training, series = protocol_windows(trained_model, training_frame, "heldout", n=1000, seed=0)
+    split = len(series) - int(len(series) * trained_model.config.validation_fraction)
+    window = trained_model.config.window
+    assert len(real) == len(series) - split - window + 1  # every held-out window, none crossing the split
+    assert len(training) == split - window + 1
+    assert np.array_equal(real[0], series[split:split + window])
+
+
+@pytest.mark.parametrize("protocol, n, words", [("future", 100, "protocol must be one of"),
+                                                 ("paper", 5, "at least 10")])
+def test_bad_requests_are_named_before_any_work(trained_model, training_frame, tmp_path, protocol, n, words):
+    with pytest.raises(DataError, match=words):
+        evaluate_generator(trained_model, training_frame, tmp_path / "out", protocol=protocol, n=n)
+    assert not (tmp_path / "out").exists()
+
+
+def test_other_channels_are_refused(trained_model, training_frame, tmp_path):
+    with pytest.raises(DataError, match="differ from the model"):
+        protocol_windows(trained_model, training_frame.rename(columns={"b": "c"}), "paper", n=20, seed=0)
+
+
+def test_report_has_every_metric_and_is_written(trained_model, training_frame, tmp_path):
+    scores = evaluate_generator(trained_model, training_frame, tmp_path, protocol="heldout", n=40, repeats=1,
+                                fast=True, pictures=False)
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["settings"]["protocol"] == "heldout" and written["copy"]["mean"] == scores["copy"]["mean"]
+    assert {"discriminative", "predictive", "context_fid", "boundary", "copy"} <= set(written)
