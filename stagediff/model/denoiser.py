@@ -122,13 +122,13 @@ class StageDiffDenoiser(nn.Module):
         stages = length // self.stage_length
         step = self.step_embedding(k)
         residual = rearrange(x, "b (m l) d -> b m d l", l=self.stage_length)
-        noisy = add_context(residual, self.context)
+        noisy = add_context(residual, self.context).unsqueeze(3) if self.config.input_skip else None
         estimate = torch.zeros_like(residual)
         for scale, layer in enumerate(self.layers):
             # (b, m, d, inputs, span): the layer's input x^s, and with input_skip also the noisy stage
             segments = add_context(residual, self.context).unsqueeze(3)
-            if self.config.input_skip:
-                segments = torch.cat([segments, noisy.unsqueeze(3)], dim=3)
+            if noisy is not None:
+                segments = torch.cat([segments, noisy], dim=3)
             if self.config.channel_independent:
                 tokens = layer.encode(rearrange(segments, "b m d c l -> (b m d) c l"),
                                       repeat(step, "b e -> (b m d) e", m=stages, d=channels))
