@@ -85,4 +85,4 @@ def chunk_plan(length: int, chunk_length: int, overlap: int, stage: int, prefix:
     else:
         first = min(chunk_length, round_up(length, stage))
     remaining = max(0, length - first)
-    return 1 + -(-remaining // (chunk_length - overlap))
+    return 1 if remaining == 0 else 1 + -(-remaining // (chunk_length - overlap))

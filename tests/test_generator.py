@@ -322,3 +322,12 @@ def test_bad_step_counts_are_named(trained_model, steps):
 def test_unknown_sampler_is_named(trained_model):
     with pytest.raises(DataError, match="sampler must be"):
         trained_model.sample(n=1, sampler="euler")
+
+
+def test_a_single_stage_model_samples_one_window_and_longer(tiny_settings, training_frame):
+    # "w/o Stage": the stage is the whole window, so a one-window sample is a single chunk with no overlap
+    model = StageDiff(StageDiffConfig(**{**tiny_settings, "staged": False}, max_steps=2)).fit(
+        training_frame, "date", progress=False)
+    window = model.config.window
+    assert model.sample_array(n=2, seed=0).shape == (2, window, 2)
+    assert model.sample_array(n=1, length=3 * window + 5, seed=0).shape == (1, 3 * window + 5, 2)
