@@ -59,8 +59,8 @@ def evaluate_generator(model: StageDiff, data: Any, out: str | os.PathLike, prot
     real, training, series = protocol_windows(model, data, protocol, n, seed, data_dir)
     synthetic = model.sample_array(len(real), seed=seed, steps=steps)
     stage = model.require_trained().stage_length
-    scores = evaluate(real, synthetic, repeats=repeats, seed=seed, fast=fast, stage_length=stage,
-                      training=training)
+    scores = evaluate(real, synthetic, repeats=repeats, seed=seed, fast=fast, training=training,
+                      stage_length=stage if stage < model.config.window else None)  # one stage: no seams to score
     scores["settings"].update({"protocol": protocol, "window": model.config.window, "sampling_steps": steps
                                or model.config.sampling_steps, "sampler": model.config.sampler})
     target = Path(out)

@@ -49,3 +49,13 @@ def test_report_has_every_metric_and_is_written(trained_model, training_frame, t
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["settings"]["protocol"] == "heldout" and written["copy"]["mean"] == scores["copy"]["mean"]
     assert {"discriminative", "predictive", "context_fid", "boundary", "copy"} <= set(written)
+
+
+def test_a_single_stage_model_is_evaluated_without_the_boundary_score(tiny_settings, training_frame, tmp_path):
+    from stagediff import StageDiff, StageDiffConfig
+
+    model = StageDiff(StageDiffConfig(**{**tiny_settings, "staged": False}, max_steps=2,
+                                      validation_fraction=0.2)).fit(training_frame, "date", progress=False)
+    scores = evaluate_generator(model, training_frame, tmp_path, protocol="paper", n=20, repeats=1, fast=True,
+                                pictures=False)
+    assert "boundary" not in scores and "discriminative" in scores
