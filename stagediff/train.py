@@ -215,16 +215,14 @@ class Trainer:
         while self.step < end:
             loss = self.train_step()
             self.result.losses.append(loss)
-            validation = None
-            if self.step % self.config.checkpoint_every == 0 or self.step == self.config.max_steps:
-                validation = self.validation_loss()
-                if validation is not None:
-                    self.result.validation_losses[self.step] = validation
-                self.result.seconds = time.perf_counter() - started
-                if directory is not None:
-                    self.save_checkpoint(directory)
+            at_checkpoint = self.step % self.config.checkpoint_every == 0 or self.step == self.config.max_steps
+            validation = self.validation_loss() if at_checkpoint else None
+            if validation is not None:
+                self.result.validation_losses[self.step] = validation
             self.result.seconds = time.perf_counter() - started
             self.result.steps = self.step
+            if at_checkpoint and directory is not None:
+                self.save_checkpoint(directory)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
             if callback is not None:
