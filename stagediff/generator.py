@@ -7,9 +7,11 @@ training frequency; ``save``/``load`` round-trip everything needed to sample aga
 
 from __future__ import annotations
 
+import itertools
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -23,7 +25,7 @@ from stagediff.data import MinMaxScaler, Series, load_series, split_by_time, val
 from stagediff.diffusion import make_sampler
 from stagediff.errors import DataError, StageDiffError
 from stagediff.model import StageDiffDenoiser
-from stagediff.sampling import chunk_plan, generate, round_up
+from stagediff.sampling import chunk_plan, generate_chunks, round_up
 from stagediff.train import Trainer, TrainProgress, build_denoiser, resolve_device
 
 SAMPLE_COLUMN = "sample"
@@ -34,6 +36,16 @@ SAMPLING_BATCH = 256
 CHUNK_WINDOWS = 4
 """Default chunk for long samples, in training windows: 4 made one 10,000-step series 1.3x faster than 1
 (fewer overlapping steps recomputed, fewer small calls; docs/benchmarks.md)."""
+
+
+@dataclass(frozen=True)
+class SamplePiece:
+    """One piece of a sampling run: ``values`` (samples, steps, channels) in data units, for samples
+    ``sample ..`` and steps ``step ..`` of series ``length`` steps long."""
+    sample: int
+    step: int
+    length: int
+    values: np.ndarray
 
 
 class StageDiff:
@@ -109,6 +121,37 @@ class StageDiff:
                      chunk_length: int | None = None, overlap: int | None = None, device: str | None = None,
                      progress: bool | None = None) -> np.ndarray:
         """Like :meth:`sample`, as an array (n, length, channels) in data units."""
+        pieces = self.sample_pieces(n, length, seed, steps, prefix, sampler=sampler, chunk_length=chunk_length,
+                                    overlap=overlap, device=device, progress=progress)
+        batches: list[list[np.ndarray]] = []
+        for piece in pieces:
+            if piece.step == 0:
+                batches.append([])
+            batches[-1].append(piece.values)
+        return np.concatenate([np.concatenate(batch, axis=1) for batch in batches])
+
+    def sample_stream(self, n: int = 1, length: int | None = None, seed: int = 0, steps: int | None = None,
+                      prefix: pd.DataFrame | np.ndarray | None = None, *, sampler: str | None = None,
+                      start: Any = None, chunk_length: int | None = None, overlap: int | None = None,
+                      device: str | None = None) -> Iterator[pd.DataFrame]:
+        """Like :meth:`sample`, but yields the long DataFrame piece by piece as chunks are denoised (for long
+        horizons: the first steps arrive before the rest is computed). All validation happens on the first
+        ``next``; the pieces concatenated equal ``sample(...)`` with the same arguments, up to row order when
+        n exceeds one sampling batch."""
+        pieces = self.sample_pieces(n, length, seed, steps, prefix, sampler=sampler, chunk_length=chunk_length,
+                                    overlap=overlap, device=device, progress=False)
+        first = next(pieces)  # validates the request before the caller sees anything
+        time_column, index = self.sample_times(first.length, start, prefix)
+        for piece in itertools.chain([first], pieces):
+            times = (time_column, index[piece.step:piece.step + piece.values.shape[1]])
+            yield self.to_frame(piece.values, times, first_sample=piece.sample)
+
+    def sample_pieces(self, n: int = 1, length: int | None = None, seed: int = 0, steps: int | None = None,
+                      prefix: pd.DataFrame | np.ndarray | None = None, *, sampler: str | None = None,
+                      chunk_length: int | None = None, overlap: int | None = None, device: str | None = None,
+                      progress: bool | None = None) -> Iterator[SamplePiece]:
+        """The engine of all sampling: validates everything, then yields data-unit pieces in order (sampling
+        batch by sampling batch, chunk by chunk). Nothing runs until the first ``next``."""
         denoiser, config = self.require_trained(), self.config
         length = config.window if length is None else length
         stage = denoiser.stage_length
@@ -129,14 +172,18 @@ class StageDiff:
         total = chunk_plan(length, chunk_length, overlap, stage, 0 if known is None else known.shape[0])
         bar = tqdm(total=total * len(chosen.timesteps) * -(-n // SAMPLING_BATCH), desc="sampling", unit="step",
                    disable=None if progress is None else not progress)
-        batches = []
-        for first in range(0, n, SAMPLING_BATCH):
-            size = min(SAMPLING_BATCH, n - first)
-            batch_prefix = None if known is None else known.unsqueeze(0).expand(size, -1, -1)
-            batches.append(generate(denoiser, chosen, size, length, generator, chunk_length, overlap,
-                                    prefix=batch_prefix, device=target, step_callback=lambda: bar.update(1)))
-        bar.close()
-        return self.scaler.inverse_transform(torch.cat(batches).double().numpy())
+        try:
+            for first in range(0, n, SAMPLING_BATCH):
+                size = min(SAMPLING_BATCH, n - first)
+                batch_prefix = None if known is None else known.unsqueeze(0).expand(size, -1, -1)
+                produced = 0
+                for chunk in generate_chunks(denoiser, chosen, size, length, generator, chunk_length, overlap,
+                                             prefix=batch_prefix, device=target, step_callback=lambda: bar.update(1)):
+                    values = self.scaler.inverse_transform(chunk.double().numpy())
+                    yield SamplePiece(first, produced, length, values)
+                    produced += chunk.shape[1]
+        finally:
+            bar.close()
 
     # -- units, time and frames -------------------------------------------------------------------
     def scale_prefix(self, prefix: pd.DataFrame | np.ndarray) -> torch.Tensor:
@@ -177,13 +224,13 @@ class StageDiff:
             return time_column, pd.date_range(pd.Timestamp(start), periods=length, freq=frequency)
         return time_column, pd.Index(start + frequency * np.arange(length))
 
-    def to_frame(self, values: np.ndarray, times: tuple[str, pd.Index]) -> pd.DataFrame:
-        """(n, length, channels) -> long DataFrame: sample, time column, channels."""
+    def to_frame(self, values: np.ndarray, times: tuple[str, pd.Index], first_sample: int = 0) -> pd.DataFrame:
+        """(n, length, channels) -> long DataFrame: sample (numbered from ``first_sample``), time column, channels."""
         n, length, _ = values.shape
         time_column, index = times
         frame = pd.DataFrame(values.reshape(n * length, -1), columns=list(self.metadata["channels"]))
         frame.insert(0, time_column, np.tile(np.asarray(index), n))
-        frame.insert(0, SAMPLE_COLUMN, np.repeat(np.arange(n), length))
+        frame.insert(0, SAMPLE_COLUMN, np.repeat(np.arange(first_sample, first_sample + n), length))
         return frame
 
     # -- persistence ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ total length. A chunk as long as the whole sample unrolls all stages in one pass
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -58,12 +58,21 @@ def denoise_chunk(denoiser: StageDiffDenoiser, sampler: Sampler, n: int, length:
 def generate(denoiser: StageDiffDenoiser, sampler: Sampler, n: int, length: int, generator: torch.Generator,
              chunk_length: int, overlap: int, prefix: torch.Tensor | None = None,
              device: torch.device | None = None, step_callback: Callable[[], None] | None = None) -> torch.Tensor:
-    """(n, length, channels) scaled samples, produced chunk by chunk.
+    """(n, length, channels) scaled samples: :func:`generate_chunks` joined."""
+    return torch.cat(list(generate_chunks(denoiser, sampler, n, length, generator, chunk_length, overlap, prefix,
+                                          device, step_callback)), dim=1)
+
+
+def generate_chunks(denoiser: StageDiffDenoiser, sampler: Sampler, n: int, length: int, generator: torch.Generator,
+                    chunk_length: int, overlap: int, prefix: torch.Tensor | None = None,
+                    device: torch.device | None = None,
+                    step_callback: Callable[[], None] | None = None) -> Iterator[torch.Tensor]:
+    """Scaled samples chunk by chunk, each piece (n, new steps, channels) as soon as it is denoised; the pieces
+    joined along time are the ``length`` steps.
 
     prefix: (n, p, channels) scaled history to continue from (its last ``chunk_length - stage_length``
     steps at most are used); the output starts right after it."""
     stage = denoiser.stage_length
-    pieces: list[torch.Tensor] = []
     produced = 0
     tail = None if prefix is None else prefix[:, -(chunk_length - stage):]
     while produced < length:
@@ -72,10 +81,9 @@ def generate(denoiser: StageDiffDenoiser, sampler: Sampler, n: int, length: int,
         chunk = denoise_chunk(denoiser, sampler, n, size, generator, known=tail, device=device,
                               step_callback=step_callback)
         new = chunk[:, known:]
-        pieces.append(new[:, :length - produced])
+        yield new[:, :length - produced]
         produced += new.shape[1]
         tail = chunk[:, size - overlap:]
-    return torch.cat(pieces, dim=1)
 
 
 def chunk_plan(length: int, chunk_length: int, overlap: int, stage: int, prefix: int = 0) -> int:

@@ -136,6 +136,24 @@ def test_one_chunk_as_long_as_the_sample_unrolls_all_stages_in_one_pass(trained_
     assert lengths == [320] * trained_model.config.sampling_steps
 
 
+def test_streamed_pieces_arrive_chunk_by_chunk_and_join_to_the_whole_sample(trained_model, training_frame):
+    whole = trained_model.sample(n=2, length=320, seed=3, chunk_length=64, overlap=16)
+    with recorded_lengths(trained_model) as lengths:
+        stream = trained_model.sample_stream(n=2, length=320, seed=3, chunk_length=64, overlap=16)
+        first = next(stream)
+        calls_for_first_piece = len(lengths)
+        rest = list(stream)
+    assert calls_for_first_piece == trained_model.config.sampling_steps  # one chunk's work, not the whole series
+    assert len(rest) >= 5
+    joined = pd.concat([first, *rest]).sort_values(["sample", "date"], kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(joined, whole)
+
+
+def test_a_bad_streaming_request_fails_on_the_first_piece(trained_model):
+    with pytest.raises(DataError, match="steps"):
+        next(trained_model.sample_stream(n=1, length=64, steps=0))
+
+
 # ------------------------------------------------------------------------------------------------- prefix
 
 
