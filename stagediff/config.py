@@ -123,7 +123,7 @@ class StageDiffConfig:
 
     def replace(self, **changes: Any) -> StageDiffConfig:
         """A copy with some fields changed (validated like a new config)."""
-        _reject_unknown(changes)
+        _reject_unknown(StageDiffConfig, changes)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,7 +135,7 @@ class StageDiffConfig:
     def from_dict(cls, data: dict[str, Any]) -> StageDiffConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"a configuration must be a mapping of field names to values, got {type(data).__name__}")
-        _reject_unknown(data)
+        _reject_unknown(cls, data)
         values = dict(data)
         if isinstance(values.get("pool_kernels"), list):
             values["pool_kernels"] = tuple(values["pool_kernels"])
@@ -147,35 +147,43 @@ class StageDiffConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"configuration file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"configuration file {path} is not valid YAML/JSON: {error}") from error
-        return cls.from_dict(data)
+        return cls.from_dict(read_mapping(path))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
 
-def field_names() -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(StageDiffConfig))
+def field_names(kind: type | None = None) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(kind or StageDiffConfig))
 
 
-def _reject_unknown(data: dict[str, Any]) -> None:
-    unknown = sorted(set(data) - set(field_names()))
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML/JSON file (empty file: {})."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"configuration file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"configuration file {path} is not valid YAML/JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration file {path} must hold a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def _reject_unknown(kind: type, data: dict[str, Any], where: str = "configuration") -> None:
+    unknown = sorted(set(data) - set(field_names(kind)))
     if unknown:
-        raise ConfigError(
-            f"unknown configuration key(s) {unknown}; valid keys are: {', '.join(field_names())}"
-        )
+        raise ConfigError(f"unknown {where} key(s) {unknown}; valid keys are: {', '.join(field_names(kind))}")
 
 
-def _check_types(config: StageDiffConfig) -> None:
-    hints = typing.get_type_hints(StageDiffConfig)
+def _check_types(config: Any, where: str = "configuration key") -> None:
+    hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if not _matches(value, hints[f.name]):
             raise ConfigError(
-                f"configuration key {f.name!r} must be {_describe(hints[f.name])}, got {value!r} ({type(value).__name__})"
+                f"{where} {f.name!r} must be {_describe(hints[f.name])}, got {value!r} ({type(value).__name__})"
             )
 
 
@@ -252,3 +260,103 @@ def _check_values(c: StageDiffConfig) -> None:
         _require((length - c.patch_length) % c.patch_stride == 0,
                  f"patches must tile the stage exactly: ({what} = {length}) - patch_length ({c.patch_length}) must be "
                  f"a multiple of patch_stride ({c.patch_stride})")
+
+
+# ----------------------------------------------------------------------------------------------- params.yaml
+# The pipeline's parameters (dvc.yaml reads them per key): one section per concern, each typed and validated
+# like StageDiffConfig; ``model`` *is* a StageDiffConfig.
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """Where the data comes from and what the validate stage demands of it."""
+
+    source: str = "synthetic"
+    """A built-in name (synthetic, etth1, stock, exchange: the benchmark files are read from the data directory,
+    STAGEDIFF_DATA_DIR), a path to a .csv/.parquet file, or an http(s) URL of one (downloaded at ingest)."""
+    time_column: str | None = None
+    """The time column; None: the built-in's own, or no time column for a file."""
+    frequency: str | None = None
+    """The declared step between rows (a pandas offset such as "1h" or "1D"); None: the data's most common step,
+    and every step must equal it."""
+    max_missing_fraction: float = 0.0
+    """Largest share of missing values (NaN) allowed per channel; above 0 needs model.missing: interpolate."""
+
+    def __post_init__(self) -> None:
+        _check_types(self, "data key")
+        _require(bool(self.source), "data.source must name a dataset, a file or a URL")
+        _require(0.0 <= self.max_missing_fraction < 1.0,
+                 f"data.max_missing_fraction must be in [0, 1), got {self.max_missing_fraction}")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """The evaluate stage: held-out protocol (docs/evaluation.md)."""
+
+    windows: int = 100
+    """Real held-out windows scored (as many synthetic ones are sampled)."""
+    repeats: int = 1
+    fast: bool = True
+    """Shorter judge training (metrics.evaluate fast mode); False for publishable numbers."""
+    seed: int = 0
+    steps: int | None = None
+    """DDIM steps for the samples; None: model.sampling_steps."""
+
+    def __post_init__(self) -> None:
+        _check_types(self, "evaluate key")
+        _require(self.windows >= 10, f"evaluate.windows must be at least 10, got {self.windows}")
+        _require(self.repeats >= 1, f"evaluate.repeats must be at least 1, got {self.repeats}")
+
+
+@dataclass(frozen=True)
+class PackageParams:
+    """The package stage and the limits the service enforces."""
+
+    name: str = "stagediff"
+    """Name of the MLflow registered model and of the BentoML model and service."""
+    max_length: int = 100_000
+    """Longest series one request may ask for (time steps)."""
+    max_samples: int = 256
+    max_values: int = 20_000_000
+    """Largest n_samples * length * channels of one request."""
+
+    def __post_init__(self) -> None:
+        _check_types(self, "package key")
+        _require(self.name.replace("_", "").replace("-", "").isalnum() and self.name == self.name.lower(),
+                 f"package.name must be lower-case letters, digits, '-' or '_', got {self.name!r}")
+        for key in ("max_length", "max_samples", "max_values"):
+            _require(getattr(self, key) >= 1, f"package.{key} must be at least 1, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
+class PipelineParams:
+    """params.yaml: the sections data, model (a StageDiffConfig), evaluate and package."""
+
+    data: DataParams = dataclasses.field(default_factory=DataParams)
+    model: StageDiffConfig = dataclasses.field(default_factory=StageDiffConfig)
+    evaluate: EvaluateParams = dataclasses.field(default_factory=EvaluateParams)
+    package: PackageParams = dataclasses.field(default_factory=PackageParams)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PipelineParams:
+        _reject_unknown(cls, data, "params.yaml section")
+        sections = {}
+        for f in dataclasses.fields(cls):
+            section = data.get(f.name) or {}
+            if not isinstance(section, dict):
+                raise ConfigError(f"params.yaml section {f.name!r} must be a mapping, got {section!r}")
+            kind = typing.get_type_hints(cls)[f.name]
+            if kind is StageDiffConfig:
+                sections[f.name] = StageDiffConfig.from_dict(section)
+            else:
+                _reject_unknown(kind, section, f"{f.name}")
+                sections[f.name] = kind(**section)
+        return cls(**sections)
+
+    @classmethod
+    def from_file(cls, path: str | Path = "params.yaml") -> PipelineParams:
+        return cls.from_dict(read_mapping(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"data": dataclasses.asdict(self.data), "model": self.model.to_dict(),
+                "evaluate": dataclasses.asdict(self.evaluate), "package": dataclasses.asdict(self.package)}

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 import stagediff
 from stagediff.artifacts import SavedGenerator, load_generator, save_generator
 from stagediff.config import SAMPLERS, StageDiffConfig
-from stagediff.data import MinMaxScaler, Series, load_series, split_by_time, validate_frame
+from stagediff.data import MinMaxScaler, PreparedData, load_series, prepare, validate_frame
+from stagediff.data.prepared import decode_frequency, decode_time
 from stagediff.diffusion import make_sampler
 from stagediff.errors import DataError, StageDiffError
 from stagediff.model import StageDiffDenoiser
@@ -75,22 +76,32 @@ class StageDiff:
         config = self.config
         series = load_series(data, time_column, data_dir=data_dir, missing=config.missing,
                              max_channels=config.channels, min_length=config.window)
-        train, validation = split_by_time(series.values, config.validation_fraction)
-        if len(train) < config.window:
-            raise DataError(f"the training split ({len(train)} of {series.length} rows, validation_fraction "
-                            f"{config.validation_fraction}) is shorter than one window of {config.window}; "
-                            "lower validation_fraction or window")
+        prepared = prepare(series, config.window, config.validation_fraction)
+        return self.fit_prepared(prepared, checkpoint_dir=checkpoint_dir, callback=callback, device=device,
+                                 progress=progress)
+
+    def fit_prepared(self, prepared: PreparedData, *, checkpoint_dir: str | os.PathLike | None = None,
+                     callback: Callable[[TrainProgress], None] | None = None, device: str | None = "auto",
+                     progress: bool | None = None) -> StageDiff:
+        """Train on data already split and scaled (:func:`stagediff.data.prepare`, or the pipeline's segment
+        stage through :func:`stagediff.data.load_prepared`)."""
+        config = self.config
         if config.channels is None:
-            config = config.replace(channels=series.n_channels)
-        scaler = MinMaxScaler.fit(train)
-        trainer = Trainer(config, build_denoiser(config, series.n_channels), scaler.transform(train),
-                          scaler.transform(validation) if len(validation) else None, device)
+            config = config.replace(channels=prepared.n_channels)
+        elif config.channels != prepared.n_channels:
+            raise DataError(f"the data has {prepared.n_channels} channels but the configuration says channels: "
+                            f"{config.channels}")
+        if len(prepared.train) < config.window:
+            raise DataError(f"the training split has {len(prepared.train)} rows, shorter than one window of "
+                            f"{config.window}; lower validation_fraction or window")
+        validation = prepared.validation if len(prepared.validation) else None
+        trainer = Trainer(config, build_denoiser(config, prepared.n_channels), prepared.train, validation, device)
         result = trainer.run(checkpoint_dir, callback=callback, progress=progress)
-        self.config, self.scaler = config, scaler
+        self.config, self.scaler = config, prepared.scaler
         # Rebuilt from the EMA state exactly as `load` does, so fit-then-sample equals save-load-sample.
         self.denoiser = restore_denoiser(config, trainer.ema.state_dict(), trainer.device)
         self.metadata = {
-            **describe_series(series, len(train)),
+            **prepared.description,
             "training": {"steps": result.steps, "seconds": round(result.seconds, 3),
                          "final_loss": result.losses[-1] if result.losses else None,
                          "validation_losses": result.validation_losses, "device": str(trainer.device),
@@ -285,38 +296,3 @@ def check_sampler(sampler: str | None, steps: int | None, diffusion_steps: int) 
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer))
                               or not 1 <= steps <= diffusion_steps):
         raise DataError(f"steps must be an integer in [1, {diffusion_steps}] (the model's diffusion steps), got {steps!r}")
-
-
-def describe_series(series: Series, training_rows: int) -> dict[str, Any]:
-    """What the generator remembers about its data (no values): names, time axis, size and hash."""
-    timestamps = series.timestamps
-    return {
-        "channels": list(series.channels), "time_column": series.time_column,
-        "frequency": encode_frequency(series.frequency),
-        "first_time": None if timestamps is None else encode_time(timestamps[0]),
-        "last_time": None if timestamps is None else encode_time(timestamps[-1]),
-        "rows": series.length, "training_rows": training_rows, "source": series.source,
-        "content_hash": series.content_hash,
-    }
-
-
-def encode_frequency(frequency: Any) -> dict[str, Any] | None:
-    if frequency is None:
-        return None
-    if isinstance(frequency, pd.Timedelta):
-        return {"kind": "timedelta", "value": frequency.isoformat()}
-    return {"kind": "number", "value": frequency.item() if hasattr(frequency, "item") else frequency}
-
-
-def decode_frequency(encoded: dict[str, Any] | None) -> pd.Timedelta | float | int | None:
-    if encoded is None:
-        return None
-    return pd.Timedelta(encoded["value"]) if encoded["kind"] == "timedelta" else encoded["value"]
-
-
-def encode_time(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, pd.Timestamp) else (value.item() if hasattr(value, "item") else value)
-
-
-def decode_time(value: Any, frequency: Any) -> Any:
-    return pd.Timestamp(value) if isinstance(frequency, pd.Timedelta) else value

@@ -10,16 +10,21 @@ Typical use (split by time, then window, then scale)::
 
 from stagediff.data.builtin import BUILTIN_DATASETS, BuiltinDataset, resolve_data_dir, synthetic_frame
 from stagediff.data.loading import Series, load_frame, load_series, validate_frame
+from stagediff.data.prepared import PreparedData, load_prepared, prepare, save_prepared
 from stagediff.data.windows import MinMaxScaler, segment_stages, sliding_windows, split_by_time
 
 __all__ = [
     "BUILTIN_DATASETS",
     "BuiltinDataset",
     "MinMaxScaler",
+    "PreparedData",
     "Series",
     "load_frame",
+    "load_prepared",
     "load_series",
+    "prepare",
     "resolve_data_dir",
+    "save_prepared",
     "segment_stages",
     "sliding_windows",
     "split_by_time",
