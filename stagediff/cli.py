@@ -4,6 +4,9 @@
     stagediff sample DIR --n 4 --length 1024 [--seed 0] [--steps 50] [--prefix FILE] --out FILE.{parquet,csv}
     stagediff evaluate DIR --data DATA [--protocol paper|heldout] [--n N] [--repeats 5] --out DIR
     stagediff info DIR
+
+`fit` also runs under torchrun (`torchrun --nproc-per-node N -m stagediff.cli fit ...`): the processes train
+one model together and rank 0 saves it (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def fit_command(args: argparse.Namespace) -> int:
     from stagediff.config import StageDiffConfig
+    from stagediff.distributed import is_main_process
     from stagediff.generator import StageDiff
 
     config = StageDiffConfig.from_file(args.config) if args.config else StageDiffConfig()
@@ -97,6 +101,8 @@ def fit_command(args: argparse.Namespace) -> int:
     checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else out.parent / f"{out.name}-checkpoints"
     model = StageDiff(config).fit(args.data, args.time_column, data_dir=args.data_dir, checkpoint_dir=checkpoints,
                                   device=args.device, progress=args.progress)
+    if not is_main_process():
+        return 0  # under torchrun: rank 0 saves the model that every rank holds
     model.save(out)
     training = model.metadata["training"]
     print(f"trained {training['steps']} steps in {training['seconds']:.1f} s on {training['device']} "
@@ -181,10 +187,12 @@ COMMANDS = {"fit": fit_command, "sample": sample_command, "evaluate": evaluate_c
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from stagediff.runtime import configure_threads
+    from stagediff.distributed import local_world_size
+    from stagediff.runtime import configure_threads, default_threads
 
     try:
-        configure_threads(args.threads)
+        # torchrun's processes on one machine share its cores: each takes its part of the default.
+        configure_threads(args.threads if args.threads is not None else max(1, default_threads() // local_world_size()))
         return COMMANDS[args.command](args)
     except (StageDiffError, ValueError) as error:
         print(f"stagediff {args.command}: error: {error}", file=sys.stderr)

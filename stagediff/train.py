@@ -1,5 +1,9 @@
 """Training loop: AdamW with warmup and cosine decay, gradient clipping, EMA weights, periodic
-checkpoints and exact resume (same seed and data give the same weights as an uninterrupted run)."""
+checkpoints and exact resume (same seed and data give the same weights as an uninterrupted run).
+
+Under torchrun the processes train one model with DistributedDataParallel: each draws the same global batch
+and trains on its own slice of it, so the weights equal those of one process with the same batch_size
+(stagediff.distributed, docs/scaling.md)."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from tqdm.auto import tqdm
 
 from stagediff.config import StageDiffConfig
 from stagediff.diffusion import NoiseSchedule
+from stagediff.distributed import DistributedContext
 from stagediff.errors import ConfigError, DataError
 from stagediff.model import StageDiffDenoiser
 from stagediff.model.denoiser import SIGMA_DATA
@@ -49,6 +54,7 @@ class TrainResult:
     validation_losses: dict[int, float] = field(default_factory=dict)
     seconds: float = 0.0
     resumed_from: int = 0
+    world_size: int = 1
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -92,12 +98,18 @@ class Trainer:
 
     ``series``: the scaled training split (length, channels) in [-1, 1]; windows are cut on the fly
     (stride 1), so memory is that of the series, not of all windows.
+
+    Started by torchrun (WORLD_SIZE > 1), each process trains on its own rows of every global batch of
+    config.batch_size, on cuda:LOCAL_RANK when the device is CUDA.
     """
 
     def __init__(self, config: StageDiffConfig, denoiser: StageDiffDenoiser, series: np.ndarray,
                  validation: np.ndarray | None = None, device: str | torch.device | None = "auto"):
-        self.config, self.device = config, resolve_device(device)
+        self.distributed = DistributedContext.from_environment()
+        self.rows = self.distributed.shard(config.batch_size)  # checks the split before any work
+        self.config, self.device = config, self.distributed.device(resolve_device(device))
         self.model = denoiser.to(self.device)
+        self.network: torch.nn.Module = self.model  # what train_step calls: the model, or its DDP wrapper in run
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.windows = _window_view(series, config.window)
         self.data_fingerprint = hashlib.sha256(np.ascontiguousarray(series, dtype=np.float32).tobytes()).hexdigest()
@@ -108,21 +120,29 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: learning_rate_factor(s, config))
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
-        self.result = TrainResult(steps=0)
+        self.result = TrainResult(steps=0, world_size=self.distributed.world_size)
 
     # -- one step ---------------------------------------------------------------------------
-    def noisy_batch(self, windows: torch.Tensor, generator: torch.Generator, size: int):
+    def noisy_batch(self, windows: torch.Tensor, generator: torch.Generator, size: int, rows: slice = slice(None)):
+        """``size`` random windows, noise levels and noise (all drawn, so that the generator advances alike in
+        every process) -> (x_k, k, x_0) of ``rows`` on the device."""
         index = torch.randint(len(windows), (size,), generator=generator)
         x0 = windows[index]
         k = torch.randint(self.schedule.steps, (size,), generator=generator)
         noise = torch.randn(x0.shape, generator=generator)
-        return self.schedule.add_noise(x0, noise, k).to(self.device), k.to(self.device), x0.to(self.device)
+        x_k = self.schedule.add_noise(x0, noise, k)
+        return x_k[rows].to(self.device), k[rows].to(self.device), x0[rows].to(self.device)
 
     def train_step(self) -> float:
+        """One optimizer step on a global batch of config.batch_size; returns its mean loss.
+
+        With several processes each computes the mean loss of its equal slice and DDP averages the
+        gradients, which is the gradient of the global batch's mean loss; clipping, AdamW and EMA then run
+        identically everywhere."""
         self.model.train()
-        x_k, k, x0 = self.noisy_batch(self.windows, self.generator, self.config.batch_size)
+        x_k, k, x0 = self.noisy_batch(self.windows, self.generator, self.config.batch_size, self.rows)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            prediction = self.model(x_k, k)
+            prediction = self.network(x_k, k)
         loss = diffusion_loss(prediction.float(), x0, self.config.fourier_loss_weight, self.loss_weights(k))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -131,7 +151,7 @@ class Trainer:
         self.scheduler.step()
         self.update_ema()
         self.step += 1
-        return loss.item()
+        return self.distributed.mean(loss.detach()).item()
 
     def loss_weights(self, k: torch.Tensor) -> torch.Tensor | None:
         """With the skip parametrization, 1 / c_out(k)^2 (Karras et al. 2022, eq. 8): the network's own target
@@ -195,7 +215,8 @@ class Trainer:
         self.step = state["step"]
         self.result = TrainResult(steps=self.step, losses=list(state["losses"]),
                                   validation_losses={int(k): v for k, v in state["validation_losses"].items()},
-                                  seconds=state["seconds"], resumed_from=self.step)
+                                  seconds=state["seconds"], resumed_from=self.step,
+                                  world_size=self.distributed.world_size)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, checkpoint_dir: str | os.PathLike | None = None, callback: Callable[[TrainProgress], None] | None = None,
@@ -203,14 +224,34 @@ class Trainer:
         """Train until config.max_steps (or ``stop_after`` more steps, to simulate an interruption).
 
         With ``checkpoint_dir``, an existing checkpoint there is resumed and a new one written every
-        config.checkpoint_every steps and at the end. ``progress`` None shows a bar only on a terminal."""
+        config.checkpoint_every steps and at the end. ``progress`` None shows a bar only on a terminal.
+
+        Under torchrun the process group is created for the run (and destroyed after it, unless the caller
+        made it); only rank 0 writes checkpoints and shows the bar, every rank resumes from the same file,
+        and ``callback`` runs in every process with the same report (check
+        :func:`stagediff.distributed.is_main_process` to act once)."""
+        with self.distributed.process_group(self.device):
+            self.network = self.distributed.wrap(self.model, self.device)
+            try:
+                return self.train_until(checkpoint_dir, callback, progress, stop_after)
+            finally:
+                self.network = self.model
+
+    def train_until(self, checkpoint_dir: str | os.PathLike | None, callback: Callable[[TrainProgress], None] | None,
+                    progress: bool | None, stop_after: int | None) -> TrainResult:
         directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        if directory is not None and (directory / CHECKPOINT_NAME).is_file():
+        main = self.distributed.is_main
+        found = directory is not None and (directory / CHECKPOINT_NAME).is_file()
+        if not self.distributed.all_agree(found):
+            raise ConfigError(f"the checkpoint {directory / CHECKPOINT_NAME} exists for some processes but not for "
+                              "others; put the checkpoint directory on a filesystem that every machine shares")
+        if found:
             self.load_checkpoint(directory / CHECKPOINT_NAME)
-            logger.info("resumed training from %s at step %d", directory / CHECKPOINT_NAME, self.step)
+            if main:
+                logger.info("resumed training from %s at step %d", directory / CHECKPOINT_NAME, self.step)
         end = self.config.max_steps if stop_after is None else min(self.config.max_steps, self.step + stop_after)
         bar = tqdm(total=self.config.max_steps, initial=self.step, desc="training", unit="step",
-                   disable=None if progress is None else not progress)
+                   disable=not main or (None if progress is None else not progress))
         started = time.perf_counter() - self.result.seconds
         while self.step < end:
             loss = self.train_step()
@@ -221,7 +262,7 @@ class Trainer:
                 self.result.validation_losses[self.step] = validation
             self.result.seconds = time.perf_counter() - started
             self.result.steps = self.step
-            if at_checkpoint and directory is not None:
+            if at_checkpoint and directory is not None and main:
                 self.save_checkpoint(directory)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
@@ -229,6 +270,8 @@ class Trainer:
                 callback(TrainProgress(self.step, self.config.max_steps, loss, self.scheduler.get_last_lr()[0],
                                        self.result.seconds, validation))
         bar.close()
+        if directory is not None:
+            self.distributed.barrier()  # when run returns in any process, rank 0's last checkpoint is complete
         return self.result
 
 
