@@ -1,0 +1,240 @@
+"""What a client may ask for, and the checks that run before any work.
+
+:class:`GenerateRequest` is the request body of ``/generate`` and ``/generate_stream``: pydantic checks
+field names (unknown ones are errors) and JSON types. :func:`plan_request` then checks everything that
+depends on the served model (stage length, channels, frequency, diffusion steps) and on the request
+limits, and returns a :class:`Plan` with every default filled in. Each failure raises
+:class:`RequestError` with a message that names the problem and the allowed range; the service turns
+it into HTTP 400. Nothing here imports bentoml, so the checks are plain functions to test.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from stagediff import StageDiff
+from stagediff.generator import decode_frequency
+
+FORMATS = ("json", "csv", "parquet")
+STREAM_FORMATS = ("json", "csv")
+MAX_SEED = 2**63 - 1
+RANDOM_SEEDS = 2**31
+"""Seeds chosen for the client are below 2**31, so they survive JSON readers that hold numbers as doubles."""
+
+
+class RequestError(ValueError):
+    """A request the service refuses before any work; the message names the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much one request may ask for. The pipeline stores them in the model's metadata under
+    ``limits``; absent keys take these defaults.
+
+    max_length: steps per series; max_samples: series per request; max_values: n_samples * length *
+    channels (the memory budget: 1,000,000 values are 8 MB as float64 and about 40 MB as JSON)."""
+
+    max_length: int = 100_000
+    max_samples: int = 64
+    max_values: int = 1_000_000
+
+    @classmethod
+    def from_metadata(cls, limits: dict[str, Any] | None) -> Limits:
+        limits = dict(limits or {})
+        unknown = sorted(set(limits) - set(asdict(cls())))
+        if unknown:
+            raise ValueError(f"unknown request limit(s) {unknown} in the model metadata; known: {list(asdict(cls()))}")
+        for name, value in limits.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"request limit {name} must be a positive integer, got {value!r}")
+        return cls(**limits)
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class GenerateRequest(BaseModel):
+    """Synthetic series to generate. Every field is optional; unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    n_samples: int = Field(1, ge=1, description="How many series (at most the limit max_samples, see /info).")
+    length: int | None = Field(
+        None, ge=1, description="Steps per series: a multiple of the model's stage length, at most max_length; "
+                                "may be far longer than the training window. Default: the training window.")
+    seed: int | None = Field(
+        None, ge=0, le=MAX_SEED, description="Random seed; the same seed and fields give the same series. "
+                                             "Default: a random seed, returned in the response.")
+    steps: int | None = Field(
+        None, ge=1, description="Reverse diffusion steps: DDIM when fewer than the model's diffusion steps, "
+                                "ancestral DDPM when equal. Default: the model's sampling steps.")
+    start: str | int | float | None = Field(
+        None, description="Timestamp of the first step (ISO 8601 for a model with dates, a number otherwise). "
+                          "Default: continue after the training data, or after the prefix.")
+    prefix: list[dict[str, Any]] | None = Field(
+        None, description="A real history to continue, as records with the time column and every channel, "
+                          "oldest first, at the model's frequency. The series start right after it.")
+    format: Literal["json", "csv", "parquet"] = Field(
+        "json", description="json: records with provenance; csv; parquet (Arrow, provenance in the schema "
+                            "metadata). Streams: json (one record per line) or csv.")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked request with its defaults filled in.
+
+    prefix: the history as a DataFrame with the time column (if the model has one) and the channels."""
+
+    n_samples: int
+    length: int
+    seed: int
+    seed_chosen: bool
+    steps: int
+    sampler: str
+    start: Any
+    prefix: pd.DataFrame | None
+    format: str
+
+    @property
+    def values(self) -> int:
+        return self.n_samples * self.length
+
+
+def plan_request(request: GenerateRequest, model: StageDiff, limits: Limits, *, stream: bool = False) -> Plan:
+    """Check ``request`` against the model and ``limits``; raise :class:`RequestError` naming the first problem."""
+    config = model.config
+    stage = config.effective_stage_length
+    channels = list(model.metadata["channels"])
+    length = config.window if request.length is None else request.length
+    check_range("n_samples", request.n_samples, 1, limits.max_samples)
+    largest = limits.max_length - limits.max_length % stage
+    if length % stage or not stage <= length <= largest:
+        raise RequestError(f"length must be a multiple of the stage length {stage} between {stage} and {largest}, "
+                           f"got {length}")
+    values = request.n_samples * length * len(channels)
+    if values > limits.max_values:
+        longest = limits.max_values // (request.n_samples * len(channels))
+        raise RequestError(
+            f"n_samples * length * channels = {request.n_samples} * {length} * {len(channels)} = {values:,} exceeds "
+            f"the budget of {limits.max_values:,} values per request; with n_samples={request.n_samples} the length "
+            f"may be at most {longest - longest % stage} (or ask for fewer samples per request)")
+    steps = config.sampling_steps if request.steps is None else request.steps
+    check_range("steps", steps, 1, config.diffusion_steps)
+    if request.format not in (STREAM_FORMATS if stream else FORMATS):
+        raise RequestError(f"format {request.format!r} cannot be streamed; a stream is one of {list(STREAM_FORMATS)}")
+    if request.start is not None and request.prefix is not None:
+        raise RequestError("give either start or prefix, not both: a continuation starts right after its prefix")
+    seed_chosen = request.seed is None
+    return Plan(
+        n_samples=request.n_samples, length=length,
+        seed=secrets.randbelow(RANDOM_SEEDS) if seed_chosen else request.seed, seed_chosen=seed_chosen,
+        steps=steps, sampler="ddim" if steps < config.diffusion_steps else "ddpm",
+        start=None if request.start is None else check_start(request.start, model),
+        prefix=None if request.prefix is None else check_prefix(request.prefix, model, limits),
+        format=request.format,
+    )
+
+
+def check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise RequestError(f"{name} must be an integer between {low} and {high}, got {value}")
+
+
+def check_start(start: str | int | float, model: StageDiff) -> Any:
+    """The first timestamp as the model's time axis needs it: a Timestamp for dates, a number otherwise."""
+    time_column, frequency = model.metadata.get("time_column"), frequency_of(model)
+    if time_column is None or frequency is None:
+        if isinstance(start, str) or isinstance(start, float) and not start.is_integer():
+            raise RequestError(f"start must be an integer step number (this model has no time column), got {start!r}")
+        return int(start)
+    if isinstance(frequency, pd.Timedelta):
+        if not isinstance(start, str):
+            raise RequestError(f"start must be an ISO 8601 timestamp such as {model.metadata['last_time']!r}, "
+                               f"got {start!r}")
+        try:
+            return pd.Timestamp(start)
+        except (ValueError, TypeError) as error:
+            raise RequestError(f"start {start!r} is not an ISO 8601 timestamp (e.g. "
+                               f"{model.metadata['last_time']!r}): {error}") from None
+    if isinstance(start, str) or not math.isfinite(start):
+        raise RequestError(f"start must be a finite number on the model's time axis {time_column!r}, got {start!r}")
+    return start
+
+
+def check_prefix(records: list[dict[str, Any]], model: StageDiff, limits: Limits) -> pd.DataFrame:
+    """The prefix records as a DataFrame (time column, channels), after every check a client can fail."""
+    channels = list(model.metadata["channels"])
+    time_column = model.metadata.get("time_column")
+    columns = ([time_column] if time_column else []) + channels
+    if not records:
+        raise RequestError("prefix is empty; send at least one record, or leave prefix out")
+    if len(records) > limits.max_length or len(records) * len(columns) > limits.max_values:
+        most = min(limits.max_length, limits.max_values // len(columns))
+        raise RequestError(f"prefix has {len(records)} records; at most {most} are accepted (the model "
+                           f"conditions on the last {4 * model.config.window - model.config.effective_stage_length} "
+                           "at most)")
+    for row, record in enumerate(records):
+        missing = [c for c in columns if c not in record]
+        extra = [c for c in record if c not in columns]
+        if missing or extra:
+            problem = "; ".join(part for part in (missing and f"lacks {missing}", extra and f"has unknown {extra}") if part)
+            raise RequestError(f"prefix record {row} {problem}: every record needs exactly the columns {columns}")
+    for channel in channels:
+        for row, record in enumerate(records):
+            value = record[channel]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise RequestError(f"prefix record {row}: channel {channel!r} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise RequestError(f"prefix record {row}: channel {channel!r} is {value!r}; NaN and infinite "
+                                   "values are not accepted, fill them before sending")
+    frame = pd.DataFrame({c: np.array([r[c] for r in records], dtype=np.float64) for c in channels})
+    if time_column:
+        frame.insert(0, time_column, check_prefix_times([r[time_column] for r in records], model))
+    return frame
+
+
+def check_prefix_times(times: list[Any], model: StageDiff) -> pd.Index:
+    """Prefix timestamps, parsed, strictly increasing and exactly the model's frequency apart."""
+    time_column, frequency = model.metadata["time_column"], frequency_of(model)
+    if isinstance(frequency, pd.Timedelta):
+        bad = next((row for row, value in enumerate(times) if not isinstance(value, str)), None)
+        if bad is not None:
+            raise RequestError(f"prefix record {bad}: {time_column!r} must be an ISO 8601 timestamp string, "
+                               f"got {times[bad]!r}")
+        try:
+            index = pd.DatetimeIndex(pd.to_datetime(times, format="ISO8601"))
+        except (ValueError, TypeError) as error:
+            raise RequestError(f"prefix column {time_column!r} has a value that is not an ISO 8601 timestamp "
+                               f"({error})") from None
+    else:
+        bad = next((row for row, value in enumerate(times)
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)), None)
+        if bad is not None:
+            raise RequestError(f"prefix record {bad}: {time_column!r} must be a finite number, got {times[bad]!r}")
+        index = pd.Index(times)
+    if len(index) > 1:
+        steps = index[1:] - index[:-1]
+        back = np.flatnonzero(np.asarray(index[1:] <= index[:-1]))
+        if back.size:
+            row = int(back[0]) + 1
+            raise RequestError(f"prefix timestamps must be strictly increasing; record {row} ({index[row]}) does not "
+                               f"come after record {row - 1} ({index[row - 1]})")
+        if frequency is not None:
+            off = np.flatnonzero(np.asarray(steps != frequency))
+            if off.size:
+                row = int(off[0]) + 1
+                raise RequestError(f"prefix timestamps must be {frequency} apart (the model's frequency); records "
+                                   f"{row - 1} and {row} are {steps[row - 1]} apart")
+    return index
+
+
+def frequency_of(model: StageDiff) -> pd.Timedelta | float | int | None:
+    """The training data's step as a Timedelta or a number (None without a time column)."""
+    return decode_frequency(model.metadata.get("frequency"))

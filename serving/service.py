@@ -1,0 +1,274 @@
+"""The BentoML service: synthetic series on demand from a packaged Stage-Diff model.
+
+    STAGEDIFF_MODEL_TAG=stagediff:latest bentoml serve serving.service:StageDiffService
+
+Endpoints: ``POST /generate`` (JSON, CSV or parquet), ``POST /generate_stream`` (JSON lines or CSV,
+sent piece by piece as the series is denoised), ``GET``/``POST /info``; BentoML adds ``/readyz``,
+``/livez``, ``/metrics`` and ``/docs.json``. Every request is checked before any work (unknown fields,
+types, length, budget, prefix) and bad input gets HTTP 400 with a message naming the problem.
+
+Environment: STAGEDIFF_MODEL_TAG (default ``stagediff:latest``), STAGEDIFF_THREADS (torch threads;
+default 1 on up to 2 cores, see stagediff.runtime), STAGEDIFF_BATCHING (``1``/``0``, default 1),
+STAGEDIFF_MAX_BATCH (rows per batch, default 32), STAGEDIFF_MAX_BODY_BYTES (default 16 MiB).
+All sampling runs on one worker thread, so requests never compete for the CPU's cores.
+"""
+
+from __future__ import annotations
+
+import stagediff  # noqa: F401  # first: sets OMP_WAIT_POLICY=PASSIVE before torch is imported
+
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, AsyncIterator
+
+import bentoml
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from serving.batching import Batcher, invariant_batch
+from serving.encoding import MEDIA_TYPES, STREAM_MEDIA_TYPES, encode, encode_piece, provenance_headers
+from serving.requests import GenerateRequest, Limits, Plan, RequestError, plan_request
+from stagediff import StageDiff, StageDiffError
+from stagediff.runtime import configure_threads
+
+logger = logging.getLogger(__name__)
+
+MODEL_TAG = os.environ.get("STAGEDIFF_MODEL_TAG", "stagediff:latest")
+DEFAULT_MAX_BATCH = 32
+DEFAULT_MAX_BODY_BYTES = 16 * 2**20
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` gets 413; at most ``max_bytes`` are ever buffered.
+
+    The body is read here before the app sees it (then replayed), since BentoML turns any exception
+    raised while it reads the body into a 500."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await self.reject(scope, receive, send)
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                return await self.reject(scope, receive, send)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+
+        async def replay() -> dict:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def reject(self, scope: dict, receive: Any, send: Any) -> None:
+        message = f"the request body is over the limit of {self.max_bytes:,} bytes; send a shorter prefix"
+        await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
+
+
+class Provenance(BaseModel):
+    model: str = Field(description="BentoML model tag, e.g. stagediff:abc123")
+    model_version: str = Field(description="Registered model version (or the BentoML version)")
+    registered_model: str | None = None
+    mlflow_run_id: str | None = None
+    seed: int
+    seed_chosen: bool = Field(description="True when the service chose the seed")
+    steps: int
+    sampler: str
+    n_samples: int
+    length: int
+    start: str | float | int
+    prefix_rows: int
+
+
+class GenerateResponse(BaseModel):
+    """The body of /generate with format json (csv and parquet carry the same columns)."""
+
+    provenance: Provenance
+    columns: list[str]
+    records: list[dict[str, Any]]
+
+
+class StreamedRecord(BaseModel):
+    """One line of /generate_stream with format json: a record (sample, time column, channels)."""
+
+    model_config = ConfigDict(extra="allow")
+    sample: int
+
+
+async def get_info(_: Request) -> Response:
+    return JSONResponse(bentoml.get_current_service().describe())
+
+
+info_app = Starlette(routes=[Route("/info", get_info, methods=["GET"])])
+
+
+@bentoml.service(name="stagediff", workers=1, traffic={"timeout": 600, "max_concurrency": 256})
+@bentoml.asgi_app(info_app, path="/")
+class StageDiffService:
+    """Stage-Diff synthetic multivariate time series in the data's units, with timestamps."""
+
+    model = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        self.threads = configure_threads(int(os.environ["STAGEDIFF_THREADS"]) if "STAGEDIFF_THREADS" in os.environ else None)
+        self.generator = StageDiff.load(self.model.path)
+        self.metadata = dict(self.model.info.metadata)
+        self.limits = Limits.from_metadata(self.metadata.get("limits"))
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stagediff-sampling")
+        max_rows = int(os.environ.get("STAGEDIFF_MAX_BATCH", DEFAULT_MAX_BATCH))
+        min_rows = self.executor.submit(invariant_batch, self.generator, max_rows).result()
+        batching = os.environ.get("STAGEDIFF_BATCHING", "1") != "0" and min_rows is not None
+        self.batcher = Batcher(self.generator, self.executor, max_rows=max_rows, max_jobs=max_rows if batching else 1,
+                               min_rows=min_rows or 1)
+        self.streams_open = 0
+        self.pieces_streamed = 0
+        logger.info("serving %s with %d torch thread(s); batching %s (min batch %s)", self.model.tag, self.threads,
+                    "on" if batching else "off", min_rows)
+
+    # -- endpoints --------------------------------------------------------------------------------
+    @bentoml.api(route="/generate", output_spec=GenerateResponse)
+    async def generate(self, request: GenerateRequest, /) -> Response:
+        """Synthetic series: format json (records with provenance), csv or parquet. Provenance is also in
+        the X-StageDiff-* headers (model, version, seed, steps, sampler)."""
+        try:
+            plan = plan_request(request, self.generator, self.limits)
+            frame = await self.sample(plan)
+        except (RequestError, StageDiffError) as error:
+            return bad_request(error)
+        provenance = self.provenance(plan, frame)
+        body = await asyncio.get_running_loop().run_in_executor(None, encode, frame, provenance, plan.format)
+        return Response(body, media_type=MEDIA_TYPES[plan.format], headers=provenance_headers(provenance))
+
+    @bentoml.api(route="/generate_stream", output_spec=StreamedRecord)
+    async def generate_stream(self, request: GenerateRequest, /) -> Response:
+        """Like /generate, sent piece by piece as the series is denoised: JSON lines (format json) or CSV.
+        Rows come chunk by chunk (all samples' steps of a chunk, then the next chunk). A client that
+        disconnects stops the sampling after the chunk in progress."""
+        try:
+            plan = plan_request(request, self.generator, self.limits, stream=True)
+            pieces, first = await self.open_stream(plan)
+        except (RequestError, StageDiffError) as error:
+            return bad_request(error)
+        provenance = self.provenance(plan, first)
+        headers = {**provenance_headers(provenance), "X-StageDiff-Rows": str(plan.n_samples * plan.length)}
+        return StreamingResponse(self.stream(pieces, first, plan.format), media_type=STREAM_MEDIA_TYPES[plan.format],
+                                 headers=headers)
+
+    @bentoml.api(route="/info")
+    async def info(self) -> dict[str, Any]:
+        """The model (name, version, MLflow run, data hash, channels, frequency, window, stage length,
+        evaluation scores) and the request limits. Also served at GET /info."""
+        return self.describe()
+
+    # -- work ---------------------------------------------------------------------------------------
+    async def sample(self, plan: Plan) -> pd.DataFrame:
+        """All series of ``plan`` as one frame (batched when it is one chunk without a prefix)."""
+        model = self.generator
+        if plan.prefix is None and self.batcher.accepts(plan.n_samples, plan.length):
+            values = await self.batcher.sample(plan.n_samples, plan.length, plan.seed, plan.steps, plan.sampler)
+            return model.to_frame(values, model.sample_times(plan.length, plan.start))
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, lambda: model.sample(plan.n_samples, plan.length, plan.seed, plan.steps, plan.prefix,
+                                                sampler=plan.sampler, start=plan.start, progress=False))
+
+    async def open_stream(self, plan: Plan) -> tuple[Any, pd.DataFrame]:
+        """The stream's remaining pieces (an iterator, or None) and its first piece, computed before the
+        response starts so that an error is still a status code."""
+        if plan.prefix is None and self.batcher.accepts(plan.n_samples, plan.length):
+            return None, await self.sample(plan)
+        pieces = self.generator.sample_stream(plan.n_samples, plan.length, plan.seed, plan.steps, plan.prefix,
+                                              sampler=plan.sampler, start=plan.start)
+        loop = asyncio.get_running_loop()
+        try:
+            first = await loop.run_in_executor(self.executor, next, pieces)
+        except BaseException:
+            self.executor.submit(pieces.close)
+            raise
+        return pieces, first
+
+    async def stream(self, pieces: Any, first: pd.DataFrame, format: str) -> AsyncIterator[bytes]:
+        """Encoded pieces; on exit (done, or cancelled by a disconnect) the sampling generator is closed
+        on the sampling thread, after the chunk in progress."""
+        loop = asyncio.get_running_loop()
+        self.streams_open += 1
+        try:
+            yield encode_piece(first, format, first=True)
+            self.pieces_streamed += 1
+            while pieces is not None and (piece := await loop.run_in_executor(self.executor, next, pieces, None)) is not None:
+                yield encode_piece(piece, format, first=False)
+                self.pieces_streamed += 1
+        finally:
+            self.streams_open -= 1
+            if pieces is not None:
+                self.executor.submit(pieces.close)
+
+    # -- descriptions ---------------------------------------------------------------------------------
+    def provenance(self, plan: Plan, frame: pd.DataFrame) -> dict[str, Any]:
+        first_time = frame.iloc[0, 1]
+        return {
+            "model": str(self.model.tag),
+            "model_version": str(self.metadata.get("model_version") or self.model.tag.version),
+            "registered_model": self.metadata.get("registered_model"),
+            "mlflow_run_id": self.metadata.get("mlflow_run_id"),
+            "seed": plan.seed, "seed_chosen": plan.seed_chosen, "steps": plan.steps, "sampler": plan.sampler,
+            "n_samples": plan.n_samples, "length": plan.length,
+            "start": first_time.isoformat() if isinstance(first_time, pd.Timestamp) else getattr(first_time, "item", lambda: first_time)(),
+            "prefix_rows": 0 if plan.prefix is None else len(plan.prefix),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        model, config, metadata = self.generator, self.generator.config, self.generator.metadata
+        frequency = metadata.get("frequency")
+        return {
+            "model": {
+                "name": self.model.tag.name, "tag": str(self.model.tag),
+                "version": str(self.metadata.get("model_version") or self.model.tag.version),
+                "registered_model": self.metadata.get("registered_model"),
+                "mlflow_run_id": self.metadata.get("mlflow_run_id"),
+                "created": self.model.info.creation_time.isoformat(),
+                "parameters": metadata.get("training", {}).get("parameters"),
+            },
+            "data": {
+                "dataset": self.metadata.get("dataset") or metadata.get("source"),
+                "hash": self.metadata.get("data_hash") or metadata.get("content_hash"),
+                "channels": list(metadata["channels"]), "time_column": metadata.get("time_column"),
+                "frequency": None if frequency is None else frequency["value"],
+                "first_time": metadata.get("first_time"), "last_time": metadata.get("last_time"),
+            },
+            "window": config.window, "stage_length": config.effective_stage_length,
+            "diffusion_steps": config.diffusion_steps, "sampling_steps": config.sampling_steps,
+            "metrics": self.metadata.get("metrics", {}),
+            "limits": {**self.limits.to_dict(), "max_body_bytes": max_body_bytes()},
+            "serving": {
+                "torch_threads": self.threads, "batching": self.batcher.max_jobs > 1,
+                "max_batch_rows": self.batcher.max_rows, "min_batch_rows": self.batcher.min_rows,
+                "batches": self.batcher.batches, "batched_requests": self.batcher.jobs,
+                "queued_requests": len(self.batcher.pending), "streams_open": self.streams_open,
+                "pieces_streamed": self.pieces_streamed,
+            },
+        }
+
+
+def bad_request(error: Exception) -> Response:
+    return JSONResponse({"error": str(error)}, status_code=400)
+
+
+def max_body_bytes() -> int:
+    return int(os.environ.get("STAGEDIFF_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
+
+
+StageDiffService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())

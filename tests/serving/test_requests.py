@@ -1,0 +1,151 @@
+"""The request checks of the service, without a server: each bad request is refused with a message that
+names the problem and the allowed range; good ones get their defaults filled in."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from serving.requests import GenerateRequest, Limits, RequestError, check_prefix, plan_request
+from stagediff import StageDiff, StageDiffConfig
+
+LIMITS = Limits(max_length=1024, max_samples=8, max_values=4096)
+HOURLY = {"channels": ["a", "b"], "time_column": "date", "frequency": {"kind": "timedelta", "value": "PT1H"},
+          "last_time": "2022-01-20T23:00:00"}
+STEPS = {"channels": ["a", "b"], "time_column": None, "frequency": None, "last_time": None}
+
+
+@pytest.fixture
+def untrained(tiny_settings):
+    """A tiny model with the given metadata: the checks read only configuration and metadata, no weights."""
+
+    def build(metadata: dict) -> StageDiff:
+        model = StageDiff(StageDiffConfig(**tiny_settings, channels=2))
+        model.metadata = dict(metadata)
+        return model
+
+    return build
+
+
+@pytest.fixture
+def hourly(untrained) -> StageDiff:
+    return untrained(HOURLY)
+
+
+def plan(model: StageDiff, **fields):
+    return plan_request(GenerateRequest(**fields), model, LIMITS)
+
+
+def refused(model: StageDiff, *, stream: bool = False, **fields) -> str:
+    with pytest.raises(RequestError) as error:
+        plan_request(GenerateRequest(**fields), model, LIMITS, stream=stream)
+    return str(error.value)
+
+
+def records(times, a=None, b=None) -> list[dict]:
+    a = a or [150.0 + i for i in range(len(times))]
+    b = b or [120.0 - i for i in range(len(times))]
+    return [{"date": t, "a": x, "b": y} for t, x, y in zip(times, a, b)]
+
+
+HOURS = [f"2022-01-21T{h:02d}:00:00" for h in range(4)]
+
+
+def test_defaults_are_filled_in_and_a_seed_is_chosen(hourly):
+    chosen = plan(hourly)
+    assert (chosen.n_samples, chosen.length, chosen.steps, chosen.sampler) == (1, 32, 5, "ddim")
+    assert chosen.seed_chosen and 0 <= chosen.seed < 2**31
+    given = plan(hourly, seed=123, steps=20, n_samples=2, length=64)
+    assert (given.seed, given.seed_chosen, given.sampler) == (123, False, "ddpm")  # all diffusion steps: DDPM
+
+
+@pytest.mark.parametrize("length", [4, 12, 1032])
+def test_length_must_be_a_multiple_of_the_stage_length_within_the_limit(hourly, length):
+    assert refused(hourly, length=length) == f"length must be a multiple of the stage length 8 between 8 and 1024, got {length}"
+
+
+def test_counts_and_steps_out_of_range_name_the_range(hourly):
+    assert refused(hourly, n_samples=9) == "n_samples must be an integer between 1 and 8, got 9"
+    assert refused(hourly, steps=21) == "steps must be an integer between 1 and 20, got 21"
+
+
+def test_a_request_over_the_value_budget_says_how_long_it_may_be(hourly):
+    message = refused(hourly, n_samples=8, length=512)
+    assert "8 * 512 * 2 = 8,192 exceeds the budget of 4,096 values" in message
+    assert "the length may be at most 256" in message
+
+
+def test_unknown_fields_and_wrong_types_fail_in_the_schema():
+    for body in ({"n_samples": 1, "lenght": 64}, {"n_samples": "2"}, {"length": 64.0}, {"seed": -1},
+                 {"format": "xml"}, {"n_samples": True}):
+        with pytest.raises(ValidationError):
+            GenerateRequest.model_validate(body)
+
+
+def test_start_is_parsed_on_the_model_time_axis(hourly, untrained):
+    assert plan(hourly, start="2030-01-01T00:00:00").start == pd.Timestamp("2030-01-01")
+    assert "is not an ISO 8601 timestamp" in refused(hourly, start="next tuesday")
+    assert "must be an ISO 8601 timestamp" in refused(hourly, start=5)
+    steps = untrained(STEPS)
+    assert plan(steps, start=100).start == 100
+    assert "integer step number" in refused(steps, start="2030-01-01")
+
+
+def test_start_and_prefix_together_are_refused(hourly):
+    assert "either start or prefix" in refused(hourly, start="2030-01-01T00:00:00", prefix=records(HOURS))
+
+
+def test_a_good_prefix_becomes_a_frame(hourly):
+    frame = plan(hourly, prefix=records(HOURS)).prefix
+    assert list(frame.columns) == ["date", "a", "b"]
+    assert frame["date"].iloc[-1] == pd.Timestamp("2022-01-21T03:00:00")
+
+
+@pytest.mark.parametrize(("prefix", "expected"), [
+    ([], "prefix is empty"),
+    ([{"date": HOURS[0], "a": 1.0}], "prefix record 0 lacks ['b']: every record needs exactly the columns ['date', 'a', 'b']"),
+    ([{"date": HOURS[0], "a": 1.0, "b": 2.0, "c": 3.0}], "prefix record 0 has unknown ['c']"),
+    ([{"a": 1.0, "b": 2.0}], "prefix record 0 lacks ['date']"),
+    (records(HOURS, a=[1.0, math.nan, 2.0, 3.0]), "prefix record 1: channel 'a' is nan; NaN and infinite values"),
+    (records(HOURS, b=[1.0, 2.0, math.inf, 3.0]), "prefix record 2: channel 'b' is inf"),
+    (records(HOURS, a=[1.0, "2", 2.0, 3.0]), "prefix record 1: channel 'a' must be a number, got '2'"),
+    (records(HOURS, a=[1.0, None, 2.0, 3.0]), "channel 'a' must be a number, got None"),
+    (records(HOURS, a=[1.0, True, 2.0, 3.0]), "channel 'a' must be a number, got True"),
+    (records([HOURS[0], HOURS[2], HOURS[1], HOURS[3]]), "prefix timestamps must be strictly increasing; record 2"),
+    (records([HOURS[0], HOURS[0]]), "strictly increasing; record 1"),
+    (records([HOURS[0], HOURS[1], HOURS[3]]), "prefix timestamps must be 0 days 01:00:00 apart (the model's "
+                                               "frequency); records 1 and 2 are 0 days 02:00:00 apart"),
+    (records(["2022-01-21", "tomorrow"]), "is not an ISO 8601 timestamp"),
+    (records([1, 2]), "prefix record 0: 'date' must be an ISO 8601 timestamp string, got 1"),
+])
+def test_bad_prefixes_are_named(hourly, prefix, expected):
+    assert expected in refused(hourly, prefix=prefix)
+
+
+def test_a_prefix_over_the_limits_is_refused(hourly):
+    hours = pd.date_range("2022-01-01", periods=1500, freq="h").strftime("%Y-%m-%dT%H:%M:%S").tolist()
+    assert "prefix has 1500 records; at most 1024 are accepted" in refused(hourly, prefix=records(hours))
+
+
+def test_a_step_model_prefix_has_only_channels(untrained):
+    steps = untrained(STEPS)
+    frame = check_prefix([{"a": 1.0, "b": 2.0}, {"a": 1.5, "b": 2.5}], steps, LIMITS)
+    assert list(frame.columns) == ["a", "b"]
+    assert "has unknown ['date']" in refused(steps, prefix=records(HOURS[:2]))
+
+
+def test_parquet_cannot_be_streamed(hourly):
+    assert "cannot be streamed" in refused(hourly, stream=True, format="parquet")
+    assert plan_request(GenerateRequest(format="csv"), hourly, LIMITS, stream=True).format == "csv"
+
+
+def test_limits_come_from_the_metadata_with_defaults():
+    assert Limits.from_metadata(None) == Limits()
+    assert Limits.from_metadata({"max_length": 2048}).max_length == 2048
+    with pytest.raises(ValueError, match="unknown request limit"):
+        Limits.from_metadata({"max_lenght": 5})
+    with pytest.raises(ValueError, match="positive integer"):
+        Limits.from_metadata({"max_values": 0})
