@@ -8,8 +8,13 @@ RUN_DIR := runs/quickstart
 
 export STAGEDIFF_DATA_DIR ?= $(abspath ../shared/datasets)
 export OMP_WAIT_POLICY ?= PASSIVE
+export DO_NOT_TRACK ?= true
+export BENTOML_DO_NOT_TRACK ?= true
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DVC_NO_ANALYTICS ?= 1
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup run test bench lock clean
+.PHONY: setup run quickstart test bench lock clean
 
 # pip installs uv and torch (here the CPU wheel on disk; elsewhere set PIP_INDEX_URL to PyTorch's CPU index),
 # then uv installs everything else exactly as constraints.txt pins it (about 20 s instead of pip's 4 min).
@@ -21,7 +26,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
+# The whole pipeline (dvc.yaml) on params.yaml, with one temporary local Prefect server; then the metrics.
 run: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PYTHON) -m flows.repro
+	PATH="$(abspath $(VENV))/bin:$$PATH" dvc metrics show
+
+# The library alone (no pipeline): train on synthetic data, sample, plot.
+quickstart: setup
 	$(STAGEDIFF) fit synthetic --config configs/quickstart.yaml --out $(RUN_DIR)/model
 	$(STAGEDIFF) sample $(RUN_DIR)/model --n 4 --length 1024 --seed 0 --out $(RUN_DIR)/samples.parquet \
 		--plot $(RUN_DIR)/samples.png --plot-data synthetic

@@ -57,6 +57,17 @@ def evaluate_generator(model: StageDiff, data: Any, out: str | os.PathLike, prot
     if isinstance(n, bool) or not isinstance(n, int) or n < 10:
         raise DataError(f"n must be an integer of at least 10 windows, got {n!r}")
     real, training, series = protocol_windows(model, data, protocol, n, seed, data_dir)
+    return evaluate_windows(model, real, training, series, out, protocol=protocol, repeats=repeats, seed=seed,
+                            fast=fast, steps=steps, long_windows=long_windows, pictures=pictures)
+
+
+def evaluate_windows(model: StageDiff, real: np.ndarray, training: np.ndarray | None, series: np.ndarray,
+                     out: str | os.PathLike, *, protocol: str, repeats: int = 5, seed: int = 0, fast: bool = False,
+                     steps: int | None = None, long_windows: int = 10, pictures: bool = True) -> dict[str, Any]:
+    """The scoring half of :func:`evaluate_generator`, for callers that chose the real windows themselves.
+
+    real: (n, window, channels) real windows in data units; training: the training windows (for the copy
+    detector) or None; series: (rows, channels) the real series (for the long-sample picture)."""
     synthetic = model.sample_array(len(real), seed=seed, steps=steps)
     stage = model.require_trained().stage_length
     scores = evaluate(real, synthetic, repeats=repeats, seed=seed, fast=fast, training=training,

@@ -1,0 +1,73 @@
+"""What every stage shares: the project's paths, params.yaml, JSON files, and a flow's logger."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
+
+from flows import PROJECT
+from stagediff.config import PipelineParams
+from stagediff.errors import StageDiffError
+
+PARAMS = PROJECT / "params.yaml"
+RAW = PROJECT / "data" / "raw.parquet"
+RAW_DESCRIPTION = PROJECT / "data" / "raw.json"
+PREPARED = PROJECT / "data" / "prepared"
+VALIDATION_REPORT = PROJECT / "reports" / "validation.json"
+VALIDATION_SUMMARY = PROJECT / "reports" / "validation.md"
+MODEL = PROJECT / "models" / "generator"
+CHECKPOINTS = PROJECT / "checkpoints"
+TRAINING_REPORT = PROJECT / "reports" / "training.json"
+LOSS_CURVE = PROJECT / "reports" / "loss.csv"
+METRICS = PROJECT / "reports" / "metrics.json"
+EVALUATION = PROJECT / "reports" / "evaluation"
+PACKAGE_REPORT = PROJECT / "reports" / "package.json"
+
+
+def read_params(path: Path = PARAMS) -> PipelineParams:
+    return PipelineParams.from_file(path)
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    temporary.replace(path)
+    return path
+
+
+def read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise StageDiffError(f"{path.relative_to(PROJECT)} is missing: run the stage that writes it first (dvc repro)")
+    return json.loads(path.read_text())
+
+
+def logger() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run logger inside a flow (shown in the Prefect UI), else a plain one (tests, plain calls)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("flows")
+
+
+def relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(PROJECT))
+    except ValueError:
+        return str(path)
+
+
+def run_stage(flow: Callable[[], Any]) -> None:
+    """``python -m flows.<stage>``: run the flow; a StageDiffError (bad data or parameters) ends with its message
+    and exit status 1, which stops ``dvc repro``."""
+    try:
+        flow()
+    except StageDiffError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

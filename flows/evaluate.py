@@ -1,0 +1,75 @@
+"""Stage 5, evaluate: the evaluation metrics and pictures on held-out data (the validation part of the time
+split, never trained on), written to reports/metrics.json (DVC metrics) and reports/evaluation/ (PNGs, DVC
+plots), and logged to the training run in MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from prefect import flow
+
+from flows.common import (EVALUATION, METRICS, MODEL, PREPARED, TRAINING_REPORT, logger, read_json, read_params,
+                          relative, run_stage, write_json)
+from stagediff import StageDiff
+from stagediff.config import EvaluateParams
+from stagediff.data import load_prepared, sliding_windows
+from stagediff.errors import DataError
+from stagediff.evaluation import evaluate_windows
+
+
+def held_out_windows(prepared_dir: Path, window: int, count: int, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(up to ``count`` held-out windows, all training windows, the whole series), all in data units."""
+    prepared = load_prepared(prepared_dir)
+    train = prepared.scaler.inverse_transform(prepared.train)
+    heldout = prepared.scaler.inverse_transform(prepared.validation)
+    if len(heldout) < window + 9:
+        raise DataError(f"the held-out part has {len(heldout)} rows; evaluating needs at least {window + 9} "
+                        "(10 windows); raise model.validation_fraction or lower model.window")
+    windows = sliding_windows(heldout, window)
+    chosen = np.sort(np.random.default_rng(seed).choice(len(windows), min(count, len(windows)), replace=False))
+    return windows[chosen], sliding_windows(train, window), np.concatenate([train, heldout])
+
+
+def flat_metrics(scores: dict[str, Any], repeats: int) -> dict[str, float]:
+    """{metric: mean, metric_std: std (with repeats)} of the numeric scores (what ``dvc metrics`` and MLflow show)."""
+    flat = {}
+    for name, value in scores.items():
+        if isinstance(value, dict) and isinstance(value.get("mean"), (int, float)):
+            flat[name] = round(float(value["mean"]), 6)
+            if repeats > 1 and isinstance(value.get("std"), (int, float)):
+                flat[f"{name}_std"] = round(float(value["std"]), 6)
+    return flat
+
+
+def evaluate(settings: EvaluateParams, model_dir: Path = MODEL, prepared_dir: Path = PREPARED,
+             training_report: Path = TRAINING_REPORT, metrics_path: Path = METRICS,
+             pictures: Path = EVALUATION) -> dict[str, float]:
+    log = logger()
+    generator = StageDiff.load(model_dir)
+    real, training, series = held_out_windows(prepared_dir, generator.config.window, settings.windows, settings.seed)
+    log.info("read %s and %s: scoring %d held-out windows (repeats %d, fast %s)", relative(model_dir),
+             relative(prepared_dir), len(real), settings.repeats, settings.fast)
+    scores = evaluate_windows(generator, real, training, series, pictures, protocol="heldout",
+                              repeats=settings.repeats, seed=settings.seed, fast=settings.fast, steps=settings.steps)
+    metrics = flat_metrics(scores, settings.repeats)
+    write_json(metrics_path, metrics)
+    run_id = read_json(training_report)["mlflow_run_id"]
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics({f"eval_{name}": value for name, value in metrics.items()})
+        mlflow.log_artifacts(str(pictures), "evaluation")
+    log.info("wrote %s and %s; logged to MLflow run %s: %s", relative(metrics_path), relative(pictures), run_id,
+             {k: v for k, v in metrics.items() if not k.endswith("_std")})
+    return metrics
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate_flow() -> dict[str, float]:
+    return evaluate(read_params().evaluate)
+
+
+if __name__ == "__main__":
+    run_stage(evaluate_flow)

@@ -1,0 +1,129 @@
+"""Stage 4, train: the library's training loop (GPU when present, else CPU) on data/prepared/, tracked in MLflow
+(parameters; per-step loss, learning rate and time; the model, logged and registered). Checkpoints under
+checkpoints/ let an interrupted stage resume, in the same MLflow run."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.metadata
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric
+from prefect import flow
+
+from flows import PROJECT
+from flows.common import (CHECKPOINTS, LOSS_CURVE, MODEL, PREPARED, TRAINING_REPORT, logger, read_params, relative,
+                          run_stage, write_json)
+from stagediff import StageDiff
+from stagediff.config import PipelineParams
+from stagediff.data import PreparedData, load_prepared
+from stagediff.train import TrainProgress
+
+RUN_ID_FILE = "mlflow_run_id"
+LOG_EVERY = 50
+"""Training metrics go to MLflow in batches of this many steps (one database write per batch)."""
+
+
+class MetricBatcher:
+    """Training progress callback: buffers loss, learning rate and elapsed time, writes them in batches."""
+
+    def __init__(self, run_id: str, every: int = LOG_EVERY):
+        self.client, self.run_id, self.every, self.pending = mlflow.MlflowClient(), run_id, every, []
+
+    def __call__(self, progress: TrainProgress) -> None:
+        now = int(time.time() * 1000)
+        self.pending += [Metric("loss", progress.loss, now, progress.step),
+                         Metric("learning_rate", progress.learning_rate, now, progress.step),
+                         Metric("train_seconds", progress.seconds, now, progress.step)]
+        if progress.validation_loss is not None:
+            self.pending.append(Metric("validation_loss", progress.validation_loss, now, progress.step))
+        if progress.step % self.every == 0 or progress.step == progress.max_steps:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.client.log_batch(self.run_id, metrics=self.pending)
+            self.pending = []
+
+
+def checkpoint_folder(params: PipelineParams, prepared: PreparedData, root: Path = CHECKPOINTS) -> Path:
+    """One folder per (model parameters, data): a changed parameter starts afresh, an interruption resumes."""
+    key = hashlib.sha256((params.model.to_json() + prepared.description["content_hash"]).encode()).hexdigest()[:16]
+    return root / key
+
+
+def flat_params(params: PipelineParams) -> dict[str, Any]:
+    sections = params.to_dict()
+    return {f"{section}.{key}": value for section in ("data", "model") for key, value in sections[section].items()}
+
+
+def train(params: PipelineParams, prepared_dir: Path = PREPARED, model_dir: Path = MODEL,
+          checkpoints: Path = CHECKPOINTS, report_path: Path = TRAINING_REPORT,
+          loss_path: Path = LOSS_CURVE) -> dict[str, Any]:
+    log = logger()
+    prepared = load_prepared(prepared_dir)
+    folder = checkpoint_folder(params, prepared, checkpoints)
+    for stale in checkpoints.glob("*") if checkpoints.is_dir() else []:
+        if stale != folder:
+            shutil.rmtree(stale, ignore_errors=True)  # another configuration's checkpoints
+    folder.mkdir(parents=True, exist_ok=True)
+    run_file = folder / RUN_ID_FILE
+    resumed_run = run_file.read_text().strip() if run_file.is_file() else None
+    log.info("read %s (%d training rows, %d channels); checkpoints in %s%s", relative(prepared_dir),
+             len(prepared.train), prepared.n_channels, relative(folder),
+             f", resuming MLflow run {resumed_run}" if resumed_run else "")
+    mlflow.set_experiment(params.package.name)
+    with mlflow.start_run(run_id=resumed_run, run_name=None if resumed_run else f"train-{folder.name[:8]}") as run:
+        run_file.write_text(run.info.run_id)
+        if resumed_run is None:
+            mlflow.log_params(flat_params(params))
+            mlflow.set_tags({"data_hash": prepared.description["content_hash"], "source": prepared.description["source"]})
+        batcher = MetricBatcher(run.info.run_id)
+        generator = StageDiff(params.model).fit_prepared(prepared, checkpoint_dir=folder, callback=batcher)
+        batcher.flush()
+        generator.save(model_dir)
+        write_loss_curve(loss_path, generator.losses)
+        training = generator.metadata["training"]
+        mlflow.log_metrics({"final_loss": training["final_loss"], "parameters": training["parameters"]})
+        logged = mlflow.pyfunc.log_model(
+            name="generator", python_model=str(Path(__file__).with_name("mlflow_model.py")),
+            artifacts={"generator": str(model_dir)}, registered_model_name=params.package.name,
+            code_paths=[str(PROJECT / "stagediff")], pip_requirements=library_requirements())
+        report = {"mlflow_run_id": run.info.run_id, "experiment": params.package.name,
+                  "registered_model": params.package.name, "model_version": str(logged.registered_model_version),
+                  "model_uri": f"models:/{params.package.name}/{logged.registered_model_version}",
+                  "data_hash": prepared.description["content_hash"], "steps": training["steps"],
+                  "seconds": training["seconds"], "device": training["device"], "final_loss": training["final_loss"],
+                  "parameters": training["parameters"]}
+    write_json(report_path, report)
+    log.info("trained %d steps in %.1f s on %s; wrote %s, %s, %s; registered %s version %s", training["steps"],
+             training["seconds"], training["device"], relative(model_dir), relative(loss_path), relative(report_path),
+             params.package.name, report["model_version"])
+    return report
+
+
+def library_requirements() -> list[str]:
+    """The library's own pinned dependencies (its code travels with the MLflow model through code_paths)."""
+    return [r for r in importlib.metadata.requires("stagediff") or [] if "extra ==" not in r]
+
+
+def write_loss_curve(path: Path, losses: list[float]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["step", "loss"])
+        writer.writerows((step, f"{loss:.6g}") for step, loss in enumerate(losses, start=1))
+
+
+@flow(name="train", log_prints=True)
+def train_flow() -> dict[str, Any]:
+    return train(read_params())
+
+
+if __name__ == "__main__":
+    run_stage(train_flow)
