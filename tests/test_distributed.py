@@ -7,6 +7,7 @@ from __future__ import annotations
 import stagediff  # noqa: F401  # first, so that its OMP_WAIT_POLICY setting precedes torch's import
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -166,9 +167,10 @@ def test_two_processes_fit_the_weights_of_one_with_the_same_global_batch(tiny_co
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [CHECKPOINT_NAME]
 
 
+@pytest.mark.slow  # two launches of 2 processes: 14-34 s on a shared 2-core machine
 def test_two_processes_resume_an_interrupted_run(tiny_config, tmp_path):
-    """Interrupted after 3 steps (last checkpoint at step 2), resumed by 2 fresh processes: the weights of an
-    uninterrupted single-process run. A single-stage model (unused fusion parameters) is used on purpose."""
+    """Interrupted after 3 steps (last checkpoint at step 2), resumed by 2 fresh processes (and by one): the
+    weights of an uninterrupted single-process run. A single-stage model (unused fusion parameters) on purpose."""
     config = tiny_config.replace(max_steps=6, checkpoint_every=2, staged=False)
     reference = make_trainer(config)
     reference_result = reference.run(progress=False)
@@ -178,6 +180,12 @@ def test_two_processes_resume_an_interrupted_run(tiny_config, tmp_path):
 
     launch(train_worker, config, checkpoints, first, 3)
     assert torch.load(checkpoints / CHECKPOINT_NAME, weights_only=True)["step"] == 2
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(checkpoints / CHECKPOINT_NAME, alone)
+    single = make_trainer(config)
+    single.run(alone, progress=False)  # a checkpoint holds no per-process state: one process may resume it
+    assert_close_weights(single.model.state_dict(), reference.model.state_dict())
     launch(train_worker, config, checkpoints, second, None)
     ranks = [torch.load(second / f"rank{rank}.pt", weights_only=True) for rank in range(WORLD_SIZE)]
     assert [r["resumed_from"] for r in ranks] == [2, 2] and [r["world_size"] for r in ranks] == [2, 2]
@@ -190,7 +198,7 @@ def test_two_processes_resume_an_interrupted_run(tiny_config, tmp_path):
     assert (second / "saves.log").read_text().split() == ["0", "0"]  # steps 4 and 6
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a CLI subprocess, like tests/test_cli.py: 9-13 s here
 def test_torchrun_cli_fit_trains_like_one_process_and_saves_once(tiny_settings, tmp_path):
     """`torchrun --nproc-per-node 2 -m stagediff.cli fit`: the model written once equals a single-process fit."""
     config = StageDiffConfig(**tiny_settings, max_steps=4, checkpoint_every=2)
