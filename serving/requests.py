@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -27,6 +28,8 @@ STREAM_FORMATS = ("json", "csv")
 MAX_SEED = 2**63 - 1
 RANDOM_SEEDS = 2**31
 """Seeds chosen for the client are below 2**31, so they survive JSON readers that hold numbers as doubles."""
+MAX_STEP = 2**62
+"""Largest step number a start may name (step numbers are int64)."""
 
 
 class RequestError(ValueError):
@@ -132,12 +135,13 @@ def plan_request(request: GenerateRequest, model: StageDiff, limits: Limits, *, 
     if request.start is not None and request.prefix is not None:
         raise RequestError("give either start or prefix, not both: a continuation starts right after its prefix")
     seed_chosen = request.seed is None
+    start = None if request.start is None else check_start(request.start, model)
+    prefix = None if request.prefix is None else check_prefix(request.prefix, model, limits)
+    check_time_axis(model, length, start, prefix)
     return Plan(
         n_samples=request.n_samples, length=length,
         seed=secrets.randbelow(RANDOM_SEEDS) if seed_chosen else request.seed, seed_chosen=seed_chosen,
-        steps=steps, sampler="ddim" if steps < config.diffusion_steps else "ddpm",
-        start=None if request.start is None else check_start(request.start, model),
-        prefix=None if request.prefix is None else check_prefix(request.prefix, model, limits),
+        steps=steps, sampler="ddim" if steps < config.diffusion_steps else "ddpm", start=start, prefix=prefix,
         format=request.format,
     )
 
@@ -151,21 +155,34 @@ def check_start(start: str | int | float, model: StageDiff) -> Any:
     """The first timestamp as the model's time axis needs it: a Timestamp for dates, a number otherwise."""
     time_column, frequency = model.metadata.get("time_column"), frequency_of(model)
     if time_column is None or frequency is None:
-        if isinstance(start, str) or isinstance(start, float) and not start.is_integer():
-            raise RequestError(f"start must be an integer step number (this model has no time column), got {start!r}")
+        if isinstance(start, str) or isinstance(start, float) and not start.is_integer() or abs(start) > MAX_STEP:
+            raise RequestError(f"start must be an integer step number between {-MAX_STEP} and {MAX_STEP} (this "
+                               f"model has no time column), got {start!r}")
         return int(start)
     if isinstance(frequency, pd.Timedelta):
         if not isinstance(start, str):
             raise RequestError(f"start must be an ISO 8601 timestamp such as {model.metadata['last_time']!r}, "
                                f"got {start!r}")
-        try:
-            return pd.Timestamp(start)
-        except (ValueError, TypeError) as error:
+        try:  # strictly ISO 8601: pandas would also read "" (as NaT) and "now" (a different time per call)
+            return pd.Timestamp(datetime.fromisoformat(start))
+        except (ValueError, TypeError, OverflowError) as error:
             raise RequestError(f"start {start!r} is not an ISO 8601 timestamp (e.g. "
                                f"{model.metadata['last_time']!r}): {error}") from None
     if isinstance(start, str) or not math.isfinite(start):
         raise RequestError(f"start must be a finite number on the model's time axis {time_column!r}, got {start!r}")
     return start
+
+
+def check_time_axis(model: StageDiff, length: int, start: Any, prefix: pd.DataFrame | None) -> None:
+    """The series' timestamps must exist: e.g. 100,000 hours after a start in the year 2250 do not."""
+    try:
+        times = model.sample_times(length, start, prefix)[1]
+    except (ValueError, OverflowError, ArithmeticError) as error:
+        raise RequestError(f"the {length} timestamps from start {start} cannot be represented ({error}); "
+                           "choose an earlier start or a shorter length") from None
+    if len(times) != length or pd.isna(times[-1]):
+        raise RequestError(f"the {length} timestamps from start {start} cannot be represented; choose an earlier "
+                           "start or a shorter length")
 
 
 def check_prefix(records: list[dict[str, Any]], model: StageDiff, limits: Limits) -> pd.DataFrame:

@@ -206,11 +206,11 @@ class StageDiffService:
         loop = asyncio.get_running_loop()
         self.streams_open += 1
         try:
-            yield encode_piece(first, format, first=True)
             self.pieces_streamed += 1
+            yield encode_piece(first, format, first=True)
             while pieces is not None and (piece := await loop.run_in_executor(self.executor, next, pieces, None)) is not None:
-                yield encode_piece(piece, format, first=False)
                 self.pieces_streamed += 1
+                yield encode_piece(piece, format, first=False)
         finally:
             self.streams_open -= 1
             if pieces is not None:

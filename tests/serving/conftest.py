@@ -24,7 +24,8 @@ from stagediff import StageDiff, StageDiffConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "stagediff-test"
-LIMITS = {"max_length": 100_000, "max_samples": 16, "max_values": 400_000}
+LIMITS = {"max_length": 20_000, "max_samples": 16, "max_values": 100_000}
+"""Small enough that no fuzzed request keeps the tiny model busy for more than seconds."""
 METADATA = {
     "mlflow_run_id": "0123456789abcdef", "registered_model": "stagediff-smooth", "model_version": "7",
     "data_hash": "feedc0de", "dataset": "smooth", "metrics": {"discriminative": 0.12, "context_fid": 0.5},
@@ -106,3 +107,15 @@ def service(service_module):
 @pytest.fixture(scope="session")
 def served_model(model_dir) -> StageDiff:
     return StageDiff.load(model_dir)
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def serving_env(model_tag, bentoml_home) -> dict[str, str]:
+    """The environment of a `bentoml serve` or `bentoml build` of the tiny model (telemetry off)."""
+    return {**os.environ, **TELEMETRY_OFF, "BENTOML_HOME": str(bentoml_home), "STAGEDIFF_MODEL_TAG": model_tag,
+            "OMP_WAIT_POLICY": "PASSIVE"}

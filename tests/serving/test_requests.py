@@ -89,9 +89,12 @@ def test_start_is_parsed_on_the_model_time_axis(hourly, untrained):
     assert plan(hourly, start="2030-01-01T00:00:00").start == pd.Timestamp("2030-01-01")
     assert "is not an ISO 8601 timestamp" in refused(hourly, start="next tuesday")
     assert "must be an ISO 8601 timestamp" in refused(hourly, start=5)
+    for vague in ("", "now", "tomorrow", "-999999-01-01"):  # pandas reads some of these; ISO 8601 does not
+        assert f"start {vague!r} is not an ISO 8601 timestamp" in refused(hourly, start=vague)
     steps = untrained(STEPS)
     assert plan(steps, start=100).start == 100
-    assert "integer step number" in refused(steps, start="2030-01-01")
+    for bad in ("2030-01-01", 1.5, 2**70, math.inf):
+        assert "integer step number between" in refused(steps, start=bad)
 
 
 def test_start_and_prefix_together_are_refused(hourly):

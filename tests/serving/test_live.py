@@ -1,0 +1,238 @@
+"""A real `bentoml serve` on a free loopback port, called over HTTP: JSON, CSV, parquet and streams; every kind
+of bad input gets a 4xx with its message; a fuzz run from the service's own OpenAPI document gets no 5xx;
+and stopping the server leaves no process behind."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = pytest.mark.slow
+
+READY_SECONDS = 90
+STOP_SECONDS = 20
+FUZZ_EXAMPLES = 150
+HOUR = pd.Timedelta("1h")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """`bentoml serve` in its own session (so its whole process group can be stopped at once)."""
+
+    def __init__(self, env: dict[str, str], root: Path, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        with open(log, "wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bentoml", "serve", "serving.service:StageDiffService", "--host", "127.0.0.1",
+                 "--port", str(self.port)], cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        self.processes: list[psutil.Process] = []
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    self.processes = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"bentoml serve was not ready after {READY_SECONDS} s:\n{self.log_tail()}")
+
+    def stop(self) -> list[psutil.Process]:
+        """SIGTERM to the process group, SIGKILL after STOP_SECONDS; returns the processes still alive."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(STOP_SECONDS)
+        _, alive = psutil.wait_procs(self.processes, timeout=STOP_SECONDS)
+        return alive
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture(scope="module")
+def server(serving_env, project_root, tmp_path_factory):
+    running = Server(serving_env, project_root, tmp_path_factory.mktemp("server") / "serve.log")
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=60) as session:
+        yield session
+
+
+def generate(client: httpx.Client, **fields) -> httpx.Response:
+    return client.post("/generate", json=fields)
+
+
+def test_json_csv_and_parquet_over_http(client, model_tag):
+    response = generate(client, n_samples=2, length=48, seed=21)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    assert response.headers["x-stagediff-seed"] == "21" and response.headers["x-stagediff-model"] == model_tag
+    body = response.json()
+    frame = pd.DataFrame(body["records"])
+    assert list(frame.columns) == ["sample", "date", "a", "b"] and len(frame) == 96
+    dates = pd.to_datetime(frame.loc[frame["sample"] == 1, "date"])
+    assert dates.iloc[0] == pd.Timestamp("2022-01-21") and (dates.diff().dropna() == HOUR).all()
+    assert frame[["a", "b"]].min().min() > 90 and frame[["a", "b"]].max().max() < 210  # data units (about 100..200)
+    assert generate(client, n_samples=2, length=48, seed=21).content == response.content  # same seed, same data
+    csv = generate(client, n_samples=2, length=48, seed=21, format="csv")
+    assert csv.headers["content-type"].startswith("text/csv") and csv.headers["x-stagediff-steps"] == "5"
+    as_csv = pd.read_csv(io.BytesIO(csv.content))
+    parquet = generate(client, n_samples=2, length=48, seed=21, format="parquet")
+    table = pq.read_table(io.BytesIO(parquet.content))
+    assert json.loads(table.schema.metadata[b"stagediff"])["model_version"] == "7"
+    for other in (as_csv, table.to_pandas()):
+        assert len(other) == 96
+        pd.testing.assert_series_equal(other["a"], frame["a"], check_dtype=False, rtol=1e-14)
+
+
+def test_a_random_seed_is_chosen_and_echoed(client):
+    first = generate(client, length=16)
+    seed = int(first.headers["x-stagediff-seed"])
+    assert first.json()["provenance"]["seed_chosen"] is True
+    assert generate(client, length=16, seed=seed).json()["records"] == first.json()["records"]
+
+
+def test_a_long_stream_arrives_in_pieces_and_stops_when_the_client_leaves(client, server):
+    """20,000 steps (157 pieces): the first records arrive while the rest is still being computed; closing
+    the connection stops the sampling (the service counts the pieces it computed)."""
+    with httpx.Client(base_url=server.url, timeout=60) as own:
+        with own.stream("POST", "/generate_stream", json={"length": 20_000, "seed": 2}) as response:
+            assert response.status_code == 200 and response.headers["x-stagediff-rows"] == "20000"
+            lines = response.iter_lines()
+            first = json.loads(next(lines))
+            assert first["sample"] == 0 and first["date"] == "2022-01-21T00:00:00"
+            assert client.get("/info").json()["serving"]["streams_open"] == 1
+    deadline = time.monotonic() + 10
+    while (serving := client.get("/info").json()["serving"])["streams_open"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert serving["streams_open"] == 0
+    time.sleep(0.5)
+    after = client.get("/info").json()["serving"]["pieces_streamed"]
+    assert after == serving["pieces_streamed"] and after < 50  # a complete stream is 157 pieces
+
+
+def test_a_stream_in_csv(client):
+    response = client.post("/generate_stream", json={"n_samples": 2, "length": 200, "seed": 1, "format": "csv"})
+    frame = pd.read_csv(io.BytesIO(response.content), parse_dates=["date"])
+    assert response.status_code == 200 and len(frame) == 400 and list(frame.columns) == ["sample", "date", "a", "b"]
+
+
+PREFIX = [{"date": f"2022-01-21T{hour:02d}:00:00", "a": 150.0 + hour, "b": 140.0} for hour in range(4)]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), [
+    ({"n_samples": 1, "lenght": 64}, 400, "Extra inputs are not permitted"),
+    ({"n_samples": "two"}, 400, "Input should be a valid integer"),
+    ({"length": 64.5}, 400, "Input should be a valid integer"),
+    ({"format": "xml"}, 400, "Input should be 'json', 'csv' or 'parquet'"),
+    ({"length": 30}, 400, "length must be a multiple of the stage length 8 between 8 and 20000, got 30"),
+    ({"length": 1_000_000}, 400, "between 8 and 20000"),
+    ({"n_samples": 16, "length": 8_000}, 400, "exceeds the budget of 100,000 values per request"),
+    ({"start": "yesterday"}, 400, "start 'yesterday' is not an ISO 8601 timestamp"),
+    ({"n_samples": 0}, 400, "Input should be greater than or equal to 1"),
+    ({"steps": 500}, 400, "steps must be an integer between 1 and 20"),
+    ({"seed": -5}, 400, "Input should be greater than or equal to 0"),
+    ({"prefix": [{k: v for k, v in PREFIX[0].items() if k != "b"}]}, 400, "prefix record 0 lacks ['b']"),
+    ({"prefix": [{**PREFIX[0], "c": 1.0}]}, 400, "prefix record 0 has unknown ['c']"),
+    ({"prefix": [PREFIX[1], PREFIX[0]]}, 400, "prefix timestamps must be strictly increasing"),
+    ({"prefix": [PREFIX[0], PREFIX[2]]}, 400, "must be 0 days 01:00:00 apart (the model's frequency)"),
+    ({"prefix": [{**PREFIX[0], "a": None}]}, 400, "channel 'a' must be a number, got None"),
+    ({"start": "2030-01-01T00:00:00", "prefix": PREFIX}, 400, "either start or prefix"),
+])
+def test_bad_input_gets_4xx_naming_the_problem(client, body, status, message):
+    for endpoint in ("/generate", "/generate_stream"):
+        response = client.post(endpoint, json=body)
+        assert response.status_code == status, response.text
+        assert message in response.text
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b'{"prefix": [{"date": "2022-01-21T00:00:00", "a": NaN, "b": 1.0}]}', "channel 'a' is nan"),
+    (b'{"prefix": [{"date": "2022-01-21T00:00:00", "a": Infinity, "b": 1.0}]}', "channel 'a' is inf"),
+    (b'{"n_samples": 1,', "Invalid JSON"),
+    (b"[1, 2]", "Input should be an object"),
+])
+def test_raw_bodies_that_are_not_clean_json_get_400(client, content, message):
+    response = client.post("/generate", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and message in response.text
+
+
+def test_a_body_over_the_size_limit_gets_413_before_it_is_read(client):
+    huge = b'{"prefix": [' + b'{"date": "2022-01-21T00:00:00", "a": 1.0, "b": 1.0},' * 400_000 + b"]}"
+    response = client.post("/generate", content=huge, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "over the limit of 16,777,216 bytes" in response.json()["error"]
+
+
+def test_info_by_get_and_post(client, model_tag):
+    got, posted = client.get("/info"), client.post("/info", json={})
+    assert got.status_code == posted.status_code == 200
+    assert got.json()["model"] == posted.json()["model"] and got.json()["model"]["tag"] == model_tag
+    assert got.json()["data"]["channels"] == ["a", "b"] and got.json()["limits"]["max_samples"] == 16
+
+
+def test_fuzzing_from_the_openapi_document_finds_no_server_error(server, client):
+    """Schemathesis draws valid and invalid requests for every operation in /docs.json."""
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+
+    schema = schemathesis.openapi.from_url(f"{server.url}/docs.json")
+    cases = st.one_of(schema.as_strategy(schemathesis.GenerationMode.POSITIVE),
+                      schema.as_strategy(schemathesis.GenerationMode.NEGATIVE))
+    statuses: list[tuple[str, int]] = []
+
+    @given(case=cases)
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    def call(case) -> None:
+        response = case.call(base_url=server.url, timeout=60)
+        statuses.append((f"{case.method} {case.path}", response.status_code))
+        assert response.status_code < 500, f"{case.method} {case.path} {case.body!r}: {response.status_code} {response.text[:300]}"
+
+    call()
+    summary = pd.Series([status for _, status in statuses]).value_counts().to_dict()
+    print(f"schemathesis: {len(statuses)} requests over {len({op for op, _ in statuses})} operations, statuses {summary}")
+    assert len(statuses) >= FUZZ_EXAMPLES // 2
+    assert client.get("/readyz").status_code == 200
+
+
+def test_stopping_the_server_leaves_nothing_running(server):
+    assert len(server.processes) >= 1
+    assert server.stop() == []
+    with pytest.raises(ProcessLookupError):
+        os.killpg(server.process.pid, 0)  # the process group is empty
