@@ -1,0 +1,200 @@
+"""The pipeline stages' logic as plain functions (no DVC, no Prefect server): ingest, validate, segment, and
+the helpers of train and evaluate. The whole pipeline runs end to end in test_pipeline.py."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.evaluate import flat_metrics
+from flows.ingest import ingest
+from flows.segment import segment
+from flows.train import checkpoint_folder
+from flows.validate import ValidationFailed, validate
+from stagediff.config import DataParams, PipelineParams
+from stagediff.data import load_prepared
+from stagediff.data.expectations import required_rows
+from stagediff.errors import ConfigError, DataError
+
+
+def hourly(rows: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"time": pd.date_range("2024-01-01", periods=rows, freq="h").astype(str),
+                         "a": rng.normal(10, 2, rows), "b": rng.normal(-5, 1, rows)})
+
+
+def params(**data) -> PipelineParams:
+    return PipelineParams.from_dict({"data": {"time_column": "time", **data},
+                                     "model": {"window": 32, "stage_length": 8, "context": 2, "patch_length": 4,
+                                               "patch_stride": 2, "validation_fraction": 0.2}})
+
+
+@pytest.fixture
+def stage_paths(tmp_path):
+    names = ("raw.parquet", "raw.json", "validation.json", "validation.md", "prepared")
+    return {name: tmp_path / name for name in names}
+
+
+def ingest_frame(frame: pd.DataFrame, tmp_path, stage_paths, **data) -> PipelineParams:
+    source = tmp_path / "source.csv"
+    frame.to_csv(source, index=False)
+    chosen = params(source=str(source), **data)
+    ingest(chosen.data, stage_paths["raw.parquet"], stage_paths["raw.json"])
+    return chosen
+
+
+def run_validate(chosen: PipelineParams, stage_paths) -> dict:
+    return validate(chosen, stage_paths["raw.parquet"], stage_paths["raw.json"], stage_paths["validation.json"],
+                    stage_paths["validation.md"])
+
+
+# ----------------------------------------------------------------------------------------------------- ingest
+
+
+def test_ingest_writes_the_table_and_its_description(tmp_path, stage_paths):
+    frame = hourly()
+    chosen = ingest_frame(frame, tmp_path, stage_paths)
+    written = pd.read_parquet(stage_paths["raw.parquet"])
+    pd.testing.assert_frame_equal(written, pd.read_csv(tmp_path / "source.csv"))
+    description = json.loads(stage_paths["raw.json"].read_text())
+    assert description["rows"] == 400 and description["time_column"] == "time"
+    assert set(description["columns"]) == {"time", "a", "b"}
+    assert description["time_range"] == {"first": "2024-01-01 00:00:00", "last": "2024-01-17 15:00:00"}
+    again = ingest(chosen.data, tmp_path / "again.parquet", tmp_path / "again.json")
+    assert again["content_hash"] == description["content_hash"]  # same data, same hash
+    frame.loc[3, "a"] += 1
+    assert ingest_frame(frame, tmp_path, stage_paths) and \
+        json.loads(stage_paths["raw.json"].read_text())["content_hash"] != description["content_hash"]
+
+
+def test_ingest_reads_a_builtin_dataset(stage_paths):
+    description = ingest(DataParams(source="synthetic"), stage_paths["raw.parquet"], stage_paths["raw.json"])
+    assert description["rows"] == 8760 and description["time_column"] == "date"
+
+
+def test_ingest_downloads_a_url(tmp_path, stage_paths):
+    hourly().to_csv(tmp_path / "served.csv", index=False)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/served.csv"
+        description = ingest(DataParams(source=url, time_column="time"), stage_paths["raw.parquet"],
+                             stage_paths["raw.json"])
+        assert description["rows"] == 400 and description["source"] == url
+        with pytest.raises(DataError, match="could not download"):
+            ingest(DataParams(source=url.replace("served", "absent")), tmp_path / "x.parquet", tmp_path / "x.json")
+    finally:
+        server.shutdown()
+
+
+def test_ingest_of_an_unknown_source_names_it_and_writes_nothing(stage_paths):
+    with pytest.raises(DataError, match="no-such-file.csv"):
+        ingest(DataParams(source="no-such-file.csv"), stage_paths["raw.parquet"], stage_paths["raw.json"])
+    assert not stage_paths["raw.parquet"].exists() and not stage_paths["raw.json"].exists()
+
+
+# --------------------------------------------------------------------------------------------------- validate
+
+
+def test_good_data_passes_every_expectation_and_records_ranges(tmp_path, stage_paths):
+    report = run_validate(ingest_frame(hourly(), tmp_path, stage_paths), stage_paths)
+    assert report["success"] and report["failed"] == []
+    kinds = {r["type"] for r in report["expectations"]}
+    assert {"expect_column_values_to_be_increasing", "expect_column_values_to_be_unique",
+            "expect_column_values_to_be_in_type_list", "expect_table_row_count_to_be_between"} <= kinds
+    assert report["channel_ranges"]["a"]["min"] < 10 < report["channel_ranges"]["a"]["max"]
+    assert "PASSED" in stage_paths["validation.md"].read_text()
+
+
+def test_duplicates_nans_and_text_are_each_named_with_example_rows(tmp_path, stage_paths):
+    frame = hourly()
+    frame.loc[10, "time"] = frame.loc[9, "time"]          # a duplicate timestamp
+    frame.loc[20, "a"] = np.nan                           # a missing value
+    frame["note"] = "text"                                # a text column
+    chosen = ingest_frame(frame, tmp_path, stage_paths)
+    with pytest.raises(ValidationFailed) as failure:
+        run_validate(chosen, stage_paths)
+    message = str(failure.value)
+    assert "no duplicate timestamps in 'time'" in message and "row=10" in message
+    assert "channel 'a' has at most 0.0% missing values" in message and "row=20" in message
+    assert "channel 'note' is numeric" in message
+    assert "'time' is strictly increasing" in message
+    report = json.loads(stage_paths["validation.json"].read_text())
+    assert report["success"] is False and len(report["failed"]) >= 4
+    assert "**failed**" in stage_paths["validation.md"].read_text()
+
+
+def test_gaps_unparseable_times_and_too_few_rows_are_named(tmp_path, stage_paths):
+    frame = hourly(60).drop(index=[30])                   # a missing hour: irregular step
+    frame.loc[5, "time"] = "not a time"
+    with pytest.raises(ValidationFailed) as failure:
+        run_validate(ingest_frame(frame, tmp_path, stage_paths), stage_paths)
+    message = str(failure.value)
+    assert "a regular step of 0 days 01:00:00" in message
+    assert "every value of 'time' parses as a time" in message and "not a time" in message
+    assert "enough rows" in message and "observed 59" in message
+    assert required_rows(32, 0.2) == 205
+
+
+def test_a_declared_frequency_is_enforced(tmp_path, stage_paths):
+    chosen = ingest_frame(hourly(), tmp_path, stage_paths, frequency="30min")
+    with pytest.raises(ValidationFailed, match="regular step of 0 days 00:30:00"):
+        run_validate(chosen, stage_paths)
+    with pytest.raises(ConfigError, match="not a fixed pandas frequency"):
+        run_validate(ingest_frame(hourly(), tmp_path, stage_paths, frequency="1MS"), stage_paths)
+
+
+def test_missing_values_within_the_declared_policy_pass(tmp_path, stage_paths):
+    frame = hourly()
+    frame.loc[[5, 50], "b"] = np.nan
+    with pytest.raises(ConfigError, match="interpolate"):
+        run_validate(ingest_frame(frame, tmp_path, stage_paths, max_missing_fraction=0.01), stage_paths)
+    source = tmp_path / "source.csv"
+    chosen = PipelineParams.from_dict({**params().to_dict(), "data": {"source": str(source), "time_column": "time",
+                                                                      "max_missing_fraction": 0.01},
+                                       "model": {**params().model.to_dict(), "missing": "interpolate"}})
+    assert run_validate(chosen, stage_paths)["success"]
+
+
+# ---------------------------------------------------------------------------------------------------- segment
+
+
+def test_segment_splits_by_time_then_scales_on_the_training_part(tmp_path, stage_paths):
+    chosen = ingest_frame(hourly(), tmp_path, stage_paths)
+    summary = segment(chosen.model, stage_paths["raw.parquet"], stage_paths["raw.json"], stage_paths["prepared"])
+    assert summary == {"train_rows": 320, "validation_rows": 80, "channels": 2, "window": 32, "stages": 4,
+                       "train_windows": 289, "validation_windows": 49}
+    prepared = load_prepared(stage_paths["prepared"])
+    assert prepared.train.min() == pytest.approx(-1) and prepared.train.max() == pytest.approx(1)
+    original = hourly()[["a", "b"]].to_numpy()
+    np.testing.assert_allclose(prepared.scaler.inverse_transform(prepared.validation), original[320:])
+    with np.load(stage_paths["prepared"] / "windows.npz") as windows:
+        assert windows["train"].shape == (289, 4, 8, 2) and windows["validation"].shape == (49, 4, 8, 2)
+        np.testing.assert_allclose(windows["train"][1].reshape(32, 2), prepared.train[1:33], rtol=1e-6)
+    assert prepared.description["channels"] == ["a", "b"] and prepared.description["training_rows"] == 320
+
+
+# ---------------------------------------------------------------------------------------- train and evaluate
+
+
+def test_checkpoints_are_kept_per_parameters_and_data(tmp_path, stage_paths):
+    chosen = ingest_frame(hourly(), tmp_path, stage_paths)
+    segment(chosen.model, stage_paths["raw.parquet"], stage_paths["raw.json"], stage_paths["prepared"])
+    prepared = load_prepared(stage_paths["prepared"])
+    first = checkpoint_folder(chosen, prepared, tmp_path)
+    assert checkpoint_folder(chosen, prepared, tmp_path) == first
+    changed = PipelineParams.from_dict({**chosen.to_dict(), "model": {**chosen.model.to_dict(), "max_steps": 7}})
+    assert checkpoint_folder(changed, prepared, tmp_path) != first
+
+
+def test_flat_metrics_keep_numbers_only():
+    scores = {"discriminative": {"mean": 0.25, "std": 0.01}, "boundary": {"mean": None}, "settings": {"n": 3}}
+    assert flat_metrics(scores, repeats=1) == {"discriminative": 0.25}
+    assert flat_metrics(scores, repeats=3) == {"discriminative": 0.25, "discriminative_std": 0.01}
