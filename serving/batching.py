@@ -1,19 +1,24 @@
 """Batching concurrent requests without changing what any of them gets back.
 
 On a small CPU one sample of 256 steps costs nearly as much as several: each reverse step is many small
-sequential calls (docs/benchmarks.md), so requests that wait together are sampled together. Two things
+sequential calls (docs/benchmarks.md), so requests that wait together are sampled together. Three things
 keep every request's series independent of the others in its batch:
 
 - each request draws its noise from its own ``torch.Generator(seed)``, in exactly the order
   ``StageDiff.sample`` draws it (initial noise, then any sampler noise per step);
-- the denoiser runs at a batch of at least :func:`invariant_batch`'s size. Below it, CPU kernels pick
-  other code paths and a row's output changes in the 7th digit with the batch size (measured: batches of
-  1-3 differ from larger ones by ~3e-7; from 4 rows on they agree bit for bit). Smaller requests are padded.
+- every linear layer and convolution runs on at least 4 rows (:class:`MinimumRows`). On a CPU, a matrix
+  product of 1-3 rows (a matrix-vector kernel) or a convolution of one sequence takes another kernel than
+  a larger one, and its rounding differs in the 7th digit. Found with forward hooks: the step embedding's
+  MLP (batch-many rows), the channel-fusion convolution (batch-many sequences) and, with 2 channels, the
+  output head (batch x channels rows); every other layer sees batch x channels x stages rows or more;
+- :func:`make_batch_invariant` then probes the whole denoiser on this machine; should rows still depend on
+  the batch size below some size, smaller batches are padded up to it.
 
 So a request's values depend only on its own fields, with batching on or off. They equal
-``StageDiff.sample`` with the same arguments bit for bit when ``n_samples`` is at least that size, and to
-float32 rounding below it. Only single-chunk requests without a prefix are batched (length up to
-``CHUNK_WINDOWS`` training windows); the rest run alone through the library.
+``StageDiff.sample`` with the same arguments bit for bit when ``n_samples`` is at least 4 (the wrappers are
+idle there, so the library's layers run exactly as in the library) and to float32 rounding (about 1e-7
+relative) below that. Only single-chunk requests without a prefix are batched (length up to
+``CHUNK_WINDOWS`` training windows); the rest run alone through the library's sampling loop.
 """
 
 from __future__ import annotations
@@ -25,17 +30,68 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 
 from stagediff import StageDiff
 from stagediff.diffusion import make_sampler
 from stagediff.generator import CHUNK_WINDOWS, SAMPLING_BATCH
 
 PROBE_SEED = 0
+MINIMUM_ROWS = 4
+"""A CPU matrix product or convolution of 1-3 rows took other kernels than one of 4 or more (measured)."""
 
 
 def single_chunk(model: StageDiff, length: int) -> bool:
     """True when the library samples ``length`` steps as one chunk (no seams to carry between calls)."""
     return length <= CHUNK_WINDOWS * model.config.window
+
+
+class MinimumRows(nn.Module):
+    """A linear layer run on at least ``rows`` rows (its input's leading dimensions flattened), or a
+    convolution on at least ``rows`` sequences: short inputs are padded with copies of their first row,
+    dropped again after, so that the layer takes the same CPU kernel whatever the batch size."""
+
+    def __init__(self, inner: nn.Linear | nn.Conv1d, rows: int = MINIMUM_ROWS):
+        super().__init__()
+        self.inner, self.rows = inner, rows
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1]) if isinstance(self.inner, nn.Linear) else x
+        count = rows.shape[0]
+        if count >= self.rows or count == 0:
+            return self.inner(x)
+        padded = self.inner(torch.cat([rows, rows[:1].expand(self.rows - count, *rows.shape[1:])]))[:count]
+        return padded.reshape(*x.shape[:-1], padded.shape[-1]) if isinstance(self.inner, nn.Linear) else padded
+
+
+@torch.inference_mode()
+def make_batch_invariant(model: StageDiff, max_rows: int) -> int | None:
+    """Wrap (once) in :class:`MinimumRows` each linear layer and convolution of ``model``'s denoiser that
+    sees fewer than MINIMUM_ROWS rows for one sample of one stage (rows grow with samples and stages, so
+    those are all that can), then return the smallest batch from which the whole denoiser's rows do not
+    depend on the batch size (:func:`invariant_batch`; 1 where the wrappers suffice, None where none does)."""
+    denoiser = model.require_trained()
+    fewest: dict[nn.Module, int] = {}
+
+    def record(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0]
+        rows = x.numel() // x.shape[-1] if isinstance(module, nn.Linear) else x.shape[0]
+        fewest[module] = min(rows, fewest.get(module, rows))
+
+    layers = [m for m in denoiser.modules() if isinstance(m, (nn.Linear, nn.Conv1d))]
+    hooks = [layer.register_forward_pre_hook(record) for layer in layers]
+    try:
+        device = next(denoiser.parameters()).device
+        x = torch.zeros((1, model.config.effective_stage_length, denoiser.channels), device=device)
+        denoiser(x, torch.zeros(1, dtype=torch.long, device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for parent in list(denoiser.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(parent, MinimumRows) and fewest.get(child, MINIMUM_ROWS) < MINIMUM_ROWS:
+                setattr(parent, name, MinimumRows(child))
+    return invariant_batch(model, max_rows)
 
 
 @torch.inference_mode()

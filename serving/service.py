@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from serving.batching import Batcher, invariant_batch
+from serving.batching import Batcher, make_batch_invariant
 from serving.encoding import MEDIA_TYPES, STREAM_MEDIA_TYPES, encode, encode_piece, provenance_headers
 from serving.requests import GenerateRequest, Limits, Plan, RequestError, plan_request
 from stagediff import StageDiff, StageDiffError
@@ -130,7 +130,7 @@ class StageDiffService:
         self.limits = Limits.from_metadata(self.metadata.get("limits"))
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stagediff-sampling")
         max_rows = int(os.environ.get("STAGEDIFF_MAX_BATCH", DEFAULT_MAX_BATCH))
-        min_rows = self.executor.submit(invariant_batch, self.generator, max_rows).result()
+        min_rows = self.executor.submit(make_batch_invariant, self.generator, max_rows).result()
         batching = os.environ.get("STAGEDIFF_BATCHING", "1") != "0" and min_rows is not None
         self.batcher = Batcher(self.generator, self.executor, max_rows=max_rows, max_jobs=max_rows if batching else 1,
                                min_rows=min_rows or 1)

@@ -68,22 +68,22 @@ def test_the_same_seed_gives_the_same_series_and_a_chosen_seed_regenerates_them(
     assert chosen["provenance"]["seed_chosen"] is True
     regenerated = body_of(call(service, n_samples=2, length=32, seed=chosen["provenance"]["seed"]))
     assert regenerated["records"] == chosen["records"]
-    # n_samples of at least the batching floor: the library gives the very same values.
+    # From 4 samples on, the library gives the very same values.
     library = served_model.sample(4, 32, seed=5, steps=5)
     np.testing.assert_allclose(frame_of(body_of(first))[["a", "b"]].to_numpy(), library[["a", "b"]].to_numpy(),
                                rtol=1e-14)
 
 
 def test_csv_and_parquet_carry_the_same_values(service, served_model):
-    as_json = frame_of(body_of(call(service, n_samples=service.batcher.min_rows, length=40, seed=2)))
-    csv = call(service, n_samples=service.batcher.min_rows, length=40, seed=2, format="csv")
+    as_json = frame_of(body_of(call(service, n_samples=4, length=40, seed=2)))
+    csv = call(service, n_samples=4, length=40, seed=2, format="csv")
     assert csv.media_type == "text/csv" and csv.headers["x-stagediff-seed"] == "2"
     as_csv = pd.read_csv(io.BytesIO(csv.body), parse_dates=["date"])
-    parquet = call(service, n_samples=service.batcher.min_rows, length=40, seed=2, format="parquet")
+    parquet = call(service, n_samples=4, length=40, seed=2, format="parquet")
     table = pq.read_table(io.BytesIO(parquet.body))
     assert json.loads(table.schema.metadata[b"stagediff"])["seed"] == 2
     as_parquet = table.to_pandas()
-    library = served_model.sample(service.batcher.min_rows, 40, seed=2, steps=5)
+    library = served_model.sample(4, 40, seed=2, steps=5)  # from 4 samples on, bit for bit
     pd.testing.assert_frame_equal(as_parquet, library, check_dtype=False)  # exact float64
     pd.testing.assert_frame_equal(as_csv, library, check_dtype=False, check_exact=True)
     pd.testing.assert_frame_equal(as_json, library, check_dtype=False, rtol=1e-14)
@@ -97,11 +97,11 @@ def test_start_sets_the_first_timestamp(service):
 def test_a_prefix_is_continued_right_after_its_last_timestamp(service, served_model, training_frame):
     history = training_frame.tail(24)
     records = [{"date": t.isoformat(), "a": a, "b": b} for t, a, b in history[["date", "a", "b"]].itertuples(index=False)]
-    body = body_of(call(service, n_samples=2, length=32, seed=4, prefix=records))
+    body = body_of(call(service, n_samples=4, length=32, seed=4, prefix=records))
     frame = frame_of(body)
     assert frame["date"].iloc[0] == history["date"].iloc[-1] + pd.Timedelta("1h")
     assert body["provenance"]["prefix_rows"] == 24
-    library = served_model.sample(2, 32, seed=4, steps=5, prefix=history)
+    library = served_model.sample(4, 32, seed=4, steps=5, prefix=history)
     pd.testing.assert_frame_equal(frame, library, check_dtype=False, rtol=1e-14)
 
 
