@@ -329,13 +329,38 @@ class PackageParams:
 
 
 @dataclass(frozen=True)
+class RetrainParams:
+    """Scheduled retraining (flows/retrain.py): when it runs and when a new model (challenger) replaces the
+    serving one (champion)."""
+
+    cron: str = "0 3 * * 1"
+    """When the deployment runs (cron syntax, the Prefect server's time zone); default Mondays 03:00."""
+    metrics: tuple[str, ...] = ("discriminative", "predictive")
+    """Held-out metrics (lower is better) compared on the same data; each must pass the margin."""
+    margin: float = 0.05
+    """The challenger may be worse than the champion by at most this fraction on each metric."""
+    alias: str = "champion"
+    """MLflow registry alias of the serving model version."""
+
+    def __post_init__(self) -> None:
+        _check_types(self, "retrain key")
+        _require(len(self.cron.split()) == 5, f"retrain.cron must have 5 fields (minute hour day month weekday), "
+                                              f"got {self.cron!r}")
+        _require(len(self.metrics) >= 1, "retrain.metrics needs at least one metric")
+        _require(0.0 <= self.margin < 1.0, f"retrain.margin must be in [0, 1), got {self.margin}")
+        _require(self.alias.replace("_", "").replace("-", "").isalnum(),
+                 f"retrain.alias must be letters, digits, '-' or '_', got {self.alias!r}")
+
+
+@dataclass(frozen=True)
 class PipelineParams:
-    """params.yaml: the sections data, model (a StageDiffConfig), evaluate and package."""
+    """params.yaml: the sections data, model (a StageDiffConfig), evaluate, package and retrain."""
 
     data: DataParams = dataclasses.field(default_factory=DataParams)
     model: StageDiffConfig = dataclasses.field(default_factory=StageDiffConfig)
     evaluate: EvaluateParams = dataclasses.field(default_factory=EvaluateParams)
     package: PackageParams = dataclasses.field(default_factory=PackageParams)
+    retrain: RetrainParams = dataclasses.field(default_factory=RetrainParams)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PipelineParams:
@@ -350,7 +375,7 @@ class PipelineParams:
                 sections[f.name] = StageDiffConfig.from_dict(section)
             else:
                 _reject_unknown(kind, section, f"{f.name}")
-                sections[f.name] = kind(**section)
+                sections[f.name] = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()})
         return cls(**sections)
 
     @classmethod
@@ -358,5 +383,7 @@ class PipelineParams:
         return cls.from_dict(read_mapping(path))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"data": dataclasses.asdict(self.data), "model": self.model.to_dict(),
-                "evaluate": dataclasses.asdict(self.evaluate), "package": dataclasses.asdict(self.package)}
+        sections = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {name: value.to_dict() if name == "model" else
+                {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(value).items()}
+                for name, value in sections.items()}
