@@ -14,6 +14,8 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import Metric
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 from prefect import flow
 
 from flows import PROJECT
@@ -25,6 +27,10 @@ from stagediff.data import PreparedData, load_prepared
 from stagediff.train import TrainProgress
 
 RUN_ID_FILE = "mlflow_run_id"
+SIGNATURE = ModelSignature(inputs=Schema([ColSpec("long", "n_samples"), ColSpec("long", "length"),
+                                          ColSpec("long", "seed", required=False),
+                                          ColSpec("long", "steps", required=False)]))
+"""What flows/mlflow_model.py's predict takes: one row per request."""
 LOG_EVERY = 50
 """Training metrics go to MLflow in batches of this many steps (one database write per batch)."""
 
@@ -93,7 +99,7 @@ def train(params: PipelineParams, prepared_dir: Path = PREPARED, model_dir: Path
         logged = mlflow.pyfunc.log_model(
             name="generator", python_model=str(Path(__file__).with_name("mlflow_model.py")),
             artifacts={"generator": str(model_dir)}, registered_model_name=params.package.name,
-            code_paths=[str(PROJECT / "stagediff")], pip_requirements=library_requirements())
+            code_paths=[str(PROJECT / "stagediff")], pip_requirements=library_requirements(), signature=SIGNATURE)
         report = {"mlflow_run_id": run.info.run_id, "experiment": params.package.name,
                   "registered_model": params.package.name, "model_version": str(logged.registered_model_version),
                   "model_uri": f"models:/{params.package.name}/{logged.registered_model_version}",

@@ -121,13 +121,16 @@ def test_the_mlflow_run_holds_params_curves_metrics_and_the_registered_model(pip
     clone, env, _ = pipeline
     training = json.loads((clone / "reports/training.json").read_text())
     check = f"""
-import json, mlflow
+import json, mlflow, pandas as pd
 client = mlflow.MlflowClient()
+served = mlflow.pyfunc.load_model("models:/stagediff-e2e/1").predict(
+    pd.DataFrame([{{"n_samples": 2, "length": 64, "seed": 0}}]))
 run = client.get_run({training['mlflow_run_id']!r})
 versions = client.search_model_versions("name='stagediff-e2e'")
 print(json.dumps({{"params": run.data.params, "metrics": run.data.metrics, "tags": run.data.tags,
     "loss_points": len(client.get_metric_history(run.info.run_id, "loss")),
-    "versions": [[str(v.version), v.run_id] for v in versions]}}))
+    "versions": [[str(v.version), v.run_id] for v in versions],
+    "predicted": [len(served), list(served.columns)]}}))
 """
     found = run(clone, env, sys.executable, "-c", check)
     assert found.returncode == 0, found.stderr[-3000:]
@@ -136,6 +139,8 @@ print(json.dumps({{"params": run.data.params, "metrics": run.data.metrics, "tags
     assert data["loss_points"] == 30 and "learning_rate" in data["metrics"]
     assert "eval_discriminative" in data["metrics"] and "eval_predictive" in data["metrics"]
     assert data["versions"] == [[training["model_version"], training["mlflow_run_id"]]]
+    channels = ["temperature", "load", "wind", "solar", "price"]
+    assert data["predicted"] == [2 * 64, ["sample", "date", *channels]]  # the registered model samples
     package = json.loads((clone / "reports/package.json").read_text())
     assert data["tags"]["bento"] == package["bento"] and data["tags"]["bentoml_model"] == package["bentoml_model"]
 
