@@ -24,6 +24,7 @@ from flows.common import (CHECKPOINTS, LOSS_CURVE, MODEL, PREPARED, TRAINING_REP
 from stagediff import StageDiff
 from stagediff.config import PipelineParams
 from stagediff.data import PreparedData, load_prepared
+from stagediff.distributed import is_main_process
 from stagediff.train import TrainProgress
 
 RUN_ID_FILE = "mlflow_run_id"
@@ -42,6 +43,8 @@ class MetricBatcher:
         self.client, self.run_id, self.every, self.pending = mlflow.MlflowClient(), run_id, every, []
 
     def __call__(self, progress: TrainProgress) -> None:
+        if not is_main_process():
+            return  # under torchrun every process reports the same numbers; one copy is enough
         now = int(time.time() * 1000)
         self.pending += [Metric("loss", progress.loss, now, progress.step),
                          Metric("learning_rate", progress.learning_rate, now, progress.step),
