@@ -4,12 +4,13 @@
 
 A window-256 model (default StageDiffConfig, 5 synthetic channels, trained for 50 steps: speed does not
 depend on quality; trained once into runs/serving-benchmark/model) is stored in a temporary BentoML home
-and served on a free loopback port, once with cross-request batching and once without. Each server
-measures /generate for one 256-step sample at 50 DDIM steps with 1, 8 and 32 concurrent clients (each
-client sends its next request when the previous one is answered) and one 10,000-step sample; the batching
-server also runs a 32-client soak (errors, server RSS before and after) and the time to the first record
-of a 100,000-step stream (the client then leaves; the service must stop sampling). A third server, with 2
-torch threads, measures the 1-client latency again.
+and served twice on free loopback ports, with and without cross-request batching. /generate is measured
+for one 256-step sample at 50 DDIM steps with 1, 8 and 32 concurrent clients (each client sends its next
+request when the previous one is answered) and for one 10,016-step sample (10,000 rounded up to a
+multiple of the stage length). The two servers take turns, round by round, so that the shared machine's
+changing load falls on both alike. Then the batching server runs a 32-client soak (errors, its memory
+every 10 s) and a 100,000-step stream (time to the first record; the client then leaves and the service
+must stop sampling), and takes turns with a server on 2 torch threads for the 1-client latency.
 
 Prints a markdown table (the one in docs/serving.md) and writes the raw numbers as JSON. Not a test:
 timings on a shared machine are noisy; compare numbers measured in one run.
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # before this folder, so that `serving` is the package, not this script
@@ -40,7 +42,8 @@ from machine import describe_machine  # noqa: E402
 
 MODEL_DIR = ROOT / "runs" / "serving-benchmark" / "model"
 ONE_SAMPLE = {"n_samples": 1, "length": 256, "steps": 50}
-LONG_SAMPLE = {"n_samples": 1, "length": 10_000, "steps": 50}
+LONG_SAMPLE = {"n_samples": 1, "length": 10_016, "steps": 50}
+"""10,000 steps rounded up to a multiple of the stage length (32)."""
 TELEMETRY_OFF = {"BENTOML_DO_NOT_TRACK": "true", "DO_NOT_TRACK": "true"}
 
 
@@ -104,9 +107,11 @@ class Server:
 
 
 async def closed_loop(url: str, body: dict, clients: int, requests_per_client: int | None = None,
-                      seconds: float | None = None) -> dict:
+                      seconds: float | None = None, first_seed: int = 0,
+                      on_tick: Callable[[], None] | None = None) -> dict:
     """``clients`` concurrent clients, each sending ``body`` again as soon as its previous answer arrived,
-    for a number of requests each or for ``seconds``. Latencies of the successful requests; errors counted."""
+    for a number of requests each or for ``seconds``. Latencies of the successful requests; errors counted.
+    ``on_tick`` is called every 10 s while it runs (the soak samples the server's memory with it)."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
     deadline = None if seconds is None else time.monotonic() + seconds
@@ -119,7 +124,7 @@ async def closed_loop(url: str, body: dict, clients: int, requests_per_client: i
                     deadline is None or time.monotonic() < deadline):
                 started = time.monotonic()
                 try:
-                    response = await client.post("/generate", json={**body, "seed": index * 1_000_003 + sent})
+                    response = await client.post("/generate", json={**body, "seed": first_seed + index * 1_000_003 + sent})
                     if response.status_code == 200:
                         latencies.append(time.monotonic() - started)
                     else:
@@ -128,12 +133,32 @@ async def closed_loop(url: str, body: dict, clients: int, requests_per_client: i
                     errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
                 sent += 1
 
+        async def ticks() -> None:
+            while True:
+                await asyncio.sleep(10)
+                on_tick()
+
+        ticker = asyncio.ensure_future(ticks()) if on_tick else None
         started = time.monotonic()
         await asyncio.gather(*(one_client(i) for i in range(clients)))
         wall = time.monotonic() - started
-    steps = len(latencies) * body["n_samples"] * body["length"]
-    return {"clients": clients, "requests": len(latencies), "errors": errors, "seconds": round(wall, 2),
-            **percentiles(latencies), "steps_per_second": round(steps / wall, 1)}
+        if ticker:
+            ticker.cancel()
+    return {"clients": clients, "latencies": latencies, "errors": errors, "seconds": wall,
+            "steps": len(latencies) * body["n_samples"] * body["length"]}
+
+
+def merge(rounds: list[dict]) -> dict:
+    """Rounds of one measurement as one: all latencies, all errors, steps per second over their time."""
+    latencies = [latency for measured in rounds for latency in measured["latencies"]]
+    errors: dict[str, int] = {}
+    for measured in rounds:
+        for kind, count in measured["errors"].items():
+            errors[kind] = errors.get(kind, 0) + count
+    seconds = sum(measured["seconds"] for measured in rounds)
+    return {"clients": rounds[0]["clients"], "requests": len(latencies), "errors": errors,
+            "seconds": round(seconds, 2), **percentiles(latencies),
+            "steps_per_second": round(sum(measured["steps"] for measured in rounds) / seconds, 1)}
 
 
 def percentiles(latencies: list[float]) -> dict:
@@ -142,6 +167,30 @@ def percentiles(latencies: list[float]) -> dict:
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
     return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3),
             "mean": round(float(np.mean(latencies)), 3)}
+
+
+def interleaved(servers: dict[str, Server], body: dict, clients: int, requests: int, rounds: int) -> dict[str, dict]:
+    """The same closed-loop load on each server in turn, ``rounds`` times, so that the shared machine's
+    changing load falls on all of them alike; about ``requests`` in all per server."""
+    per_round = max(1, requests // (clients * rounds))
+    measured: dict[str, list[dict]] = {label: [] for label in servers}
+    for round_ in range(rounds):
+        for label, server in servers.items():
+            measured[label].append(asyncio.run(closed_loop(server.url, body, clients, requests_per_client=per_round,
+                                                           first_seed=round_ * 10_000_019)))
+    merged = {label: merge(rounds_) for label, rounds_ in measured.items()}
+    for label, result in merged.items():
+        print(f"{label}, {clients} client(s), length {body['length']}:", result, flush=True)
+    return merged
+
+
+def soak(server: Server, seconds: float) -> dict:
+    """32 clients for ``seconds``: errors, latency, and the server's memory every 10 s."""
+    memory = [round(server.rss_mb(), 1)]
+    measured = asyncio.run(closed_loop(server.url, ONE_SAMPLE, 32, seconds=seconds,
+                                       on_tick=lambda: memory.append(round(server.rss_mb(), 1))))
+    memory.append(round(server.rss_mb(), 1))
+    return {**merge([measured]), "rss_mb_before": memory[0], "rss_mb_after": memory[-1], "rss_mb_every_10_s": memory}
 
 
 def first_record_of_a_long_stream(url: str, length: int = 100_000) -> dict:
@@ -160,52 +209,14 @@ def first_record_of_a_long_stream(url: str, length: int = 100_000) -> dict:
             "pieces_computed": later["pieces_streamed"], "stopped": later["pieces_streamed"] == info["pieces_streamed"]}
 
 
-def measure_server(home: Path, tag: str, log: Path, args: argparse.Namespace, label: str, *, full: bool,
-                   soak: bool = False, **settings: str) -> dict:
-    server = Server(home, tag, log, **settings)
-    try:
-        result = {"label": label, "settings": settings, "ready_seconds": round(server.ready_seconds, 1)}
-        asyncio.run(closed_loop(server.url, ONE_SAMPLE, 1, requests_per_client=3))  # warm-up
-        result["serving"] = server.info()["serving"]
-        levels = [(1, args.single_requests)] + ([(8, args.requests_8), (32, args.requests_32)] if full else [])
-        result["one_sample"] = []
-        for clients, total in levels:
-            measured = asyncio.run(closed_loop(server.url, ONE_SAMPLE, clients,
-                                               requests_per_client=max(1, total // clients)))
-            print(label, measured, flush=True)
-            result["one_sample"].append(measured)
-        if full and args.long_requests:
-            result["long_sample"] = asyncio.run(closed_loop(server.url, LONG_SAMPLE, 1,
-                                                            requests_per_client=args.long_requests))
-            print(label, "10,000 steps", result["long_sample"], flush=True)
-        if soak and args.soak_seconds:
-            rss_before = server.rss_mb()
-            soak = asyncio.run(closed_loop(server.url, ONE_SAMPLE, 32, seconds=args.soak_seconds))
-            rss_after = server.rss_mb()
-            result["soak"] = {**soak, "rss_mb_before": round(rss_before, 1), "rss_mb_after": round(rss_after, 1)}
-            print(label, "soak", result["soak"], flush=True)
-        if soak and args.stream:
-            result["stream"] = first_record_of_a_long_stream(server.url)
-            print(label, "stream", result["stream"], flush=True)
-        served = server.info()["serving"]
-        result["batches"], result["batched_requests"] = served["batches"], served["batched_requests"]
-        return result
-    finally:
-        server.stop()
-
-
-def table(results: list[dict]) -> str:
-    rows = ["| server | clients | requests | p50 s | p95 s | p99 s | steps/s | errors |", "|---|---|---|---|---|---|---|---|"]
-    for result in results:
-        for measured in result["one_sample"]:
-            rows.append(f"| {result['label']} | {measured['clients']} | {measured['requests']} | {measured['p50']} | "
-                        f"{measured['p95']} | {measured['p99']} | {measured['steps_per_second']:,.0f} | "
-                        f"{sum(measured['errors'].values())} |")
-        if "long_sample" in result:
-            measured = result["long_sample"]
-            rows.append(f"| {result['label']}, one 10,000-step sample | 1 | {measured['requests']} | {measured['p50']} | "
-                        f"{measured['p95']} | {measured['p99']} | {measured['steps_per_second']:,.0f} | "
-                        f"{sum(measured['errors'].values())} |")
+def table(results: dict[str, dict]) -> str:
+    rows = ["| server | request | clients | requests | p50 s | p95 s | p99 s | steps/s | errors |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for key, measured in results.items():
+        label, request, _ = key.split(" | ")
+        rows.append(f"| {label} | {request} | {measured['clients']} | {measured['requests']} | {measured['p50']} | "
+                    f"{measured['p95']} | {measured['p99']} | {measured['steps_per_second']:,.0f} | "
+                    f"{sum(measured['errors'].values())} |")
     return "\n".join(rows)
 
 
@@ -213,10 +224,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "serving-benchmark.json")
-    parser.add_argument("--single-requests", type=int, default=30)
-    parser.add_argument("--requests-8", type=int, default=48)
-    parser.add_argument("--requests-32", type=int, default=96)
-    parser.add_argument("--long-requests", type=int, default=3)
+    parser.add_argument("--single-requests", type=int, default=30, help="per server")
+    parser.add_argument("--requests-8", type=int, default=48, help="per server")
+    parser.add_argument("--requests-32", type=int, default=96, help="per server")
+    parser.add_argument("--long-requests", type=int, default=2, help="per server")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of the compared servers")
     parser.add_argument("--soak-seconds", type=float, default=120)
     parser.add_argument("--no-stream", dest="stream", action="store_false")
     parser.add_argument("--no-threads-check", dest="threads_check", action="store_false")
@@ -234,16 +246,48 @@ def main() -> None:
     tag = store_model(args.model_dir, "stagediff", metadata={"dataset": "synthetic", "model_version": "benchmark"})
     log = home / "serve.log"
     started = time.strftime("%Y-%m-%d %H:%M")
-    load_before = os.getloadavg()
-    results = [measure_server(home, tag, log, args, "batching on", full=True, soak=True, STAGEDIFF_BATCHING="1"),
-               measure_server(home, tag, log, args, "batching off", full=True, STAGEDIFF_BATCHING="0")]
-    if args.threads_check:
-        results.append(measure_server(home, tag, log, args, "batching on, 2 torch threads", full=False,
-                                      STAGEDIFF_BATCHING="1", STAGEDIFF_THREADS="2"))
-    report = {"machine": describe_machine(), "started": started, "load_average_before": load_before,
-              "load_average_after": os.getloadavg(), "command": " ".join([".venv/bin/python", *sys.argv]),
-              "model": {"dir": str(args.model_dir), "tag": tag, "window": 256, "channels": 5, "request": ONE_SAMPLE},
-              "results": results}
+    loads = {"start": os.getloadavg()}
+    results: dict[str, dict] = {}
+    extra: dict[str, object] = {}
+    servers = {"batching on": Server(home, tag, log, STAGEDIFF_BATCHING="1"),
+               "batching off": Server(home, tag, log, STAGEDIFF_BATCHING="0")}
+    try:
+        for server in servers.values():
+            asyncio.run(closed_loop(server.url, ONE_SAMPLE, 1, requests_per_client=3))  # warm-up
+        extra["serving"] = {label: server.info()["serving"] for label, server in servers.items()}
+        for clients, total in ((1, args.single_requests), (8, args.requests_8), (32, args.requests_32)):
+            for label, measured in interleaved(servers, ONE_SAMPLE, clients, total, args.rounds).items():
+                results[f"{label} | 1 x 256 steps | {clients} clients"] = measured
+            loads[f"after {clients} clients"] = os.getloadavg()
+        if args.long_requests:
+            for label, measured in interleaved(servers, LONG_SAMPLE, 1, args.long_requests, args.long_requests).items():
+                results[f"{label} | 1 x 10,016 steps | 1 client"] = measured
+            loads["after the long sample"] = os.getloadavg()
+        servers.pop("batching off").stop()
+        batching = servers["batching on"]
+        if args.soak_seconds:
+            extra["soak"] = soak(batching, args.soak_seconds)
+            print("soak", extra["soak"], flush=True)
+            loads["after the soak"] = os.getloadavg()
+        if args.stream:
+            extra["stream"] = first_record_of_a_long_stream(batching.url)
+            print("stream", extra["stream"], flush=True)
+        extra["batches"] = {key: batching.info()["serving"][key] for key in ("batches", "batched_requests")}
+        if args.threads_check:
+            servers["2 torch threads"] = Server(home, tag, log, STAGEDIFF_BATCHING="1", STAGEDIFF_THREADS="2")
+            asyncio.run(closed_loop(servers["2 torch threads"].url, ONE_SAMPLE, 1, requests_per_client=3))
+            pair = {"batching on, 1 torch thread": batching, "batching on, 2 torch threads": servers["2 torch threads"]}
+            for label, measured in interleaved(pair, ONE_SAMPLE, 1, args.single_requests, args.rounds).items():
+                results[f"{label} | 1 x 256 steps | 1 client"] = measured
+            loads["after the threads check"] = os.getloadavg()
+    finally:
+        for server in servers.values():
+            server.stop()
+    report = {"machine": describe_machine(), "started": started, "load_average": loads,
+              "command": " ".join([".venv/bin/python", *sys.argv]),
+              "model": {"dir": str(args.model_dir), "tag": tag, "window": 256,
+                        "channels": 5, "request": ONE_SAMPLE, "long_request": LONG_SAMPLE},
+              "results": results, **extra}
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(table(results))
     print(f"written to {args.out}; server log {log}")

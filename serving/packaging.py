@@ -11,6 +11,7 @@ Both use the store under ``$BENTOML_HOME`` (default ``~/bentoml``); it must lie 
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -33,7 +34,7 @@ def store_model(model_dir: Path, name: str = "stagediff", metadata: dict[str, An
     """Copy the saved model folder ``model_dir`` into the BentoML store as a new version of ``name``.
 
     metadata: any of mlflow_run_id, registered_model, model_version, data_hash, dataset, metrics (flat
-    dict of floats) and limits ({"max_length", "max_values", "max_samples"}: the request limits of the
+    dict of finite floats, None for a score not computed) and limits ({"max_length", "max_values", "max_samples"}: the request limits of the
     service; defaults where absent). The folder must load, and the metadata must be valid, before anything
     is written. Returns the new tag, e.g. ``"stagediff:u3xq...``."""
     model_dir = Path(model_dir)
@@ -54,9 +55,12 @@ def check_metadata(metadata: dict[str, Any]) -> None:
     if unknown:
         raise ValueError(f"unknown model metadata key(s) {unknown}; known: {list(METADATA_KEYS)}")
     metrics = metadata.get("metrics", {})
-    bad = {k: v for k, v in metrics.items() if isinstance(v, bool) or not isinstance(v, (int, float))}
-    if not isinstance(metrics, dict) or bad:
-        raise ValueError(f"metrics must be a flat dict of numbers, got non-numbers {bad}")
+    if not isinstance(metrics, dict):
+        raise ValueError(f"metrics must be a flat dict of numbers, got {type(metrics).__name__}")
+    bad = {k: v for k, v in metrics.items()
+           if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v))}
+    if bad:
+        raise ValueError(f"metrics must be a flat dict of finite numbers (or null for a score not computed), got {bad}")
     Limits.from_metadata(metadata.get("limits"))
 
 

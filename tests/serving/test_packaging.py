@@ -13,7 +13,7 @@ import yaml
 from serving.packaging import MODEL_FILES, build_bento, store_model
 
 METADATA = {"mlflow_run_id": "abc", "registered_model": "stagediff-smooth", "model_version": "3", "data_hash": "ff",
-            "dataset": "smooth", "metrics": {"discriminative": 0.2}, "limits": {"max_length": 512}}
+            "dataset": "smooth", "metrics": {"discriminative": 0.2, "boundary": None}, "limits": {"max_length": 512}}
 
 
 def test_store_model_copies_the_folder_and_keeps_the_metadata(bentoml_home, model_dir):
@@ -25,8 +25,10 @@ def test_store_model_copies_the_folder_and_keeps_the_metadata(bentoml_home, mode
 
 @pytest.mark.parametrize(("metadata", "message"), [
     ({"mlflow_run": "abc"}, "unknown model metadata key(s) ['mlflow_run']"),
-    ({"metrics": {"discriminative": "good"}}, "metrics must be a flat dict of numbers"),
-    ({"metrics": {"scores": {"a": 1.0}}}, "metrics must be a flat dict of numbers"),
+    ({"metrics": {"discriminative": "good"}}, "metrics must be a flat dict of finite numbers"),
+    ({"metrics": {"scores": {"a": 1.0}}}, "metrics must be a flat dict of finite numbers"),
+    ({"metrics": {"context_fid": float("nan")}}, "metrics must be a flat dict of finite numbers (or null"),
+    ({"metrics": [0.1]}, "metrics must be a flat dict of numbers, got list"),
     ({"limits": {"max_steps": 5}}, "unknown request limit(s) ['max_steps']"),
     ({"limits": {"max_values": -1}}, "request limit max_values must be a positive integer"),
 ])
