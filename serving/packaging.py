@@ -34,12 +34,15 @@ def store_model(model_dir: Path, name: str = "stagediff", metadata: dict[str, An
     """Copy the saved model folder ``model_dir`` into the BentoML store as a new version of ``name``.
 
     metadata: any of mlflow_run_id, registered_model, model_version, data_hash, dataset, metrics (flat
-    dict of finite floats, None for a score not computed) and limits ({"max_length", "max_values", "max_samples"}: the request limits of the
+    dict of finite floats; None for a score not computed, left out) and limits ({"max_length", "max_values", "max_samples"}: the request limits of the
     service; defaults where absent). The folder must load, and the metadata must be valid, before anything
     is written. Returns the new tag, e.g. ``"stagediff:u3xq...``."""
     model_dir = Path(model_dir)
     metadata = dict(metadata or {})
     check_metadata(metadata)
+    # BentoML's metadata takes no None: a value not known, or a score not computed, is left out.
+    metadata = {key: ({k: v for k, v in value.items() if v is not None} if key == "metrics" else value)
+                for key, value in metadata.items() if value is not None}
     missing = [f for f in MODEL_FILES if not (model_dir / f).is_file()]
     if missing:
         raise ValueError(f"{model_dir} is not a saved stagediff model (missing {missing}); write it with StageDiff.save")
