@@ -10,10 +10,14 @@ One run (docs/operations.md):
    changed; an unchanged source gives the same content hash, and nothing downstream re-runs).
 2. ``dvc repro evaluate``: validate, segment, train (registers a new MLflow model version only after fitting
    succeeds; resumes from checkpoints/), evaluate (reports/metrics.json on the held-out windows).
-3. Judge. The challenger is the version in reports/training.json with the metrics in reports/metrics.json. The
-   champion is the version holding the MLflow alias retrain.alias of model package.name; its generator is
-   downloaded from the registry and scored here with the evaluate stage's own functions, windows, seed and
-   settings (flows.evaluate.held_out_windows, stagediff.evaluation.evaluate_windows, flows.evaluate.flat_metrics).
+3. Judge. The challenger is the version in reports/training.json (models/generator). The champion is the version
+   holding the MLflow alias retrain.alias of model package.name; its generator is downloaded from the registry.
+   Both are scored here, side by side in this process, on the same held-out windows with the evaluate stage's own
+   functions, seed and settings (flows.evaluate.held_out_windows, stagediff.evaluation.evaluate_windows,
+   flows.evaluate.flat_metrics). Same process, because the judges' scores depend on torch's thread count (the
+   fast predictive score of one model moved by 20% between 1 and 2 threads on a 2-core machine): the challenger's
+   reports/metrics.json, computed in another process, is recorded but not gated on. Without a champion the
+   challenger's reports/metrics.json is all there is.
 4. Promote (only if the gate passes): ``dvc repro package`` (a new BentoML model and Bento), then the alias. The
    alias moves last, so it never names a version without a Bento.
 5. Record: reports/retrain.json, a Prefect markdown artifact (key ``retrain-decision``) and the flow's return
@@ -54,6 +58,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import mlflow
+import torch
 from mlflow.exceptions import MlflowException
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -62,7 +67,8 @@ from prefect.flows import EntrypointType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows import PROJECT
-from flows.common import METRICS, PACKAGE_REPORT, PREPARED, TRAINING_REPORT, logger, read_json, read_params, write_json
+from flows.common import (METRICS, MODEL, PACKAGE_REPORT, PREPARED, TRAINING_REPORT, logger, read_json, read_params,
+                          write_json)
 from flows.evaluate import flat_metrics, held_out_windows
 from stagediff import StageDiff
 from stagediff.config import EvaluateParams, PipelineParams
@@ -263,8 +269,12 @@ def incompatibility(champion: StageDiff, window: int, channels: Sequence[str]) -
 
 
 def decide(params: PipelineParams, client: mlflow.MlflowClient, workdir: Path, training_report: Path = TRAINING_REPORT,
-           metrics_path: Path = METRICS, prepared_dir: Path = PREPARED) -> dict[str, Any]:
-    """Compare the challenger (the pipeline's last trained version) with the champion; the decision as a dict."""
+           metrics_path: Path = METRICS, prepared_dir: Path = PREPARED, model_dir: Path = MODEL) -> dict[str, Any]:
+    """Compare the challenger (the pipeline's last trained version) with the champion; the decision as a dict.
+
+    With a champion, both are scored here, one after the other in this process (see the module docstring: the
+    judges' results depend on torch's thread count), and the challenger's reports/metrics.json is kept beside
+    its scores as ``evaluate_stage_metrics``."""
     log = logger()
     name, alias, gate = params.package.name, params.retrain.alias, params.retrain
     training, metrics = read_json(training_report), read_json(metrics_path)
@@ -280,7 +290,6 @@ def decide(params: PipelineParams, client: mlflow.MlflowClient, workdir: Path, t
                           "parameters unchanged since)"}
     champion_metrics = None
     if held is not None:
-        log.info("scoring the champion, %s version %s, on the challenger's held-out windows", name, held.version)
         generator = load_registered_generator(name, str(held.version), workdir / "champion-model")
         channels = load_prepared(prepared_dir).description["channels"]
         problem = incompatibility(generator, params.model.window, channels)
@@ -290,9 +299,15 @@ def decide(params: PipelineParams, client: mlflow.MlflowClient, workdir: Path, t
                     "reason": f"the champion (version {held.version}) cannot be scored on the challenger's held-out "
                               f"data: {problem}; it is kept. Promote by hand if the change is intended "
                               "(docs/operations.md)"}
+        log.info("scoring the champion (version %s) and the challenger (version %s) on the same held-out windows "
+                 "with %d torch threads", held.version, challenger["version"], torch.get_num_threads())
         champion_metrics = score(generator, params.evaluate, prepared_dir, workdir / "champion-scores")
+        challenger_metrics = score(StageDiff.load(model_dir), params.evaluate, prepared_dir,
+                                   workdir / "challenger-scores")
         decision["champion"]["metrics"] = champion_metrics
-    verdict = judge(metrics, champion_metrics, gate.metrics, gate.margin)
+        challenger.update(metrics=challenger_metrics, evaluate_stage_metrics=metrics)
+        decision["threads"] = torch.get_num_threads()
+    verdict = judge(challenger["metrics"], champion_metrics, gate.metrics, gate.margin)
     return {**decision, "decision": PROMOTED if verdict.promote else REJECTED, "reason": verdict.reason,
             "checks": [asdict(c) for c in verdict.checks]}
 
