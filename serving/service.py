@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from serving import timeouts
 from serving.batching import Batcher, make_batch_invariant
 from serving.encoding import MEDIA_TYPES, STREAM_MEDIA_TYPES, encode, encode_piece, provenance_headers
 from serving.requests import GenerateRequest, Limits, Plan, RequestError, plan_request
@@ -272,3 +273,4 @@ def max_body_bytes() -> int:
 
 
 StageDiffService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())
+timeouts.install()  # before BentoML builds the app: its own timeout middleware keeps every request for 600 s

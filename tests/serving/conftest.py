@@ -82,20 +82,27 @@ def model_dir(tmp_path_factory, training_frame) -> Path:
 
 @pytest.fixture(scope="session")
 def model_tag(bentoml_home, model_dir) -> str:
-    """The tiny model in the temporary store, with the metadata the pipeline writes; also the service's tag."""
+    """The tiny model in the temporary store, with the metadata the pipeline writes."""
     from serving.packaging import store_model
 
-    tag = store_model(model_dir, MODEL_NAME, metadata=METADATA)
-    os.environ["STAGEDIFF_MODEL_TAG"] = tag
-    return tag
+    return store_model(model_dir, MODEL_NAME, metadata=METADATA)
 
 
 @pytest.fixture(scope="session")
 def service_module(model_tag):
-    """serving.service, imported once the model exists and STAGEDIFF_MODEL_TAG names it."""
-    if "serving.service" in sys.modules:
-        return importlib.reload(sys.modules["serving.service"])
-    return importlib.import_module("serving.service")
+    """serving.service, imported with STAGEDIFF_MODEL_TAG naming the tiny model (read on import only; the
+    variable is restored afterwards, so that it does not leak into other tests' subprocesses)."""
+    previous = os.environ.get("STAGEDIFF_MODEL_TAG")
+    os.environ["STAGEDIFF_MODEL_TAG"] = model_tag
+    try:
+        if "serving.service" in sys.modules:
+            return importlib.reload(sys.modules["serving.service"])
+        return importlib.import_module("serving.service")
+    finally:
+        if previous is None:
+            del os.environ["STAGEDIFF_MODEL_TAG"]
+        else:
+            os.environ["STAGEDIFF_MODEL_TAG"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -205,6 +205,22 @@ def test_info_by_get_and_post(client, model_tag):
     assert got.json()["data"]["channels"] == ["a", "b"] and got.json()["limits"]["max_samples"] == 16
 
 
+def test_thousands_of_requests_do_not_grow_the_memory(server, client):
+    """BentoML's own timeout middleware kept every request's context (about 5 KB) for the timeout, 600 s
+    here: 10 MB for these requests; serving/timeouts.py lets go of them."""
+    workers = psutil.Process(server.process.pid).children(recursive=True)
+
+    def resident_mb() -> float:
+        return sum(worker.memory_info().rss for worker in workers) / 2**20
+
+    for _ in range(300):
+        client.get("/info")
+    before = resident_mb()
+    for index in range(2000):
+        assert (client.get("/info") if index % 2 else client.post("/generate", json={"length": 30})).status_code < 500
+    assert resident_mb() - before < 4
+
+
 def test_fuzzing_from_the_openapi_document_finds_no_server_error(server, client):
     """Schemathesis draws valid and invalid requests for every operation in /docs.json."""
     import schemathesis
