@@ -56,6 +56,11 @@ def train_model(path: Path) -> None:
     StageDiff(StageDiffConfig(max_steps=50)).fit("synthetic", progress=False, device="cpu").save(path)
 
 
+def relative(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -285,7 +290,7 @@ def main() -> None:
             server.stop()
     report = {"machine": describe_machine(), "started": started, "load_average": loads,
               "command": " ".join([".venv/bin/python", *sys.argv]),
-              "model": {"dir": str(args.model_dir), "tag": tag, "window": 256,
+              "model": {"dir": relative(args.model_dir), "tag": tag, "window": 256,
                         "channels": 5, "request": ONE_SAMPLE, "long_request": LONG_SAMPLE},
               "results": results, **extra}
     args.out.write_text(json.dumps(report, indent=2) + "\n")
