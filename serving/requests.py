@@ -244,7 +244,10 @@ def check_prefix_times(times: list[Any], model: StageDiff) -> pd.Index:
             raise RequestError(f"prefix timestamps must be strictly increasing; record {row} ({index[row]}) does not "
                                f"come after record {row - 1} ({index[row - 1]})")
         if frequency is not None:
-            off = np.flatnonzero(np.asarray(steps != frequency))
+            if isinstance(frequency, pd.Timedelta):
+                off = np.flatnonzero(np.asarray(steps != frequency))
+            else:  # numeric time: steps of 0.1 do not add up exactly
+                off = np.flatnonzero(~np.isclose(np.asarray(steps, dtype=np.float64), frequency, rtol=1e-9, atol=0))
             if off.size:
                 row = int(off[0]) + 1
                 raise RequestError(f"prefix timestamps must be {frequency} apart (the model's frequency); records "

@@ -133,6 +133,16 @@ def test_a_prefix_over_the_limits_is_refused(hourly):
     assert "prefix has 1500 records; at most 1024 are accepted" in refused(hourly, prefix=records(hours))
 
 
+def test_a_numeric_time_axis_checks_its_frequency_with_a_float_tolerance(untrained):
+    tenths = untrained({"channels": ["a", "b"], "time_column": "t", "frequency": {"kind": "number", "value": 0.1},
+                        "last_time": 1.0})
+    times = [0.1 * i for i in range(1, 8)]  # 0.30000000000000004 - 0.2 is not exactly 0.1
+    frame = check_prefix([{"t": t, "a": 1.0, "b": 2.0} for t in times], tenths, LIMITS)
+    assert frame["t"].tolist() == times
+    with pytest.raises(RequestError, match="must be 0.1 apart"):
+        check_prefix([{"t": t, "a": 1.0, "b": 2.0} for t in (0.1, 0.2, 0.4)], tenths, LIMITS)
+
+
 def test_a_step_model_prefix_has_only_channels(untrained):
     steps = untrained(STEPS)
     frame = check_prefix([{"a": 1.0, "b": 2.0}, {"a": 1.5, "b": 2.5}], steps, LIMITS)
