@@ -444,9 +444,11 @@ def serve(params: PipelineParams) -> None:
     if not PREFECT_API_URL.value():
         raise ConfigError("serving the deployment needs a Prefect server: start one (`prefect server start`) and set "
                           "PREFECT_API_URL=http://127.0.0.1:4200/api (docs/operations.md)")
-    retrain_flow.serve(name=DEPLOYMENT, cron=params.retrain.cron, limit=1,
-                       description=f"Scheduled retraining of {params.package.name} with a quality gate "
-                                   "(flows/retrain.py)", entrypoint_type=EntrypointType.MODULE_PATH)
+    # Under `python -m flows.retrain` this module is __main__, which a deployment's entrypoint must not name.
+    from flows.retrain import retrain_flow as importable
+
+    importable.serve(name=DEPLOYMENT, cron=params.retrain.cron, limit=1, entrypoint_type=EntrypointType.MODULE_PATH,
+                     description=f"Scheduled retraining of {params.package.name} with a quality gate (flows/retrain.py)")
 
 
 def run_once() -> dict[str, Any]:
