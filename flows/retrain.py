@@ -63,6 +63,7 @@ from mlflow.exceptions import MlflowException
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.flows import EntrypointType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -370,11 +371,9 @@ def record(decision: dict[str, Any], report_path: Path = RETRAIN_REPORT) -> None
         decision["mlflow_decision_run_id"] = log_decision(mlflow.MlflowClient(), decision)
         write_json(report_path, decision)
     finally:
-        try:
+        if FlowRunContext.get() is not None:  # outside a flow run there is no API to hold an artifact
             create_markdown_artifact(comparison_table(decision), key=ARTIFACT_KEY,
                                      description=f"retraining decision: {decision['decision']}")
-        except Exception as error:  # outside a flow run (no API), the report above is the record
-            logger().warning("no Prefect artifact: %s", error)
 
 
 def now() -> str:
@@ -382,7 +381,6 @@ def now() -> str:
 
 
 # --------------------------------------------------------------------------------------------------- the flow
-
 
 
 @task(name="update-data", cache_policy=NO_CACHE)
@@ -448,7 +446,8 @@ def serve(params: PipelineParams) -> None:
     from flows.retrain import retrain_flow as importable
 
     importable.serve(name=DEPLOYMENT, cron=params.retrain.cron, limit=1, entrypoint_type=EntrypointType.MODULE_PATH,
-                     description=f"Scheduled retraining of {params.package.name} with a quality gate (flows/retrain.py)")
+                     description=f"Scheduled retraining of {params.package.name} with a quality gate "
+                                 "(flows/retrain.py)")
 
 
 def run_once() -> dict[str, Any]:
