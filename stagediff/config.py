@@ -334,7 +334,7 @@ class RetrainParams:
     serving one (champion)."""
 
     cron: str = "0 3 * * 1"
-    """When the deployment runs (cron syntax, the Prefect server's time zone); default Mondays 03:00."""
+    """When the deployment runs (cron syntax, in UTC); default Mondays 03:00 UTC."""
     metrics: tuple[str, ...] = ("discriminative", "predictive")
     """Held-out metrics (lower is better) compared on the same data; each must pass the margin."""
     margin: float = 0.05
