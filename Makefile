@@ -1,5 +1,5 @@
-# Two commands: `make run` (set up, then train on the built-in synthetic data and write samples + a plot)
-# and `make test` (set up, then run the test suite). Both create .venv if it is missing.
+# Two commands: `make run` (set up, then the whole pipeline, dvc repro, on params.yaml) and `make test` (set up,
+# then the test suite). Both create .venv if it is missing. `make quickstart`: the library alone.
 SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
