@@ -44,7 +44,7 @@ def write_json(path: Path, data: Any) -> Path:
 
 def read_json(path: Path) -> Any:
     if not path.is_file():
-        raise StageDiffError(f"{path.relative_to(PROJECT)} is missing: run the stage that writes it first (dvc repro)")
+        raise StageDiffError(f"{relative(path)} is missing: run the stage that writes it first (dvc repro)")
     return json.loads(path.read_text())
 
 
