@@ -15,9 +15,8 @@ from flows.common import (EVALUATION, METRICS, MODEL, PREPARED, TRAINING_REPORT,
                           relative, run_stage, write_json)
 from stagediff import StageDiff
 from stagediff.config import EvaluateParams
-from stagediff.data import load_prepared, sliding_windows
-from stagediff.errors import DataError
-from stagediff.evaluation import evaluate_windows
+from stagediff.data import load_prepared
+from stagediff.evaluation import evaluate_windows, heldout_windows
 
 
 def held_out_windows(prepared_dir: Path, window: int, count: int, seed: int
@@ -26,12 +25,8 @@ def held_out_windows(prepared_dir: Path, window: int, count: int, seed: int
     prepared = load_prepared(prepared_dir)
     train = prepared.scaler.inverse_transform(prepared.train)
     heldout = prepared.scaler.inverse_transform(prepared.validation)
-    if len(heldout) < window + 9:
-        raise DataError(f"the held-out part has {len(heldout)} rows; evaluating needs at least {window + 9} "
-                        "(10 windows); raise model.validation_fraction or lower model.window")
-    windows = sliding_windows(heldout, window)
-    chosen = np.sort(np.random.default_rng(seed).choice(len(windows), min(count, len(windows)), replace=False))
-    return windows[chosen], sliding_windows(train, window), np.concatenate([train, heldout])
+    real, training = heldout_windows(train, heldout, window, count, seed)
+    return real, training, np.concatenate([train, heldout])
 
 
 def flat_metrics(scores: dict[str, Any], repeats: int) -> dict[str, float]:

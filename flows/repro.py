@@ -29,19 +29,30 @@ def free_port() -> int:
 
 
 @contextmanager
-def prefect_server(log: Path | None = None) -> Iterator[str]:
-    """A Prefect API server on a free loopback port for the duration of the block; yields its API URL."""
+def prefect_server() -> Iterator[str]:
+    """The server of PREFECT_API_URL when it is set, else a temporary local one (:func:`local_prefect_server`
+    under PREFECT_HOME) for the duration of the block; yields its API URL."""
     if os.environ.get("PREFECT_API_URL"):
         yield os.environ["PREFECT_API_URL"]
         return
+    with local_prefect_server(Path(os.environ["PREFECT_HOME"])) as url:
+        yield url
+
+
+@contextmanager
+def local_prefect_server(home: Path) -> Iterator[str]:
+    """A new Prefect API server (SQLite under ``home``, loopback, free port, no UI) for the duration of the
+    block; yields its API URL and stops its whole process group afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
-    log = log or Path(os.environ["PREFECT_HOME"]) / "server.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / "server.log"
+    environment = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
+    environment["PREFECT_HOME"] = str(home)
     with log.open("w") as output:
         server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                                    "--port", str(port), "--no-services", "--no-ui"], stdout=output,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+                                  stderr=subprocess.STDOUT, env=environment, start_new_session=True)
     try:
         wait_until_healthy(url, server, log)
         yield url

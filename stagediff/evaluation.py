@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from stagediff.data import load_series, sliding_windows, split_by_time
+from stagediff.data.expectations import HELD_OUT_WINDOWS
 from stagediff.errors import DataError
 from stagediff.generator import StageDiff
 from stagediff.metrics import evaluate
@@ -36,15 +37,29 @@ def protocol_windows(model: StageDiff, data: Any, protocol: str, n: int, seed: i
     if list(series.channels) != list(model.metadata["channels"]):
         raise DataError(f"the data's channels {list(series.channels)} differ from the model's "
                         f"{model.metadata['channels']}")
-    rng = np.random.default_rng(seed)
-    subsample = lambda w: w[np.sort(rng.choice(len(w), min(n, len(w)), replace=False))]  # noqa: E731
     if protocol == "paper":
-        return subsample(sliding_windows(series.values, window)), None, series.values
+        return subsample(sliding_windows(series.values, window), n, seed), None, series.values
     train, heldout = split_by_time(series.values, model.config.validation_fraction)
-    if len(heldout) < window + 9:
-        raise DataError(f"the held-out part has {len(heldout)} rows; the heldout protocol needs at least "
-                        f"{window + 9} (10 windows of {window}); raise validation_fraction or use --protocol paper")
-    return subsample(sliding_windows(heldout, window)), sliding_windows(train, window), series.values
+    real, training = heldout_windows(train, heldout, window, n, seed)
+    return real, training, series.values
+
+
+def heldout_windows(train: np.ndarray, heldout: np.ndarray, window: int, n: int, seed: int,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(at most ``n`` seeded held-out windows, all training windows) of a chronological split (rows, channels);
+    the held-out part must hold HELD_OUT_WINDOWS windows."""
+    needed = window + HELD_OUT_WINDOWS - 1
+    if len(heldout) < needed:
+        raise DataError(f"the held-out part has {len(heldout)} rows; the heldout protocol needs at least {needed} "
+                        f"({HELD_OUT_WINDOWS} windows of {window}); raise validation_fraction, lower the window, "
+                        "or use --protocol paper")
+    return subsample(sliding_windows(heldout, window), n, seed), sliding_windows(train, window)
+
+
+def subsample(windows: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """At most ``n`` of ``windows``, drawn without replacement with ``seed``, in their original order."""
+    chosen = np.random.default_rng(seed).choice(len(windows), min(n, len(windows)), replace=False)
+    return windows[np.sort(chosen)]
 
 
 def evaluate_generator(model: StageDiff, data: Any, out: str | os.PathLike, protocol: str = "heldout",
