@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--steps", type=int, help="DDIM reverse steps for sampling")
     evaluate.add_argument("--fast", action="store_true", help="few judge iterations: for smoke tests, not for reporting")
+    evaluate.add_argument("--metrics", nargs="+", help="only these metrics (names as in metrics.json; default: all "
+                                                      "the protocol allows)")
     evaluate.add_argument("--data-dir", help="folder of the benchmark files")
 
     info = commands.add_parser("info", help="print a trained generator's configuration and metadata as JSON")
@@ -154,7 +156,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
     model = StageDiff.load(args.model)
     scores = evaluate_generator(model, args.data, args.out, protocol=args.protocol, n=args.n, repeats=args.repeats,
-                                seed=args.seed, fast=args.fast, steps=args.steps, data_dir=args.data_dir)
+                                seed=args.seed, fast=args.fast, steps=args.steps, data_dir=args.data_dir,
+                                metrics=args.metrics)
     for name, entry in scores.items():
         if isinstance(entry, dict) and "mean" in entry:
             print(f"{name:>16}: {entry['mean']:.4f} +- {entry['std']:.4f}")

@@ -19,7 +19,7 @@ from stagediff.data import load_series, sliding_windows, split_by_time
 from stagediff.data.expectations import HELD_OUT_WINDOWS
 from stagediff.errors import DataError
 from stagediff.generator import StageDiff
-from stagediff.metrics import evaluate
+from stagediff.metrics import choose_metrics, evaluate
 
 PROTOCOLS = ("paper", "heldout")
 MAX_WINDOWS = 1000
@@ -65,27 +65,31 @@ def subsample(windows: np.ndarray, n: int, seed: int) -> np.ndarray:
 def evaluate_generator(model: StageDiff, data: Any, out: str | os.PathLike, protocol: str = "heldout",
                        n: int = MAX_WINDOWS, repeats: int = 5, seed: int = 0, fast: bool = False,
                        steps: int | None = None, data_dir: Any = None, long_windows: int = 10,
-                       pictures: bool = True) -> dict[str, Any]:
+                       pictures: bool = True, metrics: list[str] | None = None) -> dict[str, Any]:
     """Sample as many windows as real ones, score them, draw the pictures; write ``metrics.json`` and PNGs to
     ``out`` and return the metrics. ``long_windows``: length of the long sample for the rolling-statistics
-    picture, in training windows (capped by the series length)."""
+    picture, in training windows (capped by the series length); ``metrics``: names from
+    :data:`stagediff.metrics.METRICS` (default: every metric the protocol allows)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 10:
         raise DataError(f"n must be an integer of at least 10 windows, got {n!r}")
     real, training, series = protocol_windows(model, data, protocol, n, seed, data_dir)
     return evaluate_windows(model, real, training, series, out, protocol=protocol, repeats=repeats, seed=seed,
-                            fast=fast, steps=steps, long_windows=long_windows, pictures=pictures)
+                            fast=fast, steps=steps, long_windows=long_windows, pictures=pictures, metrics=metrics)
 
 
 def evaluate_windows(model: StageDiff, real: np.ndarray, training: np.ndarray | None, series: np.ndarray,
                      out: str | os.PathLike, *, protocol: str, repeats: int = 5, seed: int = 0, fast: bool = False,
-                     steps: int | None = None, long_windows: int = 10, pictures: bool = True) -> dict[str, Any]:
+                     steps: int | None = None, long_windows: int = 10, pictures: bool = True,
+                     metrics: list[str] | None = None) -> dict[str, Any]:
     """The scoring half of :func:`evaluate_generator`, for callers that chose the real windows themselves.
 
     real: (n, window, channels) real windows in data units; training: the training windows (for the copy
     detector) or None; series: (rows, channels) the real series (for the long-sample picture)."""
-    synthetic = model.sample_array(len(real), seed=seed, steps=steps)
     stage = model.require_trained().stage_length
-    scores = evaluate(real, synthetic, repeats=repeats, seed=seed, fast=fast, training=training,
+    if metrics is not None:  # named metrics: check the names before the (slow) sampling
+        metrics = choose_metrics(metrics, stage if stage < model.config.window else None, training)
+    synthetic = model.sample_array(len(real), seed=seed, steps=steps)
+    scores = evaluate(real, synthetic, metrics=metrics, repeats=repeats, seed=seed, fast=fast, training=training,
                       stage_length=stage if stage < model.config.window else None)  # one stage: no seams to score
     scores["settings"].update({"protocol": protocol, "window": model.config.window, "sampling_steps": steps
                                or model.config.sampling_steps, "sampler": model.config.sampler})

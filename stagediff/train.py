@@ -27,7 +27,6 @@ from stagediff.diffusion import NoiseSchedule
 from stagediff.distributed import DistributedContext
 from stagediff.errors import ConfigError, DataError
 from stagediff.model import StageDiffDenoiser
-from stagediff.model.denoiser import SIGMA_DATA
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +158,7 @@ class Trainer:
         and their leftover noise would stay in the samples (measured: 2.5x too rough)."""
         if not self.config.skip_parametrization:
             return None
-        return self.model.output_coefficient[k].pow(-2) * SIGMA_DATA**2
+        return self.model.output_coefficient[k].pow(-2) * self.config.sigma_data**2
 
     @torch.no_grad()
     def update_ema(self) -> None:

@@ -59,3 +59,14 @@ def test_a_single_stage_model_is_evaluated_without_the_boundary_score(tiny_setti
     scores = evaluate_generator(model, training_frame, tmp_path, protocol="paper", n=20, repeats=1, fast=True,
                                 pictures=False)
     assert "boundary" not in scores and "discriminative" in scores
+
+
+def test_a_metric_subset_is_scored_and_bad_names_fail_before_sampling(trained_model, training_frame, tmp_path):
+    scores = evaluate_generator(trained_model, training_frame, tmp_path / "some", protocol="paper", n=20, repeats=1,
+                                fast=True, pictures=False, metrics=["discriminative", "marginal"])
+    assert {k for k in scores if k != "settings"} == {"discriminative", "marginal"}
+    with pytest.raises(DataError, match="unknown metric"):
+        evaluate_generator(trained_model, training_frame, tmp_path / "bad", protocol="paper", n=20, metrics=["nope"])
+    with pytest.raises(DataError, match="'copy' metric needs"):
+        evaluate_generator(trained_model, training_frame, tmp_path / "bad", protocol="paper", n=20, metrics=["copy"])
+    assert not (tmp_path / "bad").exists()

@@ -265,13 +265,13 @@ def test_seam_blend_off_is_the_stage_grid():
 
 
 def test_skip_parametrization_passes_the_input_through_at_low_noise():
-    from stagediff.model.denoiser import SIGMA_DATA, output_coefficients
+    from stagediff.model.denoiser import output_coefficients
 
     config = StageDiffConfig(window=32, stage_length=8, context=2, patch_length=4, patch_stride=2, pool_kernels=(5, 1),
                              d_model=16, heads=2, feedforward=32, diffusion_steps=50, skip_parametrization=True)
     skip, output = output_coefficients(config)
     assert skip[0] > 0.99 and skip[-1] < 1e-3 and bool((skip[1:] < skip[:-1]).all())
-    assert output[0] < 0.05 and abs(float(output[-1]) - SIGMA_DATA) < 1e-3
+    assert output[0] < 0.05 and abs(float(output[-1]) - config.sigma_data) < 1e-3
     x = torch.rand(2, 32, 3) * 2 - 1
     with torch.no_grad():
         with_skip = StageDiffDenoiser(config, 3)(x, torch.tensor([0, 0]))
@@ -281,12 +281,22 @@ def test_skip_parametrization_passes_the_input_through_at_low_noise():
 
 
 def test_skip_parametrization_weights_the_loss_by_the_inverse_output_coefficient(tiny_config):
-    from stagediff.model.denoiser import SIGMA_DATA
-
     config = tiny_config.replace(skip_parametrization=True)
     trainer = Trainer(config, build_denoiser(config, 2), torch.rand(100, 2).numpy() * 2 - 1, device="cpu")
     k = torch.tensor([0, config.diffusion_steps - 1])
     weights = trainer.loss_weights(k)
     assert weights[0] > 10 * weights[1] and abs(float(weights[1]) - 1.0) < 1e-2  # 1 at high noise, large at low
     assert Trainer(tiny_config, build_denoiser(tiny_config, 2), torch.rand(100, 2).numpy(), device="cpu").loss_weights(k) is None
-    assert SIGMA_DATA == 0.5
+    smaller = tiny_config.replace(skip_parametrization=True, sigma_data=0.1)
+    small_trainer = Trainer(smaller, build_denoiser(smaller, 2), torch.rand(100, 2).numpy() * 2 - 1, device="cpu")
+    assert abs(float(small_trainer.loss_weights(k)[1]) - 1.0) < 1e-2
+
+
+def test_a_smaller_sigma_data_passes_the_input_through_only_at_lower_noise():
+    from stagediff.model.denoiser import output_coefficients
+
+    config = StageDiffConfig(skip_parametrization=True)
+    wide, _ = output_coefficients(config)
+    narrow, narrow_output = output_coefficients(config.replace(sigma_data=0.1))
+    assert narrow[0] > 0.9 and bool((narrow[1:] <= wide[1:]).all()) and float(narrow[40]) < 0.5 * float(wide[40])
+    assert abs(float(narrow_output[-1]) - 0.1) < 1e-3

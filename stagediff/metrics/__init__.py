@@ -78,7 +78,7 @@ def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFra
         total time); "boundary" adds ``real_ratio`` and the step means, "copy" its distance summaries. The key
         ``"settings"`` records fast, repeats, seed and the judges' iterations.
     """
-    chosen = _choose_metrics(metrics, stage_length, training)
+    chosen = choose_metrics(metrics, stage_length, training)
     real_windows, synthetic_windows = as_windows(real, "real"), as_windows(synthetic, "synthetic")
     check_pair(real_windows, synthetic_windows)
     training_windows = None
@@ -135,7 +135,9 @@ def _summary(values: list[float]) -> dict[str, Any]:
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": [float(v) for v in values]}
 
 
-def _choose_metrics(metrics: Sequence[str] | None, stage_length: int | None, training: Any) -> list[str]:
+def choose_metrics(metrics: Sequence[str] | None, stage_length: int | None, training: Any) -> list[str]:
+    """The metrics to compute, in :data:`METRICS` order: the named ones (an error names unknown or unavailable
+    ones), or every metric the inputs allow when ``metrics`` is None."""
     if metrics is None:
         unavailable = {"boundary"} if stage_length is None else set()
         unavailable |= {"copy"} if training is None else set()

@@ -52,21 +52,18 @@ def blend_stages(spans: torch.Tensor, weights: torch.Tensor, context: int) -> to
     return gather(spans * weights) / total
 
 
-SIGMA_DATA = 0.5
-"""Assumed standard deviation of the scaled data (channels in [-1, 1])."""
-
-
 def output_coefficients(config: StageDiffConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """c_skip(k) and c_out(k) of x_0 = c_skip x_k + c_out F(x_k, k) (Karras et al. 2022, "EDM", table 1, in
-    the variance-preserving form: with abar = abar_k and s = SIGMA_DATA,
+    the variance-preserving form: with abar = abar_k and s = config.sigma_data,
     c_skip = s^2 sqrt(abar) / (1 - abar + s^2 abar), c_out = s sqrt(1 - abar) / sqrt(1 - abar + s^2 abar)).
 
     At low noise the estimate is mostly the input itself, so fine detail passes through without the
     network having to reproduce it; at high noise it is the network's. Both (diffusion_steps,)."""
     abar = NoiseSchedule.create(config.diffusion_steps, config.schedule).alphas_cumprod
-    denominator = 1 - abar + SIGMA_DATA**2 * abar
-    skip = SIGMA_DATA**2 * abar.sqrt() / denominator
-    output = SIGMA_DATA * (1 - abar).sqrt() / denominator.sqrt()
+    s = config.sigma_data
+    denominator = 1 - abar + s**2 * abar
+    skip = s**2 * abar.sqrt() / denominator
+    output = s * (1 - abar).sqrt() / denominator.sqrt()
     return skip.float(), output.float()
 
 
