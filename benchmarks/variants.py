@@ -1,0 +1,127 @@
+"""Quick quality probes of configuration variants (how the per-window benchmark settings were chosen).
+
+    # train one variant of a benchmark cell (configs/benchmarks.yaml plus --set changes), save it, and score
+    # 500 synthetic windows per sampler against 500 real ones (paper protocol, one judge)
+    .venv/bin/python benchmarks/variants.py train etth1 128 3000 --label d64 --set validation_fraction=0.0 \\
+        --set d_model=64 --set feedforward=128 --samplers ddim ddpm
+    # score a saved variant again with other seeds, more windows and repeats of the judge
+    .venv/bin/python benchmarks/variants.py judge runs/variants/model-d64 etth1 --n 1000 --repeats 2 --seed 1 --samplers ddpm ddim
+    # roughness of the denoiser's x_0 estimate at each noise level, on real windows (is detail lost in the network?)
+    .venv/bin/python benchmarks/variants.py denoise runs/variants/model-d64 etth1
+
+Roughness: mean |x[t+1] - x[t]|, with each channel min-max scaled on the real windows (``train``) or in the
+model's scaled units [-1, 1] (``denoise``). Results are appended to runs/variants/results.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from machine import describe_machine
+from paper_table import cell_config
+
+from stagediff import StageDiff
+from stagediff.data import load_series, sliding_windows
+from stagediff.diffusion import NoiseSchedule
+from stagediff.evaluation import subsample
+from stagediff.metrics import evaluate
+from stagediff.runtime import configure_threads
+
+WORK = Path("runs/variants")
+
+
+def roughness(windows: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
+    return float(np.abs(np.diff((windows - low) / (high - low), axis=1)).mean())
+
+
+def train(args: argparse.Namespace) -> dict:
+    changes = {key: tuple(value) if isinstance(value, list) else value for key, value in args.set.items()}
+    config = cell_config(args.dataset, args.window, args.steps, checkpoint_every=10**6, **changes)
+    started = time.perf_counter()
+    model = StageDiff(config).fit(args.dataset, progress=False)
+    seconds = time.perf_counter() - started
+    model.save(WORK / f"model-{args.label}")
+    real = subsample(sliding_windows(load_series(args.dataset).values, args.window), args.n, 0)
+    flat = real.reshape(-1, real.shape[-1])
+    low, high = flat.min(0), flat.max(0)
+    result = {"label": args.label, "dataset": args.dataset, "window": args.window, "steps": args.steps,
+              "changes": args.set, "train_s": round(seconds), "final_loss": float(np.mean(model.losses[-50:])),
+              "rough_real": roughness(real, low, high), "machine": describe_machine()}
+    for sampler in args.samplers:
+        synthetic = model.sample_array(args.n, seed=0, sampler=sampler, progress=False)
+        scores = evaluate(real, synthetic, metrics=["discriminative", "marginal", "autocorrelation"], repeats=1)
+        result[sampler] = {"disc": scores["discriminative"]["mean"], "marg": scores["marginal"]["mean"],
+                           "acf": scores["autocorrelation"]["mean"], "rough": roughness(synthetic, low, high)}
+    return result
+
+
+def judge(args: argparse.Namespace) -> dict:
+    model = StageDiff.load(args.model)
+    real = subsample(sliding_windows(load_series(args.dataset).values, model.config.window), args.n, args.seed)
+    result = {"model": str(args.model), "n": args.n, "seed": args.seed, "machine": describe_machine()}
+    for sampler in args.samplers:
+        synthetic = model.sample_array(args.n, seed=args.seed, sampler=sampler, progress=False)
+        scores = evaluate(real, synthetic, metrics=["discriminative"], repeats=args.repeats, seed=args.seed)
+        result[sampler] = {"disc": scores["discriminative"]["values"]}
+    return result
+
+
+def denoise(args: argparse.Namespace) -> dict:
+    model = StageDiff.load(args.model)
+    network = model.require_trained().eval()
+    windows = sliding_windows(model.scaler.transform(load_series(args.dataset).values), model.config.window)
+    x0 = torch.tensor(windows[np.random.default_rng(0).choice(len(windows), 128, replace=False)], dtype=torch.float32)
+    schedule = NoiseSchedule.create(model.config.diffusion_steps, model.config.schedule)
+    rough = lambda x: float((x[:, 1:] - x[:, :-1]).abs().mean())  # noqa: E731
+    generator = torch.Generator().manual_seed(0)
+    result = {"model": str(args.model), "rough_real": rough(x0), "steps": []}
+    for k in [0, 2, 5, 10, 20, 40, 80, 120, 160, model.config.diffusion_steps - 1]:
+        ks = torch.full((len(x0),), k)
+        x_k = schedule.add_noise(x0, torch.randn(x0.shape, generator=generator), ks)
+        with torch.no_grad():
+            estimate = network(x_k, ks)
+        result["steps"].append({"k": k, "abar": round(float(schedule.alphas_cumprod[k]), 4),
+                                "mse": float(((estimate - x0) ** 2).mean()), "rough_estimate": rough(estimate)})
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("train")
+    one.add_argument("dataset")
+    one.add_argument("window", type=int)
+    one.add_argument("steps", type=int)
+    one.add_argument("--label", required=True)
+    one.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    one.add_argument("--samplers", nargs="+", default=["ddim"])
+    one.add_argument("--n", type=int, default=500)
+    again = commands.add_parser("judge")
+    again.add_argument("model")
+    again.add_argument("dataset")
+    again.add_argument("--n", type=int, default=1000)
+    again.add_argument("--repeats", type=int, default=2)
+    again.add_argument("--seed", type=int, default=1)
+    again.add_argument("--samplers", nargs="+", default=["ddpm", "ddim"])
+    steps = commands.add_parser("denoise")
+    steps.add_argument("model")
+    steps.add_argument("dataset")
+    args = parser.parse_args()
+    configure_threads(1)
+    if args.command == "train":
+        args.set = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
+    result = {"train": train, "judge": judge, "denoise": denoise}[args.command](args)
+    print(json.dumps(result), flush=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+    with open(WORK / "results.jsonl", "a") as out:
+        out.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
