@@ -8,6 +8,8 @@ the paper's numbers. The budget and the machine are recorded with every number.
     .venv/bin/python benchmarks/paper_table.py --steps 3000 --out docs/paper-table.json
     # one cell, quickly
     .venv/bin/python benchmarks/paper_table.py --datasets etth1 --windows 24 --steps 200 --repeats 1 --n 200
+    # one table from the result files of several runs
+    .venv/bin/python benchmarks/paper_table.py --table docs/paper-table-*.json
     # the ablations (ETTh1, windows 24 and 256)
     .venv/bin/python benchmarks/paper_table.py --ablations --steps 3000 --out docs/ablations.json
     .venv/bin/python benchmarks/paper_table.py --ablations --windows 24 --steps 1500 --protocols paper --repeats 1
@@ -114,7 +116,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--work", default="runs/paper-table")
     parser.add_argument("--out", default="runs/paper-table/results.json")
+    parser.add_argument("--table", nargs="+", type=Path, help="print one markdown table of saved result files and exit")
     args = parser.parse_args()
+    if args.table:
+        reports = [json.loads(path.read_text()) for path in args.table]
+        cells = [cell for report in reports for cell in report["cells"] if "config" not in cell]  # this script's format
+        print(markdown(cells, {**PAPER, **PAPER_ABLATIONS}))
+        return
     configure_threads(args.threads)
     if args.ablations:
         windows = [w for w in args.windows if w in (24, 256)] if args.windows != DEFAULT_WINDOWS else [24, 256]
