@@ -8,6 +8,8 @@
     .venv/bin/python benchmarks/variants.py judge runs/variants/model-d64 etth1 --n 1000 --repeats 2 --seed 1 --samplers ddpm ddim
     # roughness of the denoiser's x_0 estimate at each noise level, on real windows (is detail lost in the network?)
     .venv/bin/python benchmarks/variants.py denoise runs/variants/model-d64 etth1
+    # per channel: roughness of 64 real and 64 synthetic windows, and the share of steps where High < Low
+    .venv/bin/python benchmarks/variants.py channels runs/paper-table/stock-256-full-paper/model stock
 
 Roughness: mean |x[t+1] - x[t]|, with each channel min-max scaled on the real windows (``train``) or in the
 model's scaled units [-1, 1] (``denoise``). Results are appended to runs/variants/results.jsonl.
@@ -91,6 +93,23 @@ def denoise(args: argparse.Namespace) -> dict:
     return result
 
 
+def channels(args: argparse.Namespace) -> dict:
+    model = StageDiff.load(args.model)
+    series = load_series(args.dataset)
+    low, high = series.values.min(0), series.values.max(0)
+    real = subsample(sliding_windows(series.values, model.config.window), 64, 0)
+    result = {"model": str(args.model), "channels": list(series.channels)}
+    for name, windows in (("real", real), ("synthetic", model.sample_array(64, seed=0, progress=False))):
+        unit = (windows - low) / (high - low)
+        result[name] = {"roughness": np.abs(np.diff(unit, axis=1)).mean(axis=(0, 1)).round(4).tolist(),
+                        "mean": unit.mean(axis=(0, 1)).round(3).tolist()}
+        if {"High", "Low"} <= set(series.channels):
+            names = list(series.channels)
+            result[name]["high_below_low"] = float((windows[..., names.index("High")]
+                                                    < windows[..., names.index("Low")]).mean())
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -112,11 +131,14 @@ def main() -> None:
     steps = commands.add_parser("denoise")
     steps.add_argument("model")
     steps.add_argument("dataset")
+    per_channel = commands.add_parser("channels")
+    per_channel.add_argument("model")
+    per_channel.add_argument("dataset")
     args = parser.parse_args()
     configure_threads(1)
     if args.command == "train":
         args.set = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
-    result = {"train": train, "judge": judge, "denoise": denoise}[args.command](args)
+    result = {"train": train, "judge": judge, "denoise": denoise, "channels": channels}[args.command](args)
     print(json.dumps(result), flush=True)
     WORK.mkdir(parents=True, exist_ok=True)
     with open(WORK / "results.jsonl", "a") as out:
