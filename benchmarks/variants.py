@@ -31,15 +31,18 @@ from paper_table import cell_config
 from stagediff import StageDiff
 from stagediff.data import load_series, sliding_windows
 from stagediff.diffusion import NoiseSchedule
-from stagediff.evaluation import subsample
+from stagediff.evaluation import protocol_windows
 from stagediff.metrics import evaluate
 from stagediff.runtime import configure_threads
 
 WORK = Path("runs/variants")
 
 
-def roughness(windows: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
-    return float(np.abs(np.diff((windows - low) / (high - low), axis=1)).mean())
+def roughness(windows: np.ndarray, low: np.ndarray, high: np.ndarray, axis: tuple[int, ...] | None = None):
+    """Mean |x[t+1] - x[t]| of (n, length, channels) windows min-max scaled by ``low``/``high``; one number, or
+    one per channel with ``axis=(0, 1)``."""
+    steps = np.abs(np.diff((windows - low) / (high - low), axis=1))
+    return float(steps.mean()) if axis is None else steps.mean(axis=axis)
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -49,7 +52,7 @@ def train(args: argparse.Namespace) -> dict:
     model = StageDiff(config).fit(args.dataset, progress=False)
     seconds = time.perf_counter() - started
     model.save(WORK / f"model-{args.label}")
-    real = subsample(sliding_windows(load_series(args.dataset).values, args.window), args.n, 0)
+    real = protocol_windows(model, args.dataset, "paper", args.n, 0)[0]
     flat = real.reshape(-1, real.shape[-1])
     low, high = flat.min(0), flat.max(0)
     result = {"label": args.label, "dataset": args.dataset, "window": args.window, "steps": args.steps,
@@ -65,7 +68,7 @@ def train(args: argparse.Namespace) -> dict:
 
 def judge(args: argparse.Namespace) -> dict:
     model = StageDiff.load(args.model)
-    real = subsample(sliding_windows(load_series(args.dataset).values, model.config.window), args.n, args.seed)
+    real = protocol_windows(model, args.dataset, "paper", args.n, args.seed)[0]
     result = {"model": str(args.model), "n": args.n, "seed": args.seed, "machine": describe_machine()}
     for sampler in args.samplers:
         synthetic = model.sample_array(args.n, seed=args.seed, sampler=sampler, progress=False)
@@ -95,16 +98,14 @@ def denoise(args: argparse.Namespace) -> dict:
 
 def channels(args: argparse.Namespace) -> dict:
     model = StageDiff.load(args.model)
-    series = load_series(args.dataset)
-    low, high = series.values.min(0), series.values.max(0)
-    real = subsample(sliding_windows(series.values, model.config.window), 64, 0)
-    result = {"model": str(args.model), "channels": list(series.channels)}
+    real, _, values = protocol_windows(model, args.dataset, "paper", 64, 0)
+    low, high = values.min(0), values.max(0)
+    names = list(model.metadata["channels"])
+    result = {"model": str(args.model), "channels": names}
     for name, windows in (("real", real), ("synthetic", model.sample_array(64, seed=0, progress=False))):
-        unit = (windows - low) / (high - low)
-        result[name] = {"roughness": np.abs(np.diff(unit, axis=1)).mean(axis=(0, 1)).round(4).tolist(),
-                        "mean": unit.mean(axis=(0, 1)).round(3).tolist()}
-        if {"High", "Low"} <= set(series.channels):
-            names = list(series.channels)
+        result[name] = {"roughness": np.round(roughness(windows, low, high, axis=(0, 1)), 4).tolist(),
+                        "mean": ((windows - low) / (high - low)).mean(axis=(0, 1)).round(3).tolist()}
+        if {"High", "Low"} <= set(names):
             result[name]["high_below_low"] = float((windows[..., names.index("High")]
                                                     < windows[..., names.index("Low")]).mean())
     return result

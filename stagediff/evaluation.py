@@ -86,11 +86,11 @@ def evaluate_windows(model: StageDiff, real: np.ndarray, training: np.ndarray | 
     real: (n, window, channels) real windows in data units; training: the training windows (for the copy
     detector) or None; series: (rows, channels) the real series (for the long-sample picture)."""
     stage = model.require_trained().stage_length
-    if metrics is not None:  # named metrics: check the names before the (slow) sampling
-        metrics = choose_metrics(metrics, stage if stage < model.config.window else None, training)
+    seams = stage if stage < model.config.window else None  # one stage: no seams to score
+    chosen = choose_metrics(metrics, seams, training)  # bad names fail here, before the (slow) sampling
     synthetic = model.sample_array(len(real), seed=seed, steps=steps)
-    scores = evaluate(real, synthetic, metrics=metrics, repeats=repeats, seed=seed, fast=fast, training=training,
-                      stage_length=stage if stage < model.config.window else None)  # one stage: no seams to score
+    scores = evaluate(real, synthetic, metrics=chosen, repeats=repeats, seed=seed, fast=fast, training=training,
+                      stage_length=seams)
     scores["settings"].update({"protocol": protocol, "window": model.config.window, "sampling_steps": steps
                                or model.config.sampling_steps, "sampler": model.config.sampler})
     target = Path(out)
