@@ -78,6 +78,13 @@ class StageDiffConfig:
     """L_conv of the D x L_conv channel-fusion convolution."""
     channel_independent: bool = True
     """False is the paper's "w/o CI" ablation: channels modelled jointly inside a stage."""
+    channel_embedding: bool = False
+    """With channel_independent, add a learned vector per channel (and scale) to every patch token, so the
+    shared network knows which channel it denoises and can give each its own texture (beyond the paper)."""
+    channel_attention: bool = False
+    """With channel_independent, one attention block across the channels of each patch after the stage encoder,
+    so channels inform each other within a stage (beyond the paper, whose fusion only passes each stage's trends
+    on to the next stage; keeps relations such as High >= Low that independent channels break)."""
     channel_fusion: bool = True
     """False is the "w/o CD" ablation: no fusion convolution, history stays per channel."""
     staged: bool = True

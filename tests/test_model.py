@@ -240,6 +240,26 @@ def test_without_channel_independence_channels_mix_within_a_stage(tiny_config, m
     assert (base[:, :stage, 1] - changed[:, :stage, 1]).abs().max() > 1e-4
 
 
+def test_channel_attention_mixes_channels_within_a_stage_and_keeps_the_weights_shared(tiny_config, make_denoiser):
+    stage = tiny_config.stage_length
+    config = tiny_config.replace(context=0, channel_fusion=False, channel_attention=True)
+    base, changed = stage_two_response(make_denoiser(config), stage)
+    assert (base[:, :stage, 1] - changed[:, :stage, 1]).abs().max() > 1e-4  # within stage 1, unlike without it
+    # the block's weights do not depend on the channel count
+    assert make_denoiser(config, channels=5)(torch.zeros(1, 4 * stage, 5), torch.tensor([3])).shape == (1, 4 * stage, 5)
+
+
+@pytest.mark.parametrize("embedding", [False, True])
+def test_only_the_channel_embedding_tells_channel_independent_channels_apart(tiny_config, make_denoiser, embedding):
+    # one stage, so neither the fusion nor the per-channel initial history (zero at first) separates the channels
+    config = tiny_config.replace(window=tiny_config.stage_length, context=0, channel_embedding=embedding)
+    same = torch.randn(3, config.window, 1, generator=torch.Generator().manual_seed(0)).expand(-1, -1, 2)
+    with torch.no_grad():
+        out = make_denoiser(config)(same, torch.tensor([1, 50, 150]))
+    assert (out[..., 0] - out[..., 1]).abs().max() > 1e-4 if embedding else torch.equal(out[..., 0], out[..., 1])
+    assert ("channel_embedding" in dict(make_denoiser(config).named_parameters())) == embedding
+
+
 def test_seam_blend_weights_sum_to_one_and_blending_is_exact_for_agreeing_stages():
     from stagediff.model.denoiser import blend_stages, seam_weights
 

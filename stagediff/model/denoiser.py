@@ -89,12 +89,16 @@ class StageDiffDenoiser(nn.Module):
         self.kernels = config.pool_kernels
         per_sequence = 1 if config.channel_independent else channels
         self.step_embedding = StepEmbedding(config.d_model)
+        # Which channel a channel-independent sequence is: added to its tokens like the step embedding.
+        self.channel_embedding = (nn.Parameter(torch.randn(len(self.kernels), channels, config.d_model) * 0.02)
+                                  if config.channel_embedding and config.channel_independent else None)
         self.layers = nn.ModuleList(
             DecompositionLayer(per_sequence, self.stage_length + 2 * self.context, self.stage_length,
                                config.patch_length, config.patch_stride, config.d_model, config.heads,
                                config.feedforward, config.encoder_layers, config.decoder_layers, config.dropout,
                                inputs_per_channel=2 if config.input_skip else 1,
-                               output_length=self.stage_length + 2 * self.blend_context)
+                               output_length=self.stage_length + 2 * self.blend_context,
+                               channel_attention=config.channel_attention and config.channel_independent)
             for _ in self.kernels
         )
         # The history of stage 1 (no previous stage): learned per scale and channel, initialised at zero.
@@ -127,8 +131,12 @@ class StageDiffDenoiser(nn.Module):
             if noisy is not None:
                 segments = torch.cat([segments, noisy], dim=3)
             if self.config.channel_independent:
+                conditioning = repeat(step, "b e -> b m d e", m=stages, d=channels)
+                if self.channel_embedding is not None:
+                    conditioning = conditioning + self.channel_embedding[scale][None, None]
                 tokens = layer.encode(rearrange(segments, "b m d c l -> (b m d) c l"),
-                                      repeat(step, "b e -> (b m d) e", m=stages, d=channels))
+                                      rearrange(conditioning, "b m d e -> (b m d) e"))
+                tokens = layer.attend_across_channels(tokens, channels)
                 tokens = rearrange(tokens, "(b m d) p e -> m (b d) p e", b=batch, m=stages)
             else:
                 tokens = layer.encode(rearrange(segments, "b m d c l -> (b m) (d c) l"), repeat(step, "b e -> (b m) e", m=stages))
