@@ -35,9 +35,9 @@ def test_paper_table_runs_a_cell_under_both_protocols_and_merges_tables(tmp_path
     assert {"discriminative", "predictive_real"} <= set(paper) and "predictive" not in paper
     assert paper["train_steps"] == 2 and (tmp_path / "work" / "stock-24-full-paper" / "model").is_dir()
     run_script("--ablations", "--windows", "24", *tiny, "--protocols", "paper", "--metrics", "discriminative",
-               "--out", str(tmp_path / "ablations.json"), cwd=tmp_path)
+               "--variants", "w/o CI", "w/o CD", "w/o Stage", "--out", str(tmp_path / "ablations.json"), cwd=tmp_path)
     variants = [c["variant"] for c in json.loads((tmp_path / "ablations.json").read_text())["cells"]]
-    assert variants == ["full", "w/o CI", "w/o CD", "w/o Stage"]
+    assert variants == ["w/o CI", "w/o CD", "w/o Stage"]  # the full model is a cell of the main table
     merged = run_script("--table", str(tmp_path / "table.json"), str(tmp_path / "ablations.json"), cwd=tmp_path)
     rows = [line for line in merged.stdout.splitlines() if line.startswith("| stock") or line.startswith("| etth1")]
-    assert len(rows) == 5 and "0.093 / 0.037" in rows[0]  # the paper's stock numbers at window 24
+    assert len(rows) == 4 and "0.093 / 0.037" in rows[0]  # the paper's stock numbers at window 24
