@@ -240,13 +240,13 @@ def test_without_channel_independence_channels_mix_within_a_stage(tiny_config, m
     assert (base[:, :stage, 1] - changed[:, :stage, 1]).abs().max() > 1e-4
 
 
-def test_channel_attention_mixes_channels_within_a_stage_and_keeps_the_weights_shared(tiny_config, make_denoiser):
+def test_channel_attention_mixes_channels_within_a_stage_with_weights_of_any_channel_count(tiny_config, make_denoiser):
     stage = tiny_config.stage_length
     config = tiny_config.replace(context=0, channel_fusion=False, channel_attention=True)
     base, changed = stage_two_response(make_denoiser(config), stage)
     assert (base[:, :stage, 1] - changed[:, :stage, 1]).abs().max() > 1e-4  # within stage 1, unlike without it
-    # the block's weights do not depend on the channel count
-    assert make_denoiser(config, channels=5)(torch.zeros(1, 4 * stage, 5), torch.tensor([3])).shape == (1, 4 * stage, 5)
+    shapes = lambda channels: [p.shape for p in make_denoiser(config, channels).layers[0].across_channels.parameters()]  # noqa: E731
+    assert shapes(2) == shapes(5)  # the block's weights do not depend on the channel count
 
 
 @pytest.mark.parametrize("embedding", [False, True])
