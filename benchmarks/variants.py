@@ -6,7 +6,8 @@
         --set d_model=64 --set feedforward=128 --samplers ddim ddpm
     # score a saved variant again with other seeds, more windows and repeats of the judge
     .venv/bin/python benchmarks/variants.py judge runs/variants/model-d64 etth1 --n 1000 --repeats 2 --seed 1 --samplers ddpm ddim
-    # roughness of the denoiser's x_0 estimate at each noise level, on real windows (is detail lost in the network?)
+    # roughness of the denoiser's x_0 estimate at each noise level, on real windows, overall and per channel
+    # (is detail lost in the network?)
     .venv/bin/python benchmarks/variants.py denoise runs/variants/model-d64 etth1
     # per channel: roughness of 64 real and 64 synthetic windows, and the share of steps where High < Low
     .venv/bin/python benchmarks/variants.py channels runs/paper-table/stock-256-full-paper/model stock
@@ -38,11 +39,12 @@ from stagediff.runtime import configure_threads
 WORK = Path("runs/variants")
 
 
-def roughness(windows: np.ndarray, low: np.ndarray, high: np.ndarray, axis: tuple[int, ...] | None = None):
-    """Mean |x[t+1] - x[t]| of (n, length, channels) windows min-max scaled by ``low``/``high``; one number, or
-    one per channel with ``axis=(0, 1)``."""
+def roughness(windows: np.ndarray, low: np.ndarray | float = 0.0, high: np.ndarray | float = 1.0,
+              axis: tuple[int, ...] | None = None):
+    """Mean |x[t+1] - x[t]| of (n, length, channels) windows min-max scaled by ``low``/``high`` (default: as
+    they are); one number, or one per channel with ``axis=(0, 1)``."""
     steps = np.abs(np.diff((windows - low) / (high - low), axis=1))
-    return float(steps.mean()) if axis is None else steps.mean(axis=axis)
+    return float(steps.mean(dtype=np.float64)) if axis is None else steps.mean(axis=axis, dtype=np.float64)
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -83,16 +85,17 @@ def denoise(args: argparse.Namespace) -> dict:
     windows = sliding_windows(model.scaler.transform(load_series(args.dataset).values), model.config.window)
     x0 = torch.tensor(windows[np.random.default_rng(0).choice(len(windows), 128, replace=False)], dtype=torch.float32)
     schedule = NoiseSchedule.create(model.config.diffusion_steps, model.config.schedule)
-    rough = lambda x: float((x[:, 1:] - x[:, :-1]).abs().mean())  # noqa: E731
     generator = torch.Generator().manual_seed(0)
-    result = {"model": str(args.model), "rough_real": rough(x0), "steps": []}
+    result = {"model": str(args.model), "rough_real": roughness(x0.numpy()),
+              "rough_real_per_channel": np.round(roughness(x0.numpy(), axis=(0, 1)), 4).tolist(), "steps": []}
     for k in [0, 2, 5, 10, 20, 40, 80, 120, 160, model.config.diffusion_steps - 1]:
         ks = torch.full((len(x0),), k)
         x_k = schedule.add_noise(x0, torch.randn(x0.shape, generator=generator), ks)
         with torch.no_grad():
             estimate = network(x_k, ks)
         result["steps"].append({"k": k, "abar": round(float(schedule.alphas_cumprod[k]), 4),
-                                "mse": float(((estimate - x0) ** 2).mean()), "rough_estimate": rough(estimate)})
+                                "mse": float(((estimate - x0) ** 2).mean()), "rough_estimate": roughness(estimate.numpy()),
+                                "rough_estimate_per_channel": np.round(roughness(estimate.numpy(), axis=(0, 1)), 4).tolist()})
     return result
 
 
