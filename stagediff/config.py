@@ -52,8 +52,8 @@ class StageDiffConfig:
     skip_parametrization: bool = False
     """x_0 = c_skip(k) x_k + c_out(k) F(x_k, k) (Karras et al. 2022) instead of x_0 = F(x_k, k), with the x_0
     MSE weighted by 1 / c_out(k)^2: the input passes through where noise is low, so the network need not
-    reproduce fine detail (beyond the paper; off by default: on the evaluation benchmark it made samples easier
-    to tell from real data, docs/benchmarks.md)."""
+    reproduce fine detail (beyond the paper; off by default: on ETTh1 at width 32 and 3,000 steps it made samples
+    easier to tell from real data, on stock at window 128 and 7,000 steps much harder, docs/benchmarks.md)."""
     sigma_data: float = 0.5
     """s of the skip parametrization: the assumed standard deviation of the part of the data the input may carry
     through (Karras et al. use the data's; a smaller s passes the input through only once the noise is below s)."""
