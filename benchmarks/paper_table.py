@@ -47,10 +47,12 @@ ABLATIONS = {"full": {}, "w/o CI": {"channel_independent": False}, "w/o CD": {"c
 
 
 def cell_config(dataset: str, window: int, steps: int, **changes) -> StageDiffConfig:
-    """configs/benchmarks.yaml: `default` overrides, then `windows: {L: ...}`, then `datasets: {name: ...}`."""
+    """configs/benchmarks.yaml: `default` overrides, then `windows: {L: ...}`, then `datasets: {name: ...}`,
+    then `cells: {name: {L: ...}}`."""
     table = yaml.safe_load((ROOT / "configs" / "benchmarks.yaml").read_text())
     settings = {**table.get("default", {}), **table.get("windows", {}).get(window, {}),
-                **table.get("datasets", {}).get(dataset, {})}
+                **table.get("datasets", {}).get(dataset, {}),
+                **table.get("cells", {}).get(dataset, {}).get(window, {})}
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
     return StageDiffConfig(**{**settings, "window": window, "max_steps": steps, **changes})
 

@@ -41,3 +41,22 @@ def test_paper_table_runs_a_cell_under_both_protocols_and_merges_tables(tmp_path
     merged = run_script("--table", str(tmp_path / "table.json"), str(tmp_path / "ablations.json"), cwd=tmp_path)
     rows = [line for line in merged.stdout.splitlines() if line.startswith("| stock") or line.startswith("| etth1")]
     assert len(rows) == 4 and "0.093 / 0.037" in rows[0]  # the paper's stock numbers at window 24
+
+
+def test_cell_config_applies_the_cell_settings_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import yaml
+    from paper_table import cell_config
+
+    table = yaml.safe_load((ROOT / "configs" / "benchmarks.yaml").read_text())
+    assert table["cells"], "configs/benchmarks.yaml has no per-cell settings to check"
+    for dataset, windows in table["cells"].items():
+        for window, settings in windows.items():
+            config = cell_config(dataset, window, 7, validation_fraction=0.0)
+            window_settings = {k: v for k, v in table["windows"].get(window, {}).items() if k not in settings}
+            for name, value in {**window_settings, **settings}.items():
+                expected = tuple(value) if isinstance(value, list) else value
+                assert getattr(config, name) == expected, (dataset, window, name)
+            assert (config.window, config.max_steps, config.validation_fraction) == (window, 7, 0.0)
+    etth1 = cell_config("etth1", 128, 7)  # no cell entry: the window's settings and the library defaults
+    assert etth1.skip_parametrization is False and etth1.d_model == table["windows"][128]["d_model"]
