@@ -6,6 +6,9 @@
         --set d_model=64 --set feedforward=128 --samplers ddim ddpm
     # score a saved variant again with other seeds, more windows and repeats of the judge
     .venv/bin/python benchmarks/variants.py judge runs/variants/model-d64 etth1 --n 1000 --repeats 2 --seed 1 --samplers ddpm ddim
+    # the predictive score and its real floor with a chosen sampler (`stagediff evaluate` uses the model's own)
+    .venv/bin/python benchmarks/variants.py judge runs/variants/model-d64 etth1 --n 1000 --repeats 1 --seed 0 \
+        --samplers ddpm --metrics predictive predictive_real
     # roughness of the denoiser's x_0 estimate at each noise level, on real windows, overall and per channel
     # (is detail lost in the network?)
     .venv/bin/python benchmarks/variants.py denoise runs/variants/model-d64 etth1
@@ -37,6 +40,7 @@ from stagediff.metrics import evaluate
 from stagediff.runtime import configure_threads
 
 WORK = Path("runs/variants")
+SHORT = {"discriminative": "disc", "predictive": "pred", "predictive_real": "pred_real"}  # keys in results.jsonl
 
 
 def roughness(windows: np.ndarray, low: np.ndarray | float = 0.0, high: np.ndarray | float = 1.0,
@@ -74,8 +78,8 @@ def judge(args: argparse.Namespace) -> dict:
     result = {"model": str(args.model), "n": args.n, "seed": args.seed, "machine": describe_machine()}
     for sampler in args.samplers:
         synthetic = model.sample_array(args.n, seed=args.seed, sampler=sampler, progress=False)
-        scores = evaluate(real, synthetic, metrics=["discriminative"], repeats=args.repeats, seed=args.seed)
-        result[sampler] = {"disc": scores["discriminative"]["values"]}
+        scores = evaluate(real, synthetic, metrics=args.metrics, repeats=args.repeats, seed=args.seed)
+        result[sampler] = {SHORT.get(name, name): scores[name]["values"] for name in args.metrics}
     return result
 
 
@@ -132,6 +136,7 @@ def main() -> None:
     again.add_argument("--repeats", type=int, default=2)
     again.add_argument("--seed", type=int, default=1)
     again.add_argument("--samplers", nargs="+", default=["ddpm", "ddim"])
+    again.add_argument("--metrics", nargs="+", default=["discriminative"], help="names as in stagediff.metrics")
     steps = commands.add_parser("denoise")
     steps.add_argument("model")
     steps.add_argument("dataset")
