@@ -14,6 +14,8 @@
     .venv/bin/python benchmarks/variants.py denoise runs/variants/model-d64 etth1
     # per channel: roughness of 64 real and 64 synthetic windows, and the share of steps where High < Low
     .venv/bin/python benchmarks/variants.py channels runs/paper-table/stock-256-full-paper/model stock
+    # per channel: mean autocorrelation at lags 1-120 of 200 real and 200 DDPM windows (long-range memory)
+    .venv/bin/python benchmarks/variants.py lags runs/variants/model-etth1-256-s5000-skip etth1
 
 Roughness: mean |x[t+1] - x[t]|, with each channel min-max scaled on the real windows (``train``) or in the
 model's scaled units [-1, 1] (``denoise``). Results are appended to runs/variants/results.jsonl.
@@ -37,9 +39,11 @@ from stagediff.data import load_series, sliding_windows
 from stagediff.diffusion import NoiseSchedule
 from stagediff.evaluation import protocol_windows
 from stagediff.metrics import evaluate
+from stagediff.metrics.autocorrelation import mean_autocorrelation
 from stagediff.runtime import configure_threads
 
 WORK = Path("runs/variants")
+LAGS = [1, 2, 6, 12, 24, 48, 72, 96, 120]  # `lags`: hourly data, up to five days
 SHORT = {"discriminative": "disc", "predictive": "pred", "predictive_real": "pred_real"}  # keys in results.jsonl
 
 
@@ -118,6 +122,22 @@ def channels(args: argparse.Namespace) -> dict:
     return result
 
 
+def lags(args: argparse.Namespace) -> dict:
+    """Mean autocorrelation per channel at a few lags, of 200 real and 200 DDPM windows: does a sample keep its
+    daily cycle and level over the window? Also each channel's mean within-window std and the spread of the
+    window means."""
+    model = StageDiff.load(args.model)
+    real = protocol_windows(model, args.dataset, "paper", 200, 0)[0]
+    synthetic = model.sample_array(200, seed=0, sampler="ddpm", progress=False)
+    result = {"model": str(args.model), "channels": list(model.metadata["channels"]), "lags": LAGS}
+    for name, windows in (("real", real), ("synthetic", synthetic)):
+        correlation = mean_autocorrelation(windows, max(LAGS))[np.array(LAGS) - 1]  # (lags, channels)
+        result[name] = {"acf": correlation.T.round(2).tolist(),
+                        "window_std": windows.std(1).mean(0).round(2).tolist(),
+                        "window_mean_spread": windows.mean(1).std(0).round(2).tolist()}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -143,11 +163,14 @@ def main() -> None:
     per_channel = commands.add_parser("channels")
     per_channel.add_argument("model")
     per_channel.add_argument("dataset")
+    per_lag = commands.add_parser("lags")
+    per_lag.add_argument("model")
+    per_lag.add_argument("dataset")
     args = parser.parse_args()
     configure_threads(1)
     if args.command == "train":
         args.set = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
-    result = {"train": train, "judge": judge, "denoise": denoise, "channels": channels}[args.command](args)
+    result = {"train": train, "judge": judge, "denoise": denoise, "channels": channels, "lags": lags}[args.command](args)
     print(json.dumps(result), flush=True)
     WORK.mkdir(parents=True, exist_ok=True)
     with open(WORK / "results.jsonl", "a") as out:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = Path(os.environ.get("STAGEDIFF_DATA_DIR") or ROOT.parent / "shared" / "datasets")
@@ -45,7 +46,6 @@ def test_paper_table_runs_a_cell_under_both_protocols_and_merges_tables(tmp_path
 
 def test_cell_config_applies_the_cell_settings_last(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    import yaml
     from paper_table import cell_config
 
     table = yaml.safe_load((ROOT / "configs" / "benchmarks.yaml").read_text())
