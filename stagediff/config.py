@@ -85,6 +85,11 @@ class StageDiffConfig:
     """With channel_independent, one attention block across the channels of each patch after the stage encoder,
     so channels inform each other within a stage (beyond the paper, whose fusion only passes each stage's trends
     on to the next stage; on stock it cut the steps with High < Low from 33 % to 9 %, docs/benchmarks.md)."""
+    stage_attention: bool = False
+    """One attention block after each scale's stage encoder in which every stage's patch tokens attend to those of
+    the stages fewer than window / stage_length away (a learned bias per stage offset, so longer chunks see the same
+    offsets), so a stage knows more of the window than its neighbour's trend and context (beyond the paper, whose
+    stages pass on only the previous stage's fused trend; for memory longer than a stage, e.g. a daily cycle)."""
     channel_fusion: bool = True
     """False is the "w/o CD" ablation: no fusion convolution, history stays per channel."""
     staged: bool = True

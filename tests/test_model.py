@@ -249,6 +249,28 @@ def test_channel_attention_mixes_channels_within_a_stage_with_weights_of_any_cha
     assert shapes(2) == shapes(5)  # the block's weights do not depend on the channel count
 
 
+@pytest.mark.parametrize("independent", [True, False])
+def test_stage_attention_lets_a_stage_see_later_stages_within_reach_only(tiny_config, make_denoiser, independent):
+    # context 0 and no fusion: without stage attention a stage sees no later stage at all. One scale, since each
+    # scale's block reaches window / stage_length - 1 stages further.
+    stage, stages = tiny_config.stage_length, tiny_config.window // tiny_config.stage_length
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 2 * stages * stage, 2, generator=generator)  # twice the training window's stages
+    k = torch.tensor([3, 3])
+
+    def first_stage_change(denoiser: StageDiffDenoiser, perturbed_stage: int) -> float:
+        perturbed = x.clone()
+        perturbed[:, perturbed_stage * stage:(perturbed_stage + 1) * stage] += 3.0
+        with torch.no_grad():
+            return (denoiser(x, k) - denoiser(perturbed, k))[:, :stage].abs().max().item()
+
+    config = tiny_config.replace(context=0, channel_fusion=False, channel_independent=independent, pool_kernels=(5,))
+    assert first_stage_change(make_denoiser(config), stages - 1) < 1e-6
+    attending = make_denoiser(config.replace(stage_attention=True))
+    assert first_stage_change(attending, stages - 1) > 1e-4  # the farthest stage of a training window
+    assert first_stage_change(attending, stages) < 1e-6  # one stage beyond the training window's reach
+
+
 @pytest.mark.parametrize("embedding", [False, True])
 def test_only_the_channel_embedding_tells_channel_independent_channels_apart(tiny_config, make_denoiser, embedding):
     # one stage, so neither the fusion nor the per-channel initial history (zero at first) separates the channels

@@ -98,7 +98,8 @@ class StageDiffDenoiser(nn.Module):
                                config.feedforward, config.encoder_layers, config.decoder_layers, config.dropout,
                                inputs_per_channel=2 if config.input_skip else 1,
                                output_length=self.stage_length + 2 * self.blend_context,
-                               channel_attention=config.channel_attention and config.channel_independent)
+                               channel_attention=config.channel_attention and config.channel_independent,
+                               stage_reach=config.stages if config.stage_attention and config.staged else 0)
             for _ in self.kernels
         )
         # The history of stage 1 (no previous stage): learned per scale and channel, initialised at zero.
@@ -137,10 +138,12 @@ class StageDiffDenoiser(nn.Module):
                 tokens = layer.encode(rearrange(segments, "b m d c l -> (b m d) c l"),
                                       rearrange(conditioning, "b m d e -> (b m d) e"))
                 tokens = layer.attend_across_channels(tokens, channels)
-                tokens = rearrange(tokens, "(b m d) p e -> m (b d) p e", b=batch, m=stages)
+                tokens = layer.attend_across_stages(rearrange(tokens, "(b m d) p e -> (b d) m p e", b=batch, m=stages))
+                tokens = rearrange(tokens, "(b d) m p e -> m (b d) p e", b=batch)
             else:
                 tokens = layer.encode(rearrange(segments, "b m d c l -> (b m) (d c) l"), repeat(step, "b e -> (b m) e", m=stages))
-                tokens = rearrange(tokens, "(b m) p e -> m b p e", b=batch)
+                tokens = layer.attend_across_stages(rearrange(tokens, "(b m) p e -> b m p e", b=batch))
+                tokens = rearrange(tokens, "b m p e -> m b p e")
             history = self.initial_history[scale].expand(batch, -1, -1)
             outputs = []
             for stage in range(stages):

@@ -69,10 +69,12 @@ class Attention(nn.Module):
         self.output = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, queries: torch.Tensor, keys_values: torch.Tensor) -> torch.Tensor:
+    def forward(self, queries: torch.Tensor, keys_values: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """bias: (p, q) added to every head's scores before the softmax (-inf: never attend), or None."""
         q = rearrange(self.query(queries), "n p (h e) -> (n h) p e", h=self.heads)
         k, v = rearrange(self.key_value(keys_values), "n q (two h e) -> two (n h) q e", two=2, h=self.heads)
-        weights = self.dropout(softmax(torch.bmm(q, k.transpose(1, 2)) * self.scale))
+        scores = torch.bmm(q, k.transpose(1, 2)) * self.scale
+        weights = self.dropout(softmax(scores if bias is None else scores + bias))
         mixed = rearrange(torch.bmm(weights, v), "(n h) p e -> n p (h e)", h=self.heads)
         return self.output(mixed)
 
@@ -91,9 +93,9 @@ class EncoderBlock(nn.Module):
         self.attention = Attention(d_model, heads, dropout)
         self.feedforward = FeedForward(d_model, feedforward, dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         normed = self.attention_norm(x)
-        x = x + self.attention(normed, normed)
+        x = x + self.attention(normed, normed, bias)
         return x + self.feedforward(self.feedforward_norm(x))
 
 
@@ -170,7 +172,7 @@ class DecompositionLayer(nn.Module):
     def __init__(self, in_channels: int, span: int, stage_length: int, patch_length: int, stride: int,
                  d_model: int, heads: int, feedforward: int, encoder_layers: int, decoder_layers: int,
                  dropout: float, inputs_per_channel: int = 1, output_length: int | None = None,
-                 channel_attention: bool = False):
+                 channel_attention: bool = False, stage_reach: int = 0):
         super().__init__()
         self.in_channels, self.stage_length = in_channels, stage_length
         self.output_length = output_length or stage_length
@@ -182,6 +184,11 @@ class DecompositionLayer(nn.Module):
         self.head = nn.Linear(self.stage_patches.count * d_model, in_channels * self.output_length)
         # Channel-independent sequences of one window see each other through this block (None: they do not).
         self.across_channels = EncoderBlock(d_model, heads, feedforward, dropout) if channel_attention else None
+        # Each stage's tokens attend to those of the stages fewer than stage_reach away (0: no such block), with a
+        # learned score bias per stage offset; a chunk longer than the training window sees the same offsets.
+        self.stage_reach = stage_reach
+        self.across_stages = EncoderBlock(d_model, heads, feedforward, dropout) if stage_reach else None
+        self.stage_offset_bias = nn.Parameter(torch.zeros(2 * stage_reach - 1)) if stage_reach else None
 
     def attend_across_channels(self, tokens: torch.Tensor, channels: int) -> torch.Tensor:
         """tokens ((n channels), patches, d_model) -> the same, each patch's token having attended to the same
@@ -190,6 +197,20 @@ class DecompositionLayer(nn.Module):
             return tokens
         mixed = self.across_channels(rearrange(tokens, "(n d) p e -> (n p) d e", d=channels))
         return rearrange(mixed, "(n p) d e -> (n d) p e", p=tokens.shape[1])
+
+    def attend_across_stages(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (n, stages, patches, d_model) -> the same, each stage's tokens having attended to the tokens of
+        the stages within reach in the same sequence (a no-op without ``across_stages``)."""
+        if self.across_stages is None:
+            return tokens
+        stages, patches = tokens.shape[1], tokens.shape[2]
+        stage = torch.arange(stages, device=tokens.device).repeat_interleave(patches)
+        offset = stage[:, None] - stage[None, :]
+        reachable = offset.abs() < self.stage_reach
+        index = (offset + self.stage_reach - 1).clamp(0, 2 * self.stage_reach - 2)
+        bias = self.stage_offset_bias[index].masked_fill(~reachable, float("-inf"))
+        mixed = self.across_stages(rearrange(tokens, "n m p e -> n (m p) e"), bias)
+        return rearrange(mixed, "n (m p) e -> n m p e", m=stages)
 
     def encode(self, segments: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
         """segments (n, in_channels * inputs_per_channel, span), step (n, d_model) -> tokens (n, patches, d_model)."""
