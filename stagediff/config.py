@@ -89,7 +89,9 @@ class StageDiffConfig:
     """One attention block after each scale's stage encoder in which every stage's patch tokens attend to those of
     the stages fewer than window / stage_length away (a learned bias per stage offset, so longer chunks see the same
     offsets), so a stage knows more of the window than its neighbour's trend and context (beyond the paper, whose
-    stages pass on only the previous stage's fused trend; for memory longer than a stage, e.g. a daily cycle)."""
+    stages pass on only the previous stage's fused trend; off by default: on ETTh1 at window 256 and 2,000 steps it
+    lowered the discriminative score of DDPM samples from 0.32 to 0.24 but raised DDIM's, and at window 128 it
+    changed nothing measurable, docs/benchmarks.md)."""
     channel_fusion: bool = True
     """False is the "w/o CD" ablation: no fusion convolution, history stays per channel."""
     staged: bool = True
