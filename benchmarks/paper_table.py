@@ -46,10 +46,13 @@ ABLATIONS = {"full": {}, "w/o CI": {"channel_independent": False}, "w/o CD": {"c
              "w/o Stage": {"staged": False}}
 
 
-def cell_config(dataset: str, window: int, steps: int, **changes) -> StageDiffConfig:
+CELL_CONFIGS = ROOT / "configs" / "benchmarks.yaml"
+
+
+def cell_config(dataset: str, window: int, steps: int, table_path: Path = CELL_CONFIGS, **changes) -> StageDiffConfig:
     """configs/benchmarks.yaml: `default` overrides, then `windows: {L: ...}`, then `datasets: {name: ...}`,
     then `cells: {name: {L: ...}}`."""
-    table = yaml.safe_load((ROOT / "configs" / "benchmarks.yaml").read_text())
+    table = yaml.safe_load(table_path.read_text())
     settings = {**table.get("default", {}), **table.get("windows", {}).get(window, {}),
                 **table.get("datasets", {}).get(dataset, {}),
                 **table.get("cells", {}).get(dataset, {}).get(window, {})}

@@ -44,19 +44,31 @@ def test_paper_table_runs_a_cell_under_both_protocols_and_merges_tables(tmp_path
     assert len(rows) == 4 and "0.093 / 0.037" in rows[0]  # the paper's stock numbers at window 24
 
 
-def test_cell_config_applies_the_cell_settings_last(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cell_config_applies_default_window_dataset_then_cell_settings(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    from paper_table import cell_config
+    from paper_table import CELL_CONFIGS, cell_config
 
-    table = yaml.safe_load((ROOT / "configs" / "benchmarks.yaml").read_text())
-    assert table["cells"], "configs/benchmarks.yaml has no per-cell settings to check"
-    for dataset, windows in table["cells"].items():
-        for window, settings in windows.items():
-            config = cell_config(dataset, window, 7, validation_fraction=0.0)
-            window_settings = {k: v for k, v in table["windows"].get(window, {}).items() if k not in settings}
-            for name, value in {**window_settings, **settings}.items():
-                expected = tuple(value) if isinstance(value, list) else value
-                assert getattr(config, name) == expected, (dataset, window, name)
-            assert (config.window, config.max_steps, config.validation_fraction) == (window, 7, 0.0)
-    etth1 = cell_config("etth1", 128, 7)  # no cell entry: the window's settings and the library defaults
-    assert etth1.skip_parametrization is False and etth1.d_model == table["windows"][128]["d_model"]
+    table = tmp_path / "cells.yaml"
+    table.write_text("default: {batch_size: 16, d_model: 16, learning_rate: 0.002}\n"
+                     "windows: {24: {d_model: 24, pool_kernels: [7, 1], learning_rate: 0.003, stage_length: 8,"
+                     " context: 4, patch_length: 4, patch_stride: 4}}\n"
+                     "datasets: {stock: {d_model: 40, sampler: ddpm}}\n"
+                     "cells: {stock: {24: {d_model: 48}}}\n")
+    stock_24 = cell_config("stock", 24, 7, table_path=table, validation_fraction=0.0)
+    assert (stock_24.batch_size, stock_24.learning_rate, stock_24.pool_kernels) == (16, 0.003, (7, 1))
+    assert (stock_24.d_model, stock_24.sampler) == (48, "ddpm")
+    assert (stock_24.window, stock_24.max_steps, stock_24.validation_fraction) == (24, 7, 0.0)
+    assert cell_config("stock", 64, 7, table_path=table).d_model == 40  # the dataset's, no window or cell entry
+    assert cell_config("etth1", 24, 7, table_path=table).d_model == 24  # the window's
+    etth1_64 = cell_config("etth1", 64, 7, table_path=table)
+    # the default's settings, then the library's
+    assert (etth1_64.d_model, etth1_64.learning_rate, etth1_64.sampler) == (16, 0.002, "ddim")
+    assert cell_config("stock", 24, 7, table_path=table, d_model=8).d_model == 8  # a change overrides all
+
+    live = yaml.safe_load(CELL_CONFIGS.read_text())  # the committed table resolves for every cell
+    for dataset in ("etth1", "stock", "exchange"):
+        for window in (24, 64, 128, 256):
+            config = cell_config(dataset, window, 7)
+            for name, value in live.get("datasets", {}).get(dataset, {}).items():
+                assert getattr(config, name) == value, (dataset, window, name)
