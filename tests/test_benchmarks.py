@@ -70,5 +70,7 @@ def test_cell_config_applies_default_window_dataset_then_cell_settings(monkeypat
     for dataset in ("etth1", "stock", "exchange"):
         for window in (24, 64, 128, 256):
             config = cell_config(dataset, window, 7)
-            for name, value in live.get("datasets", {}).get(dataset, {}).items():
-                assert getattr(config, name) == value, (dataset, window, name)
+            settings = {**live.get("datasets", {}).get(dataset, {}),
+                        **live.get("cells", {}).get(dataset, {}).get(window, {})}
+            for name, value in settings.items():
+                assert getattr(config, name) == (tuple(value) if isinstance(value, list) else value), (dataset, window)
