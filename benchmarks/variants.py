@@ -12,7 +12,8 @@
     # roughness of the denoiser's x_0 estimate at each noise level, on real windows, overall and per channel
     # (is detail lost in the network?)
     .venv/bin/python benchmarks/variants.py denoise runs/variants/model-d64 etth1
-    # per channel: roughness of 64 real and 64 synthetic windows, and the share of steps where High < Low
+    # per channel: roughness of 64 real and 64 synthetic windows, the correlation between channels of their
+    # step-to-step changes, and the share of steps where High < Low
     .venv/bin/python benchmarks/variants.py channels runs/paper-table/stock-256-full-paper/model stock
     # per channel: mean autocorrelation at lags 1-120 of 200 real and 200 DDPM windows (long-range memory)
     .venv/bin/python benchmarks/variants.py lags runs/variants/model-etth1-256-s5000-skip etth1
@@ -115,7 +116,8 @@ def channels(args: argparse.Namespace) -> dict:
     result = {"model": str(args.model), "channels": names}
     for name, windows in (("real", real), ("synthetic", model.sample_array(64, seed=0, progress=False))):
         result[name] = {"roughness": np.round(roughness(windows, low, high, axis=(0, 1)), 4).tolist(),
-                        "mean": ((windows - low) / (high - low)).mean(axis=(0, 1)).round(3).tolist()}
+                        "mean": ((windows - low) / (high - low)).mean(axis=(0, 1)).round(3).tolist(),
+                        "step_correlation": np.corrcoef(np.diff(windows, axis=1).reshape(-1, len(names)).T).round(2).tolist()}
         if {"High", "Low"} <= set(names):
             result[name]["high_below_low"] = float((windows[..., names.index("High")]
                                                     < windows[..., names.index("Low")]).mean())
