@@ -57,6 +57,11 @@ class StageDiffConfig:
     sigma_data: float = 0.5
     """s of the skip parametrization: the assumed standard deviation of the part of the data the input may carry
     through (Karras et al. use the data's; a smaller s passes the input through only once the noise is below s)."""
+    detail_basis: bool = False
+    """With skip_parametrization, the skip acts on the principal components of the training series' step-to-step
+    changes, each with its own sigma_data (``sigma_data`` times its step spread over the roughest component's),
+    instead of on each channel with one sigma_data: the input's detail passes through where channels move
+    together, and a channel that moves with no other keeps its own, smaller texture (beyond the paper)."""
     seam_blend: bool = True
     """Each stage also predicts its 2 x context neighbouring steps, and overlapping predictions are
     overlap-added with linear ramps (beyond the paper; needs 2 * context <= stage_length)."""
@@ -246,6 +251,7 @@ def _check_values(c: StageDiffConfig) -> None:
     _require(c.channels is None or c.channels >= 1, f"channels must be None or at least 1, got {c.channels}")
     _require(0.0 <= c.validation_fraction < 1.0, f"validation_fraction must be in [0, 1), got {c.validation_fraction}")
     _require(c.sigma_data > 0, f"sigma_data must be positive, got {c.sigma_data}")
+    _require(c.skip_parametrization or not c.detail_basis, "detail_basis needs skip_parametrization: true")
     _require(c.missing in MISSING_POLICIES, f"missing must be one of {MISSING_POLICIES}, got {c.missing!r}")
     _require(c.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, got {c.sampler!r}")
     _require(c.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {c.schedule!r}")

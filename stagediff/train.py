@@ -65,10 +65,11 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 def diffusion_loss(prediction: torch.Tensor, target: torch.Tensor, fourier_weight: float,
                    weights: torch.Tensor | None = None) -> torch.Tensor:
-    """MSE on x_0 (Stage-Diff eq. 7), optionally weighted per sample (``weights``: (batch,)), plus optionally
-    Diffusion-TS's Fourier term (Yuan & Qiao 2024, eq. 9)."""
+    """MSE on x_0 (Stage-Diff eq. 7), optionally weighted (``weights`` broadcast against (batch, length,
+    channels)), plus optionally Diffusion-TS's Fourier term (Yuan & Qiao 2024, eq. 9). Both are unchanged by an
+    orthonormal change of the channel basis."""
     squared = (prediction - target) ** 2
-    loss = squared.mean() if weights is None else (weights.view(-1, 1, 1) * squared).mean()
+    loss = squared.mean() if weights is None else (weights * squared).mean()
     if fourier_weight > 0:
         spectrum_prediction = torch.fft.rfft(prediction, dim=1, norm="forward")
         spectrum_target = torch.fft.rfft(target, dim=1, norm="forward")
@@ -108,6 +109,8 @@ class Trainer:
         self.rows = self.distributed.shard(config.batch_size)  # checks the split before any work
         self.config, self.device = config, self.distributed.device(resolve_device(device))
         self.model = denoiser.to(self.device)
+        if config.detail_basis:
+            self.model.fit_detail_basis(series)
         self.network: torch.nn.Module = self.model  # what train_step calls: the model, or its DDP wrapper in run
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.windows = _window_view(series, config.window)
@@ -142,7 +145,8 @@ class Trainer:
         x_k, k, x0 = self.noisy_batch(self.windows, self.generator, self.config.batch_size, self.rows)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             prediction = self.network(x_k, k)
-        loss = diffusion_loss(prediction.float(), x0, self.config.fourier_loss_weight, self.loss_weights(k))
+        loss = diffusion_loss(self.model.to_components(prediction.float()), self.model.to_components(x0),
+                              self.config.fourier_loss_weight, self.loss_weights(k))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -153,12 +157,14 @@ class Trainer:
         return self.distributed.mean(loss.detach()).item()
 
     def loss_weights(self, k: torch.Tensor) -> torch.Tensor | None:
-        """With the skip parametrization, 1 / c_out(k)^2 (Karras et al. 2022, eq. 8): the network's own target
-        then has unit scale at every noise level; without it, low-noise steps would barely train the network
-        and their leftover noise would stay in the samples (measured: 2.5x too rough)."""
+        """With the skip parametrization, sigma_data^2 / c_out(k)^2 (Karras et al. 2022, eq. 8), (batch, 1, 1 or
+        components) for the squared error in the denoiser's components: the network's own target then has unit
+        scale at every noise level; without it, low-noise steps would barely train the network and their leftover
+        noise would stay in the samples (measured: 2.5x too rough)."""
         if not self.config.skip_parametrization:
             return None
-        return self.model.output_coefficient[k].pow(-2) * self.config.sigma_data**2
+        _, output = self.model.coefficients(k)
+        return self.model.sigmas.view(1, 1, -1) ** 2 / output**2
 
     @torch.no_grad()
     def update_ema(self) -> None:

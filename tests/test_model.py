@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from stagediff.config import StageDiffConfig
+from stagediff.errors import ConfigError
 from stagediff.diffusion import NoiseSchedule
 from stagediff.model import DecompositionLayer, PatchEmbedding, StageDiffDenoiser, StepEmbedding, add_context, moving_average
 from stagediff.train import Trainer, build_denoiser
@@ -311,7 +313,7 @@ def test_skip_parametrization_passes_the_input_through_at_low_noise():
 
     config = StageDiffConfig(window=32, stage_length=8, context=2, patch_length=4, patch_stride=2, pool_kernels=(5, 1),
                              d_model=16, heads=2, feedforward=32, diffusion_steps=50, skip_parametrization=True)
-    skip, output = output_coefficients(config)
+    skip, output = output_coefficients(NoiseSchedule.create(50).alphas_cumprod.float(), config.sigma_data)
     assert skip[0] > 0.99 and skip[-1] < 1e-3 and bool((skip[1:] < skip[:-1]).all())
     assert output[0] < 0.05 and abs(float(output[-1]) - config.sigma_data) < 1e-3
     x = torch.rand(2, 32, 3) * 2 - 1
@@ -326,19 +328,61 @@ def test_skip_parametrization_weights_the_loss_by_the_inverse_output_coefficient
     config = tiny_config.replace(skip_parametrization=True)
     trainer = Trainer(config, build_denoiser(config, 2), torch.rand(100, 2).numpy() * 2 - 1, device="cpu")
     k = torch.tensor([0, config.diffusion_steps - 1])
-    weights = trainer.loss_weights(k)
+    weights = trainer.loss_weights(k).flatten()
     assert weights[0] > 10 * weights[1] and abs(float(weights[1]) - 1.0) < 1e-2  # 1 at high noise, large at low
     assert Trainer(tiny_config, build_denoiser(tiny_config, 2), torch.rand(100, 2).numpy(), device="cpu").loss_weights(k) is None
     smaller = tiny_config.replace(skip_parametrization=True, sigma_data=0.1)
     small_trainer = Trainer(smaller, build_denoiser(smaller, 2), torch.rand(100, 2).numpy() * 2 - 1, device="cpu")
-    assert abs(float(small_trainer.loss_weights(k)[1]) - 1.0) < 1e-2
+    assert abs(float(small_trainer.loss_weights(k).flatten()[1]) - 1.0) < 1e-2
 
 
 def test_a_smaller_sigma_data_passes_the_input_through_only_at_lower_noise():
     from stagediff.model.denoiser import output_coefficients
 
-    config = StageDiffConfig(skip_parametrization=True)
-    wide, _ = output_coefficients(config)
-    narrow, narrow_output = output_coefficients(config.replace(sigma_data=0.1))
+    abar = NoiseSchedule.create(StageDiffConfig().diffusion_steps).alphas_cumprod.float()
+    wide, _ = output_coefficients(abar, 0.5)
+    narrow, narrow_output = output_coefficients(abar, 0.1)
     assert narrow[0] > 0.9 and bool((narrow[1:] <= wide[1:]).all()) and float(narrow[40]) < 0.5 * float(wide[40])
     assert abs(float(narrow_output[-1]) - 0.1) < 1e-3
+
+
+def test_detail_basis_gives_channels_that_move_together_one_rough_component():
+    from stagediff.model.denoiser import detail_basis
+
+    generator = np.random.default_rng(0)
+    common, own = generator.normal(size=(2000, 1)).cumsum(0) * 0.01, generator.normal(size=(2000, 1)) * 0.001
+    series = np.concatenate([common, common + own, np.sin(np.arange(2000) / 500)[:, None]], axis=1)
+    basis, sigmas = detail_basis(series, 0.05)
+    assert torch.allclose(basis.T @ basis, torch.eye(3), atol=1e-5)
+    assert abs(float(sigmas[0]) - 0.05) < 1e-6 and float(sigmas[2]) < 0.05 * 0.2
+    # the roughest component is the two random walks together, the smoothest their difference
+    assert abs(abs(float(basis[0, 0])) - 2**-0.5) < 0.02 and abs(float(basis[2, 0])) < 0.05
+    difference = int(sigmas.argmin())
+    assert float(basis[0, difference] * basis[1, difference]) < 0 and abs(float(basis[2, difference])) < 0.2
+
+
+def test_detail_basis_is_the_channel_skip_in_a_rotated_basis_and_is_saved(tiny_config):
+    config = tiny_config.replace(skip_parametrization=True, detail_basis=True, sigma_data=0.1)
+    series = (torch.rand(300, 2).numpy() * 2 - 1).cumsum(0) / 30
+    trainer = Trainer(config, build_denoiser(config, 2), series, device="cpu")
+    model = trainer.model
+    assert torch.allclose(model.basis @ model.basis.T, torch.eye(2), atol=1e-5) and float(model.sigmas[0]) == pytest.approx(0.1)
+    k = torch.tensor([0, 5, config.diffusion_steps - 1])
+    weights = trainer.loss_weights(k)
+    assert weights.shape == (3, 1, 2) and abs(float(weights[2].max()) - 1.0) < 1e-2 and bool((weights[0] > weights[1]).all())
+    x = torch.rand(3, config.window, 2)
+    with torch.no_grad():
+        estimate = model(x, k)
+    # with equal sigmas the rotated skip is the plain one
+    plain = build_denoiser(config.replace(detail_basis=False), 2)
+    plain.load_state_dict({k_: v for k_, v in model.state_dict().items() if k_ not in ("basis", "sigmas")})
+    model.sigmas.fill_(0.1)
+    with torch.no_grad():
+        assert torch.allclose(model(x, k), plain(x, k), atol=1e-5)
+    assert not torch.allclose(estimate, plain(x, k).detach(), atol=1e-5)  # the fitted sigmas differ
+    assert set(model.state_dict()) - set(plain.state_dict()) == {"basis", "sigmas"}
+    reloaded = build_denoiser(config, 2)
+    reloaded.load_state_dict(trainer.model.state_dict())
+    assert torch.equal(reloaded.basis, model.basis) and torch.equal(reloaded.sigmas, model.sigmas)
+    with pytest.raises(ConfigError, match="detail_basis needs skip_parametrization"):
+        tiny_config.replace(detail_basis=True)

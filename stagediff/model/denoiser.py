@@ -3,6 +3,7 @@ cross-channel fusion between stages (arXiv 2508.21330, section 3; our decisions 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from einops import rearrange, repeat
 from torch import nn
@@ -52,19 +53,31 @@ def blend_stages(spans: torch.Tensor, weights: torch.Tensor, context: int) -> to
     return gather(spans * weights) / total
 
 
-def output_coefficients(config: StageDiffConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """c_skip(k) and c_out(k) of x_0 = c_skip x_k + c_out F(x_k, k) (Karras et al. 2022, "EDM", table 1, in
-    the variance-preserving form: with abar = abar_k and s = config.sigma_data,
+def output_coefficients(abar: torch.Tensor, s: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+    """c_skip and c_out of x_0 = c_skip x_k + c_out F(x_k, k) (Karras et al. 2022, "EDM", table 1, in the
+    variance-preserving form: with abar = abar_k and s = sigma_data,
     c_skip = s^2 sqrt(abar) / (1 - abar + s^2 abar), c_out = s sqrt(1 - abar) / sqrt(1 - abar + s^2 abar)).
 
     At low noise the estimate is mostly the input itself, so fine detail passes through without the
-    network having to reproduce it; at high noise it is the network's. Both (diffusion_steps,)."""
-    abar = NoiseSchedule.create(config.diffusion_steps, config.schedule).alphas_cumprod
-    s = config.sigma_data
+    network having to reproduce it; at high noise it is the network's. ``abar`` and ``s`` broadcast."""
     denominator = 1 - abar + s**2 * abar
-    skip = s**2 * abar.sqrt() / denominator
-    output = s * (1 - abar).sqrt() / denominator.sqrt()
-    return skip.float(), output.float()
+    return s**2 * abar.sqrt() / denominator, s * (1 - abar).sqrt() / denominator.sqrt()
+
+
+def detail_basis(series: np.ndarray, sigma_data: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The principal components of a scaled series' step-to-step changes and a sigma_data per component.
+
+    series (length, channels) -> basis (channels, channels), orthonormal columns, the roughest component first,
+    and sigmas (channels,): ``sigma_data`` times each component's step standard deviation over the roughest one's
+    (at least sigma_data / 1000). Channels that move together share one rough component; what one does without
+    the others is a smooth component with a small sigma, so the skip passes detail through where channels agree."""
+    steps = np.diff(np.asarray(series, dtype=np.float64), axis=0)
+    variances, vectors = np.linalg.eigh(np.cov(steps, rowvar=False).reshape(series.shape[1], series.shape[1]))
+    order = np.argsort(variances)[::-1]
+    spread = np.sqrt(np.clip(variances[order], 0.0, None))
+    relative = spread / spread[0] if spread[0] > 0 else np.ones_like(spread)
+    sigmas = sigma_data * np.clip(relative, 1e-3, None)
+    return torch.from_numpy(vectors[:, order]).float(), torch.from_numpy(sigmas).float()
 
 
 class StageDiffDenoiser(nn.Module):
@@ -83,9 +96,12 @@ class StageDiffDenoiser(nn.Module):
         # With seam_blend each stage also predicts its context steps and neighbours are overlap-added.
         self.blend_context = self.context if config.seam_blend else 0
         self.register_buffer("seam_weights", seam_weights(self.stage_length, self.blend_context), persistent=False)
-        skip, output = output_coefficients(config)
-        self.register_buffer("skip_coefficient", skip, persistent=False)
-        self.register_buffer("output_coefficient", output, persistent=False)
+        abar = NoiseSchedule.create(config.diffusion_steps, config.schedule).alphas_cumprod.float()
+        self.register_buffer("abar", abar, persistent=False)
+        # With detail_basis, set from the training data by fit_detail_basis and saved with the weights.
+        self.register_buffer("basis", torch.eye(channels) if config.detail_basis else None)
+        self.register_buffer("sigmas", torch.full((channels if config.detail_basis else 1,), config.sigma_data),
+                             persistent=config.detail_basis)
         self.kernels = config.pool_kernels
         per_sequence = 1 if config.channel_independent else channels
         self.step_embedding = StepEmbedding(config.d_model)
@@ -162,7 +178,25 @@ class StageDiffDenoiser(nn.Module):
         network = rearrange(estimate, "b m d l -> b (m l) d")
         if not self.config.skip_parametrization:
             return network
-        return self.skip_coefficient[k].view(-1, 1, 1) * x + self.output_coefficient[k].view(-1, 1, 1) * network
+        skip, output = self.coefficients(k)
+        return self.from_components(skip * self.to_components(x) + output * self.to_components(network))
+
+    def fit_detail_basis(self, series: np.ndarray) -> None:
+        """With ``detail_basis``: the components and their sigma_data from the scaled training series."""
+        basis, sigmas = detail_basis(series, self.config.sigma_data)
+        self.basis.copy_(basis)
+        self.sigmas.copy_(sigmas)
+
+    def coefficients(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """c_skip and c_out of the skip parametrization at steps k (batch,), each (batch, 1, 1 or components)."""
+        return output_coefficients(self.abar[k].view(-1, 1, 1), self.sigmas.view(1, 1, -1))
+
+    def to_components(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, length, channels) in the basis the skip acts in (the channels themselves without detail_basis)."""
+        return x if self.basis is None else x @ self.basis
+
+    def from_components(self, z: torch.Tensor) -> torch.Tensor:
+        return z if self.basis is None else z @ self.basis.T
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
