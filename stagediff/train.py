@@ -66,8 +66,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 def diffusion_loss(prediction: torch.Tensor, target: torch.Tensor, fourier_weight: float,
                    weights: torch.Tensor | None = None) -> torch.Tensor:
     """MSE on x_0 (Stage-Diff eq. 7), optionally weighted (``weights`` broadcast against (batch, length,
-    channels)), plus optionally Diffusion-TS's Fourier term (Yuan & Qiao 2024, eq. 9). Both are unchanged by an
-    orthonormal change of the channel basis."""
+    channels)), plus optionally Diffusion-TS's Fourier term (Yuan & Qiao 2024, eq. 9). The unweighted MSE and
+    the Fourier term do not change under an orthonormal change of the channel basis."""
     squared = (prediction - target) ** 2
     loss = squared.mean() if weights is None else (weights * squared).mean()
     if fourier_weight > 0:
