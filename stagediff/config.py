@@ -59,10 +59,9 @@ class StageDiffConfig:
     through (Karras et al. use the data's; a smaller s passes the input through only once the noise is below s)."""
     detail_basis: bool = False
     """With skip_parametrization, the skip acts on the principal components of the training series' step-to-step
-    changes, each with its own sigma_data (``sigma_data`` times its step spread over the roughest component's) and
-    c_out scaled to the component's own spread, instead of on each channel with one sigma_data: the input's detail
-    passes through where channels move together, and a channel that moves with no other keeps its own, smaller
-    texture (beyond the paper)."""
+    changes, each with its own sigma_data (``sigma_data`` times its step spread over the roughest component's),
+    instead of on each channel with one sigma_data: the input's detail passes through where channels move
+    together, and a channel that moves with no other keeps its own, smaller texture (beyond the paper)."""
     seam_blend: bool = True
     """Each stage also predicts its 2 x context neighbouring steps, and overlapping predictions are
     overlap-added with linear ramps (beyond the paper; needs 2 * context <= stage_length)."""

@@ -157,15 +157,14 @@ class Trainer:
         return self.distributed.mean(loss.detach()).item()
 
     def loss_weights(self, k: torch.Tensor) -> torch.Tensor | None:
-        """With the skip parametrization, spread^2 / c_out(k)^2 (Karras et al. 2022, eq. 8; spread = sigma_data
-        without detail_basis), (batch, 1, 1 or components) for the squared error in the denoiser's components: the
-        network's own target then has unit scale at every noise level, and the weight is 1 at the highest; without
-        it, low-noise steps would barely train the network and their leftover noise would stay in the samples
-        (measured: 2.5x too rough)."""
+        """With the skip parametrization, sigma_data^2 / c_out(k)^2 (Karras et al. 2022, eq. 8), (batch, 1, 1 or
+        components) for the squared error in the denoiser's components: the network's own target then has unit
+        scale at every noise level; without it, low-noise steps would barely train the network and their leftover
+        noise would stay in the samples (measured: 2.5x too rough)."""
         if not self.config.skip_parametrization:
             return None
         _, output = self.model.coefficients(k)
-        return self.model.spreads.view(1, 1, -1) ** 2 / output**2
+        return self.model.sigmas.view(1, 1, -1) ** 2 / output**2
 
     @torch.no_grad()
     def update_ema(self) -> None:

@@ -53,43 +53,31 @@ def blend_stages(spans: torch.Tensor, weights: torch.Tensor, context: int) -> to
     return gather(spans * weights) / total
 
 
-def output_coefficients(abar: torch.Tensor, s: torch.Tensor | float,
-                        spread: torch.Tensor | float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def output_coefficients(abar: torch.Tensor, s: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
     """c_skip and c_out of x_0 = c_skip x_k + c_out F(x_k, k) (Karras et al. 2022, "EDM", table 1, in the
-    variance-preserving form: with abar = abar_k and s = sigma_data, c_skip = s^2 sqrt(abar) / (1 - abar + s^2 abar)).
-
-    c_out makes the network's target (x_0 - c_skip x_k) / c_out of unit size for data of root mean square
-    ``spread`` (default s, EDM's c_out = s sqrt(1 - abar) / sqrt(1 - abar + s^2 abar)):
-    c_out^2 = (1 - c_skip sqrt(abar))^2 spread^2 + c_skip^2 (1 - abar).
+    variance-preserving form: with abar = abar_k and s = sigma_data,
+    c_skip = s^2 sqrt(abar) / (1 - abar + s^2 abar), c_out = s sqrt(1 - abar) / sqrt(1 - abar + s^2 abar)).
 
     At low noise the estimate is mostly the input itself, so fine detail passes through without the
-    network having to reproduce it; at high noise it is the network's. ``abar``, ``s`` and ``spread`` broadcast."""
-    spread = s if spread is None else spread
-    skip = s**2 * abar.sqrt() / (1 - abar + s**2 * abar)
-    output = ((1 - skip * abar.sqrt()) ** 2 * spread**2 + skip**2 * (1 - abar)).sqrt()
-    return skip, output
+    network having to reproduce it; at high noise it is the network's. ``abar`` and ``s`` broadcast."""
+    denominator = 1 - abar + s**2 * abar
+    return s**2 * abar.sqrt() / denominator, s * (1 - abar).sqrt() / denominator.sqrt()
 
 
-def detail_basis(series: np.ndarray, sigma_data: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The principal components of a scaled series' step-to-step changes, a sigma_data per component, and each
-    component's root mean square.
+def detail_basis(series: np.ndarray, sigma_data: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The principal components of a scaled series' step-to-step changes and a sigma_data per component.
 
-    series (length, channels) -> basis (channels, channels), orthonormal columns, the roughest component first;
-    sigmas (channels,): ``sigma_data`` times each component's step standard deviation over the roughest one's
-    (at least sigma_data / 1000); spreads (channels,): the root mean square of the series in each component (at least
-    its sigma), the scale c_out gives the network's output. Channels
-    that move together share one rough component; what one does without the others is a smooth component with a
-    small sigma, so the skip passes detail through where channels agree."""
-    values = np.asarray(series, dtype=np.float64)
-    steps = np.diff(values, axis=0)
-    variances, vectors = np.linalg.eigh(np.cov(steps, rowvar=False).reshape(values.shape[1], values.shape[1]))
+    series (length, channels) -> basis (channels, channels), orthonormal columns, the roughest component first,
+    and sigmas (channels,): ``sigma_data`` times each component's step standard deviation over the roughest one's
+    (at least sigma_data / 1000). Channels that move together share one rough component; what one does without
+    the others is a smooth component with a small sigma, so the skip passes detail through where channels agree."""
+    steps = np.diff(np.asarray(series, dtype=np.float64), axis=0)
+    variances, vectors = np.linalg.eigh(np.cov(steps, rowvar=False).reshape(series.shape[1], series.shape[1]))
     order = np.argsort(variances)[::-1]
-    basis = vectors[:, order]
     spread = np.sqrt(np.clip(variances[order], 0.0, None))
     relative = spread / spread[0] if spread[0] > 0 else np.ones_like(spread)
     sigmas = sigma_data * np.clip(relative, 1e-3, None)
-    spreads = np.maximum(np.sqrt(((values @ basis) ** 2).mean(0)), sigmas)
-    return (torch.from_numpy(basis).float(), torch.from_numpy(sigmas).float(), torch.from_numpy(spreads).float())
+    return torch.from_numpy(vectors[:, order]).float(), torch.from_numpy(sigmas).float()
 
 
 class StageDiffDenoiser(nn.Module):
@@ -112,9 +100,8 @@ class StageDiffDenoiser(nn.Module):
         self.register_buffer("abar", abar, persistent=False)
         # With detail_basis, set from the training data by fit_detail_basis and saved with the weights.
         self.register_buffer("basis", torch.eye(channels) if config.detail_basis else None)
-        for name in ("sigmas", "spreads"):
-            self.register_buffer(name, torch.full((channels if config.detail_basis else 1,), config.sigma_data),
-                                 persistent=config.detail_basis)
+        self.register_buffer("sigmas", torch.full((channels if config.detail_basis else 1,), config.sigma_data),
+                             persistent=config.detail_basis)
         self.kernels = config.pool_kernels
         per_sequence = 1 if config.channel_independent else channels
         self.step_embedding = StepEmbedding(config.d_model)
@@ -195,13 +182,14 @@ class StageDiffDenoiser(nn.Module):
         return self.from_components(skip * self.to_components(x) + output * self.to_components(network))
 
     def fit_detail_basis(self, series: np.ndarray) -> None:
-        """With ``detail_basis``: the components, their sigma_data and their spread from the scaled training series."""
-        for buffer, value in zip((self.basis, self.sigmas, self.spreads), detail_basis(series, self.config.sigma_data)):
-            buffer.copy_(value)
+        """With ``detail_basis``: the components and their sigma_data from the scaled training series."""
+        basis, sigmas = detail_basis(series, self.config.sigma_data)
+        self.basis.copy_(basis)
+        self.sigmas.copy_(sigmas)
 
     def coefficients(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """c_skip and c_out of the skip parametrization at steps k (batch,), each (batch, 1, 1 or components)."""
-        return output_coefficients(self.abar[k].view(-1, 1, 1), self.sigmas.view(1, 1, -1), self.spreads.view(1, 1, -1))
+        return output_coefficients(self.abar[k].view(-1, 1, 1), self.sigmas.view(1, 1, -1))
 
     def to_components(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, length, channels) in the basis the skip acts in (the channels themselves without detail_basis)."""
