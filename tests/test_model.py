@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from stagediff.config import StageDiffConfig
-from stagediff.errors import ConfigError
 from stagediff.diffusion import NoiseSchedule
+from stagediff.errors import ConfigError
 from stagediff.model import DecompositionLayer, PatchEmbedding, StageDiffDenoiser, StepEmbedding, add_context, moving_average
 from stagediff.train import Trainer, build_denoiser
 
