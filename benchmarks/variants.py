@@ -6,6 +6,8 @@
         --set d_model=64 --set feedforward=128 --samplers ddim ddpm
     # score a saved variant again with other seeds, more windows and repeats of the judge
     .venv/bin/python benchmarks/variants.py judge runs/variants/model-d64 etth1 --n 1000 --repeats 2 --seed 1 --samplers ddpm ddim
+    # the same, on windows cut from the middle of longer samples (no sample's first or last stage)
+    .venv/bin/python benchmarks/variants.py judge runs/variants/model-d64 etth1 --length 192 --start 32 --samplers ddpm
     # the predictive score and its real floor with a chosen sampler (`stagediff evaluate` uses the model's own)
     .venv/bin/python benchmarks/variants.py judge runs/variants/model-d64 etth1 --n 1000 --repeats 1 --seed 0 \
         --samplers ddpm --metrics predictive predictive_real
@@ -17,6 +19,9 @@
     .venv/bin/python benchmarks/variants.py channels runs/paper-table/stock-256-full-paper/model stock
     # per channel: mean autocorrelation at lags 1-120 of 200 real and 200 DDPM windows (long-range memory)
     .venv/bin/python benchmarks/variants.py lags runs/variants/model-etth1-256-s5000-skip etth1
+    # which simple per-window feature (level, spread, autocorrelation, step size, step kurtosis, step correlation
+    # between channels) tells 1,000 real from 1,000 DDPM windows, alone (AUC) and by kind (boosted trees)
+    .venv/bin/python benchmarks/variants.py features runs/variants/model-etth1-128-s10000 etth1
 
 Roughness: mean |x[t+1] - x[t]|, with each channel min-max scaled on the real windows (``train``) or in the
 model's scaled units [-1, 1] (``denoise``). Results are appended to runs/variants/results.jsonl.
@@ -77,12 +82,21 @@ def train(args: argparse.Namespace) -> dict:
     return result
 
 
+def windows_from_longer(model: StageDiff, n: int, seed: int, sampler: str, length: int | None, start: int) -> np.ndarray:
+    """n synthetic windows, each cut at ``start`` from a sample of ``length`` steps (default: the window itself),
+    so that a window need not begin or end where a sample does."""
+    window = model.config.window
+    return model.sample_array(n, length=length or window, seed=seed, sampler=sampler, progress=False)[:, start:start + window]
+
+
 def judge(args: argparse.Namespace) -> dict:
     model = StageDiff.load(args.model)
     real = protocol_windows(model, args.dataset, "paper", args.n, args.seed)[0]
     result = {"model": str(args.model), "n": args.n, "seed": args.seed, "machine": describe_machine()}
+    if args.length:
+        result.update(length=args.length, start=args.start)
     for sampler in args.samplers:
-        synthetic = model.sample_array(args.n, seed=args.seed, sampler=sampler, progress=False)
+        synthetic = windows_from_longer(model, args.n, args.seed, sampler, args.length, args.start)
         scores = evaluate(real, synthetic, metrics=args.metrics, repeats=args.repeats, seed=args.seed)
         result[sampler] = {SHORT.get(name, name): scores[name]["values"] for name in args.metrics}
     return result
@@ -140,6 +154,58 @@ def lags(args: argparse.Namespace) -> dict:
     return result
 
 
+def window_features(windows: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """Simple per-window features, one value per window each: per channel the level, spread, lag-1
+    autocorrelation, mean and largest step change and the kurtosis of the step changes; per channel pair the
+    correlation of the step changes."""
+    steps = np.diff(windows, axis=1)
+    centred = windows - windows.mean(1, keepdims=True)
+    variance = (centred ** 2).mean(1) + 1e-12
+    step_centred = steps - steps.mean(1, keepdims=True)
+    step_variance = (step_centred ** 2).mean(1) + 1e-12
+    per_channel = {"mean": windows.mean(1), "std": windows.std(1),
+                   "acf1": (centred[:, 1:] * centred[:, :-1]).mean(1) / variance,
+                   "step": np.abs(steps).mean(1), "max_step": np.abs(steps).max(1),
+                   "step_kurtosis": (step_centred ** 4).mean(1) / step_variance ** 2}
+    result = {f"{name} {kind}": values[:, c] for kind, values in per_channel.items() for c, name in enumerate(names)}
+    unit = step_centred / np.sqrt(step_variance)[:, None, :]
+    for a in range(len(names)):
+        for b in range(a + 1, len(names)):
+            result[f"{names[a]}-{names[b]} step_corr"] = (unit[..., a] * unit[..., b]).mean(1)
+    return result
+
+
+def features(args: argparse.Namespace) -> dict:
+    """Which simple feature gives synthetic windows away? Per feature, the AUC of telling 1,000 real from 1,000
+    DDPM windows by that feature alone (0.5: no use); per kind of feature and for all together, the score
+    |0.5 - accuracy| of boosted trees (5-fold cross-validation), comparable with the discriminative score."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import cross_val_score
+
+    model = StageDiff.load(args.model)
+    real, _, values = protocol_windows(model, args.dataset, "paper", args.n, 0)
+    synthetic = windows_from_longer(model, args.n, 0, "ddpm", args.length, args.start)
+    low, high = values.min(0), values.max(0)
+    names = list(model.metadata["channels"])
+    of_real = window_features((real - low) / (high - low), names)
+    of_synthetic = window_features((synthetic - low) / (high - low), names)
+    table = {key: np.r_[of_real[key], of_synthetic[key]] for key in of_real}
+    is_real = np.r_[np.ones(len(real)), np.zeros(len(synthetic))]
+    auc = {key: round(float(roc_auc_score(is_real, column)), 3) for key, column in table.items()}
+
+    def score(keys: list[str]) -> float:
+        accuracy = cross_val_score(HistGradientBoostingClassifier(random_state=0), np.stack([table[k] for k in keys], 1),
+                                   is_real, cv=5).mean()
+        return round(abs(0.5 - float(accuracy)), 3)
+
+    kinds = sorted({key.split(" ")[-1] for key in table})
+    return {"model": str(args.model), "n": args.n, "length": args.length, "start": args.start,
+            "machine": describe_machine(), "auc": dict(sorted(auc.items(), key=lambda item: -abs(item[1] - 0.5))),
+            "trees": {"all": score(list(table)), **{kind: score([k for k in table if k.endswith(" " + kind)])
+                                                   for kind in kinds}}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -159,6 +225,8 @@ def main() -> None:
     again.add_argument("--seed", type=int, default=1)
     again.add_argument("--samplers", nargs="+", default=["ddpm", "ddim"])
     again.add_argument("--metrics", nargs="+", default=["discriminative"], help="names as in stagediff.metrics")
+    again.add_argument("--length", type=int, help="sample this many steps and judge the window cut at --start")
+    again.add_argument("--start", type=int, default=0)
     steps = commands.add_parser("denoise")
     steps.add_argument("model")
     steps.add_argument("dataset")
@@ -168,11 +236,18 @@ def main() -> None:
     per_lag = commands.add_parser("lags")
     per_lag.add_argument("model")
     per_lag.add_argument("dataset")
+    separating = commands.add_parser("features")
+    separating.add_argument("model")
+    separating.add_argument("dataset")
+    separating.add_argument("--n", type=int, default=1000)
+    separating.add_argument("--length", type=int, help="as for judge")
+    separating.add_argument("--start", type=int, default=0)
     args = parser.parse_args()
     configure_threads(1)
     if args.command == "train":
         args.set = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
-    result = {"train": train, "judge": judge, "denoise": denoise, "channels": channels, "lags": lags}[args.command](args)
+    result = {"train": train, "judge": judge, "denoise": denoise, "channels": channels, "lags": lags,
+              "features": features}[args.command](args)
     print(json.dumps(result), flush=True)
     WORK.mkdir(parents=True, exist_ok=True)
     with open(WORK / "results.jsonl", "a") as out:
