@@ -22,6 +22,8 @@
     # which simple per-window feature (level, spread, autocorrelation, step size, step kurtosis, step correlation
     # between channels) tells 1,000 real from 1,000 DDPM windows, alone (AUC) and by kind (boosted trees)
     .venv/bin/python benchmarks/variants.py features runs/variants/model-etth1-128-s10000 etth1
+    # what the discriminative judge can see at all: real windows against real windows changed in one known way
+    .venv/bin/python benchmarks/variants.py sensitivity etth1 128 same smooth:3 spread:HUFL,HULL,MUFL,MULL:0.9
 
 Roughness: mean |x[t+1] - x[t]|, with each channel min-max scaled on the real windows (``train``) or in the
 model's scaled units [-1, 1] (``denoise``). Results are appended to runs/variants/results.jsonl.
@@ -43,7 +45,7 @@ from paper_table import cell_config
 from stagediff import StageDiff
 from stagediff.data import load_series, sliding_windows
 from stagediff.diffusion import NoiseSchedule
-from stagediff.evaluation import protocol_windows
+from stagediff.evaluation import protocol_windows, subsample
 from stagediff.metrics import evaluate
 from stagediff.metrics.autocorrelation import mean_autocorrelation
 from stagediff.runtime import configure_threads
@@ -95,8 +97,13 @@ def judge(args: argparse.Namespace) -> dict:
     result = {"model": str(args.model), "n": args.n, "seed": args.seed, "machine": describe_machine()}
     if args.length:
         result.update(length=args.length, start=args.start)
+    if args.match_spread:
+        result["match_spread"] = True
     for sampler in args.samplers:
         synthetic = windows_from_longer(model, args.n, args.seed, sampler, args.length, args.start)
+        if args.match_spread:  # a diagnostic, not a generator feature: is the within-window spread what the judge sees?
+            mean = synthetic.mean(1, keepdims=True)
+            synthetic = mean + real.std(1).mean(0) / synthetic.std(1).mean(0) * (synthetic - mean)
         scores = evaluate(real, synthetic, metrics=args.metrics, repeats=args.repeats, seed=args.seed)
         result[sampler] = {SHORT.get(name, name): scores[name]["values"] for name in args.metrics}
     return result
@@ -206,6 +213,58 @@ def features(args: argparse.Namespace) -> dict:
                                                    for kind in kinds}}}
 
 
+def moving_mean(windows: np.ndarray, kernel: int) -> np.ndarray:
+    """A centred moving average of ``kernel`` steps along time (edges repeated), per window and channel."""
+    padded = np.pad(windows, ((0, 0), (kernel // 2, kernel // 2), (0, 0)), mode="edge")
+    return np.mean([padded[:, i:i + windows.shape[1]] for i in range(kernel)], axis=0)
+
+
+def alter(windows: np.ndarray, alteration: str, names: list[str], seed: int) -> np.ndarray:
+    """Real windows changed in one known way (``sensitivity``): ``same``; ``smooth:K`` (moving average of K
+    steps); ``white:K`` (the moving average of K steps plus white noise as large per channel as the detail it
+    removed, independent across channels and steps); ``spread:C1,C2:F`` (the named channels' deviations from
+    their window mean times F); ``shuffle:C`` (channel C taken from another window); ``reverse`` (time reversed)."""
+    kind, *rest = alteration.split(":")
+    rng = np.random.default_rng(seed)
+    if kind == "same":
+        return windows
+    if kind == "smooth":
+        return moving_mean(windows, int(rest[0]))
+    if kind == "white":
+        smooth = moving_mean(windows, int(rest[0]))
+        return smooth + rng.normal(size=windows.shape) * (windows - smooth).std((0, 1))
+    if kind == "spread":
+        changed = windows.copy()
+        columns = [names.index(name) for name in rest[0].split(",")]
+        mean = changed[..., columns].mean(1, keepdims=True)
+        changed[..., columns] = mean + float(rest[1]) * (changed[..., columns] - mean)
+        return changed
+    if kind == "shuffle":
+        changed = windows.copy()
+        column = names.index(rest[0])
+        changed[..., column] = windows[rng.permutation(len(windows)), :, column]
+        return changed
+    if kind == "reverse":
+        return windows[:, ::-1]
+    raise SystemExit(f"unknown alteration {alteration!r}")
+
+
+def sensitivity(args: argparse.Namespace) -> dict:
+    """What can the discriminative judge see? 1,000 real windows (seed 0) against 1,000 other real windows
+    (seed 1) changed in one known way each, no model involved."""
+    series = load_series(args.dataset)
+    windows = sliding_windows(series.values, args.window)
+    names = list(series.channels)
+    reference, other = (subsample(windows, args.n, seed) for seed in (0, 1))
+    result = {"dataset": args.dataset, "window": args.window, "n": args.n, "machine": describe_machine()}
+    for alteration in args.alterations:
+        scores = evaluate(reference, alter(other, alteration, names, seed=0), metrics=["discriminative"],
+                          repeats=args.repeats, seed=0)
+        result[alteration] = scores["discriminative"]["values"]
+        print(alteration, result[alteration], flush=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -227,6 +286,8 @@ def main() -> None:
     again.add_argument("--metrics", nargs="+", default=["discriminative"], help="names as in stagediff.metrics")
     again.add_argument("--length", type=int, help="sample this many steps and judge the window cut at --start")
     again.add_argument("--start", type=int, default=0)
+    again.add_argument("--match-spread", action="store_true",
+                       help="scale each synthetic channel about its window means to the real windows' mean within-window std")
     steps = commands.add_parser("denoise")
     steps.add_argument("model")
     steps.add_argument("dataset")
@@ -242,12 +303,18 @@ def main() -> None:
     separating.add_argument("--n", type=int, default=1000)
     separating.add_argument("--length", type=int, help="as for judge")
     separating.add_argument("--start", type=int, default=0)
+    seeing = commands.add_parser("sensitivity")
+    seeing.add_argument("dataset")
+    seeing.add_argument("window", type=int)
+    seeing.add_argument("alterations", nargs="+", help="see `alter`, e.g. same smooth:3 spread:HUFL,MUFL:0.9")
+    seeing.add_argument("--n", type=int, default=1000)
+    seeing.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     configure_threads(1)
     if args.command == "train":
         args.set = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
     result = {"train": train, "judge": judge, "denoise": denoise, "channels": channels, "lags": lags,
-              "features": features}[args.command](args)
+              "features": features, "sensitivity": sensitivity}[args.command](args)
     print(json.dumps(result), flush=True)
     WORK.mkdir(parents=True, exist_ok=True)
     with open(WORK / "results.jsonl", "a") as out:
