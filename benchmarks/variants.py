@@ -88,6 +88,8 @@ def windows_from_longer(model: StageDiff, n: int, seed: int, sampler: str, lengt
     """n synthetic windows, each cut at ``start`` from a sample of ``length`` steps (default: the window itself),
     so that a window need not begin or end where a sample does."""
     window = model.config.window
+    if start < 0 or start + window > (length or window):
+        raise SystemExit(f"--start {start} leaves no full window of {window} in a sample of {length or window} steps")
     return model.sample_array(n, length=length or window, seed=seed, sampler=sampler, progress=False)[:, start:start + window]
 
 
