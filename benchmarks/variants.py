@@ -48,6 +48,7 @@ from stagediff.diffusion import NoiseSchedule
 from stagediff.evaluation import protocol_windows, subsample
 from stagediff.metrics import evaluate
 from stagediff.metrics.autocorrelation import mean_autocorrelation
+from stagediff.model import moving_average
 from stagediff.runtime import configure_threads
 
 WORK = Path("runs/variants")
@@ -216,9 +217,8 @@ def features(args: argparse.Namespace) -> dict:
 
 
 def moving_mean(windows: np.ndarray, kernel: int) -> np.ndarray:
-    """A centred moving average of ``kernel`` steps along time (edges repeated), per window and channel."""
-    padded = np.pad(windows, ((0, 0), (kernel // 2, kernel // 2), (0, 0)), mode="edge")
-    return np.mean([padded[:, i:i + windows.shape[1]] for i in range(kernel)], axis=0)
+    """The model's centred moving average (edges repeated) along time, per window and channel."""
+    return moving_average(torch.from_numpy(windows).transpose(1, 2), kernel).transpose(1, 2).numpy()
 
 
 def alter(windows: np.ndarray, alteration: str, names: list[str], seed: int) -> np.ndarray:

@@ -344,6 +344,8 @@ def test_a_smaller_sigma_data_passes_the_input_through_only_at_lower_noise():
     narrow, narrow_output = output_coefficients(abar, 0.1)
     assert narrow[0] > 0.9 and bool((narrow[1:] <= wide[1:]).all()) and float(narrow[40]) < 0.5 * float(wide[40])
     assert abs(float(narrow_output[-1]) - 0.1) < 1e-3
+    # EDM's closed form
+    assert torch.allclose(narrow_output, 0.1 * (1 - abar).sqrt() / (1 - abar + 0.01 * abar).sqrt(), atol=1e-6)
 
 
 def test_detail_basis_gives_channels_that_move_together_one_rough_component():
