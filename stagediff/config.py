@@ -22,6 +22,8 @@ from stagediff.errors import ConfigError
 SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("cosine", "linear")
 MISSING_POLICIES = ("error", "interpolate")
+LOSSES = ("mse", "l1")
+LOSS_WEIGHTINGS = ("uniform", "diffusion_ts")
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,13 @@ class StageDiffConfig:
     ddim_eta: float = 0.0
     fourier_loss_weight: float = 0.0
     """Weight of Diffusion-TS's Fourier loss term; 0 = the paper's plain x_0 MSE."""
+    loss: str = "mse"
+    """Error on x_0: "mse" (the paper's eq. 7) or "l1" (Diffusion-TS's choice for its real-data sets); the Fourier
+    term uses the same."""
+    loss_weighting: str = "uniform"
+    """Weight of each noise level k in the loss: "uniform" (the paper) or "diffusion_ts", Diffusion-TS's
+    sqrt(1 - beta_k) sqrt(1 - abar_k) / beta_k scaled to mean 1 over k, which leaves the low-noise levels about
+    1.5x and the noisiest ones near 0 (beyond the paper)."""
 
     # --- training ---------------------------------------------------------------------------
     batch_size: int = 64
@@ -255,6 +264,8 @@ def _check_values(c: StageDiffConfig) -> None:
     _require(c.missing in MISSING_POLICIES, f"missing must be one of {MISSING_POLICIES}, got {c.missing!r}")
     _require(c.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, got {c.sampler!r}")
     _require(c.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {c.schedule!r}")
+    _require(c.loss in LOSSES, f"loss must be one of {LOSSES}, got {c.loss!r}")
+    _require(c.loss_weighting in LOSS_WEIGHTINGS, f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {c.loss_weighting!r}")
     _require(c.sampling_steps <= c.diffusion_steps,
              f"sampling_steps ({c.sampling_steps}) cannot exceed diffusion_steps ({c.diffusion_steps})")
     _require(0.0 <= c.ddim_eta <= 1.0, f"ddim_eta must be in [0, 1], got {c.ddim_eta}")

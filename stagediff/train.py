@@ -64,18 +64,24 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def diffusion_loss(prediction: torch.Tensor, target: torch.Tensor, fourier_weight: float,
-                   weights: torch.Tensor | None = None) -> torch.Tensor:
-    """MSE on x_0 (Stage-Diff eq. 7), optionally weighted (``weights`` broadcast against (batch, length,
-    channels)), plus optionally Diffusion-TS's Fourier term (Yuan & Qiao 2024, eq. 9). The unweighted MSE and
-    the Fourier term do not change under an orthonormal change of the channel basis."""
-    squared = (prediction - target) ** 2
-    loss = squared.mean() if weights is None else (weights * squared).mean()
+                   weights: torch.Tensor | None = None, norm: str = "mse") -> torch.Tensor:
+    """Error on x_0 (Stage-Diff eq. 7: ``norm`` "mse"; "l1" is Diffusion-TS's), optionally weighted (``weights``
+    broadcast against (batch, length, channels)), plus optionally Diffusion-TS's Fourier term (Yuan & Qiao 2024,
+    eq. 9) in the same norm and with the same weights. The unweighted MSE and its Fourier term do not change under
+    an orthonormal change of the channel basis."""
+    error = _error(prediction, target, norm)
     if fourier_weight > 0:
         spectrum_prediction = torch.fft.rfft(prediction, dim=1, norm="forward")
         spectrum_target = torch.fft.rfft(target, dim=1, norm="forward")
-        loss = loss + fourier_weight * (F.mse_loss(spectrum_prediction.real, spectrum_target.real)
-                                        + F.mse_loss(spectrum_prediction.imag, spectrum_target.imag))
-    return loss
+        spectrum = (_error(spectrum_prediction.real, spectrum_target.real, norm)
+                    + _error(spectrum_prediction.imag, spectrum_target.imag, norm))
+        error = error.mean(dim=1, keepdim=True) + fourier_weight * spectrum.mean(dim=1, keepdim=True)
+    return error.mean() if weights is None else (weights * error).mean()
+
+
+def _error(prediction: torch.Tensor, target: torch.Tensor, norm: str) -> torch.Tensor:
+    difference = prediction - target
+    return difference**2 if norm == "mse" else difference.abs()
 
 
 def learning_rate_factor(step: int, config: StageDiffConfig) -> float:
@@ -146,7 +152,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             prediction = self.network(x_k, k)
         loss = diffusion_loss(self.model.to_components(prediction.float()), self.model.to_components(x0),
-                              self.config.fourier_loss_weight, self.loss_weights(k))
+                              self.config.fourier_loss_weight, self.loss_weights(k), self.config.loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -157,14 +163,20 @@ class Trainer:
         return self.distributed.mean(loss.detach()).item()
 
     def loss_weights(self, k: torch.Tensor) -> torch.Tensor | None:
-        """With the skip parametrization, sigma_data^2 / c_out(k)^2 (Karras et al. 2022, eq. 8), (batch, 1, 1 or
-        components) for the squared error in the denoiser's components: the network's own target then has unit
-        scale at every noise level; without it, low-noise steps would barely train the network and their leftover
-        noise would stay in the samples (measured: 2.5x too rough)."""
-        if not self.config.skip_parametrization:
-            return None
-        _, output = self.model.coefficients(k)
-        return self.model.sigmas.view(1, 1, -1) ** 2 / output**2
+        """The weight of each row's error, (batch, 1, 1 or components), or None for uniform weights.
+
+        With the skip parametrization, sigma_data^2 / c_out(k)^2 (Karras et al. 2022, eq. 8) per component: the
+        network's own target then has unit scale at every noise level; without it, low-noise steps would barely
+        train the network and their leftover noise would stay in the samples (measured: 2.5x too rough). With
+        ``loss_weighting`` "diffusion_ts", times Diffusion-TS's weight of noise level k."""
+        weights = None
+        if self.config.skip_parametrization:
+            _, output = self.model.coefficients(k)
+            weights = self.model.sigmas.view(1, 1, -1) ** 2 / output**2
+        if self.config.loss_weighting == "diffusion_ts":
+            level = self.schedule.diffusion_ts_weights().to(k.device, torch.float32)[k].view(-1, 1, 1)
+            weights = level if weights is None else weights * level
+        return weights
 
     @torch.no_grad()
     def update_ema(self) -> None:

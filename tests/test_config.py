@@ -57,6 +57,8 @@ def test_numbers_accepted_where_floats_are_expected():
     (dict(sampler="euler"), "sampler must be one of"),
     (dict(schedule="sqrt"), "schedule must be one of"),
     (dict(missing="drop"), "missing must be one of"),
+    (dict(loss="huber"), "loss must be one of"),
+    (dict(loss_weighting="snr"), "loss_weighting must be one of"),
     (dict(diffusion_steps=10, sampling_steps=20), "cannot exceed diffusion_steps"),
     (dict(d_model=30, heads=4), "divisible by heads"),
     (dict(pool_kernels=(4, 1)), "odd"),

@@ -55,6 +55,36 @@ def test_diffusion_loss_is_mse_plus_optional_fourier_term():
     assert diffusion_loss(prediction, target, 1.0) > diffusion_loss(prediction, target, 0.0)
 
 
+def test_diffusion_loss_l1_and_weights_apply_to_the_fourier_term_too():
+    target = torch.randn(2, 16, 3)
+    prediction = target + 0.1 * torch.randn(2, 16, 3)
+    l1 = diffusion_loss(prediction, target, 0.0, norm="l1").item()
+    assert l1 == pytest.approx((prediction - target).abs().mean().item())
+    spectrum = torch.fft.rfft(prediction - target, dim=1, norm="forward")
+    fourier = (spectrum.real.abs().mean() + spectrum.imag.abs().mean()).item()
+    assert diffusion_loss(prediction, target, 2.0, norm="l1").item() == pytest.approx(l1 + 2.0 * fourier, rel=1e-5)
+    first_only = torch.tensor([1.0, 0.0]).view(2, 1, 1)  # a weight per row: the second row drops out entirely
+    assert diffusion_loss(prediction, target, 2.0, first_only).item() == pytest.approx(
+        diffusion_loss(prediction[:1], target[:1], 2.0).item() / 2, rel=1e-5)
+
+
+def test_diffusion_ts_weighting_follows_its_formula_and_keeps_the_skip_weights(tiny_config):
+    from stagediff.diffusion import NoiseSchedule
+
+    schedule = NoiseSchedule.create(200)
+    weights = schedule.diffusion_ts_weights()
+    raw = (1 - schedule.betas).sqrt() * (1 - schedule.alphas_cumprod).sqrt() / schedule.betas
+    assert torch.allclose(weights, raw / raw.mean()) and float(weights.mean()) == pytest.approx(1.0)
+    assert 1.4 < float(weights[0]) < 1.7 and float(weights[180]) < 0.3 and float(weights[-1]) < 1e-3
+    k = torch.tensor([0, 5, tiny_config.diffusion_steps - 1])
+    config = tiny_config.replace(loss_weighting="diffusion_ts")
+    expected = NoiseSchedule.create(config.diffusion_steps).diffusion_ts_weights()[k].float()
+    assert torch.allclose(make_trainer(config).loss_weights(k).flatten(), expected)
+    skip = tiny_config.replace(skip_parametrization=True)
+    both = make_trainer(skip.replace(loss_weighting="diffusion_ts")).loss_weights(k)
+    assert torch.allclose(both, make_trainer(skip).loss_weights(k) * expected.view(-1, 1, 1))
+
+
 def test_learning_rate_warms_up_then_decays_to_a_tenth(tiny_config):
     config = tiny_config.replace(warmup_steps=4, max_steps=20)
     factors = [learning_rate_factor(step, config) for step in range(25)]
