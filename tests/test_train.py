@@ -83,6 +83,9 @@ def test_diffusion_ts_weighting_follows_its_formula_and_keeps_the_skip_weights(t
     skip = tiny_config.replace(skip_parametrization=True)
     both = make_trainer(skip.replace(loss_weighting="diffusion_ts")).loss_weights(k)
     assert torch.allclose(both, make_trainer(skip).loss_weights(k) * expected.view(-1, 1, 1))
+    trainer = make_trainer(config.replace(loss="l1", fourier_loss_weight=1.0))
+    losses = [trainer.train_step() for _ in range(3)]
+    assert all(math.isfinite(loss) and loss > 0 for loss in losses)
 
 
 def test_learning_rate_warms_up_then_decays_to_a_tenth(tiny_config):
