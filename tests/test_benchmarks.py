@@ -74,3 +74,15 @@ def test_cell_config_applies_default_window_dataset_then_cell_settings(monkeypat
                         **live.get("cells", {}).get(dataset, {}).get(window, {})}
             for name, value in settings.items():
                 assert getattr(config, name) == (tuple(value) if isinstance(value, list) else value), (dataset, window)
+
+
+def test_snap_moves_each_value_to_the_nearest_value_its_channel_takes(monkeypatch):
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from variants import snap_to_values
+
+    series = np.array([[0.0, 10.0], [0.5, 20.0], [2.0, 10.0]])
+    windows = np.array([[[0.2, 14.0], [0.3, 16.0], [5.0, -3.0], [1.3, 20.0]]])
+    expected = np.array([[[0.0, 10.0], [0.5, 20.0], [2.0, 10.0], [2.0, 20.0]]])
+    assert np.array_equal(snap_to_values(windows, series), expected)
