@@ -127,7 +127,7 @@ def judge(args: argparse.Namespace) -> dict:
             mean = synthetic.mean(1, keepdims=True)
             synthetic = mean + real.std(1).mean(0) / synthetic.std(1).mean(0) * (synthetic - mean)
         if args.snap:  # a diagnostic too: is the data's recording resolution (steps of exactly 0) what the judge sees?
-            synthetic = snap_to_values(synthetic, load_series(args.dataset).to_numpy(np.float64))
+            synthetic = snap_to_values(synthetic, np.asarray(load_series(args.dataset).values, dtype=np.float64))
         scores = evaluate(real, synthetic, metrics=args.metrics, repeats=args.repeats, seed=args.seed)
         result[sampler] = {SHORT.get(name, name): scores[name]["values"] for name in args.metrics}
     return result
