@@ -121,13 +121,14 @@ def judge(args: argparse.Namespace) -> dict:
         result["match_spread"] = True
     if args.snap:
         result["snap"] = True
+        series = np.asarray(load_series(args.dataset).values, dtype=np.float64)
     for sampler in args.samplers:
         synthetic = windows_from_longer(model, args.n, args.seed, sampler, args.length, args.start)
         if args.match_spread:  # a diagnostic, not a generator feature: is the within-window spread what the judge sees?
             mean = synthetic.mean(1, keepdims=True)
             synthetic = mean + real.std(1).mean(0) / synthetic.std(1).mean(0) * (synthetic - mean)
         if args.snap:  # a diagnostic too: is the data's recording resolution (steps of exactly 0) what the judge sees?
-            synthetic = snap_to_values(synthetic, np.asarray(load_series(args.dataset).values, dtype=np.float64))
+            synthetic = snap_to_values(synthetic, series)
         scores = evaluate(real, synthetic, metrics=args.metrics, repeats=args.repeats, seed=args.seed)
         result[sampler] = {SHORT.get(name, name): scores[name]["values"] for name in args.metrics}
     return result

@@ -123,6 +123,8 @@ class Trainer:
         self.data_fingerprint = hashlib.sha256(np.ascontiguousarray(series, dtype=np.float32).tobytes()).hexdigest()
         self.validation = _window_view(validation, config.window) if validation is not None and len(validation) >= config.window else None
         self.schedule = NoiseSchedule.create(config.diffusion_steps, config.schedule)
+        self.level_weights = (self.schedule.diffusion_ts_weights().to(self.device, torch.float32)
+                              if config.loss_weighting == "diffusion_ts" else None)  # once, not per step
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate,
                                            weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: learning_rate_factor(s, config))
@@ -173,8 +175,8 @@ class Trainer:
         if self.config.skip_parametrization:
             _, output = self.model.coefficients(k)
             weights = self.model.sigmas.view(1, 1, -1) ** 2 / output**2
-        if self.config.loss_weighting == "diffusion_ts":
-            level = self.schedule.diffusion_ts_weights().to(k.device, torch.float32)[k].view(-1, 1, 1)
+        if self.level_weights is not None:
+            level = self.level_weights[k].view(-1, 1, 1)
             weights = level if weights is None else weights * level
         return weights
 
