@@ -8,6 +8,8 @@ the paper's numbers. The budget and the machine are recorded with every number.
     .venv/bin/python benchmarks/paper_table.py --steps 3000 --out docs/paper-table.json
     # one cell, quickly
     .venv/bin/python benchmarks/paper_table.py --datasets etth1 --windows 24 --steps 200 --repeats 1 --n 200
+    # a budget in minutes of training instead of steps (converted to steps on this machine, see steps_for_minutes)
+    .venv/bin/python benchmarks/paper_table.py --datasets etth1 --windows 128 --minutes 60 --protocols paper
     # one table from the result files of several runs
     .venv/bin/python benchmarks/paper_table.py --table docs/paper-table-*.json
     # the ablations (ETTh1, windows 24 and 256)
@@ -27,8 +29,10 @@ import yaml
 from machine import describe_machine
 
 from stagediff import StageDiff, StageDiffConfig
+from stagediff.data import load_series, prepare
 from stagediff.evaluation import evaluate_generator
 from stagediff.runtime import configure_threads
+from stagediff.train import Trainer, build_denoiser
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {  # Stage-Diff paper, Table 1 (discriminative, predictive); stage-diff.md section 4
@@ -60,6 +64,23 @@ def cell_config(dataset: str, window: int, steps: int, table_path: Path = CELL_C
     return StageDiffConfig(**{**settings, "window": window, "max_steps": steps, **changes})
 
 
+def steps_for_minutes(config: StageDiffConfig, dataset: str, minutes: float, probe: int = 50) -> int:
+    """The optimizer steps that ``minutes`` of training buy on this machine: ``probe`` steps of the same
+    configuration on the same data and device (after 10 unmeasured ones, which pay for start-up), scaled.
+    The learning-rate schedule depends on the step count, so a time budget is turned into steps before
+    training rather than cutting a run short."""
+    series = load_series(dataset, missing=config.missing, min_length=config.window)
+    prepared = prepare(series, config.window, config.validation_fraction)
+    config = config.replace(channels=prepared.n_channels, max_steps=10 + probe)
+    trainer = Trainer(config, build_denoiser(config, prepared.n_channels), prepared.train, device="auto")
+    for _ in range(10):
+        trainer.train_step()
+    started = time.perf_counter()
+    for _ in range(probe):
+        trainer.train_step()
+    return max(config.warmup_steps, round(minutes * 60 * probe / (time.perf_counter() - started)))
+
+
 def run_cell(dataset: str, window: int, args: argparse.Namespace, label: str = "full", **changes) -> dict:
     """Train and score one cell. The paper protocol trains on the whole series (validation_fraction 0) and
     scores against all its windows; the held-out protocol trains on the first part and scores against the rest.
@@ -68,6 +89,8 @@ def run_cell(dataset: str, window: int, args: argparse.Namespace, label: str = "
     for protocol in args.protocols:
         split = {"validation_fraction": 0.0} if protocol == "paper" else {}
         config = cell_config(dataset, window, args.steps, **{**split, **changes})
+        if args.minutes:
+            config = config.replace(max_steps=steps_for_minutes(config, dataset, args.minutes))
         started = time.perf_counter()
         model = StageDiff(config).fit(dataset, progress=False)
         train_seconds = time.perf_counter() - started
@@ -112,6 +135,7 @@ def main() -> None:
     parser.add_argument("--windows", nargs="+", type=int, default=DEFAULT_WINDOWS,
                         help="windows of the table; with --ablations, which of 24 and 256 to run")
     parser.add_argument("--steps", type=int, default=3000, help="training budget in optimizer steps")
+    parser.add_argument("--minutes", type=float, help="training budget in minutes instead (steps_for_minutes)")
     parser.add_argument("--protocols", nargs="+", default=["paper", "heldout"], choices=["paper", "heldout"])
     parser.add_argument("--n", type=int, default=1000, help="real (and synthetic) windows per evaluation, at most")
     parser.add_argument("--repeats", type=int, default=5)
@@ -140,7 +164,8 @@ def main() -> None:
     else:
         cells = [run_cell(dataset, window, args) for dataset in args.datasets for window in args.windows]
         reference = PAPER
-    report = {"budget_steps": args.steps, "repeats": args.repeats, "n": args.n, "fast": args.fast, "metrics": args.metrics,
+    report = {"budget_steps": None if args.minutes else args.steps, "budget_minutes": args.minutes,
+              "repeats": args.repeats, "n": args.n, "fast": args.fast, "metrics": args.metrics,
               "date": time.strftime("%Y-%m-%d"), "cells": cells}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))

@@ -4,6 +4,8 @@
     # 500 synthetic windows per sampler against 500 real ones (paper protocol, one judge)
     .venv/bin/python benchmarks/variants.py train etth1 128 3000 --label d64 --set validation_fraction=0.0 \\
         --set d_model=64 --set feedforward=128 --samplers ddim ddpm
+    # the same with a budget of minutes of training on this machine (CUDA when present) instead of steps
+    .venv/bin/python benchmarks/variants.py train etth1 128 --minutes 60 --label d64-1h --set validation_fraction=0.0
     # score a saved variant again with other seeds, more windows and repeats of the judge
     .venv/bin/python benchmarks/variants.py judge runs/variants/model-d64 etth1 --n 1000 --repeats 2 --seed 1 --samplers ddpm ddim
     # the same, on windows cut from the middle of longer samples (no sample's first or last stage)
@@ -44,7 +46,7 @@ import numpy as np
 import torch
 import yaml
 from machine import describe_machine
-from paper_table import cell_config
+from paper_table import cell_config, steps_for_minutes
 
 from stagediff import StageDiff
 from stagediff.data import load_series, sliding_windows
@@ -70,7 +72,9 @@ def roughness(windows: np.ndarray, low: np.ndarray | float = 0.0, high: np.ndarr
 
 def train(args: argparse.Namespace) -> dict:
     changes = {key: tuple(value) if isinstance(value, list) else value for key, value in args.set.items()}
-    config = cell_config(args.dataset, args.window, args.steps, checkpoint_every=10**6, **changes)
+    config = cell_config(args.dataset, args.window, args.steps or 1, checkpoint_every=10**6, **changes)
+    if args.minutes:
+        config = config.replace(max_steps=steps_for_minutes(config, args.dataset, args.minutes))
     started = time.perf_counter()
     model = StageDiff(config).fit(args.dataset, progress=False)
     seconds = time.perf_counter() - started
@@ -78,8 +82,8 @@ def train(args: argparse.Namespace) -> dict:
     real = protocol_windows(model, args.dataset, "paper", args.n, 0)[0]
     flat = real.reshape(-1, real.shape[-1])
     low, high = flat.min(0), flat.max(0)
-    result = {"label": args.label, "dataset": args.dataset, "window": args.window, "steps": args.steps,
-              "changes": args.set, "train_s": round(seconds), "final_loss": float(np.mean(model.losses[-50:])),
+    result = {"label": args.label, "dataset": args.dataset, "window": args.window, "steps": config.max_steps,
+              "minutes": args.minutes, "changes": args.set, "train_s": round(seconds), "final_loss": float(np.mean(model.losses[-50:])),
               "rough_real": roughness(real, low, high), "machine": describe_machine()}
     for sampler in args.samplers:
         synthetic = model.sample_array(args.n, seed=0, sampler=sampler, progress=False)
@@ -112,7 +116,7 @@ def snap_to_values(windows: np.ndarray, series: np.ndarray) -> np.ndarray:
 
 
 def judge(args: argparse.Namespace) -> dict:
-    model = StageDiff.load(args.model)
+    model = StageDiff.load(args.model, device=args.device)
     real = protocol_windows(model, args.dataset, "paper", args.n, args.seed)[0]
     result = {"model": str(args.model), "n": args.n, "seed": args.seed, "machine": describe_machine()}
     if args.length:
@@ -295,7 +299,8 @@ def main() -> None:
     one = commands.add_parser("train")
     one.add_argument("dataset")
     one.add_argument("window", type=int)
-    one.add_argument("steps", type=int)
+    one.add_argument("steps", type=int, nargs="?", help="training budget in optimizer steps (or --minutes)")
+    one.add_argument("--minutes", type=float, help="training budget in minutes (paper_table.steps_for_minutes)")
     one.add_argument("--label", required=True)
     one.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     one.add_argument("--samplers", nargs="+", default=["ddim"])
@@ -306,6 +311,7 @@ def main() -> None:
     again.add_argument("--n", type=int, default=1000)
     again.add_argument("--repeats", type=int, default=2)
     again.add_argument("--seed", type=int, default=1)
+    again.add_argument("--device", default="cpu", help="where to sample: cpu, cuda or auto (the judges run on the CPU)")
     again.add_argument("--samplers", nargs="+", default=["ddpm", "ddim"])
     again.add_argument("--metrics", nargs="+", default=["discriminative"], help="names as in stagediff.metrics")
     again.add_argument("--length", type=int, help="sample this many steps and judge the window cut at --start")
@@ -338,6 +344,8 @@ def main() -> None:
     args = parser.parse_args()
     configure_threads(1)
     if args.command == "train":
+        if (args.steps is None) == (args.minutes is None):
+            parser.error("train takes a budget: STEPS or --minutes, not both")
         args.set = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
     result = {"train": train, "judge": judge, "denoise": denoise, "channels": channels, "lags": lags,
               "features": features, "sensitivity": sensitivity}[args.command](args)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Several variants trained at once, one process each (on CUDA when present), each with a budget of MINUTES of
+# training (benchmarks/paper_table.py steps_for_minutes turns it into steps, measured while the lanes share the
+# machine), then judged JUDGES more times in parallel: paper protocol, N (1,000) real vs N DDPM windows sampled
+# on the training device, seeds 1..JUDGES, beside the run's own judge (seed 0). Every result is a line of
+# runs/variants/results.jsonl; each lane's output is in runs/variants/LABEL.log.
+#
+#   benchmarks/lanes.sh MINUTES JUDGES "LABEL DATASET WINDOW [--set KEY=VALUE ...]" ...
+#
+# The GPU run of docs/benchmarks.md ("A lent GPU: ETTh1 at 128 and 256 with larger budgets") used PYTHON=python3,
+# the accelerator machine's own. Set STAGEDIFF_DATA_DIR to the datasets' folder.
+set -euo pipefail
+python=${PYTHON:-.venv/bin/python}
+n=${N:-1000}
+minutes=$1 judges=$2
+shift 2
+mkdir -p runs/variants
+
+lane() {
+  local label=$1 dataset=$2 window=$3
+  shift 3
+  local model=runs/variants/model-$label log=runs/variants/$label.log
+  if [ -e "$model" ]; then echo "$model exists; choose another label" >&2; return 1; fi
+  $python benchmarks/variants.py train "$dataset" "$window" --minutes "$minutes" --label "$label" \
+      --set validation_fraction=0.0 "$@" --samplers ddpm --n "$n" >"$log" 2>&1 &
+  local trainer=$!
+  # the model folder appears whole (saved through a staging folder): the extra judges start then, while the
+  # run samples and judges its own windows
+  while [ ! -d "$model" ] && kill -0 "$trainer" 2>/dev/null; do sleep 2; done
+  if [ ! -d "$model" ]; then echo "lane $label failed: see $log" >&2; return 1; fi
+  local seed
+  for seed in $(seq 1 "$judges"); do
+    $python benchmarks/variants.py judge "$model" "$dataset" --n "$n" --repeats 1 --seed "$seed" --samplers ddpm \
+        --device auto >>"$log.judges" 2>&1 &
+  done
+  wait
+}
+
+for spec in "$@"; do
+  # shellcheck disable=SC2086  # a spec is words: label, dataset, window, then --set options
+  lane $spec &
+done
+wait
