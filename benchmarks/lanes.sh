@@ -28,16 +28,26 @@ lane() {
   # run samples and judges its own windows
   while [ ! -d "$model" ] && kill -0 "$trainer" 2>/dev/null; do sleep 2; done
   if [ ! -d "$model" ]; then echo "lane $label failed: see $log" >&2; return 1; fi
-  local seed
+  local seed pids=("$trainer")
   for seed in $(seq 1 "$judges"); do
     $python benchmarks/variants.py judge "$model" "$dataset" --n "$n" --repeats 1 --seed "$seed" --samplers ddpm \
         --device auto >>"$log.judges" 2>&1 &
+    pids+=($!)
   done
-  wait
+  wait_all "lane $label: see $log and $log.judges" "${pids[@]}"
 }
 
+wait_all() {  # wait for every process; fail (with the message) if any of them failed
+  local message=$1 pid failed=0
+  shift
+  for pid in "$@"; do wait "$pid" || failed=1; done
+  if [ "$failed" = 1 ]; then echo "failed: $message" >&2; return 1; fi
+}
+
+lanes=()
 for spec in "$@"; do
   # shellcheck disable=SC2086  # a spec is words: label, dataset, window, then --set options
   lane $spec &
+  lanes+=($!)
 done
-wait
+wait_all "one or more lanes" "${lanes[@]}"

@@ -86,3 +86,35 @@ def test_snap_moves_each_value_to_the_nearest_value_its_channel_takes(monkeypatc
     windows = np.array([[[0.2, 14.0], [0.3, 16.0], [5.0, -3.0], [1.3, 20.0]]])
     expected = np.array([[[0.0, 10.0], [0.5, 20.0], [2.0, 10.0], [2.0, 20.0]]])
     assert np.array_equal(snap_to_values(windows, series), expected)
+
+
+def test_steps_for_minutes_scales_the_measured_step_time_to_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.setenv("STAGEDIFF_DATA_DIR", str(SHARED_DATASETS))
+    import paper_table
+    from paper_table import cell_config, steps_for_minutes
+
+    config = cell_config("stock", 24, 7, d_model=8, feedforward=16, warmup_steps=10)
+    ticks = iter([100.0, 102.5])  # the probe of 5 steps "takes" 2.5 s: 0.5 s per step
+    monkeypatch.setattr(paper_table.time, "perf_counter", lambda: next(ticks))
+    assert steps_for_minutes(config, "stock", 1.5, probe=5) == 180  # 90 s / 0.5 s
+    ticks = iter([0.0, 2.5])
+    assert steps_for_minutes(config, "stock", 0.01, probe=5) == 10  # never fewer than the warmup
+
+
+@pytest.mark.slow
+def test_lanes_train_with_a_budget_in_minutes_then_judge_each_model_again(tmp_path: Path) -> None:
+    (tmp_path / "benchmarks").symlink_to(ROOT / "benchmarks")
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    environment = {**os.environ, "STAGEDIFF_DATA_DIR": str(SHARED_DATASETS), "PYTHON": sys.executable, "N": "20"}
+    tiny = "--set d_model=8 --set feedforward=16 --set warmup_steps=2 --set diffusion_steps=50"
+    subprocess.run(["bash", "benchmarks/lanes.sh", "0.0001", "1", f"a stock 24 {tiny}", f"b stock 24 {tiny}"],
+                   cwd=tmp_path, env=environment, check=True, timeout=600)
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "variants" / "results.jsonl").read_text().splitlines()]
+    trained = {row["label"]: row for row in rows if "label" in row}
+    assert set(trained) == {"a", "b"} and all(row["steps"] == 2 and row["minutes"] == 0.0001 for row in trained.values())
+    judged = sorted((row["model"], row["seed"]) for row in rows if "model" in row)
+    assert judged == [(f"runs/variants/model-{label}", seed) for label in "ab" for seed in (1,)]
+    failed = subprocess.run(["bash", "benchmarks/lanes.sh", "0.0001", "1", f"a stock 24 {tiny}"], cwd=tmp_path,
+                            env=environment, capture_output=True, text=True, timeout=600)
+    assert failed.returncode != 0 and "runs/variants/model-a exists" in failed.stderr  # a label is never reused
