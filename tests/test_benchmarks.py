@@ -103,18 +103,17 @@ def test_steps_for_minutes_scales_the_measured_step_time_to_the_budget(monkeypat
 
 
 @pytest.mark.slow
-def test_lanes_train_with_a_budget_in_minutes_then_judge_each_model_again(tmp_path: Path) -> None:
+def test_lanes_train_with_a_budget_in_minutes_then_judge_the_model_again(tmp_path: Path) -> None:
     (tmp_path / "benchmarks").symlink_to(ROOT / "benchmarks")
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     environment = {**os.environ, "STAGEDIFF_DATA_DIR": str(SHARED_DATASETS), "PYTHON": sys.executable, "N": "20"}
     tiny = "--set d_model=8 --set feedforward=16 --set warmup_steps=2 --set diffusion_steps=50"
-    subprocess.run(["bash", "benchmarks/lanes.sh", "0.0001", "1", f"a stock 24 {tiny}", f"b stock 24 {tiny}"],
+    subprocess.run(["bash", "benchmarks/lanes.sh", "0.0001", "1", f"a stock 24 {tiny}"],
                    cwd=tmp_path, env=environment, check=True, timeout=600)
     rows = [json.loads(line) for line in (tmp_path / "runs" / "variants" / "results.jsonl").read_text().splitlines()]
-    trained = {row["label"]: row for row in rows if "label" in row}
-    assert set(trained) == {"a", "b"} and all(row["steps"] == 2 and row["minutes"] == 0.0001 for row in trained.values())
-    judged = sorted((row["model"], row["seed"]) for row in rows if "model" in row)
-    assert judged == [(f"runs/variants/model-{label}", seed) for label in "ab" for seed in (1,)]
+    trained = [row for row in rows if "label" in row]
+    assert [(row["label"], row["steps"], row["minutes"]) for row in trained] == [("a", 2, 0.0001)]  # the warmup
+    assert [(row["model"], row["seed"]) for row in rows if "model" in row] == [("runs/variants/model-a", 1)]
     failed = subprocess.run(["bash", "benchmarks/lanes.sh", "0.0001", "1", f"a stock 24 {tiny}"], cwd=tmp_path,
                             env=environment, capture_output=True, text=True, timeout=600)
     assert failed.returncode != 0 and "runs/variants/model-a exists" in failed.stderr  # a label is never reused
