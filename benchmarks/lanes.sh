@@ -7,8 +7,8 @@
 #
 #   benchmarks/lanes.sh MINUTES JUDGES "LABEL DATASET WINDOW [--set KEY=VALUE ...]" ...
 #
-# The GPU run of docs/benchmarks.md ("A lent GPU: ETTh1 at 128 and 256 with larger budgets") used PYTHON=python3,
-# the accelerator machine's own. Set STAGEDIFF_DATA_DIR to the datasets' folder.
+# The GPU run of docs/benchmarks.md ("A lent GPU: ETTh1 at 128 and 256 with a budget of minutes") used
+# PYTHON=python3, the accelerator machine's own. Set STAGEDIFF_DATA_DIR to the datasets' folder.
 set -euo pipefail
 python=${PYTHON:-.venv/bin/python}
 n=${N:-1000}
