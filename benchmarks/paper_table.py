@@ -29,10 +29,9 @@ import yaml
 from machine import describe_machine
 
 from stagediff import StageDiff, StageDiffConfig
-from stagediff.data import load_series, prepare
 from stagediff.evaluation import evaluate_generator
 from stagediff.runtime import configure_threads
-from stagediff.train import Trainer, build_denoiser
+from stagediff.train import TrainProgress
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {  # Stage-Diff paper, Table 1 (discriminative, predictive); stage-diff.md section 4
@@ -60,8 +59,13 @@ def cell_config(dataset: str, window: int, steps: int, table_path: Path = CELL_C
     settings = {**table.get("default", {}), **table.get("windows", {}).get(window, {}),
                 **table.get("datasets", {}).get(dataset, {}),
                 **table.get("cells", {}).get(dataset, {}).get(window, {})}
-    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
-    return StageDiffConfig(**{**settings, "window": window, "max_steps": steps, **changes})
+    settings = {**settings, "window": window, "max_steps": steps, **changes}
+    return StageDiffConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+
+
+def parse_settings(items: list[str]) -> dict:
+    """Command-line ``KEY=VALUE`` items -> {key: value}, each value read as YAML (``pool_kernels=[1]``)."""
+    return {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in items)}
 
 
 def steps_for_minutes(config: StageDiffConfig, dataset: str, minutes: float, probe: int = 50) -> int:
@@ -69,16 +73,14 @@ def steps_for_minutes(config: StageDiffConfig, dataset: str, minutes: float, pro
     configuration on the same data and device (after 10 unmeasured ones, which pay for start-up), scaled.
     The learning-rate schedule depends on the step count, so a time budget is turned into steps before
     training rather than cutting a run short."""
-    series = load_series(dataset, missing=config.missing, min_length=config.window)
-    prepared = prepare(series, config.window, config.validation_fraction)
-    config = config.replace(channels=prepared.n_channels, max_steps=10 + probe)
-    trainer = Trainer(config, build_denoiser(config, prepared.n_channels), prepared.train, device="auto")
-    for _ in range(10):
-        trainer.train_step()
-    started = time.perf_counter()
-    for _ in range(probe):
-        trainer.train_step()
-    return max(config.warmup_steps, round(minutes * 60 * probe / (time.perf_counter() - started)))
+    seconds: dict[int, float] = {}  # training seconds after each step
+
+    def record(progress: TrainProgress) -> None:
+        seconds[progress.step] = progress.seconds
+
+    # one step more than measured: the last step of a run also computes the validation loss
+    StageDiff(config.replace(max_steps=11 + probe)).fit(dataset, callback=record, progress=False)
+    return max(config.warmup_steps, round(minutes * 60 * probe / (seconds[10 + probe] - seconds[10])))
 
 
 def run_cell(dataset: str, window: int, args: argparse.Namespace, label: str = "full", **changes) -> dict:

@@ -16,9 +16,8 @@ import json
 import time
 
 import torch
-import yaml
 from machine import describe_machine
-from paper_table import cell_config
+from paper_table import cell_config, parse_settings
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
@@ -44,8 +43,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="timed steps (after 20 unmeasured ones)")
     parser.add_argument("--profiled", type=int, default=10, help="profiled steps")
     args = parser.parse_args()
-    changes = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
-    changes = {key: tuple(value) if isinstance(value, list) else value for key, value in changes.items()}
+    changes = parse_settings(args.set)
     config = cell_config(args.dataset, args.window, 10**6, validation_fraction=0.0, **changes)
     prepared = prepare(load_series(args.dataset, min_length=args.window), args.window, 0.0)
     config = config.replace(channels=prepared.n_channels)

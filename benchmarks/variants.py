@@ -44,9 +44,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from machine import describe_machine
-from paper_table import cell_config, steps_for_minutes
+from paper_table import cell_config, parse_settings, steps_for_minutes
 
 from stagediff import StageDiff
 from stagediff.data import load_series, sliding_windows
@@ -71,8 +70,7 @@ def roughness(windows: np.ndarray, low: np.ndarray | float = 0.0, high: np.ndarr
 
 
 def train(args: argparse.Namespace) -> dict:
-    changes = {key: tuple(value) if isinstance(value, list) else value for key, value in args.set.items()}
-    config = cell_config(args.dataset, args.window, args.steps or 1, checkpoint_every=10**6, **changes)
+    config = cell_config(args.dataset, args.window, args.steps or 1, checkpoint_every=10**6, **args.set)
     if args.minutes:
         config = config.replace(max_steps=steps_for_minutes(config, args.dataset, args.minutes))
     started = time.perf_counter()
@@ -346,7 +344,7 @@ def main() -> None:
     if args.command == "train":
         if (args.steps is None) == (args.minutes is None):
             parser.error("train takes a budget: STEPS or --minutes, not both")
-        args.set = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
+        args.set = parse_settings(args.set)
     result = {"train": train, "judge": judge, "denoise": denoise, "channels": channels, "lags": lags,
               "features": features, "sensitivity": sensitivity}[args.command](args)
     print(json.dumps(result), flush=True)

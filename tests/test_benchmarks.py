@@ -4,6 +4,7 @@ They read the shared benchmark files (ETTh1, stock) and fail, never skip, when t
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -91,14 +92,14 @@ def test_snap_moves_each_value_to_the_nearest_value_its_channel_takes(monkeypatc
 def test_steps_for_minutes_scales_the_measured_step_time_to_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     monkeypatch.setenv("STAGEDIFF_DATA_DIR", str(SHARED_DATASETS))
-    import paper_table
     from paper_table import cell_config, steps_for_minutes
 
+    import stagediff.train
+
     config = cell_config("stock", 24, 7, d_model=8, feedforward=16, warmup_steps=10)
-    ticks = iter([100.0, 102.5])  # the probe of 5 steps "takes" 2.5 s: 0.5 s per step
-    monkeypatch.setattr(paper_table.time, "perf_counter", lambda: next(ticks))
+    clock = itertools.count(100.0, 0.5)  # the training loop reads the clock once at its start and once per step
+    monkeypatch.setattr(stagediff.train.time, "perf_counter", lambda: next(clock))  # so 0.5 s per step
     assert steps_for_minutes(config, "stock", 1.5, probe=5) == 180  # 90 s / 0.5 s
-    ticks = iter([0.0, 2.5])
     assert steps_for_minutes(config, "stock", 0.01, probe=5) == 10  # never fewer than the warmup
 
 
