@@ -6,7 +6,8 @@ default and with one torch thread, then the torch profiler's heaviest operators 
     STAGEDIFF_DATA_DIR=../shared/datasets python3 benchmarks/step_profile.py etth1 256 --device cuda \\
         --set d_model=64 --set feedforward=128 --set stage_attention=true
 
-Launches: the profiler's count of cudaLaunchKernel and cuLaunchKernelEx calls, per step. Not a test.
+On CUDA the step is captured in a CUDA graph (stagediff.train); ``--eager`` launches each kernel from Python instead.
+Launches: the profiler's count of cudaLaunchKernel, cuLaunchKernelEx and cudaGraphLaunch calls, per step. Not a test.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("window", type=int)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--eager", action="store_true", help="no CUDA graph on CUDA")
     parser.add_argument("--steps", type=int, default=200, help="timed steps (after 20 unmeasured ones)")
     parser.add_argument("--profiled", type=int, default=10, help="profiled steps")
     args = parser.parse_args()
@@ -47,10 +49,12 @@ def main() -> None:
     config = cell_config(args.dataset, args.window, 10**6, validation_fraction=0.0, **changes)
     prepared = prepare(load_series(args.dataset, min_length=args.window), args.window, 0.0)
     config = config.replace(channels=prepared.n_channels)
-    trainer = Trainer(config, build_denoiser(config, prepared.n_channels), prepared.train, device=args.device)
+    trainer = Trainer(config, build_denoiser(config, prepared.n_channels), prepared.train, device=args.device,
+                      cuda_graph=False if args.eager else None)
     default_threads = torch.get_num_threads()
     seconds_per_step(trainer, 20)
     result = {"dataset": args.dataset, "window": args.window, "changes": changes, "device": str(trainer.device),
+              "cuda_graph": trainer.graphed,
               "machine": describe_machine(), "parameters": trainer.model.parameter_count(),
               f"s_per_step_{default_threads}_threads": round(seconds_per_step(trainer, args.steps), 4)}
     torch.set_num_threads(1)
@@ -59,7 +63,7 @@ def main() -> None:
     with profile(activities=activities) as profiler:
         seconds_per_step(trainer, args.profiled)
     events = profiler.key_averages()
-    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernelEx"))
+    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernelEx", "cudaGraphLaunch"))
     result["launches_per_step"] = launches / args.profiled
     # kernels only, as the profiler's own "Self CUDA time total": a user annotation (the optimizer's step) is a
     # span of the device timeline, gaps included, on top of the kernels in it

@@ -1,6 +1,9 @@
 """Training loop: AdamW with warmup and cosine decay, gradient clipping, EMA weights, periodic
 checkpoints and exact resume (same seed and data give the same weights as an uninterrupted run).
 
+On one CUDA device the step (forward, backward, clipping, AdamW and EMA) is captured once in a CUDA graph and
+replayed: the model's many small kernels are launched at once instead of one by one from Python.
+
 Under torchrun the processes train one model with DistributedDataParallel: each draws the same global batch
 and trains on its own slice of it, so the weights equal those of one process with the same batch_size
 (stagediff.distributed, docs/scaling.md)."""
@@ -32,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "last.pt"
 VALIDATION_WINDOWS = 256
+GRAPH_WARMUP_STEPS = 3  # eager steps (on a side stream) before the step is captured, as CUDA graphs require
 
 
 @dataclass(frozen=True)
@@ -107,10 +111,14 @@ class Trainer:
 
     Started by torchrun (WORLD_SIZE > 1), each process trains on its own rows of every global batch of
     config.batch_size, on cuda:LOCAL_RANK when the device is CUDA.
+
+    ``cuda_graph``: capture the step in a CUDA graph when training in one process on CUDA; None (the default)
+    means yes unless the environment sets STAGEDIFF_CUDA_GRAPH=0.
     """
 
     def __init__(self, config: StageDiffConfig, denoiser: StageDiffDenoiser, series: np.ndarray,
-                 validation: np.ndarray | None = None, device: str | torch.device | None = "auto"):
+                 validation: np.ndarray | None = None, device: str | torch.device | None = "auto",
+                 cuda_graph: bool | None = None):
         self.distributed = DistributedContext.from_environment()
         self.rows = self.distributed.shard(config.batch_size)  # checks the split before any work
         self.config, self.device = config, self.distributed.device(resolve_device(device))
@@ -125,12 +133,27 @@ class Trainer:
         self.schedule = NoiseSchedule.create(config.diffusion_steps, config.schedule)
         self.level_weights = (self.schedule.diffusion_ts_weights().to(self.device, torch.float32)
                               if config.loss_weighting == "diffusion_ts" else None)  # once, not per step
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate,
-                                           weight_decay=config.weight_decay)
+        if cuda_graph is None:
+            cuda_graph = os.environ.get("STAGEDIFF_CUDA_GRAPH", "1") != "0"
+        self.graphed = cuda_graph and self.device.type == "cuda" and self.distributed.world_size == 1
+        # A captured step reads the learning rate and the EMA weight from device tensors that change between
+        # replays (capturable AdamW keeps its step count on the device too).
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.learning_rate_value(config.learning_rate),
+                                           weight_decay=config.weight_decay, capturable=self.graphed)
+        self.ema_weight = torch.zeros((), device=self.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.graph_inputs: tuple[torch.Tensor, ...] = ()
+        self.graph_loss: torch.Tensor | None = None
+        self.eager_steps = 0
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: learning_rate_factor(s, config))
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
         self.result = TrainResult(steps=0, world_size=self.distributed.world_size)
+
+    def learning_rate_value(self, value: float | torch.Tensor) -> float | torch.Tensor:
+        """The learning rate as the optimizer needs it: a device tensor for a captured step, else a float."""
+        value = float(value)
+        return torch.tensor(value, device=self.device) if self.graphed else value
 
     # -- one step ---------------------------------------------------------------------------
     def noisy_batch(self, windows: torch.Tensor, generator: torch.Generator, size: int, rows: slice = slice(None)):
@@ -151,7 +174,17 @@ class Trainer:
         identically everywhere."""
         self.model.train()
         x_k, k, x0 = self.noisy_batch(self.windows, self.generator, self.config.batch_size, self.rows)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        self.ema_weight.fill_(1 - min(self.config.ema_decay, (1 + self.step) / (10 + self.step)))
+        loss = self.graphed_update(x_k, k, x0) if self.graphed else self.update(x_k, k, x0)
+        self.scheduler.step()
+        self.step += 1
+        return self.distributed.mean(loss.detach()).item()
+
+    def update(self, x_k: torch.Tensor, k: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """Loss, backward, clipping, AdamW and EMA on one batch (only device work: it can be captured)."""
+        # autocast's weight cache would keep tensors of the capture alive; the casts are cheap
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda",
+                            cache_enabled=False):
             prediction = self.network(x_k, k)
         loss = diffusion_loss(self.model.to_components(prediction.float()), self.model.to_components(x0),
                               self.config.fourier_loss_weight, self.loss_weights(k), self.config.loss)
@@ -159,10 +192,33 @@ class Trainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        self.scheduler.step()
-        self.update_ema()
-        self.step += 1
-        return self.distributed.mean(loss.detach()).item()
+        with torch.no_grad():  # ema += weight * (model - ema); written out since _foreach_lerp_ takes no tensor weight
+            averages = list(self.ema.parameters())
+            steps = torch._foreach_sub(list(self.model.parameters()), averages)
+            torch._foreach_mul_(steps, self.ema_weight)
+            torch._foreach_add_(averages, steps)
+        return loss
+
+    def graphed_update(self, x_k: torch.Tensor, k: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """``update`` replayed from a CUDA graph. The first GRAPH_WARMUP_STEPS steps run eagerly on a side stream
+        (they create the optimizer's state and let cuBLAS and the allocator settle); the next one is captured."""
+        if self.graph is None and self.eager_steps < GRAPH_WARMUP_STEPS:
+            stream = torch.cuda.Stream(self.device)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream):
+                loss = self.update(x_k, k, x0)
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            self.eager_steps += 1
+            return loss
+        if self.graph is None:
+            self.graph_inputs = (x_k.clone(), k.clone(), x0.clone())
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.graph_loss = self.update(*self.graph_inputs)
+        for static, value in zip(self.graph_inputs, (x_k, k, x0)):
+            static.copy_(value)
+        self.graph.replay()
+        return self.graph_loss
 
     def loss_weights(self, k: torch.Tensor) -> torch.Tensor | None:
         """The weight of each row's error, (batch, 1, 1 or components), or None for uniform weights.
@@ -179,11 +235,6 @@ class Trainer:
             level = self.level_weights[k].view(-1, 1, 1)
             weights = level if weights is None else weights * level
         return weights
-
-    @torch.no_grad()
-    def update_ema(self) -> None:
-        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
-        torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), 1 - decay)
 
     @torch.no_grad()
     def validation_loss(self) -> float | None:
@@ -229,6 +280,9 @@ class Trainer:
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        for group in self.optimizer.param_groups:  # a checkpoint of a captured run resumes eagerly and vice versa
+            group["lr"] = self.learning_rate_value(group["lr"])
+        self.graph, self.eager_steps = None, 0  # the optimizer's state tensors are new: capture again
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.step = state["step"]
@@ -286,7 +340,7 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
             if callback is not None:
-                callback(TrainProgress(self.step, self.config.max_steps, loss, self.scheduler.get_last_lr()[0],
+                callback(TrainProgress(self.step, self.config.max_steps, loss, float(self.scheduler.get_last_lr()[0]),
                                        self.result.seconds, validation))
         bar.close()
         if directory is not None:

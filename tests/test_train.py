@@ -168,6 +168,22 @@ def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(tiny_config, t
     assert resumed.validation_losses == reference.validation_losses
 
 
+def test_checkpoint_of_a_captured_cuda_run_resumes_on_the_cpu(tiny_config, tmp_path):
+    """A run whose step was captured in a CUDA graph keeps its learning rate in a tensor; an eager trainer resuming
+    its checkpoint uses a float again (tests/test_cuda.py resumes a real one where a GPU is present)."""
+    config = tiny_config.replace(max_steps=6, checkpoint_every=2)
+    reference = make_trainer(config).run(progress=False)
+    make_trainer(config).run(tmp_path, stop_after=2, progress=False)
+    state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    for group in state["optimizer"]["param_groups"]:
+        group["lr"] = torch.tensor(group["lr"])
+    torch.save(state, tmp_path / CHECKPOINT_NAME)
+    resumed = make_trainer(config)
+    result = resumed.run(tmp_path, progress=False)
+    assert isinstance(resumed.optimizer.param_groups[0]["lr"], float)
+    assert result.losses == reference.losses
+
+
 def test_resuming_a_finished_run_trains_no_further(tiny_config, tmp_path):
     first = make_trainer(tiny_config)
     first.run(tmp_path, progress=False)
