@@ -99,11 +99,6 @@ class StageDiffConfig:
     stages pass on only the previous stage's fused trend; off by default: on ETTh1 at window 256 and 2,000 steps it
     lowered the discriminative score of DDPM samples from 0.32 to 0.24 but raised DDIM's, and at window 128 it
     changed nothing measurable, docs/benchmarks.md)."""
-    detail_head: bool = False
-    """A small convolutional network over time and all channels after the stages: from the noisy input's
-    departure from the stage estimate, the estimate and the diffusion step it adds a correction to the x_0
-    estimate (three convolutions of ``fusion_kernel`` steps, ``d_model`` wide; its last one starts at zero), so
-    fine detail shared across channels can be kept (beyond the paper)."""
     channel_fusion: bool = True
     """False is the "w/o CD" ablation: no fusion convolution, history stays per channel."""
     staged: bool = True

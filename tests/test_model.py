@@ -388,19 +388,3 @@ def test_detail_basis_is_the_channel_skip_in_a_rotated_basis_and_is_saved(tiny_c
     assert torch.equal(reloaded.basis, model.basis) and torch.equal(reloaded.sigmas, model.sigmas)
     with pytest.raises(ConfigError, match="detail_basis needs skip_parametrization"):
         tiny_config.replace(detail_basis=True)
-
-
-def test_the_detail_head_starts_as_the_plain_estimate_and_then_learns(tiny_config, make_denoiser):
-    config = tiny_config.replace(detail_head=True)
-    denoiser = make_denoiser(config)
-    assert "detail_head.last.weight" in dict(denoiser.named_parameters())
-    assert not any("detail_head" in name for name, _ in make_denoiser(tiny_config).named_parameters())
-    x, k = torch.randn(3, config.window, 2), torch.tensor([0, 5, 19])
-    with torch.no_grad():
-        with_head = denoiser(x, k)
-        head, denoiser.detail_head = denoiser.detail_head, None
-        without = denoiser(x, k)
-        denoiser.detail_head = head
-        torch.nn.init.normal_(head.last.weight, std=0.1)
-        assert torch.equal(with_head, without)  # its last convolution starts at zero
-        assert not torch.allclose(denoiser(x, k), without)

@@ -10,7 +10,7 @@ from torch import nn
 
 from stagediff.config import StageDiffConfig
 from stagediff.diffusion import NoiseSchedule
-from stagediff.model.layers import DecompositionLayer, DetailHead, StepEmbedding, moving_average
+from stagediff.model.layers import DecompositionLayer, StepEmbedding, moving_average
 
 
 def add_context(stages: torch.Tensor, context: int) -> torch.Tensor:
@@ -118,8 +118,6 @@ class StageDiffDenoiser(nn.Module):
                                stage_reach=config.stages if config.stage_attention and config.staged else 0)
             for _ in self.kernels
         )
-        self.detail_head = (DetailHead(channels, config.d_model, config.fusion_kernel, config.d_model)
-                            if config.detail_head else None)
         # The history of stage 1 (no previous stage): learned per scale and channel, initialised at zero.
         self.initial_history = nn.Parameter(torch.zeros(len(self.kernels), channels, self.stage_length))
         conv = lambda: nn.Conv1d(channels, channels, config.fusion_kernel, padding=config.fusion_kernel // 2)  # noqa: E731
@@ -178,8 +176,6 @@ class StageDiffDenoiser(nn.Module):
             estimate = estimate + trend
         estimate = estimate / len(self.layers)  # the stage estimate is the mean of the S trends
         network = rearrange(estimate, "b m d l -> b (m l) d")
-        if self.detail_head is not None:
-            network = network + self.detail_head(x, network, step)
         if not self.config.skip_parametrization:
             return network
         skip, output = self.coefficients(k)

@@ -221,25 +221,3 @@ class DecompositionLayer(nn.Module):
         memory = self.history_encoder(self.history_patches(history))
         decoded = self.decoder(tokens, memory)
         return self.head(decoded.flatten(1)).view(-1, self.in_channels, self.output_length)
-
-
-class DetailHead(nn.Module):
-    """A correction to the x_0 estimate from local detail across channels (config ``detail_head``).
-
-    x (batch, length, channels) noisy input, estimate (same), step (batch, d_model) -> correction (same)."""
-
-    def __init__(self, channels: int, hidden: int, kernel: int, step_dim: int):
-        super().__init__()
-        pad = kernel // 2
-        self.first = nn.Conv1d(2 * channels, hidden, kernel, padding=pad)
-        self.step = nn.Linear(step_dim, hidden)
-        self.middle = nn.Conv1d(hidden, hidden, kernel, padding=pad)
-        self.last = nn.Conv1d(hidden, channels, kernel, padding=pad)
-        nn.init.zeros_(self.last.weight)
-        nn.init.zeros_(self.last.bias)
-
-    def forward(self, x: torch.Tensor, estimate: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([x - estimate, estimate], dim=-1).transpose(1, 2)
-        h = F.gelu(self.first(h) + self.step(step)[:, :, None])
-        h = F.gelu(self.middle(h))
-        return self.last(h).transpose(1, 2)
