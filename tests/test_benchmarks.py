@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = Path(os.environ.get("STAGEDIFF_DATA_DIR") or ROOT.parent / "shared" / "datasets")
+# absolute: the benchmark scripts run in temporary folders
+SHARED_DATASETS = Path(os.environ.get("STAGEDIFF_DATA_DIR") or ROOT.parent / "shared" / "datasets").resolve()
 
 
 def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
