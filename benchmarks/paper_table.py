@@ -45,23 +45,23 @@ PAPER_ABLATIONS = {  # ETTh, L=256 (disc, pred); at L=24 the paper gives only "w
     ("full", 256): (0.108, 0.152), ("w/o CI", 256): (0.271, 0.202), ("w/o CD", 256): (0.138, 0.193),
     ("w/o Stage", 256): (0.212, 0.241), ("w/o Stage", 24): (0.071, 0.103),
 }
-# each variant changes the paper's full model, which is channel independent whatever the cell's configuration says
-# (configs/benchmarks.yaml models ETTh1's channels jointly at windows 128 and 256)
-ABLATIONS = {"full": {"channel_independent": True}, "w/o CI": {"channel_independent": False},
-             "w/o CD": {"channel_independent": True, "channel_fusion": False},
-             "w/o Stage": {"channel_independent": True, "staged": False}}
+# each variant changes the paper's full model: the table's configuration without its `cells:` entries (which model
+# ETTh1's channels jointly at windows 128 and 256)
+ABLATIONS = {"full": {}, "w/o CI": {"channel_independent": False}, "w/o CD": {"channel_fusion": False},
+             "w/o Stage": {"staged": False}}
 
 
 CELL_CONFIGS = ROOT / "configs" / "benchmarks.yaml"
 
 
-def cell_config(dataset: str, window: int, steps: int, table_path: Path = CELL_CONFIGS, **changes) -> StageDiffConfig:
+def cell_config(dataset: str, window: int, steps: int, table_path: Path = CELL_CONFIGS, cell_entry: bool = True,
+                **changes) -> StageDiffConfig:
     """configs/benchmarks.yaml: `default` overrides, then `windows: {L: ...}`, then `datasets: {name: ...}`,
-    then `cells: {name: {L: ...}}`."""
+    then (unless ``cell_entry`` is false, as for the ablations) `cells: {name: {L: ...}}`."""
     table = yaml.safe_load(table_path.read_text())
     settings = {**table.get("default", {}), **table.get("windows", {}).get(window, {}),
                 **table.get("datasets", {}).get(dataset, {}),
-                **table.get("cells", {}).get(dataset, {}).get(window, {})}
+                **(table.get("cells", {}).get(dataset, {}).get(window, {}) if cell_entry else {})}
     settings = {**settings, "window": window, "max_steps": steps, **changes}
     return StageDiffConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
 
@@ -86,14 +86,15 @@ def steps_for_minutes(config: StageDiffConfig, dataset: str, minutes: float, pro
     return max(config.warmup_steps, round(minutes * 60 * probe / (seconds[10 + probe] - seconds[10])))
 
 
-def run_cell(dataset: str, window: int, args: argparse.Namespace, label: str = "full", **changes) -> dict:
-    """Train and score one cell. The paper protocol trains on the whole series (validation_fraction 0) and
-    scores against all its windows; the held-out protocol trains on the first part and scores against the rest.
-    So each protocol trains its own model."""
+def run_cell(dataset: str, window: int, args: argparse.Namespace, label: str = "full", cell_entry: bool = True,
+             **changes) -> dict:
+    """Train and score one cell (without its `cells:` entry when ``cell_entry`` is false). The paper protocol
+    trains on the whole series (validation_fraction 0) and scores against all its windows; the held-out protocol
+    trains on the first part and scores against the rest. So each protocol trains its own model."""
     cell = {"dataset": dataset, "window": window, "variant": label, "machine": describe_machine(), "protocols": {}}
     for protocol in args.protocols:
         split = {"validation_fraction": 0.0} if protocol == "paper" else {}
-        config = cell_config(dataset, window, args.steps, **{**split, **changes})
+        config = cell_config(dataset, window, args.steps, cell_entry=cell_entry, **{**split, **changes})
         if args.minutes:
             config = config.replace(max_steps=steps_for_minutes(config, dataset, args.minutes))
         started = time.perf_counter()
@@ -163,7 +164,7 @@ def main() -> None:
     configure_threads(args.threads)
     if args.ablations:
         windows = [w for w in args.windows if w in (24, 256)] if args.windows != DEFAULT_WINDOWS else [24, 256]
-        cells = [run_cell("etth1", window, args, label, **changes)
+        cells = [run_cell("etth1", window, args, label, cell_entry=False, **changes)
                  for window in windows for label, changes in ABLATIONS.items() if label in args.variants]
         reference = PAPER_ABLATIONS
     else:

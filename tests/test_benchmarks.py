@@ -67,6 +67,7 @@ def test_cell_config_applies_default_window_dataset_then_cell_settings(monkeypat
     # the default's settings, then the library's
     assert (etth1_64.d_model, etth1_64.learning_rate, etth1_64.sampler) == (16, 0.002, "ddim")
     assert cell_config("stock", 24, 7, table_path=table, d_model=8).d_model == 8  # a change overrides all
+    assert cell_config("stock", 24, 7, table_path=table, cell_entry=False).d_model == 40  # the ablations' way
 
     live = yaml.safe_load(CELL_CONFIGS.read_text())  # the committed table resolves for every cell
     for dataset in ("etth1", "stock", "exchange"):
