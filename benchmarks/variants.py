@@ -25,6 +25,9 @@
     .venv/bin/python benchmarks/variants.py channels runs/paper-table/stock-256-full-paper/model stock
     # per channel: mean autocorrelation at lags 1-120 of 200 real and 200 DDPM windows (long-range memory)
     .venv/bin/python benchmarks/variants.py lags runs/variants/model-etth1-256-s5000-skip etth1
+    # copying under the paper protocol (trained on every window, none held out): distance of 300 DDPM windows to
+    # their nearest training window against that of 300 real windows to their nearest non-overlapping one
+    .venv/bin/python benchmarks/variants.py nearest runs/variants/model-d64 etth1
     # which simple per-window feature (level, spread, autocorrelation, step size, step kurtosis, step correlation
     # between channels) tells 1,000 real from 1,000 DDPM windows, alone (AUC) and by kind (boosted trees)
     .venv/bin/python benchmarks/variants.py features runs/variants/model-etth1-128-s10000 etth1
@@ -170,6 +173,41 @@ def channels(args: argparse.Namespace) -> dict:
             result[name]["high_below_low"] = float((windows[..., names.index("High")]
                                                     < windows[..., names.index("Low")]).mean())
     return result
+
+
+def nearest(args: argparse.Namespace) -> dict:
+    """The paper protocol trains on every window, so the copy detector has no held-out windows: `copy_check` of
+    ``n`` DDPM windows instead."""
+    model = StageDiff.load(args.model)
+    values = protocol_windows(model, args.dataset, "paper", 1, 0)[2]
+    synthetic = model.sample_array(args.n, seed=0, sampler="ddpm", progress=False)
+    return {"model": str(args.model), "n": args.n, **copy_check(synthetic, values)}
+
+
+def copy_check(synthetic: np.ndarray, values: np.ndarray, seed: int = 0) -> dict:
+    """Each (n, window, channels) synthetic window's Euclidean distance (flattened, channels min-max scaled on the
+    (rows, channels) series ``values``) to its nearest training window (every window of the series), against
+    that of as many real windows to their nearest training window that does not overlap them (starts at least a
+    window apart). A generator that copies lands much nearer (``ratio`` << 1, about 1 for new windows);
+    ``copy_fraction``: the share of synthetic windows nearer a training window than any real window's nearest."""
+    window = synthetic.shape[1]
+    low, high = values.min(0), values.max(0)
+    training = ((sliding_windows(values, window) - low) / (high - low)).reshape(-1, window * values.shape[1])
+    queries = ((synthetic - low) / (high - low)).reshape(len(synthetic), -1)
+    starts = np.sort(np.random.default_rng(seed).choice(len(training), size=min(len(synthetic), len(training)),
+                                                        replace=False))
+
+    def squared(points: np.ndarray) -> np.ndarray:  # (points, training windows)
+        return (points ** 2).sum(1)[:, None] + (training ** 2).sum(1)[None, :] - 2.0 * points @ training.T
+
+    to_training = np.sqrt(np.maximum(squared(queries).min(1), 0.0))
+    real = squared(training[starts])
+    real[np.abs(starts[:, None] - np.arange(len(training))[None, :]) < window] = np.inf  # overlapping windows
+    real_to_training = np.sqrt(np.maximum(real.min(1), 0.0))
+    return {"median_synthetic_to_training": float(np.median(to_training)),
+            "median_real_to_other_training": float(np.median(real_to_training)),
+            "ratio": float(np.median(to_training) / np.median(real_to_training)),
+            "copy_fraction": float(np.mean(to_training < real_to_training.min()))}
 
 
 def lags(args: argparse.Namespace) -> dict:
@@ -324,6 +362,10 @@ def main() -> None:
     per_channel = commands.add_parser("channels")
     per_channel.add_argument("model")
     per_channel.add_argument("dataset")
+    copies = commands.add_parser("nearest")
+    copies.add_argument("model")
+    copies.add_argument("dataset")
+    copies.add_argument("--n", type=int, default=300)
     per_lag = commands.add_parser("lags")
     per_lag.add_argument("model")
     per_lag.add_argument("dataset")
@@ -345,7 +387,7 @@ def main() -> None:
         if (args.steps is None) == (args.minutes is None):
             parser.error("train takes a budget: STEPS or --minutes, not both")
         args.set = parse_settings(args.set)
-    result = {"train": train, "judge": judge, "denoise": denoise, "channels": channels, "lags": lags,
+    result = {"train": train, "judge": judge, "denoise": denoise, "channels": channels, "nearest": nearest, "lags": lags,
               "features": features, "sensitivity": sensitivity}[args.command](args)
     print(json.dumps(result), flush=True)
     WORK.mkdir(parents=True, exist_ok=True)
