@@ -387,8 +387,8 @@ def main() -> None:
         if (args.steps is None) == (args.minutes is None):
             parser.error("train takes a budget: STEPS or --minutes, not both")
         args.set = parse_settings(args.set)
-    result = {"train": train, "judge": judge, "denoise": denoise, "channels": channels, "nearest": nearest, "lags": lags,
-              "features": features, "sensitivity": sensitivity}[args.command](args)
+    result = {"train": train, "judge": judge, "denoise": denoise, "channels": channels, "nearest": nearest,
+              "lags": lags, "features": features, "sensitivity": sensitivity}[args.command](args)
     print(json.dumps(result), flush=True)
     WORK.mkdir(parents=True, exist_ok=True)
     with open(WORK / "results.jsonl", "a") as out:
