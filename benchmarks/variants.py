@@ -56,6 +56,7 @@ from stagediff.diffusion import NoiseSchedule
 from stagediff.evaluation import protocol_windows, subsample
 from stagediff.metrics import evaluate
 from stagediff.metrics.autocorrelation import mean_autocorrelation
+from stagediff.metrics.copying import nearest_distances
 from stagediff.model import moving_average
 from stagediff.runtime import configure_threads
 
@@ -196,14 +197,10 @@ def copy_check(synthetic: np.ndarray, values: np.ndarray, seed: int = 0) -> dict
     queries = ((synthetic - low) / (high - low)).reshape(len(synthetic), -1)
     starts = np.sort(np.random.default_rng(seed).choice(len(training), size=min(len(synthetic), len(training)),
                                                         replace=False))
-
-    def squared(points: np.ndarray) -> np.ndarray:  # (points, training windows)
-        return (points ** 2).sum(1)[:, None] + (training ** 2).sum(1)[None, :] - 2.0 * points @ training.T
-
-    to_training = np.sqrt(np.maximum(squared(queries).min(1), 0.0))
-    real = squared(training[starts])
-    real[np.abs(starts[:, None] - np.arange(len(training))[None, :]) < window] = np.inf  # overlapping windows
-    real_to_training = np.sqrt(np.maximum(real.min(1), 0.0))
+    to_training = nearest_distances(queries, training)
+    others = np.arange(len(training))  # each real window against the training windows that do not overlap it
+    real_to_training = np.array([nearest_distances(training[start:start + 1],
+                                                   training[np.abs(others - start) >= window])[0] for start in starts])
     return {"median_synthetic_to_training": float(np.median(to_training)),
             "median_real_to_other_training": float(np.median(real_to_training)),
             "ratio": float(np.median(to_training) / np.median(real_to_training)),
