@@ -27,6 +27,7 @@
     .venv/bin/python benchmarks/variants.py lags runs/variants/model-etth1-256-s5000-skip etth1
     # copying under the paper protocol (trained on every window, none held out): distance of 300 DDPM windows to
     # their nearest training window against that of 300 real windows to their nearest non-overlapping one
+    # (the library's detector, as `stagediff evaluate --protocol paper --metrics copy`, without the pictures)
     .venv/bin/python benchmarks/variants.py nearest runs/variants/model-d64 etth1
     # which simple per-window feature (level, spread, autocorrelation, step size, step kurtosis, step correlation
     # between channels) tells 1,000 real from 1,000 DDPM windows, alone (AUC) and by kind (boosted trees)
@@ -56,7 +57,6 @@ from stagediff.diffusion import NoiseSchedule
 from stagediff.evaluation import protocol_windows, subsample
 from stagediff.metrics import evaluate
 from stagediff.metrics.autocorrelation import mean_autocorrelation
-from stagediff.metrics.copying import nearest_distances
 from stagediff.model import moving_average
 from stagediff.runtime import configure_threads
 
@@ -177,34 +177,15 @@ def channels(args: argparse.Namespace) -> dict:
 
 
 def nearest(args: argparse.Namespace) -> dict:
-    """The paper protocol trains on every window, so the copy detector has no held-out windows: `copy_check` of
-    ``n`` DDPM windows instead."""
+    """Copying under the paper protocol: the library's copy detector without held-out windows
+    (:func:`stagediff.metrics.series_copy_detector`, as `stagediff evaluate --protocol paper --metrics copy`) on
+    ``n`` DDPM windows, without the pictures."""
     model = StageDiff.load(args.model)
-    values = protocol_windows(model, args.dataset, "paper", 1, 0)[2]
+    training = protocol_windows(model, args.dataset, "paper", 1, 0)[1]
     synthetic = model.sample_array(args.n, seed=0, sampler="ddpm", progress=False)
-    return {"model": str(args.model), "n": args.n, **copy_check(synthetic, values)}
-
-
-def copy_check(synthetic: np.ndarray, values: np.ndarray, seed: int = 0) -> dict:
-    """Each (n, window, channels) synthetic window's Euclidean distance (flattened, channels min-max scaled on the
-    (rows, channels) series ``values``) to its nearest training window (every window of the series), against
-    that of as many real windows to their nearest training window that does not overlap them (starts at least a
-    window apart). A generator that copies lands much nearer (``ratio`` << 1, about 1 for new windows);
-    ``copy_fraction``: the share of synthetic windows nearer a training window than any real window's nearest."""
-    window = synthetic.shape[1]
-    low, high = values.min(0), values.max(0)
-    training = ((sliding_windows(values, window) - low) / (high - low)).reshape(-1, window * values.shape[1])
-    queries = ((synthetic - low) / (high - low)).reshape(len(synthetic), -1)
-    starts = np.sort(np.random.default_rng(seed).choice(len(training), size=min(len(synthetic), len(training)),
-                                                        replace=False))
-    to_training = nearest_distances(queries, training)
-    others = np.arange(len(training))  # each real window against the training windows that do not overlap it
-    real_to_training = np.array([nearest_distances(training[start:start + 1],
-                                                   training[np.abs(others - start) >= window])[0] for start in starts])
-    return {"median_synthetic_to_training": float(np.median(to_training)),
-            "median_real_to_other_training": float(np.median(real_to_training)),
-            "ratio": float(np.median(to_training) / np.median(real_to_training)),
-            "copy_fraction": float(np.mean(to_training < real_to_training.min()))}
+    found = evaluate(training, synthetic, metrics=["copy"], training=training, real_in_training=True)["copy"]
+    return {"model": str(args.model), "n": args.n, "ratio": found["mean"],
+            **{key: found[key] for key in ("copy_fraction", "median_to_training", "median_real_to_training")}}
 
 
 def lags(args: argparse.Namespace) -> dict:

@@ -1,9 +1,11 @@
 """Judge a trained generator on data under one of the two protocols of docs/evaluation.md, with metrics
 and pictures.
 
-- ``paper``: real windows are all stride-1 windows of the whole series (as the published tables do);
+- ``paper``: real windows are all stride-1 windows of the whole series (as the published tables do), which is
+  also the training series: the copy detector's baseline is real windows against the training windows that
+  do not overlap them;
 - ``heldout``: the generator's own chronological split; real windows come from the held-out part only
-  (no window crosses the split), and the copy detector compares synthetic windows with the training ones.
+  (no window crosses the split), the copy detector's baseline.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ MAX_WINDOWS = 1000
 
 def protocol_windows(model: StageDiff, data: Any, protocol: str, n: int, seed: int, data_dir: Any = None,
                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """(real windows, training windows or None, the whole series) in data units; at most ``n`` real windows."""
+    """(at most ``n`` real windows, the training windows, the whole series) in data units. Under ``paper`` the
+    training windows are every stride-1 window of the series (None if no two of them are apart), the real ones
+    a subsample of them."""
     if protocol not in PROTOCOLS:
         raise DataError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     window = model.config.window
@@ -38,7 +42,8 @@ def protocol_windows(model: StageDiff, data: Any, protocol: str, n: int, seed: i
         raise DataError(f"the data's channels {list(series.channels)} differ from the model's "
                         f"{model.metadata['channels']}")
     if protocol == "paper":
-        return subsample(sliding_windows(series.values, window), n, seed), None, series.values
+        windows = sliding_windows(series.values, window)  # no copy detector without two that do not overlap
+        return subsample(windows, n, seed), windows if len(windows) > window else None, series.values
     train, heldout = split_by_time(series.values, model.config.validation_fraction)
     real, training = heldout_windows(train, heldout, window, n, seed)
     return real, training, series.values
@@ -84,13 +89,14 @@ def evaluate_windows(model: StageDiff, real: np.ndarray, training: np.ndarray | 
     """The scoring half of :func:`evaluate_generator`, for callers that chose the real windows themselves.
 
     real: (n, window, channels) real windows in data units; training: the training windows (for the copy
-    detector) or None; series: (rows, channels) the real series (for the long-sample picture)."""
+    detector; under ``paper`` every stride-1 window of the series) or None; series: (rows, channels) the real
+    series (for the long-sample picture)."""
     stage = model.require_trained().stage_length
     seams = stage if stage < model.config.window else None  # one stage: no seams to score
     chosen = choose_metrics(metrics, seams, training)  # bad names fail here, before the (slow) sampling
     synthetic = model.sample_array(len(real), seed=seed, steps=steps)
     scores = evaluate(real, synthetic, metrics=chosen, repeats=repeats, seed=seed, fast=fast, training=training,
-                      stage_length=seams)
+                      stage_length=seams, real_in_training=protocol == "paper")
     scores["settings"].update({"protocol": protocol, "window": model.config.window, "sampling_steps": steps
                                or model.config.sampling_steps, "sampler": model.config.sampler})
     target = Path(out)

@@ -91,27 +91,6 @@ def test_snap_moves_each_value_to_the_nearest_value_its_channel_takes(monkeypatc
     assert np.array_equal(snap_to_values(windows, series), expected)
 
 
-def test_copy_check_tells_copied_windows_from_new_draws_of_the_same_process(monkeypatch):
-    import numpy as np
-
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    from variants import copy_check
-
-    def ar1(rows: int, seed: int) -> np.ndarray:  # (rows, 2), stationary, lag-1 correlation 0.9
-        rng, values = np.random.default_rng(seed), np.zeros((rows, 2))
-        for t in range(1, rows):
-            values[t] = 0.9 * values[t - 1] + rng.normal(size=2)
-        return values
-
-    series, window = ar1(1500, 0), 32
-    starts = np.random.default_rng(1).choice(len(series) - window + 1, size=100, replace=False)
-    copies = np.stack([series[s:s + window] for s in starts])
-    fresh = np.stack([ar1(window + 50, seed)[50:] for seed in range(2, 102)])  # each after a burn-in
-    copied, new = copy_check(copies, series), copy_check(fresh, series)
-    assert copied["ratio"] < 1e-6 and copied["copy_fraction"] == 1.0
-    assert 0.8 < new["ratio"] < 1.25 and new["copy_fraction"] < 0.05, new
-
-
 def test_steps_for_minutes_scales_the_measured_step_time_to_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     monkeypatch.setenv("STAGEDIFF_DATA_DIR", str(SHARED_DATASETS))

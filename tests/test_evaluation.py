@@ -14,7 +14,8 @@ from stagediff.evaluation import evaluate_generator, protocol_windows
 def test_paper_protocol_takes_windows_of_the_whole_series(trained_model, training_frame):
     real, training, series = protocol_windows(trained_model, training_frame, "paper", n=50, seed=0)
     window = trained_model.config.window
-    assert real.shape == (50, window, 2) and training is None and len(series) == len(training_frame)
+    assert real.shape == (50, window, 2) and len(series) == len(training_frame)
+    assert len(training) == len(series) - window + 1 and np.array_equal(training[7], series[7:7 + window])
     starts = [int(np.flatnonzero(series[:, 0] == w[0, 0])[0]) for w in real]
     assert min(starts) < len(series) * 0.5 and max(starts) > len(series) * 0.8  # from all over the series
     again, _, _ = protocol_windows(trained_model, training_frame, "paper", n=50, seed=0)
@@ -67,6 +68,14 @@ def test_a_metric_subset_is_scored_and_bad_names_fail_before_sampling(trained_mo
     assert {k for k in scores if k != "settings"} == {"discriminative", "marginal"}
     with pytest.raises(DataError, match="unknown metric"):
         evaluate_generator(trained_model, training_frame, tmp_path / "bad", protocol="paper", n=20, metrics=["nope"])
-    with pytest.raises(DataError, match="'copy' metric needs"):
-        evaluate_generator(trained_model, training_frame, tmp_path / "bad", protocol="paper", n=20, metrics=["copy"])
+    with pytest.raises(DataError, match="'copy' metric needs"):  # one window: none to compare it with
+        evaluate_generator(trained_model, training_frame.iloc[:trained_model.config.window], tmp_path / "bad",
+                           protocol="paper", n=20, metrics=["copy"])
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_paper_protocol_checks_copying_against_windows_that_do_not_overlap(trained_model, training_frame,
+                                                                                tmp_path):
+    scores = evaluate_generator(trained_model, training_frame, tmp_path, protocol="paper", n=20, repeats=1,
+                                fast=True, pictures=False, metrics=["copy"])
+    assert scores["copy"]["mean"] > 0 and scores["copy"]["median_real_to_training"] > 0

@@ -11,8 +11,10 @@ import torch
 from stagediff.errors import DataError
 from stagediff.metrics import (
     METRICS, autocorrelation_distance, boundary_jump, context_fid, copy_detector, correlational_score,
-    discriminative_score, evaluate, marginal_distance, predictive_score, spectral_distance, to_windows,
+    discriminative_score, evaluate, marginal_distance, predictive_score, series_copy_detector, spectral_distance,
+    to_windows,
 )
+from stagediff.metrics.copying import nearest_distances
 
 torch.set_num_threads(1)
 
@@ -114,6 +116,42 @@ def test_copy_detector_flags_copies_and_passes_fresh_windows(real, same_process,
     assert copied["ratio"] < 0.1 and copied["copy_fraction"] == 1.0
     fresh = copy_detector(same_process, training, real)
     assert 0.8 < fresh["ratio"] < 1.25 and fresh["copy_fraction"] < 0.05
+
+
+def ar1(rows: int, seed: int) -> np.ndarray:
+    """(rows, 2): a stationary AR(1) series, lag-1 correlation 0.9."""
+    rng, values = np.random.default_rng(seed), np.zeros((rows, 2))
+    for t in range(1, rows):
+        values[t] = 0.9 * values[t - 1] + rng.normal(size=2)
+    return values
+
+
+def test_series_copy_detector_tells_copies_from_new_draws_without_held_out_windows() -> None:
+    series, window = ar1(1500, 0), 32
+    training = np.lib.stride_tricks.sliding_window_view(series, window, axis=0).transpose(0, 2, 1)
+    copies = training[np.random.default_rng(1).choice(len(training), size=100, replace=False)]
+    fresh = np.stack([ar1(window + 50, seed)[50:] for seed in range(2, 102)])  # each after a burn-in
+    copied, new = series_copy_detector(copies, training), series_copy_detector(fresh, training)
+    assert copied["ratio"] < 1e-6 and copied["copy_fraction"] == 1.0
+    assert 0.8 < new["ratio"] < 1.25 and new["copy_fraction"] < 0.05, new
+    # the same through evaluate, real windows drawn from the training series (the paper protocol)
+    scored = evaluate(training[::7], fresh, metrics=["copy"], training=training, real_in_training=True)["copy"]
+    assert 0.8 < scored["mean"] < 1.25 and scored["median_real_to_training"] > 0  # held out, they would be 0
+
+
+def test_nearest_distances_can_leave_out_overlapping_windows() -> None:
+    reference = np.arange(10.0)[:, None, None] * np.ones((1, 3, 1))  # window i is all i
+    queries = reference[[2, 5]]
+    assert nearest_distances(queries, reference).tolist() == [0.0, 0.0]
+    starts = np.arange(10)
+    apart = nearest_distances(queries, reference, query_starts=np.array([2, 5]), reference_starts=starts, min_gap=3)
+    assert apart == pytest.approx([3 * np.sqrt(3), 3 * np.sqrt(3)])  # windows 5 and 2/8: three steps of 1 away
+
+
+def test_series_copy_detector_needs_windows_that_do_not_overlap(real) -> None:
+    series = np.lib.stride_tricks.sliding_window_view(ar1(2 * LENGTH - 1, 0), LENGTH, axis=0).transpose(0, 2, 1)
+    with pytest.raises(DataError, match="do not overlap"):
+        evaluate(series, series, metrics=["copy"], training=series, real_in_training=True)
 
 
 def test_boundary_and_copy_report_in_evaluate(scores) -> None:

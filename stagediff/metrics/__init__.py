@@ -7,7 +7,7 @@
 Each metric is also a plain function on (n, length, channels) arrays in its own module:
 :func:`discriminative_score`, :func:`predictive_score`, :func:`context_fid`, :func:`correlational_score`,
 :func:`marginal_distance`, :func:`autocorrelation_distance`, :func:`spectral_distance`, :func:`boundary_jump`,
-:func:`copy_detector`. The functions score the arrays as given; :func:`evaluate` first scales every input
+:func:`copy_detector` (:func:`series_copy_detector` when no window was held out). The functions score the arrays as given; :func:`evaluate` first scales every input
 to [0, 1] per channel with the range of the real windows.
 """
 
@@ -25,7 +25,7 @@ from stagediff.errors import DataError
 from stagediff.metrics.autocorrelation import autocorrelation_distance
 from stagediff.metrics.boundary import boundary_jump, check_stage_length
 from stagediff.metrics.context_fid import context_fid, frechet_distance
-from stagediff.metrics.copying import copy_detector
+from stagediff.metrics.copying import check_series_windows, copy_detector, series_copy_detector
 from stagediff.metrics.correlational import correlational_score
 from stagediff.metrics.discriminative import DISCRIMINATIVE_ITERATIONS, discriminative_score
 from stagediff.metrics.inputs import UnitScale, as_windows, check_pair, check_split_size, to_windows
@@ -50,14 +50,14 @@ FAST_ITERATIONS = {"discriminative": 500, "predictive": 600, "context_fid": 60}
 __all__ = [
     "METRICS", "autocorrelation_distance", "boundary_jump", "context_fid", "copy_detector", "correlational_score",
     "discriminative_score", "evaluate", "frechet_distance", "marginal_distance", "predictive_score",
-    "spectral_distance", "to_windows",
+    "series_copy_detector", "spectral_distance", "to_windows",
 ]
 
 
 def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFrame,
              metrics: Sequence[str] | None = None, repeats: int = 5, seed: int = 0, fast: bool = False,
              stage_length: int | None = None, training: np.ndarray | pd.DataFrame | None = None,
-             ) -> dict[str, dict[str, Any]]:
+             real_in_training: bool = False) -> dict[str, dict[str, Any]]:
     """Score ``synthetic`` windows against ``real`` ones under the protocol of docs/evaluation.md.
 
     Args:
@@ -71,7 +71,10 @@ def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFra
         fast: far fewer judge iterations (:data:`FAST_ITERATIONS`); for tests only, recorded in the output.
         stage_length: the generator's stage length, for "boundary".
         training: (m, length, channels) windows the generator was trained on, for "copy"; then ``real`` should
-            be held-out windows.
+            be held-out windows, the baseline of :func:`copy_detector`.
+        real_in_training: ``real`` was drawn from the training series (the paper protocol): then ``training``
+            must be every stride-1 window of that series in time order, and "copy" is
+            :func:`series_copy_detector` (the baseline: training windows against those that do not overlap them).
 
     Returns:
         ``{metric: {"mean", "std", "values", "seconds", ...}}`` (std over repeats, ddof 0; "seconds" is the
@@ -85,6 +88,8 @@ def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFra
     if "copy" in chosen:
         training_windows = as_windows(training, "training")
         check_pair(real_windows, training_windows, names=("real", "training"))
+        if real_in_training:
+            check_series_windows(training_windows)
     _check_inputs(chosen, real_windows, synthetic_windows, repeats, seed, stage_length)
 
     scale = UnitScale.fit(real_windows)
@@ -121,7 +126,8 @@ def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFra
                      "boundary_step": jump["boundary_step"], "inside_step": jump["inside_step"],
                      "per_channel_ratio": jump["per_channel_ratio"]}
         else:  # copy
-            found = copy_detector(synthetic_windows, training_windows, real_windows, seed)
+            found = (series_copy_detector(synthetic_windows, training_windows, seed) if real_in_training
+                     else copy_detector(synthetic_windows, training_windows, real_windows, seed))
             entry = {**_summary([found.pop("ratio")]), **found}
         entry["seconds"] = time.perf_counter() - started
         logger.info("%s: %.4g +- %.2g (%.1f s)", name, entry["mean"], entry["std"], entry["seconds"])
@@ -150,8 +156,8 @@ def choose_metrics(metrics: Sequence[str] | None, stage_length: int | None, trai
     if "boundary" in metrics and stage_length is None:
         raise DataError("the 'boundary' metric needs stage_length (the generator's config.stage_length)")
     if "copy" in metrics and training is None:
-        raise DataError("the 'copy' metric needs training= the generator's training windows (and real= held-out "
-                        "windows)")
+        raise DataError("the 'copy' metric needs training= the generator's training windows (under the paper "
+                        "protocol: a series longer than two windows)")
     return [m for m in METRICS if m in metrics]
 
 

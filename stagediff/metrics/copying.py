@@ -4,29 +4,44 @@ from __future__ import annotations
 
 import numpy as np
 
+from stagediff.errors import DataError
 from stagediff.metrics.inputs import check_pair
 
 MAX_QUERIES = 1000
 MAX_REFERENCE = 10000
 
 
-def nearest_distances(queries: np.ndarray, reference: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """Euclidean distance from each flattened query window to its nearest reference window; (queries,)."""
+def nearest_distances(queries: np.ndarray, reference: np.ndarray, chunk: int = 256,
+                      query_starts: np.ndarray | None = None, reference_starts: np.ndarray | None = None,
+                      min_gap: int = 0) -> np.ndarray:
+    """Euclidean distance from each flattened query window to its nearest reference window; (queries,).
+
+    With ``query_starts`` and ``reference_starts`` (each window's start row in one series) a reference window
+    counts only if it starts at least ``min_gap`` rows from the query's start (with the window length: only
+    windows that do not overlap it)."""
     queries, reference = queries.reshape(len(queries), -1), reference.reshape(len(reference), -1)
     reference_norms = (reference ** 2).sum(axis=1)
     nearest = np.empty(len(queries))
     for start in range(0, len(queries), chunk):
         block = queries[start:start + chunk]
         squared = (block ** 2).sum(axis=1)[:, None] + reference_norms[None, :] - 2.0 * block @ reference.T
+        if query_starts is not None:
+            overlap = np.abs(query_starts[start:start + chunk, None] - reference_starts[None, :]) < min_gap
+            squared[overlap] = np.inf
         nearest[start:start + chunk] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
     return nearest
 
 
 def subsample(windows: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
     """At most ``limit`` windows, chosen at random without replacement (all of them, in order, if fewer)."""
-    if len(windows) <= limit:
-        return windows
-    return windows[np.sort(rng.choice(len(windows), size=limit, replace=False))]
+    return windows[choose(len(windows), limit, rng)]
+
+
+def choose(count: int, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of at most ``limit`` of ``count`` items, at random without replacement (all if fewer)."""
+    if count <= limit:
+        return np.arange(count)
+    return np.sort(rng.choice(count, size=limit, replace=False))
 
 
 def copy_detector(synthetic: np.ndarray, training: np.ndarray, heldout: np.ndarray, seed: int = 0,
@@ -67,4 +82,51 @@ def copy_detector(synthetic: np.ndarray, training: np.ndarray, heldout: np.ndarr
         "median_to_training": float(np.median(to_training)),
         "median_to_heldout": float(np.median(to_heldout)),
         "median_heldout_to_training": baseline,
+    }
+
+
+def check_series_windows(training: np.ndarray) -> None:
+    """The stride-1 windows of one series hold two that do not overlap (else no baseline); a DataError if not."""
+    if len(training) < training.shape[1] + 1:
+        raise DataError(f"the copy detector without held-out windows needs training windows that do not overlap: "
+                        f"{len(training)} stride-1 windows of {training.shape[1]} steps have none")
+
+
+def series_copy_detector(synthetic: np.ndarray, training: np.ndarray, seed: int = 0,
+                         max_queries: int = MAX_QUERIES, max_reference: int = MAX_REFERENCE) -> dict[str, float]:
+    """The copy detector when no real window was held out (the paper protocol trains on every window).
+
+    The baseline is then real windows of the training series against the training windows that do not overlap
+    them (start at least a window length apart): what a new stretch of the same process would be. A generator
+    that copies puts its windows much nearer a training window than that; one that draws new windows does not.
+
+    Args:
+        synthetic: (n, length, channels); training: (m, length, channels) every stride-1 window of the training
+            series, in time order (window ``i`` starts at row ``i``); one scale.
+        seed: seeds the subsamples: at most ``max_queries`` synthetic windows and as many real (training)
+            query windows, at most ``max_reference`` reference (training) windows.
+
+    Returns:
+        ``ratio``: median synthetic-to-training / median real-to-other-training distance (<< 1 means copying,
+        about 1 new windows); ``copy_fraction``: fraction of synthetic windows nearer a training window than any
+        real query window's nearest non-overlapping one; ``median_to_training``, ``median_real_to_training``.
+    """
+    check_pair(training, synthetic, names=("training", "synthetic"))
+    check_series_windows(training)
+    length = training.shape[1]
+    rng = np.random.default_rng(seed)
+    queries = subsample(synthetic, max_queries, rng)
+    real_starts = choose(len(training), max_queries, rng)
+    reference_starts = choose(len(training), max_reference, rng)
+    reference = training[reference_starts]
+    to_training = nearest_distances(queries, reference)
+    real_to_training = nearest_distances(training[real_starts], reference, query_starts=real_starts,
+                                         reference_starts=reference_starts, min_gap=length)
+    real_to_training = real_to_training[np.isfinite(real_to_training)]  # a query whose references all overlap it
+    baseline = float(np.median(real_to_training))
+    return {
+        "ratio": float(np.median(to_training) / baseline) if baseline > 0 else float("inf"),
+        "copy_fraction": float(np.mean(to_training < real_to_training.min())),
+        "median_to_training": float(np.median(to_training)),
+        "median_real_to_training": baseline,
     }
