@@ -7,8 +7,9 @@
 Each metric is also a plain function on (n, length, channels) arrays in its own module:
 :func:`discriminative_score`, :func:`predictive_score`, :func:`context_fid`, :func:`correlational_score`,
 :func:`marginal_distance`, :func:`autocorrelation_distance`, :func:`spectral_distance`, :func:`boundary_jump`,
-:func:`copy_detector` (:func:`series_copy_detector` when no window was held out). The functions score the arrays as given; :func:`evaluate` first scales every input
-to [0, 1] per channel with the range of the real windows.
+:func:`copy_detector` (:func:`series_copy_detector` when no window was held out). The functions score the
+arrays as given; :func:`evaluate` first scales every input to [0, 1] per channel with the range of the real
+windows.
 """
 
 from __future__ import annotations
