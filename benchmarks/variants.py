@@ -178,8 +178,9 @@ def channels(args: argparse.Namespace) -> dict:
 
 def nearest(args: argparse.Namespace) -> dict:
     """Copying under the paper protocol: the library's copy detector without held-out windows
-    (:func:`stagediff.metrics.series_copy_detector`, as `stagediff evaluate --protocol paper --metrics copy`) on
-    ``n`` DDPM windows, without the pictures."""
+    (:func:`stagediff.metrics.series_copy_detector`, the detector of `stagediff evaluate --protocol paper
+    --metrics copy`) on ``n`` DDPM windows, without the pictures; scaled on every window of the series (the CLI
+    scales on its real subsample)."""
     model = StageDiff.load(args.model)
     training = protocol_windows(model, args.dataset, "paper", 1, 0)[1]
     synthetic = model.sample_array(args.n, seed=0, sampler="ddpm", progress=False)

@@ -31,8 +31,8 @@ MAX_WINDOWS = 1000
 def protocol_windows(model: StageDiff, data: Any, protocol: str, n: int, seed: int, data_dir: Any = None,
                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(at most ``n`` real windows, the training windows, the whole series) in data units. Under ``paper`` the
-    training windows are every stride-1 window of the series (None if no two of them are apart), the real ones
-    a subsample of them."""
+    training windows are every stride-1 window of the series (None for a series shorter than two windows: no
+    two of them would be apart), the real ones a subsample of them."""
     if protocol not in PROTOCOLS:
         raise DataError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     window = model.config.window

@@ -158,7 +158,7 @@ def choose_metrics(metrics: Sequence[str] | None, stage_length: int | None, trai
         raise DataError("the 'boundary' metric needs stage_length (the generator's config.stage_length)")
     if "copy" in metrics and training is None:
         raise DataError("the 'copy' metric needs training= the generator's training windows (under the paper "
-                        "protocol: a series longer than two windows)")
+                        "protocol: a series at least two windows long)")
     return [m for m in METRICS if m in metrics]
 
 
