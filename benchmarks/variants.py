@@ -54,9 +54,10 @@ from paper_table import cell_config, parse_settings, steps_for_minutes
 from stagediff import StageDiff
 from stagediff.data import load_series, sliding_windows
 from stagediff.diffusion import NoiseSchedule
-from stagediff.evaluation import protocol_windows, subsample
+from stagediff.evaluation import protocol_windows
 from stagediff.metrics import evaluate
 from stagediff.metrics.autocorrelation import mean_autocorrelation
+from stagediff.metrics.inputs import subsample
 from stagediff.model import moving_average
 from stagediff.runtime import configure_threads
 

@@ -22,6 +22,7 @@ from stagediff.data.expectations import HELD_OUT_WINDOWS
 from stagediff.errors import DataError
 from stagediff.generator import StageDiff
 from stagediff.metrics import choose_metrics, evaluate
+from stagediff.metrics.inputs import subsample
 
 PROTOCOLS = ("paper", "heldout")
 MAX_WINDOWS = 1000
@@ -59,12 +60,6 @@ def heldout_windows(train: np.ndarray, heldout: np.ndarray, window: int, n: int,
                         f"({HELD_OUT_WINDOWS} windows of {window}); raise validation_fraction, lower the window, "
                         "or use --protocol paper")
     return subsample(sliding_windows(heldout, window), n, seed), sliding_windows(train, window)
-
-
-def subsample(windows: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """At most ``n`` of ``windows``, drawn without replacement with ``seed``, in their original order."""
-    chosen = np.random.default_rng(seed).choice(len(windows), min(n, len(windows)), replace=False)
-    return windows[np.sort(chosen)]
 
 
 def evaluate_generator(model: StageDiff, data: Any, out: str | os.PathLike, protocol: str = "heldout",

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from stagediff.generator import SAMPLE_COLUMN
+from stagediff.metrics.inputs import subsample
 
 
 def plot_samples(samples: pd.DataFrame, path: str | os.PathLike, real: np.ndarray | None = None,
@@ -65,8 +66,8 @@ def plot_embeddings(real: np.ndarray, synthetic: np.ndarray, directory: str | os
     from sklearn.manifold import TSNE
 
     rng = np.random.default_rng(seed)
-    pick = lambda w: w[rng.choice(len(w), min(len(w), max_windows), replace=False)]  # noqa: E731
-    real_points, synthetic_points = _summaries(pick(real)), _summaries(pick(synthetic))
+    real_points = _summaries(subsample(real, max_windows, rng))
+    synthetic_points = _summaries(subsample(synthetic, max_windows, rng))
     together = np.concatenate([real_points, synthetic_points])
     projections = {
         "pca": PCA(n_components=2, random_state=seed).fit(real_points).transform(together),
@@ -89,8 +90,7 @@ def plot_overlays(real: np.ndarray, synthetic: np.ndarray, path: str | os.PathLi
                   count: int = 5, seed: int = 0) -> Path:
     """Per channel, ``count`` real windows (left) and ``count`` synthetic windows (right), same axes."""
     rng = np.random.default_rng(seed)
-    real = real[rng.choice(len(real), min(count, len(real)), replace=False)]
-    synthetic = synthetic[rng.choice(len(synthetic), min(count, len(synthetic)), replace=False)]
+    real, synthetic = subsample(real, count, rng), subsample(synthetic, count, rng)
     plt = _pyplot()
     figure, axes = plt.subplots(len(channels), 2, figsize=(12, 1.8 * len(channels)), sharex=True, sharey="row",
                                 squeeze=False)

@@ -154,6 +154,19 @@ def test_series_copy_detector_needs_windows_that_do_not_overlap(real) -> None:
         evaluate(series, series, metrics=["copy"], training=series, real_in_training=True)
 
 
+def test_series_copy_detector_queries_only_windows_that_another_window_does_not_overlap() -> None:
+    # 22 windows of 20 steps: only windows 0, 1, 20 and 21 have one that does not overlap them; three real
+    # queries drawn from all 22 would all lack one about half the time
+    series = np.lib.stride_tricks.sliding_window_view(ar1(41, 0), 20, axis=0).transpose(0, 2, 1)
+    for seed in range(10):
+        scores = series_copy_detector(series[::3], series, seed=seed, max_queries=3)
+        assert np.isfinite(scores["median_real_to_training"]) and scores["median_real_to_training"] > 0
+    # one reference window in the middle overlaps every query: a clear error, not the median of nothing
+    with pytest.raises(DataError, match="raise max_reference"):
+        for seed in range(10):
+            series_copy_detector(series[::3], series, seed=seed, max_reference=1)
+
+
 def test_boundary_and_copy_report_in_evaluate(scores) -> None:
     assert scores["same"]["boundary"]["real_ratio"] == pytest.approx(1.0, abs=0.2)
     assert scores["same"]["copy"]["mean"] == pytest.approx(1.0, abs=0.2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from stagediff.errors import DataError
-from stagediff.metrics.inputs import check_pair
+from stagediff.metrics.inputs import check_pair, choose, subsample
 
 MAX_QUERIES = 1000
 MAX_REFERENCE = 10000
@@ -30,18 +30,6 @@ def nearest_distances(queries: np.ndarray, reference: np.ndarray, chunk: int = 2
             squared[overlap] = np.inf
         nearest[start:start + chunk] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
     return nearest
-
-
-def subsample(windows: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
-    """At most ``limit`` windows, chosen at random without replacement (all of them, in order, if fewer)."""
-    return windows[choose(len(windows), limit, rng)]
-
-
-def choose(count: int, limit: int, rng: np.random.Generator) -> np.ndarray:
-    """Sorted indices of at most ``limit`` of ``count`` items, at random without replacement (all if fewer)."""
-    if count <= limit:
-        return np.arange(count)
-    return np.sort(rng.choice(count, size=limit, replace=False))
 
 
 def copy_detector(synthetic: np.ndarray, training: np.ndarray, heldout: np.ndarray, seed: int = 0,
@@ -104,7 +92,8 @@ def series_copy_detector(synthetic: np.ndarray, training: np.ndarray, seed: int 
         synthetic: (n, length, channels); training: (m, length, channels) every stride-1 window of the training
             series, in time order (window ``i`` starts at row ``i``); one scale.
         seed: seeds the subsamples: at most ``max_queries`` synthetic windows and as many real (training)
-            query windows, at most ``max_reference`` reference (training) windows.
+            query windows (among those that some training window does not overlap), at most ``max_reference``
+            reference (training) windows.
 
     Returns:
         ``ratio``: median synthetic-to-training / median real-to-other-training distance (<< 1 means copying,
@@ -113,16 +102,23 @@ def series_copy_detector(synthetic: np.ndarray, training: np.ndarray, seed: int 
     """
     check_pair(training, synthetic, names=("training", "synthetic"))
     check_series_windows(training)
-    length = training.shape[1]
+    count, length = training.shape[:2]
     rng = np.random.default_rng(seed)
     queries = subsample(synthetic, max_queries, rng)
-    real_starts = choose(len(training), max_queries, rng)
+    # real queries among the windows that some other window does not overlap (all of them when there are at
+    # least twice as many windows as steps in one)
+    starts = np.arange(count)
+    apart = starts[(starts >= length) | (starts <= count - 1 - length)]
+    real_starts = apart[choose(len(apart), max_queries, rng)]
     reference_starts = choose(len(training), max_reference, rng)
     reference = training[reference_starts]
     to_training = nearest_distances(queries, reference)
     real_to_training = nearest_distances(training[real_starts], reference, query_starts=real_starts,
                                          reference_starts=reference_starts, min_gap=length)
     real_to_training = real_to_training[np.isfinite(real_to_training)]  # a query whose references all overlap it
+    if len(real_to_training) == 0:  # only when the references are a subsample (max_reference) of a short series
+        raise DataError(f"no real query window has a reference window that does not overlap it among "
+                        f"{len(reference_starts)} of {count} training windows; raise max_reference")
     baseline = float(np.median(real_to_training))
     return {
         "ratio": float(np.median(to_training) / baseline) if baseline > 0 else float("inf"),

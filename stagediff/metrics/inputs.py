@@ -108,6 +108,20 @@ class UnitScale:
         return (windows - self.minimum) / np.where(span > 0, span, 1.0)
 
 
+def subsample(windows: np.ndarray, limit: int, rng: np.random.Generator | int) -> np.ndarray:
+    """At most ``limit`` windows, chosen at random without replacement, in their original order (all of them if
+    fewer). ``rng``: a generator, or a seed for one."""
+    return windows[choose(len(windows), limit, rng)]
+
+
+def choose(count: int, limit: int, rng: np.random.Generator | int) -> np.ndarray:
+    """Sorted indices of at most ``limit`` of ``count`` items, at random without replacement (all if fewer);
+    ``rng``: a generator, or a seed for one."""
+    if count <= limit:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(rng).choice(count, size=limit, replace=False))
+
+
 def split_train_test(windows: np.ndarray, rng: np.random.Generator, train_fraction: float = 0.8,
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded random 80/20 split of windows (TimeGAN's ``train_test_divide``)."""
