@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Several variants trained at once, one process each (on CUDA when present), each with a budget of MINUTES of
-# training (benchmarks/paper_table.py steps_for_minutes turns it into steps, measured while the lanes share the
-# machine), then judged JUDGES more times in parallel: paper protocol, N (1,000) real vs N DDPM windows sampled
+# Several variants trained at once, one process each (on CUDA when present), each with a training BUDGET: a number
+# of minutes (benchmarks/paper_table.py steps_for_minutes turns it into steps, measured while the lanes share the
+# machine), or a number of optimizer steps written with the suffix "steps" (e.g. 5000steps); then judged JUDGES more times in parallel: paper protocol, N (1,000) real vs N DDPM windows sampled
 # on the training device, seeds 1..JUDGES, beside the run's own judge (seed 0). Every result is a line of
 # runs/variants/results.jsonl; each lane's output is in runs/variants/LABEL.log.
 #
-#   benchmarks/lanes.sh MINUTES JUDGES "LABEL DATASET WINDOW [--set KEY=VALUE ...]" ...
+#   benchmarks/lanes.sh BUDGET JUDGES "LABEL DATASET WINDOW [--set KEY=VALUE ...]" ...
 #
 # The GPU run of docs/benchmarks.md ("A lent GPU: ETTh1 at 128 and 256 with a budget of minutes") used
 # PYTHON=python3, the accelerator machine's own. Set STAGEDIFF_DATA_DIR to the datasets' folder.
 set -euo pipefail
 python=${PYTHON:-.venv/bin/python}
 n=${N:-1000}
-minutes=$1 judges=$2
+budget=$1 judges=$2
 shift 2
+case $budget in
+  *[!0-9]*steps | steps) echo "budget $budget: write minutes (40) or steps (5000steps)" >&2; exit 2 ;;
+  *steps) budget_args=("${budget%steps}") ;;
+  *[!0-9.]* | "") echo "budget $budget: write minutes (40) or steps (5000steps)" >&2; exit 2 ;;
+  *) budget_args=(--minutes "$budget") ;;
+esac
 mkdir -p runs/variants
 
 lane() {
@@ -21,7 +27,7 @@ lane() {
   shift 3
   local model=runs/variants/model-$label log=runs/variants/$label.log
   if [ -e "$model" ]; then echo "$model exists; choose another label" >&2; return 1; fi
-  $python benchmarks/variants.py train "$dataset" "$window" --minutes "$minutes" --label "$label" \
+  $python benchmarks/variants.py train "$dataset" "$window" "${budget_args[@]}" --label "$label" \
       --set validation_fraction=0.0 "$@" --samplers ddpm --n "$n" >"$log" 2>&1 &
   local trainer=$!
   # the model folder appears whole (saved through a staging folder): the extra judges start then, while the

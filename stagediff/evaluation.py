@@ -22,6 +22,7 @@ from stagediff.data.expectations import HELD_OUT_WINDOWS
 from stagediff.errors import DataError
 from stagediff.generator import StageDiff
 from stagediff.metrics import choose_metrics, evaluate
+from stagediff.metrics.copying import has_apart_windows
 from stagediff.metrics.inputs import subsample
 
 PROTOCOLS = ("paper", "heldout")
@@ -44,7 +45,7 @@ def protocol_windows(model: StageDiff, data: Any, protocol: str, n: int, seed: i
                         f"{model.metadata['channels']}")
     if protocol == "paper":
         windows = sliding_windows(series.values, window)  # no copy detector without two that do not overlap
-        return subsample(windows, n, seed), windows if len(windows) > window else None, series.values
+        return subsample(windows, n, seed), windows if has_apart_windows(windows) else None, series.values
     train, heldout = split_by_time(series.values, model.config.validation_fraction)
     real, training = heldout_windows(train, heldout, window, n, seed)
     return real, training, series.values

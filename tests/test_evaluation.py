@@ -22,6 +22,15 @@ def test_paper_protocol_takes_windows_of_the_whole_series(trained_model, trainin
     assert np.array_equal(real, again)
 
 
+@pytest.mark.parametrize("extra, has_training", [(0, False), (1, True)])
+def test_paper_protocol_has_training_windows_only_when_two_do_not_overlap(trained_model, training_frame, extra,
+                                                                          has_training):
+    window = trained_model.config.window
+    short = training_frame.iloc[:2 * window - 1 + extra]  # 2 * window rows: windows 0 and `window` are apart
+    training = protocol_windows(trained_model, short, "paper", n=20, seed=0)[1]
+    assert (training is not None) == has_training
+
+
 def test_heldout_protocol_scores_only_windows_after_the_models_split(trained_model, training_frame):
     real, training, series = protocol_windows(trained_model, training_frame, "heldout", n=1000, seed=0)
     split = len(series) - int(len(series) * trained_model.config.validation_fraction)

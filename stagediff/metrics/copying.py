@@ -73,9 +73,14 @@ def copy_detector(synthetic: np.ndarray, training: np.ndarray, heldout: np.ndarr
     }
 
 
+def has_apart_windows(training: np.ndarray) -> bool:
+    """The stride-1 windows of one series hold two that do not overlap: the series holds at least two windows."""
+    return len(training) > training.shape[1]
+
+
 def check_series_windows(training: np.ndarray) -> None:
-    """The stride-1 windows of one series hold two that do not overlap (else no baseline); a DataError if not."""
-    if len(training) < training.shape[1] + 1:
+    """A DataError unless :func:`has_apart_windows` (else the series copy detector has no baseline)."""
+    if not has_apart_windows(training):
         raise DataError(f"the copy detector without held-out windows needs training windows that do not overlap: "
                         f"{len(training)} stride-1 windows of {training.shape[1]} steps have none")
 
