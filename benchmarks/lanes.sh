@@ -15,12 +15,10 @@ python=${PYTHON:-.venv/bin/python}
 n=${N:-1000}
 budget=$1 judges=$2
 shift 2
-case $budget in
-  *[!0-9]*steps | steps) echo "budget $budget: write minutes (40) or steps (5000steps)" >&2; exit 2 ;;
-  *steps) budget_args=("${budget%steps}") ;;
-  *[!0-9.]* | "") echo "budget $budget: write minutes (40) or steps (5000steps)" >&2; exit 2 ;;
-  *) budget_args=(--minutes "$budget") ;;
-esac
+if [[ $budget =~ ^[0-9]+steps$ ]]; then budget_args=("${budget%steps}")
+elif [[ $budget =~ ^[0-9]+(\.[0-9]+)?$ ]]; then budget_args=(--minutes "$budget")
+else echo "budget $budget: write minutes (40) or steps (5000steps)" >&2; exit 2
+fi
 mkdir -p runs/variants
 
 lane() {

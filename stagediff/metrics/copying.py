@@ -73,9 +73,9 @@ def copy_detector(synthetic: np.ndarray, training: np.ndarray, heldout: np.ndarr
     }
 
 
-def has_apart_windows(training: np.ndarray) -> bool:
+def has_apart_windows(windows: np.ndarray) -> bool:
     """The stride-1 windows of one series hold two that do not overlap: the series holds at least two windows."""
-    return len(training) > training.shape[1]
+    return len(windows) > windows.shape[1]
 
 
 def check_series_windows(training: np.ndarray) -> None:
