@@ -266,7 +266,9 @@ def moving_mean(windows: np.ndarray, kernel: int) -> np.ndarray:
 def alter(windows: np.ndarray, alteration: str, names: list[str], seed: int) -> np.ndarray:
     """Real windows changed in one known way (``sensitivity``): ``same``; ``smooth:K`` (moving average of K
     steps); ``white:K`` (the moving average of K steps plus white noise as large per channel as the detail it
-    removed, independent across channels and steps); ``spread:C1,C2:F`` (the named channels' deviations from
+    removed, independent across channels and steps); ``decorrelate:K`` (the moving average of K steps plus each
+    channel's detail about it from another window, drawn per channel: every channel keeps its own texture, the
+    channels stop moving together); ``spread:C1,C2:F`` (the named channels' deviations from
     their window mean times F); ``shuffle:C`` (channel C taken from another window); ``reverse`` (time reversed)."""
     kind, *rest = alteration.split(":")
     rng = np.random.default_rng(seed)
@@ -277,6 +279,11 @@ def alter(windows: np.ndarray, alteration: str, names: list[str], seed: int) -> 
     if kind == "white":
         smooth = moving_mean(windows, int(rest[0]))
         return smooth + rng.normal(size=windows.shape) * (windows - smooth).std((0, 1))
+    if kind == "decorrelate":
+        smooth = moving_mean(windows, int(rest[0]))
+        detail = windows - smooth
+        donors = np.stack([rng.permutation(len(windows)) for _ in range(windows.shape[2])], 1)
+        return smooth + np.take_along_axis(detail, donors[:, None, :], axis=0)
     if kind == "spread":
         changed = windows.copy()
         columns = [names.index(name) for name in rest[0].split(",")]
