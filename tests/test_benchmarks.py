@@ -91,6 +91,29 @@ def test_snap_moves_each_value_to_the_nearest_value_its_channel_takes(monkeypatc
     assert np.array_equal(snap_to_values(windows, series), expected)
 
 
+def test_decorrelate_keeps_each_channels_texture_and_stops_channels_moving_together(monkeypatch):
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from variants import alter
+
+    rng = np.random.default_rng(0)
+    common = rng.normal(size=(400, 64, 1))
+    steps = np.concatenate([common + 0.3 * rng.normal(size=common.shape), 2 * common], axis=2)
+    windows = np.cumsum(steps, axis=1)
+    changed = alter(windows, "decorrelate:5", ["a", "b"], seed=0)
+
+    def step_correlation(x):
+        return np.corrcoef(np.diff(x, axis=1).reshape(-1, 2).T)[0, 1]
+
+    def roughness(x):
+        return np.abs(np.diff(x, axis=1)).mean((0, 1))
+
+    assert changed.shape == windows.shape
+    assert step_correlation(windows) > 0.9 and step_correlation(changed) < 0.3
+    assert np.allclose(roughness(changed), roughness(windows), rtol=0.05)  # channel b stays twice as rough
+
+
 def test_steps_for_minutes_scales_the_measured_step_time_to_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     monkeypatch.setenv("STAGEDIFF_DATA_DIR", str(SHARED_DATASETS))
