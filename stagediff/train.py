@@ -6,7 +6,12 @@ replayed: the model's many small kernels are launched at once instead of one by 
 
 Under torchrun the processes train one model with DistributedDataParallel: each draws the same global batch
 and trains on its own slice of it, so the weights equal those of one process with the same batch_size
-(stagediff.distributed, docs/scaling.md)."""
+(stagediff.distributed, docs/scaling.md).
+
+With config.max_minutes (a wall-clock budget) the run first times a few steps on a throw-away copy of the
+model and optimizer, then plans max_steps (and fits warmup_steps) to the budget left; the trainer's config
+becomes that planned configuration (max_minutes None), which trains to the same weights when run again
+(:meth:`Trainer.plan`)."""
 
 from __future__ import annotations
 
@@ -36,6 +41,13 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_NAME = "last.pt"
 VALIDATION_WINDOWS = 256
 GRAPH_WARMUP_STEPS = 3  # eager steps (on a side stream) before the step is captured, as CUDA graphs require
+# The wall-clock budget (config.max_minutes): see Trainer.plan.
+CALIBRATION_WARMUP_STEPS = 2  # untimed steps before timing (plus the CUDA graph's warm-up and capture)
+CALIBRATION_STEPS = 10  # timed steps at most ...
+CALIBRATION_SECONDS = 3.0  # ... or until this long, but at most CALIBRATION_FRACTION of the budget
+CALIBRATION_FRACTION = 0.05
+BUDGET_RESERVE = 0.05  # of the budget, kept free for checkpoint writing and timing noise
+HARD_STOP = 1.5  # a run past this multiple of its budget (the machine slowed down) stops early
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,11 @@ class TrainResult:
     seconds: float = 0.0
     resumed_from: int = 0
     world_size: int = 1
+    budget: dict | None = None
+    """With config.max_minutes: {"max_minutes", "calibration_seconds" (from the start of the run to the plan,
+    timing included), "seconds_per_step" (measured), "planned_steps"}; None without a budget."""
+    stopped_early: bool = False
+    """True when the run passed HARD_STOP times its budget and stopped before max_steps (``steps`` says where)."""
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -89,11 +106,31 @@ def _error(prediction: torch.Tensor, target: torch.Tensor, norm: str) -> torch.T
 
 
 def learning_rate_factor(step: int, config: StageDiffConfig) -> float:
-    """Linear warmup, then cosine decay to 10% of the peak at max_steps."""
+    """Linear warmup, then cosine decay to 10% of the peak at max_steps.
+
+    With a budget (config.max_minutes) pass the planned configuration (:func:`planned_config`,
+    ``Trainer.config`` after the plan): the schedule follows the planned max_steps and warmup_steps."""
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def planned_config(config: StageDiffConfig, steps: int) -> StageDiffConfig:
+    """``config`` with a budget, planned to ``steps`` steps: max_steps ``steps``, max_minutes None, warmup_steps
+    min(config.warmup_steps, max(1, steps // 20)) (at most 5% of the run warms up, as 100 of the default 2000)
+    and checkpoint_every at most ``steps`` (so that a checkpoint is written)."""
+    return config.replace(max_steps=steps, max_minutes=None, warmup_steps=min(config.warmup_steps, max(1, steps // 20)),
+                          checkpoint_every=min(config.checkpoint_every, steps))
+
+
+def planned_steps(budget_seconds: float, spent_seconds: float, seconds_per_step: float, validation_seconds: float,
+                  checkpoint_every: int) -> int:
+    """How many steps fit in what is left of the budget: (1 - BUDGET_RESERVE) of it less what is spent, less one
+    validation loss per checkpoint_every steps and one at the end; at least 1."""
+    left = (1 - BUDGET_RESERVE) * budget_seconds - spent_seconds - validation_seconds
+    per_step = max(seconds_per_step, 1e-9) + validation_seconds / checkpoint_every
+    return max(1, math.floor(left / per_step))
 
 
 def build_denoiser(config: StageDiffConfig, channels: int) -> StageDiffDenoiser:
@@ -121,7 +158,9 @@ class Trainer:
                  cuda_graph: bool | None = None):
         self.distributed = DistributedContext.from_environment()
         self.rows = self.distributed.shard(config.batch_size)  # checks the split before any work
+        # config.max_minutes: self.config is replaced by the planned configuration at the start of run (plan)
         self.config, self.device = config, self.distributed.device(resolve_device(device))
+        self.max_minutes = config.max_minutes  # the budget asked for (the planned config has None)
         self.model = denoiser.to(self.device)
         if config.detail_basis:
             self.model.fit_detail_basis(series)
@@ -138,17 +177,27 @@ class Trainer:
         self.graphed = cuda_graph and self.device.type == "cuda" and self.distributed.world_size == 1
         # A captured step reads the learning rate and the EMA weight from device tensors that change between
         # replays (capturable AdamW keeps its step count on the device too).
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.learning_rate_value(config.learning_rate),
-                                           weight_decay=config.weight_decay, capturable=self.graphed)
+        self.optimizer = self.make_optimizer(self.model)
         self.ema_weight = torch.zeros((), device=self.device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.graph_inputs: tuple[torch.Tensor, ...] = ()
         self.graph_loss: torch.Tensor | None = None
         self.eager_steps = 0
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: learning_rate_factor(s, config))
+        self.scheduler = self.make_scheduler(self.optimizer, config)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
         self.result = TrainResult(steps=0, world_size=self.distributed.world_size)
+
+    def make_optimizer(self, model: torch.nn.Module) -> torch.optim.AdamW:
+        return torch.optim.AdamW(model.parameters(), lr=self.learning_rate_value(self.config.learning_rate),
+                                 weight_decay=self.config.weight_decay, capturable=self.graphed)
+
+    @staticmethod
+    def make_scheduler(optimizer: torch.optim.Optimizer, config: StageDiffConfig,
+                       last_epoch: int = -1) -> torch.optim.lr_scheduler.LambdaLR:
+        """The learning-rate schedule of ``config``; on an optimizer that had one already, it restarts from the
+        optimizer's initial_lr at step last_epoch + 1."""
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, config), last_epoch)
 
     def learning_rate_value(self, value: float | torch.Tensor) -> float | torch.Tensor:
         """The learning rate as the optimizer needs it: a device tensor for a captured step, else a float."""
@@ -248,13 +297,91 @@ class Trainer:
                   for i in range(0, len(x0), 64)]
         return float(sum(losses) / x0.numel())
 
+    # -- the wall-clock budget -------------------------------------------------------------------
+    def agreed(self, value: float) -> float:
+        """``value`` averaged over the processes (itself in one process): every rank gets the same number."""
+        if not self.distributed.enabled:
+            return value
+        return float(self.distributed.mean(torch.tensor(value, dtype=torch.float64, device=self.device)))
+
+    def measure_pace(self, budget_seconds: float) -> tuple[float, float]:
+        """(seconds per optimizer step, seconds per validation loss), timed on a throw-away copy of the model,
+        EMA and optimizer with a generator of its own and the global RNG forked: the run's weights and random
+        streams are untouched.
+
+        After CALIBRATION_WARMUP_STEPS untimed steps (and, for a CUDA graph, its eager steps and capture, so
+        that replays are timed), steps are timed until CALIBRATION_STEPS or min(CALIBRATION_SECONDS,
+        CALIBRATION_FRACTION of the budget) have passed, whichever comes first. Under DDP the copy is wrapped
+        too (the timing includes the gradient all-reduce) and the ranks stop on their mean time."""
+        probe = copy.copy(self)
+        probe.model, probe.ema = copy.deepcopy((self.model, self.ema))
+        probe.network = self.distributed.wrap(probe.model, self.device)
+        probe.optimizer = self.make_optimizer(probe.model)
+        probe.optimizer.load_state_dict(self.optimizer.state_dict())
+        probe.scheduler = self.make_scheduler(probe.optimizer, self.config, self.step - 1)
+        probe.generator = torch.Generator().manual_seed(self.config.seed + 2)
+        probe.ema_weight = torch.zeros((), device=self.device)
+        probe.graph, probe.graph_inputs, probe.graph_loss, probe.eager_steps = None, (), None, 0
+        warmup = CALIBRATION_WARMUP_STEPS + (GRAPH_WARMUP_STEPS + 1 if self.graphed else 0)
+        target = min(CALIBRATION_SECONDS, CALIBRATION_FRACTION * budget_seconds)
+        devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+            if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            for _ in range(warmup):
+                probe.train_step()  # returns a float: each step waits for the device
+            steps, begin = 0, time.perf_counter()
+            while True:
+                probe.train_step()
+                steps += 1
+                elapsed = self.agreed(time.perf_counter() - begin)
+                if steps >= CALIBRATION_STEPS or elapsed >= target:
+                    break
+            begin = time.perf_counter()
+            probe.validation_loss()
+            validation = self.agreed(time.perf_counter() - begin) if self.validation is not None else 0.0
+        return elapsed / steps, validation
+
+    def plan(self, started: float) -> None:
+        """Plan the budget of config.max_minutes, counted from ``started`` (a time.perf_counter() reading at the
+        start of the run: the timing is spent budget), and adopt the planned configuration.
+
+        max_steps = max(1, floor(steps that fit in what is left of the budget)) (:func:`planned_steps`: the
+        validation losses at the checkpoints counted, BUDGET_RESERVE of the budget kept free); warmup_steps and
+        checkpoint_every fitted by :func:`planned_config`. ``self.config`` becomes the planned configuration
+        and the learning-rate schedule follows it; ``self.result.budget`` records the plan. Under DDP every
+        rank plans from the ranks' mean timings, so all reach the same plan (there is no broadcast)."""
+        budget_seconds = 60.0 * self.config.max_minutes
+        seconds_per_step, validation_seconds = self.measure_pace(budget_seconds)
+        spent = self.agreed(time.perf_counter() - started)
+        steps = planned_steps(budget_seconds, spent, seconds_per_step, validation_seconds, self.config.checkpoint_every)
+        if not self.distributed.all_agree(steps):
+            raise RuntimeError(f"the processes planned different numbers of steps for the budget (this one {steps})")
+        self.config = planned_config(self.config, steps)
+        self.scheduler = self.make_scheduler(self.optimizer, self.config, self.step - 1)
+        self.result.budget = {"max_minutes": self.max_minutes, "calibration_seconds": spent,
+                              "seconds_per_step": seconds_per_step, "planned_steps": steps}
+        if self.distributed.is_main:
+            logger.info("training budget of %g min: %.4f s per step and %.3f s per validation loss, measured in "
+                        "%.1f s; planned %d steps (warmup %d, checkpoint every %d)", self.max_minutes,
+                        seconds_per_step, validation_seconds, spent, steps, self.config.warmup_steps,
+                        self.config.checkpoint_every)
+
+    def over_budget(self, elapsed: float) -> bool:
+        """Whether a run with a budget has spent more than HARD_STOP times it (``elapsed``: the training loop's
+        seconds; the planning's are added), agreed by every rank."""
+        if self.max_minutes is None or self.result.budget is None:
+            return False
+        spent = self.agreed(self.result.budget["calibration_seconds"] + elapsed)
+        return spent > HARD_STOP * 60.0 * self.result.budget["max_minutes"]
+
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"step": self.step, "config": self.config.to_dict(), "data": self.data_fingerprint, "model": self.model.state_dict(),
                 "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "losses": self.result.losses,
-                "validation_losses": self.result.validation_losses, "seconds": self.result.seconds}
+                "validation_losses": self.result.validation_losses, "seconds": self.result.seconds,
+                "budget": self.result.budget}
 
     def save_checkpoint(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
@@ -270,12 +397,16 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         # On the CPU: the RNG states must stay CPU byte tensors; load_state_dict moves the rest to the device.
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if state["config"] != self.config.to_dict():
+        config = self.checkpoint_config(state)
+        if config is None:
             raise ConfigError(f"checkpoint {path} was written with a different configuration; "
                               "delete it or choose another checkpoint directory to start afresh")
         if state["data"] != self.data_fingerprint:
             raise DataError(f"checkpoint {path} was written while training on different data; "
                             "delete it or choose another checkpoint directory to start afresh")
+        if config != self.config:  # a budget's plan, taken from the checkpoint: no second timing
+            self.config = config
+            self.scheduler = self.make_scheduler(self.optimizer, config)  # its state is loaded below
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -289,12 +420,33 @@ class Trainer:
         self.result = TrainResult(steps=self.step, losses=list(state["losses"]),
                                   validation_losses={int(k): v for k, v in state["validation_losses"].items()},
                                   seconds=state["seconds"], resumed_from=self.step,
-                                  world_size=self.distributed.world_size)
+                                  world_size=self.distributed.world_size, budget=state.get("budget"))
+
+    def checkpoint_config(self, state: dict) -> StageDiffConfig | None:
+        """The configuration to resume ``state`` with, or None if it was written with another one.
+
+        Without a budget (or once planned) the checkpoint's configuration must equal ``self.config``. With
+        config.max_minutes it must be a run with the same budget, and its configuration the planned one
+        (:func:`planned_config`) of ours for its max_steps: the plan is taken from it."""
+        stored = state["config"]
+        if self.config.max_minutes is None:
+            return self.config if stored == self.config.to_dict() else None
+        budget, steps = state.get("budget"), stored.get("max_steps") if isinstance(stored, dict) else None
+        if not isinstance(budget, dict) or budget.get("max_minutes") != self.config.max_minutes \
+                or not isinstance(steps, int) or steps < 1:
+            return None
+        planned = planned_config(self.config, steps)
+        return planned if stored == planned.to_dict() else None
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, checkpoint_dir: str | os.PathLike | None = None, callback: Callable[[TrainProgress], None] | None = None,
             progress: bool | None = None, stop_after: int | None = None) -> TrainResult:
         """Train until config.max_steps (or ``stop_after`` more steps, to simulate an interruption).
+
+        With config.max_minutes, a run that finds no checkpoint first plans max_steps to the budget
+        (:meth:`plan`, counted from the start of this call); one that resumes takes the plan from the
+        checkpoint. Either way ``self.config`` is then the planned configuration and ``result.budget`` the plan.
+        A run past HARD_STOP times its budget stops early (``result.stopped_early``).
 
         With ``checkpoint_dir``, an existing checkpoint there is resumed and a new one written every
         config.checkpoint_every steps and at the end. ``progress`` None shows a bar only on a terminal.
@@ -303,15 +455,19 @@ class Trainer:
         made it); only rank 0 writes checkpoints and shows the bar, every rank resumes from the same file,
         and ``callback`` runs in every process with the same report (check
         :func:`stagediff.distributed.is_main_process` to act once)."""
+        started = time.perf_counter()
         with self.distributed.process_group(self.device):
             self.network = self.distributed.wrap(self.model, self.device)
             try:
-                return self.train_until(checkpoint_dir, callback, progress, stop_after)
+                return self.train_until(checkpoint_dir, callback, progress, stop_after, budget_started=started)
             finally:
                 self.network = self.model
 
     def train_until(self, checkpoint_dir: str | os.PathLike | None, callback: Callable[[TrainProgress], None] | None,
-                    progress: bool | None, stop_after: int | None) -> TrainResult:
+                    progress: bool | None, stop_after: int | None, budget_started: float | None = None) -> TrainResult:
+        """The loop of :meth:`run` (in its process group); ``budget_started``: the time.perf_counter() reading at
+        which a budget (config.max_minutes) began, default now."""
+        budget_started = time.perf_counter() if budget_started is None else budget_started
         directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
         main = self.distributed.is_main
         found = directory is not None and (directory / CHECKPOINT_NAME).is_file()
@@ -322,11 +478,14 @@ class Trainer:
             self.load_checkpoint(directory / CHECKPOINT_NAME)
             if main:
                 logger.info("resumed training from %s at step %d", directory / CHECKPOINT_NAME, self.step)
+        elif self.config.max_minutes is not None:
+            self.plan(budget_started)
         end = self.config.max_steps if stop_after is None else min(self.config.max_steps, self.step + stop_after)
         bar = tqdm(total=self.config.max_steps, initial=self.step, desc="training", unit="step",
                    disable=not main or (None if progress is None else not progress))
         started = time.perf_counter() - self.result.seconds
-        while self.step < end:
+        stop = self.step < end and self.over_budget(self.result.seconds)
+        while self.step < end and not stop:
             loss = self.train_step()
             self.result.losses.append(loss)
             at_checkpoint = self.step % self.config.checkpoint_every == 0 or self.step == self.config.max_steps
@@ -342,7 +501,16 @@ class Trainer:
             if callback is not None:
                 callback(TrainProgress(self.step, self.config.max_steps, loss, float(self.scheduler.get_last_lr()[0]),
                                        self.result.seconds, validation))
+            # under DDP the ranks agree on it at checkpoints only, to spare a collective per step
+            stop = self.step < end and (at_checkpoint or not self.distributed.enabled) and self.over_budget(
+                time.perf_counter() - started)
         bar.close()
+        if stop:
+            self.result.stopped_early = True
+            if main:
+                logger.warning("training ran past %g times its budget of %g min: stopped early after %d of %d "
+                               "planned steps", HARD_STOP, self.result.budget["max_minutes"], self.step,
+                               self.config.max_steps)
         if directory is not None:
             self.distributed.barrier()  # when run returns in any process, rank 0's last checkpoint is complete
         return self.result

@@ -1,9 +1,12 @@
 """Tests of stagediff.train: the step, EMA, learning-rate schedule, progress callback, validation loss,
-atomic checkpoints and exact resume (interrupted + resumed == uninterrupted)."""
+atomic checkpoints, exact resume (interrupted + resumed == uninterrupted) and the wall-clock budget
+(max_minutes: planned, reproducible, resumed without timing again, stopped when far over)."""
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 
 import numpy as np
 import pytest
@@ -18,6 +21,8 @@ from stagediff.train import (
     build_denoiser,
     diffusion_loss,
     learning_rate_factor,
+    planned_config,
+    planned_steps,
 )
 
 
@@ -248,3 +253,100 @@ def test_a_checkpoint_from_other_data_is_refused(tiny_config, tmp_path):
     Trainer(config, build_denoiser(config, 2), series, device="cpu").run(tmp_path, progress=False)
     with pytest.raises(DataError, match="different data"):
         Trainer(config, build_denoiser(config, 2), series[::-1].copy(), device="cpu").run(tmp_path, progress=False)
+
+
+# ------------------------------------------------------------------------------------ the wall-clock budget
+
+
+def test_max_minutes_must_be_positive(tiny_config):
+    for value in (0, -1.0):
+        with pytest.raises(ConfigError, match="max_minutes must be positive"):
+            tiny_config.replace(max_minutes=value)
+    with pytest.raises(ConfigError, match="max_minutes"):
+        tiny_config.replace(max_minutes="5")
+    assert tiny_config.replace(max_minutes=0.5).max_minutes == 0.5
+
+
+def test_a_plan_fits_warmup_and_checkpoints_and_counts_spent_time_and_validation(tiny_config):
+    config = tiny_config.replace(max_minutes=2.0, max_steps=2000, warmup_steps=100, checkpoint_every=250)
+    planned = planned_config(config, 1000)
+    assert planned == config.replace(max_steps=1000, warmup_steps=50, max_minutes=None)  # warmup at most 5%
+    assert planned_config(config, 5000).warmup_steps == 100  # never more than asked
+    assert planned_config(config, 10).warmup_steps == 1 and planned_config(config, 10).checkpoint_every == 10
+    # 95% of 100 s, less 5 s spent, at 0.5 s a step; a validation loss of 1 s every 10 steps and at the end
+    assert planned_steps(100.0, 5.0, 0.5, 0.0, 10) == 180
+    assert planned_steps(100.0, 5.0, 0.4, 1.0, 10) == 178
+    assert planned_steps(100.0, 120.0, 0.5, 0.0, 10) == 1  # the budget is spent already: one step
+
+
+def test_a_budget_plans_its_steps_and_its_planned_config_trains_the_same_weights(tiny_config, caplog):
+    config = tiny_config.replace(max_minutes=0.03)  # 1.8 s
+    trainer = make_trainer(config)
+    begin = time.perf_counter()
+    with caplog.at_level(logging.INFO, logger="stagediff.train"):
+        result = trainer.run(progress=False)
+    elapsed = time.perf_counter() - begin
+    assert elapsed < 2 * 1.8 + 5.0  # generous: the machine is shared
+    budget = result.budget
+    assert set(budget) == {"max_minutes", "calibration_seconds", "seconds_per_step", "planned_steps"}
+    assert budget["max_minutes"] == 0.03 and budget["calibration_seconds"] > 0 and budget["seconds_per_step"] > 0
+    steps = budget["planned_steps"]
+    assert steps >= 2 and trainer.config == planned_config(config, steps) and trainer.config.max_minutes is None
+    assert result.steps == steps or result.stopped_early
+    assert f"planned {steps} steps" in caplog.text
+    # the learning-rate schedule is the planned one
+    assert trainer.scheduler.get_last_lr()[0] == pytest.approx(
+        config.learning_rate * learning_rate_factor(result.steps, trainer.config))
+
+    again = make_trainer(trainer.config)  # from scratch, no budget: what the saved configuration does
+    again_result = again.run(progress=False, stop_after=result.steps)
+    assert again_result.budget is None and again_result.steps == result.steps
+    assert_same_weights(again.ema, trainer.ema)
+    assert_same_weights(again.model, trainer.model)
+    assert again_result.losses == result.losses
+
+
+def test_an_interrupted_budget_run_resumes_its_plan_without_timing_again(tiny_config, tmp_path, monkeypatch):
+    config = tiny_config.replace(max_minutes=0.03)
+    timings = []
+    measure_pace = Trainer.measure_pace
+    monkeypatch.setattr(Trainer, "measure_pace", lambda self, *args: timings.append(1) or measure_pace(self, *args))
+
+    interrupted = make_trainer(config)
+    first = interrupted.run(tmp_path, stop_after=3, progress=False)
+    planned = interrupted.config
+    assert len(timings) == 1 and first.steps == 3 and planned.max_steps > 3
+    state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    assert state["step"] == 2 and state["config"] == planned.to_dict() and state["budget"] == first.budget
+
+    resumed_trainer = make_trainer(config)
+    resumed = resumed_trainer.run(tmp_path, progress=False)
+    assert len(timings) == 1  # the plan came from the checkpoint
+    assert resumed.resumed_from == 2 and resumed_trainer.config == planned and resumed.budget == first.budget
+    assert resumed.steps == planned.max_steps or resumed.stopped_early
+
+    reference_trainer = make_trainer(planned)  # = the uninterrupted budget run with this plan
+    reference = reference_trainer.run(progress=False, stop_after=resumed.steps)
+    assert_same_weights(resumed_trainer.ema, reference_trainer.ema)
+    assert_same_weights(resumed_trainer.model, reference_trainer.model)
+    assert resumed.losses == reference.losses
+
+    # a checkpoint of another budget or another configuration is refused, as without a budget
+    for other in (config.replace(max_minutes=0.04), config.replace(d_model=8), tiny_config):
+        with pytest.raises(ConfigError, match="different configuration"):
+            make_trainer(other).run(tmp_path, progress=False)
+    assert len(timings) == 1
+
+
+def test_a_run_far_over_its_budget_stops_early(tiny_config, monkeypatch, caplog):
+    """A machine that slows down after the timing: here the timing says a step takes 10 us."""
+    monkeypatch.setattr(Trainer, "measure_pace", lambda self, budget_seconds: (1e-5, 0.0))
+    config = tiny_config.replace(max_minutes=0.01)  # 0.6 s; a stop past 0.9 s
+    trainer = make_trainer(config)
+    begin = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="stagediff.train"):
+        result = trainer.run(progress=False)
+    assert time.perf_counter() - begin < 0.9 + 5.0
+    assert result.stopped_early and 0 < result.steps == trainer.step == len(result.losses) < trainer.config.max_steps
+    assert result.budget["planned_steps"] == trainer.config.max_steps > 10_000
+    assert f"stopped early after {result.steps} of {trainer.config.max_steps} planned steps" in caplog.text
