@@ -1,6 +1,6 @@
 """The Stage-Diff paper's Table 1 and ablation table, reproduced under our protocol (docs/evaluation.md).
 
-For each (dataset, window) cell: train with the configuration of configs/benchmarks.yaml under a training
+For each (dataset, window) cell: train with the cell's preset (or, with --recipe default, the default recipe) under a training
 budget, sample, score under both protocols with repeats, and write a JSON file plus a markdown table beside
 the paper's numbers. The budget and the machine are recorded with every number.
 
@@ -8,8 +8,10 @@ the paper's numbers. The budget and the machine are recorded with every number.
     .venv/bin/python benchmarks/paper_table.py --steps 3000 --out docs/paper-table.json
     # one cell, quickly
     .venv/bin/python benchmarks/paper_table.py --datasets etth1 --windows 24 --steps 200 --repeats 1 --n 200
-    # a budget in minutes of training instead of steps (converted to steps on this machine, see steps_for_minutes)
+    # a budget in minutes of training instead of steps (StageDiffConfig.max_minutes)
     .venv/bin/python benchmarks/paper_table.py --datasets etth1 --windows 128 --minutes 60 --protocols paper
+    # the default recipe, no per-dataset settings
+    .venv/bin/python benchmarks/paper_table.py --recipe default --windows 128 256 --minutes 60 --protocols paper
     # one table from the result files of several runs
     .venv/bin/python benchmarks/paper_table.py --table docs/paper-table-*.json
     # the ablations (ETTh1, windows 24 and 256)
@@ -30,8 +32,8 @@ from machine import describe_machine
 
 from stagediff import StageDiff, StageDiffConfig
 from stagediff.evaluation import evaluate_generator
+from stagediff.recipe import PRESETS
 from stagediff.runtime import configure_threads
-from stagediff.train import TrainProgress
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {  # Stage-Diff paper, Table 1 (discriminative, predictive); stage-diff.md section 4
@@ -45,25 +47,24 @@ PAPER_ABLATIONS = {  # ETTh, L=256 (disc, pred); at L=24 the paper gives only "w
     ("full", 256): (0.108, 0.152), ("w/o CI", 256): (0.271, 0.202), ("w/o CD", 256): (0.138, 0.193),
     ("w/o Stage", 256): (0.212, 0.241), ("w/o Stage", 24): (0.071, 0.103),
 }
-# each variant changes the paper's full model: the table's configuration without its `cells:` entries (which model
-# ETTh1's channels jointly at windows 128 and 256)
-ABLATIONS = {"full": {}, "w/o CI": {"channel_independent": False}, "w/o CD": {"channel_fusion": False},
-             "w/o Stage": {"staged": False}}
+# each variant changes the paper's full model (channels apart, fused between stages): the default recipe otherwise
+ABLATIONS = {"full": {"channel_independent": True}, "w/o CI": {"channel_independent": False},
+             "w/o CD": {"channel_independent": True, "channel_fusion": False},
+             "w/o Stage": {"channel_independent": True, "staged": False}}
+RECIPES = ("preset", "default")
 
 
-CELL_CONFIGS = ROOT / "configs" / "benchmarks.yaml"
-
-
-def cell_config(dataset: str, window: int, steps: int, table_path: Path = CELL_CONFIGS, cell_entry: bool = True,
-                **changes) -> StageDiffConfig:
-    """configs/benchmarks.yaml: `default` overrides, then `windows: {L: ...}`, then `datasets: {name: ...}`,
-    then (unless ``cell_entry`` is false, as for the ablations) `cells: {name: {L: ...}}`."""
-    table = yaml.safe_load(table_path.read_text())
-    settings = {**table.get("default", {}), **table.get("windows", {}).get(window, {}),
-                **table.get("datasets", {}).get(dataset, {}),
-                **(table.get("cells", {}).get(dataset, {}).get(window, {}) if cell_entry else {})}
-    settings = {**settings, "window": window, "max_steps": steps, **changes}
-    return StageDiffConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+def cell_config(dataset: str, window: int, steps: int, recipe: str = "preset", **changes) -> StageDiffConfig:
+    """The configuration of a cell: under ``recipe`` "preset" the cell's named preset (stagediff.recipe.PRESETS,
+    ``dataset-window``) where it has one, else (and under "default") the default recipe at the window; then
+    ``max_steps`` and ``changes``. Training steps are 64 windows a batch and a checkpoint every 500 steps."""
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+    name = f"{dataset}-{window}"
+    settings = {"batch_size": 64, "checkpoint_every": 500, "max_steps": steps, **changes}
+    if recipe == "preset" and name in PRESETS:
+        return StageDiffConfig.preset(name, **settings)
+    return StageDiffConfig(window=window, **settings)
 
 
 def parse_settings(items: list[str]) -> dict:
@@ -71,32 +72,16 @@ def parse_settings(items: list[str]) -> dict:
     return {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in items)}
 
 
-def steps_for_minutes(config: StageDiffConfig, dataset: str, minutes: float, probe: int = 50) -> int:
-    """The optimizer steps that ``minutes`` of training buy on this machine: ``probe`` steps of the same
-    configuration on the same data and device (after 10 unmeasured ones, which pay for start-up), scaled.
-    The learning-rate schedule depends on the step count, so a time budget is turned into steps before
-    training rather than cutting a run short."""
-    seconds: dict[int, float] = {}  # training seconds after each step
-
-    def record(progress: TrainProgress) -> None:
-        seconds[progress.step] = progress.seconds
-
-    # one step more than measured: the last step of a run also computes the validation loss
-    StageDiff(config.replace(max_steps=11 + probe)).fit(dataset, callback=record, progress=False)
-    return max(config.warmup_steps, round(minutes * 60 * probe / (seconds[10 + probe] - seconds[10])))
-
-
-def run_cell(dataset: str, window: int, args: argparse.Namespace, label: str = "full", cell_entry: bool = True,
+def run_cell(dataset: str, window: int, args: argparse.Namespace, label: str = "full", recipe: str = "preset",
              **changes) -> dict:
-    """Train and score one cell (without its `cells:` entry when ``cell_entry`` is false). The paper protocol
+    """Train and score one cell (its preset or the default recipe, see :func:`cell_config`). The paper protocol
     trains on the whole series (validation_fraction 0) and scores against all its windows; the held-out protocol
     trains on the first part and scores against the rest. So each protocol trains its own model."""
     cell = {"dataset": dataset, "window": window, "variant": label, "machine": describe_machine(), "protocols": {}}
     for protocol in args.protocols:
         split = {"validation_fraction": 0.0} if protocol == "paper" else {}
-        config = cell_config(dataset, window, args.steps, cell_entry=cell_entry, **{**split, **changes})
-        if args.minutes:
-            config = config.replace(max_steps=steps_for_minutes(config, dataset, args.minutes))
+        budget = {"max_minutes": args.minutes} if args.minutes else {}
+        config = cell_config(dataset, window, args.steps, recipe, **{**split, **budget, **changes})
         started = time.perf_counter()
         model = StageDiff(config).fit(dataset, progress=False)
         train_seconds = time.perf_counter() - started
@@ -141,7 +126,9 @@ def main() -> None:
     parser.add_argument("--windows", nargs="+", type=int, default=DEFAULT_WINDOWS,
                         help="windows of the table; with --ablations, which of 24 and 256 to run")
     parser.add_argument("--steps", type=int, default=3000, help="training budget in optimizer steps")
-    parser.add_argument("--minutes", type=float, help="training budget in minutes instead (steps_for_minutes)")
+    parser.add_argument("--minutes", type=float, help="training budget in minutes instead (max_minutes)")
+    parser.add_argument("--recipe", choices=RECIPES, default="preset",
+                        help="preset: each cell's preset where it has one; default: the default recipe everywhere")
     parser.add_argument("--protocols", nargs="+", default=["paper", "heldout"], choices=["paper", "heldout"])
     parser.add_argument("--n", type=int, default=1000, help="real (and synthetic) windows per evaluation, at most")
     parser.add_argument("--repeats", type=int, default=5)
@@ -164,11 +151,12 @@ def main() -> None:
     configure_threads(args.threads)
     if args.ablations:
         windows = [w for w in args.windows if w in (24, 256)] if args.windows != DEFAULT_WINDOWS else [24, 256]
-        cells = [run_cell("etth1", window, args, label, cell_entry=False, **changes)
+        cells = [run_cell("etth1", window, args, label, recipe="default", **changes)
                  for window in windows for label, changes in ABLATIONS.items() if label in args.variants]
         reference = PAPER_ABLATIONS
     else:
-        cells = [run_cell(dataset, window, args) for dataset in args.datasets for window in args.windows]
+        cells = [run_cell(dataset, window, args, recipe=args.recipe) for dataset in args.datasets
+                 for window in args.windows]
         reference = PAPER
     report = {"budget_steps": None if args.minutes else args.steps, "budget_minutes": args.minutes,
               "repeats": args.repeats, "n": args.n, "fast": args.fast, "metrics": args.metrics,

@@ -1,6 +1,6 @@
 """Quick quality probes of configuration variants (how the per-window benchmark settings were chosen).
 
-    # train one variant of a benchmark cell (configs/benchmarks.yaml plus --set changes), save it, and score
+    # train one variant of a benchmark cell (its preset, stagediff.recipe.PRESETS, plus --set changes), save it, and score
     # 500 synthetic windows per sampler against 500 real ones (paper protocol, one judge)
     .venv/bin/python benchmarks/variants.py train etth1 128 3000 --label d64 --set validation_fraction=0.0 \\
         --set d_model=64 --set feedforward=128 --samplers ddim ddpm
@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from machine import describe_machine
-from paper_table import cell_config, parse_settings, steps_for_minutes
+from paper_table import cell_config, parse_settings
 
 from stagediff import StageDiff
 from stagediff.data import load_series, sliding_windows
@@ -75,9 +75,8 @@ def roughness(windows: np.ndarray, low: np.ndarray | float = 0.0, high: np.ndarr
 
 
 def train(args: argparse.Namespace) -> dict:
-    config = cell_config(args.dataset, args.window, args.steps or 1, checkpoint_every=10**6, **args.set)
-    if args.minutes:
-        config = config.replace(max_steps=steps_for_minutes(config, args.dataset, args.minutes))
+    budget = {"max_minutes": args.minutes} if args.minutes else {}
+    config = cell_config(args.dataset, args.window, args.steps or 1, checkpoint_every=10**6, **budget, **args.set)
     started = time.perf_counter()
     model = StageDiff(config).fit(args.dataset, progress=False)
     seconds = time.perf_counter() - started
@@ -85,7 +84,7 @@ def train(args: argparse.Namespace) -> dict:
     real = protocol_windows(model, args.dataset, "paper", args.n, 0)[0]
     flat = real.reshape(-1, real.shape[-1])
     low, high = flat.min(0), flat.max(0)
-    result = {"label": args.label, "dataset": args.dataset, "window": args.window, "steps": config.max_steps,
+    result = {"label": args.label, "dataset": args.dataset, "window": args.window, "steps": model.config.max_steps,
               "minutes": args.minutes, "changes": args.set, "train_s": round(seconds), "final_loss": float(np.mean(model.losses[-50:])),
               "rough_real": roughness(real, low, high), "machine": describe_machine()}
     for sampler in args.samplers:
@@ -323,7 +322,7 @@ def main() -> None:
     one.add_argument("dataset")
     one.add_argument("window", type=int)
     one.add_argument("steps", type=int, nargs="?", help="training budget in optimizer steps (or --minutes)")
-    one.add_argument("--minutes", type=float, help="training budget in minutes (paper_table.steps_for_minutes)")
+    one.add_argument("--minutes", type=float, help="training budget in minutes (StageDiffConfig.max_minutes)")
     one.add_argument("--label", required=True)
     one.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     one.add_argument("--samplers", nargs="+", default=["ddim"])

@@ -113,7 +113,7 @@ def sample_batch(model: StageDiff, requests: list[tuple[int, int]], length: int,
     x = torch.cat(parts + [torch.zeros((padding, *shape))]).to(device)
     bounds = np.cumsum([0, *rows])
     for index, t in enumerate(chosen.timesteps):
-        x0 = denoiser(x, torch.full((x.shape[0],), t, dtype=torch.long, device=device)).float().clamp(-1.0, 1.0)
+        x0 = chosen.clip(denoiser(x, torch.full((x.shape[0],), t, dtype=torch.long, device=device)).float())
         stepped = [chosen.step(x0[a:b], index, x[a:b], generator)
                    for a, b, generator in zip(bounds[:-1], bounds[1:], generators)]
         x = torch.cat(stepped + [x[bounds[-1]:]])

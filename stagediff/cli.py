@@ -1,6 +1,7 @@
 """`stagediff` command line: fit a generator, sample from it, describe it.
 
-    stagediff fit DATA [--time-column date] [--window 256] [--max-steps N] [--config FILE] --out DIR
+    stagediff fit DATA [--time-column date] [--window 256] [--max-steps N | --minutes M] [--preset NAME | --config FILE]
+                  --out DIR
     stagediff sample DIR --n 4 --length 1024 [--seed 0] [--steps 50] [--prefix FILE] --out FILE.{parquet,csv}
     stagediff evaluate DIR --data DATA [--protocol paper|heldout] [--n N] [--repeats 5] --out DIR
     stagediff info DIR
@@ -38,8 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--config", help="YAML/JSON file of StageDiffConfig fields")
     fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override one configuration field (YAML value), repeatable")
-    fit.add_argument("--window", type=int, help="training window length")
+    fit.add_argument("--preset", help="start from a named preset (stagediff.recipe.PRESETS) instead of the defaults")
+    fit.add_argument("--window", type=int, help="training window length (stages, patches and width follow it)")
     fit.add_argument("--max-steps", type=int, help="training steps")
+    fit.add_argument("--minutes", type=float, help="train for this many minutes of wall-clock time instead of "
+                                                   "--max-steps (the steps reached are saved with the model)")
     fit.add_argument("--seed", type=int, help="random seed of initialisation and training")
     fit.add_argument("--interpolate", action="store_true", help="interpolate NaN/inf values instead of failing")
     fit.add_argument("--data-dir", help="folder of the benchmark files (default: $STAGEDIFF_DATA_DIR, else ./data)")
@@ -91,9 +95,14 @@ def fit_command(args: argparse.Namespace) -> int:
     from stagediff.distributed import is_main_process
     from stagediff.generator import StageDiff
 
-    config = StageDiffConfig.from_file(args.config) if args.config else StageDiffConfig()
+    if args.config and args.preset:
+        raise StageDiffError("--config and --preset both choose where the configuration starts; give one "
+                             "(a config file can name its preset with a `preset:` key)")
+    config = StageDiffConfig.from_file(args.config) if args.config else \
+        StageDiffConfig.preset(args.preset) if args.preset else StageDiffConfig()
     overrides = parse_overrides(args.set)
-    for name, value in (("window", args.window), ("max_steps", args.max_steps), ("seed", args.seed)):
+    for name, value in (("window", args.window), ("max_steps", args.max_steps), ("max_minutes", args.minutes),
+                        ("seed", args.seed)):
         if value is not None:
             overrides[name] = value
     if args.interpolate:
@@ -107,8 +116,12 @@ def fit_command(args: argparse.Namespace) -> int:
         return 0  # under torchrun: rank 0 saves the model that every rank holds
     model.save(out)
     training = model.metadata["training"]
+    for name, choice in model.metadata.get("choices", {}).items():
+        print(f"chose {name} = {choice['value']}: {choice['because']} (override with --set {name}=...)")
     print(f"trained {training['steps']} steps in {training['seconds']:.1f} s on {training['device']} "
           f"(final loss {training['final_loss']:.4f}, {training['parameters']:,} parameters); model saved to {out}")
+    for warning in model.metadata.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from stagediff.errors import ConfigError
+from stagediff.recipe import WINDOW_FIELDS, preset, stage_length_for, window_settings
 
 SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("cosine", "linear")
@@ -46,16 +47,15 @@ class StageDiffConfig:
     """What to do with NaN/inf in the data: "error" or "interpolate" (linear in time)."""
 
     # --- model (paper section 3) ------------------------------------------------------------
-    stage_length: int = 32
-    """L_sta; the window must be a multiple of it."""
-    context: int = 8
+    stage_length: int | None = None
+    """L_sta; the window must be a multiple of it. None: follows the window (stagediff.recipe)."""
+    context: int | None = None
     """Steps of each neighbouring stage's input a stage also sees (0 = the paper's literal reading).
-    Fixes the seam jumps of the literal reading (docs/design.md)."""
-    skip_parametrization: bool = False
+    Fixes the seam jumps of the literal reading (docs/design.md). None: follows the stage length."""
+    skip_parametrization: bool = True
     """x_0 = c_skip(k) x_k + c_out(k) F(x_k, k) (Karras et al. 2022) instead of x_0 = F(x_k, k), with the x_0
     MSE weighted by 1 / c_out(k)^2: the input passes through where noise is low, so the network need not
-    reproduce fine detail (beyond the paper; off by default: on ETTh1 at width 32 and 3,000 steps it made samples
-    easier to tell from real data, on stock at window 128 and 7,000 steps much harder, docs/benchmarks.md)."""
+    reproduce fine detail and samples keep the data's texture (beyond the paper)."""
     sigma_data: float = 0.5
     """s of the skip parametrization: the assumed standard deviation of the part of the data the input may carry
     through (Karras et al. use the data's; a smaller s passes the input through only once the noise is below s)."""
@@ -70,21 +70,27 @@ class StageDiffConfig:
     input_skip: bool = True
     """Every decomposition layer also sees the noisy stage itself, not only the previous layer's residual
     (beyond the paper; keeps fine detail that an early layer's smooth output would drop, docs/design.md)."""
-    patch_length: int = 8
-    patch_stride: int = 8
-    pool_kernels: tuple[int, ...] = (25, 1)
+    patch_length: int | None = None
+    """L_patch; None: follows the stage length."""
+    patch_stride: int | None = None
+    """L_win; None: follows the stage length."""
+    pool_kernels: tuple[int, ...] | None = None
     """AvgPool kernel per decomposition scale, coarse to fine; a final 1 keeps the finest detail
-    (fixes the over-smoothing of the literal reading)."""
-    d_model: int = 32
+    (fixes the over-smoothing of the literal reading). None: follows the stage length."""
+    d_model: int | None = None
+    """Width of the stage transformers; None: 64 from window 128 on, else 32."""
     heads: int = 1
     encoder_layers: int = 1
     decoder_layers: int = 1
-    feedforward: int = 64
+    feedforward: int | None = None
+    """Hidden size of the feed-forward blocks; None: twice d_model."""
     dropout: float = 0.0
     fusion_kernel: int = 5
     """L_conv of the D x L_conv channel-fusion convolution."""
-    channel_independent: bool = True
-    """False is the paper's "w/o CI" ablation: channels modelled jointly inside a stage."""
+    channel_independent: bool | None = None
+    """True: each channel is one sequence of the shared network, channels meet in the fusion between stages (the
+    paper); False: channels modelled jointly inside a stage (the paper's "w/o CI"), which keeps the relations of
+    channels that move together. None: chosen from the training split at fit time (stagediff.recipe)."""
     channel_embedding: bool = False
     """With channel_independent, add a learned vector per channel (and scale) to every patch token, so the
     shared network knows which channel it denoises and can give each its own texture (beyond the paper)."""
@@ -108,10 +114,14 @@ class StageDiffConfig:
     # --- diffusion --------------------------------------------------------------------------
     diffusion_steps: int = 200
     schedule: str = "cosine"
-    sampler: str = "ddim"
+    sampler: str = "ddpm"
     sampling_steps: int = 50
     """Reverse steps of the DDIM sampler (DDPM always uses all diffusion_steps)."""
     ddim_eta: float = 0.0
+    range_margin: float | None = None
+    """How far samples may leave the training split's range, as a share of each channel's range on either side
+    (0: never beyond it). None: chosen from the training split at fit time (how far the series went beyond its own
+    earlier range, between 5 % and 50 %; stagediff.recipe)."""
     fourier_loss_weight: float = 0.0
     """Weight of Diffusion-TS's Fourier loss term; 0 = the paper's plain x_0 MSE."""
     loss: str = "mse"
@@ -125,6 +135,10 @@ class StageDiffConfig:
     # --- training ---------------------------------------------------------------------------
     batch_size: int = 64
     max_steps: int = 2000
+    max_minutes: float | None = None
+    """A wall-clock training budget in minutes: training first times a few steps, then plans max_steps (and fits
+    warmup_steps) to the budget. The saved configuration holds the planned max_steps and max_minutes None, so
+    training again with it reaches the same weights. None: train exactly max_steps."""
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 100
@@ -136,7 +150,27 @@ class StageDiffConfig:
     # ----------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
         _check_types(self)
+        given = {name: getattr(self, name) for name in WINDOW_FIELDS}
+        _require(isinstance(self.window, int) and self.window >= 1, f"window must be at least 1, got {self.window}")
+        chosen = window_settings(self.window, given) if self.staged or given["stage_length"] is not None else \
+            _unstaged_settings(self.window, given)
+        for name, value in chosen.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_automatic", frozenset(chosen))
         _check_values(self)
+
+    @classmethod
+    def preset(cls, name: str, **changes: Any) -> StageDiffConfig:
+        """A named preset (``stagediff.recipe.PRESETS``: the benchmark cells that differ from the default recipe),
+        with ``changes`` on top."""
+        settings = {**preset(name), **changes}
+        _reject_unknown(cls, settings)
+        return cls(**settings)
+
+    @property
+    def automatic(self) -> frozenset[str]:
+        """The fields this configuration chose from its window (left None by whoever made it)."""
+        return self._automatic  # type: ignore[attr-defined]
 
     @property
     def effective_stage_length(self) -> int:
@@ -155,7 +189,8 @@ class StageDiffConfig:
     def replace(self, **changes: Any) -> StageDiffConfig:
         """A copy with some fields changed (validated like a new config)."""
         _reject_unknown(StageDiffConfig, changes)
-        return dataclasses.replace(self, **changes)
+        reset = {name: None for name in self.automatic if name not in changes}  # they follow the new window again
+        return dataclasses.replace(self, **reset, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -164,12 +199,18 @@ class StageDiffConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StageDiffConfig:
+        """Fields by name; a ``preset`` key starts from that preset (:meth:`preset`) instead of the defaults."""
         if not isinstance(data, dict):
             raise ConfigError(f"a configuration must be a mapping of field names to values, got {type(data).__name__}")
-        _reject_unknown(cls, data)
         values = dict(data)
+        name = values.pop("preset", None)
+        _reject_unknown(cls, values)
         if isinstance(values.get("pool_kernels"), list):
             values["pool_kernels"] = tuple(values["pool_kernels"])
+        if name is not None:
+            if not isinstance(name, str):
+                raise ConfigError(f"preset must be a preset's name, got {name!r}")
+            return cls.preset(name, **values)
         return cls(**values)
 
     @classmethod
@@ -250,6 +291,16 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _unstaged_settings(window: int, given: dict[str, Any]) -> dict[str, Any]:
+    """Window-dependent values without stages ("w/o Stage"): those of the window's stage length where it has one,
+    else of one stage as long as the window."""
+    try:
+        stage_length_for(window)
+    except ConfigError:
+        return window_settings(window, {**given, "stage_length": window}) | {"stage_length": window}
+    return window_settings(window, given)
+
+
 def _check_values(c: StageDiffConfig) -> None:
     for name in ("window", "stage_length", "patch_length", "patch_stride", "d_model", "heads", "encoder_layers",
                  "decoder_layers", "feedforward", "fusion_kernel", "diffusion_steps", "sampling_steps",
@@ -271,6 +322,9 @@ def _check_values(c: StageDiffConfig) -> None:
     _require(0.0 <= c.ddim_eta <= 1.0, f"ddim_eta must be in [0, 1], got {c.ddim_eta}")
     _require(0.0 <= c.dropout < 1.0, f"dropout must be in [0, 1), got {c.dropout}")
     _require(0.0 < c.ema_decay < 1.0, f"ema_decay must be in (0, 1), got {c.ema_decay}")
+    _require(c.range_margin is None or 0.0 <= c.range_margin <= 10.0,
+             f"range_margin must be in [0, 10] (a share of the training range) or None, got {c.range_margin}")
+    _require(c.max_minutes is None or c.max_minutes > 0, f"max_minutes must be positive or None, got {c.max_minutes}")
     _require(c.learning_rate > 0, f"learning_rate must be positive, got {c.learning_rate}")
     _require(c.weight_decay >= 0 and c.grad_clip > 0 and c.fourier_loss_weight >= 0,
              "weight_decay and fourier_loss_weight must be non-negative and grad_clip positive")

@@ -60,9 +60,14 @@ class NoiseSchedule:
 class Sampler:
     """Reverse-process stepping from an x_0 prediction. ``timesteps`` runs from noisy to clean."""
 
-    def __init__(self, schedule: NoiseSchedule):
+    def __init__(self, schedule: NoiseSchedule, range_margin: float = 0.0):
         self.schedule = schedule
         self.timesteps: list[int] = list(range(schedule.steps - 1, -1, -1))
+        self.bound = 1.0 + 2.0 * range_margin  # the scaled training range is [-1, 1]: 2 is its width
+
+    def clip(self, x0_pred: torch.Tensor) -> torch.Tensor:
+        """The x_0 estimate held within the training range widened by the model's range margin on either side."""
+        return x0_pred.clamp(-self.bound, self.bound)
 
     def set_timesteps(self, steps: int | None) -> None:
         raise NotImplementedError
@@ -103,8 +108,8 @@ class DDPMSampler(Sampler):
 class DDIMSampler(Sampler):
     """DDIM (Song et al. 2021, eq. 12) on an evenly spaced subset of ``steps`` timesteps; eta=0 is deterministic."""
 
-    def __init__(self, schedule: NoiseSchedule, eta: float = 0.0):
-        super().__init__(schedule)
+    def __init__(self, schedule: NoiseSchedule, eta: float = 0.0, range_margin: float = 0.0):
+        super().__init__(schedule, range_margin)
         self.eta = eta
 
     def set_timesteps(self, steps: int | None = None) -> None:
@@ -132,11 +137,12 @@ def make_sampler(config: StageDiffConfig, sampler: str | None = None, steps: int
     """The sampler named by ``sampler`` (default: the config's), ready with its timesteps."""
     schedule = NoiseSchedule.create(config.diffusion_steps, config.schedule)
     kind = sampler or config.sampler
+    margin = config.range_margin or 0.0  # None: a model saved before the margin existed samples as it did
     if kind == "ddpm":
-        chosen: Sampler = DDPMSampler(schedule)
+        chosen: Sampler = DDPMSampler(schedule, margin)
         chosen.set_timesteps()
     elif kind == "ddim":
-        chosen = DDIMSampler(schedule, eta=config.ddim_eta)
+        chosen = DDIMSampler(schedule, eta=config.ddim_eta, range_margin=margin)
         chosen.set_timesteps(config.sampling_steps if steps is None else steps)
     else:
         raise ValueError(f"unknown sampler {kind!r}; choose 'ddpm' or 'ddim'")

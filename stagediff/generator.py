@@ -8,6 +8,7 @@ training frequency; ``save``/``load`` round-trip everything needed to sample aga
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,19 +22,24 @@ from tqdm.auto import tqdm
 import stagediff
 from stagediff.artifacts import SavedGenerator, load_generator, save_generator
 from stagediff.config import SAMPLERS, StageDiffConfig
-from stagediff.data import MinMaxScaler, PreparedData, load_series, prepare, validate_frame
+from stagediff.data import MinMaxScaler, PreparedData, load_series, prepare, sliding_windows, validate_frame
 from stagediff.data.prepared import decode_frequency, decode_time
 from stagediff.diffusion import make_sampler
 from stagediff.errors import DataError, StageDiffError
 from stagediff.model import StageDiffDenoiser
+from stagediff.recipe import data_choices
 from stagediff.sampling import chunk_plan, generate_chunks, round_up
 from stagediff.train import Trainer, TrainProgress, build_denoiser, resolve_device
+
+logger = logging.getLogger(__name__)
 
 SAMPLE_COLUMN = "sample"
 STEP_COLUMN = "step"
 MAX_SAMPLE_VALUES = 200_000_000
 """Largest n * length * channels one call may produce (1.6 GB as float64); ask for more in several calls."""
 SAMPLING_BATCH = 256
+CHECK_WINDOWS = 32
+"""Windows sampled after fit to check the channel structure and texture (seconds on a CPU)."""
 CHUNK_WINDOWS = 4
 """Default chunk for long samples, in training windows: 4 made one 10,000-step series 1.3x faster than 1
 (fewer overlapping steps recomputed, fewer small calls; docs/benchmarks.md)."""
@@ -68,7 +74,7 @@ class StageDiff:
     def fit(self, data: str | os.PathLike | pd.DataFrame, time_column: str | None = None, *,
             data_dir: str | os.PathLike | None = None, checkpoint_dir: str | os.PathLike | None = None,
             callback: Callable[[TrainProgress], None] | None = None, device: str | None = "auto",
-            progress: bool | None = None) -> StageDiff:
+            progress: bool | None = None, check: bool = True) -> StageDiff:
         """Train on a DataFrame, a CSV/parquet path or a built-in dataset name (synthetic, etth1, stock, exchange).
 
         All validation happens before training starts. With ``checkpoint_dir``, an interrupted fit
@@ -78,13 +84,18 @@ class StageDiff:
                              max_channels=config.channels, min_length=config.window)
         prepared = prepare(series, config.window, config.validation_fraction)
         return self.fit_prepared(prepared, checkpoint_dir=checkpoint_dir, callback=callback, device=device,
-                                 progress=progress)
+                                 progress=progress, check=check)
 
     def fit_prepared(self, prepared: PreparedData, *, checkpoint_dir: str | os.PathLike | None = None,
                      callback: Callable[[TrainProgress], None] | None = None, device: str | None = "auto",
-                     progress: bool | None = None) -> StageDiff:
+                     progress: bool | None = None, check: bool = True) -> StageDiff:
         """Train on data already split and scaled (:func:`stagediff.data.prepare`, or the pipeline's segment
-        stage through :func:`stagediff.data.load_prepared`)."""
+        stage through :func:`stagediff.data.load_prepared`).
+
+        Settings the configuration leaves None are chosen from the training split first (stagediff.recipe; saved
+        in ``metadata["choices"]``). With ``check``, CHECK_WINDOWS samples are then compared with the training
+        windows, and where they break the channel structure or texture by a wide margin, warnings that say what to
+        try are logged and saved in ``metadata["warnings"]``."""
         config = self.config
         if config.channels is None:
             config = config.replace(channels=prepared.n_channels)
@@ -94,22 +105,43 @@ class StageDiff:
         if len(prepared.train) < config.window:
             raise DataError(f"the training split has {len(prepared.train)} rows, shorter than one window of "
                             f"{config.window}; lower validation_fraction or window")
+        choices = data_choices(prepared.train, config.window, config.to_dict())
+        config = config.replace(**{name: choice["value"] for name, choice in choices.items()})
         validation = prepared.validation if len(prepared.validation) else None
         trainer = Trainer(config, build_denoiser(config, prepared.n_channels), prepared.train, validation, device)
         result = trainer.run(checkpoint_dir, callback=callback, progress=progress)
+        config = trainer.config  # with max_minutes: the planned max_steps, so training again reaches these weights
         self.config, self.scaler = config, prepared.scaler
         # Rebuilt from the EMA state exactly as `load` does, so fit-then-sample equals save-load-sample.
         self.denoiser = restore_denoiser(config, trainer.ema.state_dict(), trainer.device)
         self.metadata = {
             **prepared.description,
+            "choices": choices,
             "training": {"steps": result.steps, "seconds": round(result.seconds, 3),
                          "final_loss": result.losses[-1] if result.losses else None,
                          "validation_losses": result.validation_losses, "device": str(trainer.device),
-                         "parameters": self.denoiser.parameter_count()},
+                         "parameters": self.denoiser.parameter_count(), "budget": result.budget,
+                         "stopped_early": result.stopped_early},
             "versions": {"stagediff": stagediff.__version__, "torch": torch.__version__},
         }
         self.losses = result.losses
+        if check:
+            self.metadata["warnings"] = self.check_quality(prepared.scaler.inverse_transform(prepared.train))
         return self
+
+    def check_quality(self, series: np.ndarray, windows: int = CHECK_WINDOWS, seed: int = 0) -> list[str]:
+        """Warnings, each saying what to try, where ``windows`` samples break the channel structure or the texture
+        of ``series`` (rows, channels in data units; fit passes its training split) by a wide margin
+        (:func:`stagediff.metrics.texture.texture_warnings`); also logged."""
+        from stagediff.metrics.inputs import subsample
+        from stagediff.metrics.texture import texture_warnings
+
+        real = subsample(sliding_windows(series, self.config.window), 4 * windows, seed)
+        found = texture_warnings(real, self.sample_array(windows, seed=seed, progress=False),
+                                 list(self.metadata["channels"]))
+        for warning in found:
+            logger.warning(warning)
+        return found
 
     # -- sampling -------------------------------------------------------------------------------
     def sample(self, n: int = 1, length: int | None = None, seed: int = 0, steps: int | None = None,

@@ -46,7 +46,7 @@ def denoise_chunk(denoiser: StageDiffDenoiser, sampler: Sampler, n: int, length:
         steps = torch.full((n,), t, dtype=torch.long, device=device)
         if known is not None:
             x[:, :prefix] = schedule.add_noise(known, noise(tuple(known.shape)), steps)
-        x0 = denoiser(x, steps).float().clamp(-1.0, 1.0)
+        x0 = sampler.clip(denoiser(x, steps).float())
         x = sampler.step(x0, index, x, generator)
         if step_callback is not None:
             step_callback()

@@ -4,7 +4,6 @@ They read the shared benchmark files (ETTh1, stock) and fail, never skip, when t
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
@@ -12,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # absolute: the benchmark scripts run in temporary folders
@@ -46,37 +44,24 @@ def test_paper_table_runs_a_cell_under_both_protocols_and_merges_tables(tmp_path
     assert len(rows) == 4 and "0.093 / 0.037" in rows[0]  # the paper's stock numbers at window 24
 
 
-def test_cell_config_applies_default_window_dataset_then_cell_settings(monkeypatch: pytest.MonkeyPatch,
-                                                                        tmp_path: Path) -> None:
+def test_cell_config_is_the_cells_preset_or_the_default_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    from paper_table import CELL_CONFIGS, cell_config
+    from paper_table import cell_config
 
-    table = tmp_path / "cells.yaml"
-    table.write_text("default: {batch_size: 16, d_model: 16, learning_rate: 0.002}\n"
-                     "windows: {24: {d_model: 24, pool_kernels: [7, 1], learning_rate: 0.003, stage_length: 8,"
-                     " context: 4, patch_length: 4, patch_stride: 4}}\n"
-                     "datasets: {stock: {d_model: 40, sampler: ddpm}}\n"
-                     "cells: {stock: {24: {d_model: 48}}}\n")
-    stock_24 = cell_config("stock", 24, 7, table_path=table, validation_fraction=0.0)
-    assert (stock_24.batch_size, stock_24.learning_rate, stock_24.pool_kernels) == (16, 0.003, (7, 1))
-    assert (stock_24.d_model, stock_24.sampler) == (48, "ddpm")
-    assert (stock_24.window, stock_24.max_steps, stock_24.validation_fraction) == (24, 7, 0.0)
-    assert cell_config("stock", 64, 7, table_path=table).d_model == 40  # the dataset's, no window or cell entry
-    assert cell_config("etth1", 24, 7, table_path=table).d_model == 24  # the window's
-    etth1_64 = cell_config("etth1", 64, 7, table_path=table)
-    # the default's settings, then the library's
-    assert (etth1_64.d_model, etth1_64.learning_rate, etth1_64.sampler) == (16, 0.002, "ddim")
-    assert cell_config("stock", 24, 7, table_path=table, d_model=8).d_model == 8  # a change overrides all
-    assert cell_config("stock", 24, 7, table_path=table, cell_entry=False).d_model == 40  # the ablations' way
+    from stagediff.recipe import PRESETS
 
-    live = yaml.safe_load(CELL_CONFIGS.read_text())  # the committed table resolves for every cell
-    for dataset in ("etth1", "stock", "exchange"):
-        for window in (24, 64, 128, 256):
-            config = cell_config(dataset, window, 7)
-            settings = {**live.get("datasets", {}).get(dataset, {}),
-                        **live.get("cells", {}).get(dataset, {}).get(window, {})}
-            for name, value in settings.items():
-                assert getattr(config, name) == (tuple(value) if isinstance(value, list) else value), (dataset, window)
+    exchange = cell_config("exchange", 256, 7, validation_fraction=0.0)
+    assert (exchange.stage_length, exchange.d_model, exchange.channel_independent) == (64, 32, True)
+    assert (exchange.max_steps, exchange.batch_size, exchange.validation_fraction) == (7, 64, 0.0)
+    default = cell_config("exchange", 256, 7, recipe="default")
+    assert (default.stage_length, default.d_model, default.channel_independent) == (32, 64, None)  # chosen at fit
+    assert cell_config("etth1", 256, 7, d_model=8).d_model == 8  # a change overrides the preset
+    for name, settings in PRESETS.items():  # every preset is a valid configuration of its cell
+        dataset, window = name.split("-")
+        config = cell_config(dataset, int(window), 7)
+        assert all(getattr(config, k) == v for k, v in settings.items()), name
+    with pytest.raises(ValueError, match="recipe"):
+        cell_config("etth1", 24, 7, recipe="cells")
 
 
 def test_snap_moves_each_value_to_the_nearest_value_its_channel_takes(monkeypatch):
@@ -109,20 +94,6 @@ def test_decorrelate_keeps_each_channels_texture_and_stops_channels_moving_toget
     assert changed.shape == windows.shape
     assert step_correlation(windows) > 0.9 and step_correlation(changed) < 0.3
     assert np.allclose(roughness(changed, axis=(0, 1)), roughness(windows, axis=(0, 1)), rtol=0.05)  # channel b stays twice as rough
-
-
-def test_steps_for_minutes_scales_the_measured_step_time_to_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    monkeypatch.setenv("STAGEDIFF_DATA_DIR", str(SHARED_DATASETS))
-    from paper_table import cell_config, steps_for_minutes
-
-    import stagediff.train
-
-    config = cell_config("stock", 24, 7, d_model=8, feedforward=16, warmup_steps=10)
-    clock = itertools.count(100.0, 0.5)  # the training loop reads the clock once at its start and once per step
-    monkeypatch.setattr(stagediff.train.time, "perf_counter", lambda: next(clock))  # so 0.5 s per step
-    assert steps_for_minutes(config, "stock", 1.5, probe=5) == 180  # 90 s / 0.5 s
-    assert steps_for_minutes(config, "stock", 0.01, probe=5) == 10  # never fewer than the warmup
 
 
 @pytest.mark.slow

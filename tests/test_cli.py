@@ -64,6 +64,21 @@ def test_round_trip_on_shared_etth1_with_prefix(tmp_path: Path) -> None:
     assert list(frame.columns[2:]) == ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
 
 
+@pytest.mark.slow
+def test_fit_with_the_default_recipe_a_budget_and_a_preset(tmp_path: Path) -> None:
+    small = ["--set", "d_model=8", "--set", "diffusion_steps=20", "--set", "sampling_steps=5", "--no-progress"]
+    result = stagediff("fit", "synthetic", "--window", "24", "--minutes", "0.05", *small, "--out", str(tmp_path / "m"))
+    assert "chose channel_independent = " in result.stdout and "chose range_margin = " in result.stdout
+    info = json.loads(stagediff("info", str(tmp_path / "m")).stdout)
+    config, training = info["config"], info["metadata"]["training"]
+    assert (config["stage_length"], config["max_minutes"]) == (8, None)  # the window's stages; the budget planned
+    assert config["max_steps"] == training["budget"]["planned_steps"] == training["steps"]
+    assert set(info["metadata"]["choices"]) == {"channel_independent", "range_margin"}
+    stagediff("fit", "stock", "--preset", "stock-24", "--max-steps", "2", *small, "--out", str(tmp_path / "p"))
+    preset = json.loads(stagediff("info", str(tmp_path / "p")).stdout)
+    assert preset["config"]["channel_independent"] is True and "channel_independent" not in preset["metadata"]["choices"]
+
+
 def test_bad_input_fails_with_a_named_error_and_writes_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"date": pd.date_range("2020", periods=100, freq="h"), "a": range(100),
@@ -71,8 +86,10 @@ def test_bad_input_fails_with_a_named_error_and_writes_nothing(tmp_path: Path) -
     result = stagediff("fit", str(bad), "--time-column", "date", *TINY, "--out", str(tmp_path / "m"), check=False)
     assert result.returncode == 2 and "label" in result.stderr
     assert not (tmp_path / "m").exists() and not (tmp_path / "m-checkpoints").exists()
-    result = stagediff("fit", "synthetic", "--window", "100", "--out", str(tmp_path / "m"), check=False)
-    assert result.returncode == 2 and "not divisible" in result.stderr
+    result = stagediff("fit", "synthetic", "--window", "7", "--out", str(tmp_path / "m"), check=False)
+    assert result.returncode == 2 and "cannot be cut into 3 or more stages" in result.stderr
+    result = stagediff("fit", "synthetic", "--preset", "etth9", "--out", str(tmp_path / "m"), check=False)
+    assert result.returncode == 2 and "unknown preset 'etth9'" in result.stderr
     result = stagediff("fit", "synthetic", "--set", "no_such_key=1", "--out", str(tmp_path / "m"), check=False)
     assert result.returncode == 2 and "no_such_key" in result.stderr
     result = stagediff("sample", str(tmp_path / "missing"), "--out", str(tmp_path / "s.csv"), check=False)

@@ -302,7 +302,7 @@ def test_seam_blend_weights_sum_to_one_and_blending_is_exact_for_agreeing_stages
 
 def test_seam_blend_off_is_the_stage_grid():
     config = StageDiffConfig(window=32, stage_length=8, context=2, patch_length=4, patch_stride=2, pool_kernels=(5, 1),
-                             d_model=16, heads=2, feedforward=32, seam_blend=False)
+                             d_model=16, heads=2, feedforward=32, seam_blend=False, channel_independent=True)
     denoiser = StageDiffDenoiser(config, 2)
     assert denoiser.layers[0].head.out_features == 8
     assert denoiser(torch.randn(1, 32, 2), torch.tensor([3])).shape == (1, 32, 2)
@@ -312,7 +312,8 @@ def test_skip_parametrization_passes_the_input_through_at_low_noise():
     from stagediff.model.denoiser import output_coefficients
 
     config = StageDiffConfig(window=32, stage_length=8, context=2, patch_length=4, patch_stride=2, pool_kernels=(5, 1),
-                             d_model=16, heads=2, feedforward=32, diffusion_steps=50, skip_parametrization=True)
+                             d_model=16, heads=2, feedforward=32, diffusion_steps=50, skip_parametrization=True,
+                             channel_independent=True)
     skip, output = output_coefficients(NoiseSchedule.create(50).alphas_cumprod.float(), config.sigma_data)
     assert skip[0] > 0.99 and skip[-1] < 1e-3 and bool((skip[1:] < skip[:-1]).all())
     assert output[0] < 0.05 and abs(float(output[-1]) - config.sigma_data) < 1e-3

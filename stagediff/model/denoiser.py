@@ -10,6 +10,7 @@ from torch import nn
 
 from stagediff.config import StageDiffConfig
 from stagediff.diffusion import NoiseSchedule
+from stagediff.errors import ConfigError
 from stagediff.model.layers import DecompositionLayer, StepEmbedding, moving_average
 
 
@@ -90,6 +91,9 @@ class StageDiffDenoiser(nn.Module):
 
     def __init__(self, config: StageDiffConfig, channels: int):
         super().__init__()
+        if config.channel_independent is None:
+            raise ConfigError("channel_independent is None (chosen from the data when StageDiff.fit trains); set it to "
+                              "true or false to build a denoiser directly")
         self.config, self.channels = config, channels
         self.stage_length = config.effective_stage_length
         self.context = config.effective_context

@@ -1,0 +1,175 @@
+"""The default recipe: the settings a configuration leaves open (None), chosen from the window and from the training
+data, and the named presets of the benchmark cells.
+
+- From the window (when the configuration is made): ``stage_length`` (the largest of 32, 16, 8 that gives at least
+  3 stages, else the largest divisor of the window from 4 to 32 that does), then from the stage length the
+  patches, the context and the decomposition's pooling kernels, and the width (``d_model`` 64 and ``feedforward``
+  128 from window 128 on, else 32 and 64).
+- From the training split (at fit time, :func:`data_choices`): ``channel_independent`` (channels modelled jointly
+  where their steps move together and the series holds enough windows to learn them jointly without copying) and
+  ``range_margin`` (how far samples may leave the training range). Each choice is logged and saved with the model
+  beside the numbers it was made from; a value the user sets is kept.
+
+Where these rules come from (which data tuned what): results/decisions.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from stagediff.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+WINDOW_FIELDS = ("stage_length", "context", "patch_length", "patch_stride", "pool_kernels", "d_model", "feedforward")
+"""Fields that None means "follow the window" (or the stage length)."""
+DATA_FIELDS = ("channel_independent", "range_margin")
+"""Fields that None means "choose from the training split at fit time"."""
+
+COUPLED_STEPS = 0.5
+"""Channels are coupled when some pair's step-to-step changes correlate at least this much (in absolute value)."""
+JOINT_MIN_WINDOWS = 60
+"""Channels are modelled jointly only when the training split holds at least this many non-overlapping windows:
+a joint model sees one sequence per window instead of one per channel, and on fewer it copied training windows."""
+MARGIN_BOUNDS = (0.05, 0.5)
+"""The automatic range margin, as a share of each channel's training range, lies within these bounds."""
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The benchmark cells (dataset-window) where their measured configuration differs from the default recipe;
+    # every other setting is the default's. Numbers and history: results/decisions.md.
+    "etth1-24": {"window": 24, "channel_independent": True, "skip_parametrization": False, "sampler": "ddim"},
+    "etth1-64": {"window": 64, "channel_independent": True, "skip_parametrization": False, "sampler": "ddim"},
+    "etth1-128": {"window": 128, "channel_independent": False},
+    "etth1-256": {"window": 256, "channel_independent": False, "stage_attention": True},
+    "stock-24": {"window": 24, "channel_independent": True},
+    "stock-64": {"window": 64, "channel_independent": True},
+    "stock-128": {"window": 128, "channel_independent": True},
+    "stock-256": {"window": 256, "channel_independent": True, "stage_attention": True, "d_model": 32,
+                  "feedforward": 64},
+    "exchange-24": {"window": 24, "channel_independent": True},
+    "exchange-64": {"window": 64, "channel_independent": True},
+    "exchange-128": {"window": 128, "channel_independent": True},
+    "exchange-256": {"window": 256, "channel_independent": True, "stage_length": 64, "pool_kernels": (25, 1),
+                     "d_model": 32, "feedforward": 64},
+}
+
+
+def preset(name: str) -> dict[str, Any]:
+    """The settings of a named preset (a copy)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; the presets are: {', '.join(PRESETS)}")
+    return dict(PRESETS[name])
+
+
+def stage_length_for(window: int) -> int:
+    """The default stage length of a window (see the module docstring)."""
+    for stage in (32, 16, 8):
+        if window % stage == 0 and window // stage >= 3:
+            return stage
+    for stage in range(min(32, window // 3), 3, -1):
+        if window % stage == 0:
+            return stage
+    raise ConfigError(f"window {window} cannot be cut into 3 or more stages of 4 to 32 steps; choose a window that "
+                      f"is a multiple of 8 (e.g. {max(24, window // 8 * 8)}) or set stage_length yourself")
+
+
+def stage_settings(stage_length: int) -> dict[str, Any]:
+    """Patches, context and pooling kernels that follow a stage length: patches of 4 (stages up to 8 steps) or 8
+    (else the largest divisor up to 8), a context of a quarter stage between 4 and 8 steps that the patches tile,
+    and a coarse pooling kernel of about 0.8 stage lengths (odd) before the finest scale."""
+    limit = 4 if stage_length <= 8 else 8
+    patch = max(p for p in range(1, limit + 1) if stage_length % p == 0)
+    step = patch // math.gcd(2, patch)  # 2 * context must be a multiple of the patch for the patches to tile
+    target = min(stage_length // 2, max(4, min(8, stage_length // 4)))
+    context = -(-target // step) * step
+    if context > stage_length // 2:
+        context = stage_length // 2 // step * step
+    kernel = 2 * round((0.8 * stage_length - 1) / 2) + 1
+    return {"patch_length": patch, "patch_stride": patch, "context": context,
+            "pool_kernels": (kernel, 1) if kernel > 1 else (1,)}
+
+
+def window_settings(window: int, given: dict[str, Any]) -> dict[str, Any]:
+    """Values for the window-dependent fields that ``given`` leaves None."""
+    chosen: dict[str, Any] = {}
+    stage = given.get("stage_length") or stage_length_for(window)
+    if given.get("stage_length") is None:
+        chosen["stage_length"] = stage
+    for name, value in stage_settings(stage).items():
+        if given.get(name) is None:
+            chosen[name] = value
+    wide = window >= 128
+    if given.get("d_model") is None:
+        chosen["d_model"] = 64 if wide else 32
+    if given.get("feedforward") is None:
+        chosen["feedforward"] = 2 * (given.get("d_model") or chosen["d_model"])
+    return chosen
+
+
+def data_choices(train: np.ndarray, window: int, given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The data-dependent choices for the fields ``given`` leaves None, from the scaled training split
+    (rows, channels) in [-1, 1]: ``{field: {"value": ..., "because": "...", **numbers}}``."""
+    choices: dict[str, dict[str, Any]] = {}
+    if given.get("channel_independent") is None:
+        choices["channel_independent"] = _channel_choice(train, window)
+    if given.get("range_margin") is None:
+        choices["range_margin"] = _margin_choice(train, window)
+    for name, choice in choices.items():
+        logger.info("chose %s = %s: %s", name, choice["value"], choice["because"])
+    return choices
+
+
+def step_coupling(values: np.ndarray) -> float:
+    """The largest absolute correlation between two channels' step-to-step changes (0 for one channel or a
+    constant channel)."""
+    if values.shape[1] < 2 or len(values) < 3:
+        return 0.0
+    steps = np.diff(values, axis=0)
+    spread = steps.std(axis=0)
+    steps = steps[:, spread > 0]
+    if steps.shape[1] < 2:
+        return 0.0
+    correlation = np.corrcoef(steps.T)
+    np.fill_diagonal(correlation, 0.0)
+    return float(np.nanmax(np.abs(correlation)))
+
+
+def _channel_choice(train: np.ndarray, window: int) -> dict[str, Any]:
+    coupling, windows = step_coupling(train), len(train) / window
+    joint = coupling >= COUPLED_STEPS and windows >= JOINT_MIN_WINDOWS
+    if train.shape[1] < 2:
+        because = "one channel"
+    elif joint:
+        because = (f"the channels' steps correlate up to {coupling:.2f} (>= {COUPLED_STEPS}) and the training split "
+                   f"holds {windows:.0f} windows (>= {JOINT_MIN_WINDOWS}): channels modelled jointly")
+    elif coupling >= COUPLED_STEPS:
+        because = (f"the channels' steps correlate up to {coupling:.2f}, but the training split holds only "
+                   f"{windows:.0f} windows (< {JOINT_MIN_WINDOWS}), too few to model them jointly without copying: "
+                   "each channel modelled on its own, fused between stages")
+    else:
+        because = (f"the channels' steps correlate at most {coupling:.2f} (< {COUPLED_STEPS}): each channel "
+                   "modelled on its own, fused between stages")
+    return {"value": not joint, "because": because, "step_coupling": round(coupling, 4),
+            "training_windows": round(windows, 1)}
+
+
+def _margin_choice(train: np.ndarray, window: int) -> dict[str, Any]:
+    """How far the series went beyond its own earlier range: the later part of the split against the range of
+    the first four fifths, as a share of the whole split's range (largest over channels), within MARGIN_BOUNDS.
+    A series that drifts or trends earns a wider margin than one that stays in its range."""
+    cut = max(window, int(0.8 * len(train)))
+    early, late = train[:cut], train[cut:]
+    span = np.maximum(train.max(axis=0) - train.min(axis=0), 1e-12)
+    beyond = 0.0
+    if len(late):
+        above = np.maximum(late.max(axis=0) - early.max(axis=0), 0.0)
+        below = np.maximum(early.min(axis=0) - late.min(axis=0), 0.0)
+        beyond = float(np.max(np.maximum(above, below) / span))
+    value = float(np.clip(beyond, *MARGIN_BOUNDS))
+    return {"value": round(value, 4), "because": f"the last fifth of the training split went {beyond:.1%} of the "
+            f"range beyond the first four fifths' range (bounded to {MARGIN_BOUNDS[0]:.0%}-{MARGIN_BOUNDS[1]:.0%})",
+            "observed": round(beyond, 4)}
