@@ -33,7 +33,6 @@ import torch
 from torch import nn
 
 from stagediff import StageDiff
-from stagediff.diffusion import make_sampler
 from stagediff.generator import CHUNK_WINDOWS, SAMPLING_BATCH
 
 PROBE_SEED = 0
@@ -103,7 +102,7 @@ def sample_batch(model: StageDiff, requests: list[tuple[int, int]], length: int,
     ``model.sample_array(n, length, seed, steps, sampler=sampler)`` computes (see the module docstring for
     the precision). Rows are padded with zeros up to ``min_rows``; padding rows are discarded."""
     denoiser = model.require_trained()
-    chosen = make_sampler(model.config, sampler, steps)
+    chosen = model.make_sampler(sampler, steps)
     device = next(denoiser.parameters()).device
     generators = [torch.Generator().manual_seed(int(seed)) for _, seed in requests]
     shape = (length, denoiser.channels)

@@ -63,11 +63,23 @@ class Sampler:
     def __init__(self, schedule: NoiseSchedule, range_margin: float = 0.0):
         self.schedule = schedule
         self.timesteps: list[int] = list(range(schedule.steps - 1, -1, -1))
-        self.bound = 1.0 + 2.0 * range_margin  # the scaled training range is [-1, 1]: 2 is its width
+        self.low: float | torch.Tensor = -1.0 - 2.0 * range_margin  # the scaled training range is [-1, 1], width 2
+        self.high: float | torch.Tensor = 1.0 + 2.0 * range_margin
+
+    def hold(self, held: dict[str, list[bool]]) -> Sampler:
+        """Keep the channels marked in ``held`` ({"low": [...], "high": [...]}, one flag per channel) at their
+        training minimum or maximum instead of the widened range (stagediff.recipe.held_bounds)."""
+        self.low = torch.where(torch.tensor(held["low"]), -1.0, torch.tensor(float(self.low)))
+        self.high = torch.where(torch.tensor(held["high"]), 1.0, torch.tensor(float(self.high)))
+        return self
 
     def clip(self, x0_pred: torch.Tensor) -> torch.Tensor:
-        """The x_0 estimate held within the training range widened by the model's range margin on either side."""
-        return x0_pred.clamp(-self.bound, self.bound)
+        """The x_0 estimate (..., channels) held within the training range widened by the model's range margin on
+        either side (and at the bounds the data holds, see :meth:`hold`)."""
+        if isinstance(self.low, torch.Tensor):
+            low, high = self.low.to(x0_pred), self.high.to(x0_pred)
+            return torch.maximum(torch.minimum(x0_pred, high), low)
+        return x0_pred.clamp(self.low, self.high)
 
     def set_timesteps(self, steps: int | None) -> None:
         raise NotImplementedError

@@ -24,10 +24,10 @@ from stagediff.artifacts import SavedGenerator, load_generator, save_generator
 from stagediff.config import SAMPLERS, StageDiffConfig
 from stagediff.data import MinMaxScaler, PreparedData, load_series, prepare, sliding_windows, validate_frame
 from stagediff.data.prepared import decode_frequency, decode_time
-from stagediff.diffusion import make_sampler
+from stagediff.diffusion import Sampler, make_sampler
 from stagediff.errors import DataError, StageDiffError
 from stagediff.model import StageDiffDenoiser
-from stagediff.recipe import data_choices
+from stagediff.recipe import data_choices, held_bounds
 from stagediff.sampling import chunk_plan, generate_chunks, round_up
 from stagediff.train import Trainer, TrainProgress, build_denoiser, resolve_device
 
@@ -117,6 +117,7 @@ class StageDiff:
         self.metadata = {
             **prepared.description,
             "choices": choices,
+            "held_bounds": held_bounds(prepared.train),
             "training": {"steps": result.steps, "seconds": round(result.seconds, 3),
                          "final_loss": result.losses[-1] if result.losses else None,
                          "validation_losses": result.validation_losses, "device": str(trainer.device),
@@ -208,7 +209,7 @@ class StageDiff:
             check_chunks(chunk_length, overlap, stage)
         check_sampler(sampler, steps, config.diffusion_steps)
         known = None if prefix is None else self.scale_prefix(prefix)
-        chosen = make_sampler(config, sampler, steps)
+        chosen = self.make_sampler(sampler, steps)
         target = resolve_device(device) if device is not None else next(denoiser.parameters()).device
         denoiser.to(target).eval()
         generator = torch.Generator().manual_seed(int(seed))
@@ -227,6 +228,13 @@ class StageDiff:
                     produced += chunk.shape[1]
         finally:
             bar.close()
+
+    def make_sampler(self, sampler: str | None = None, steps: int | None = None) -> Sampler:
+        """The reverse process this model samples with: the configured (or named) sampler, its x_0 estimate held
+        within the training range widened by the range margin, and at the bounds the data holds."""
+        chosen = make_sampler(self.config, sampler, steps)
+        held = self.metadata.get("held_bounds")
+        return chosen.hold(held) if held is not None else chosen
 
     # -- units, time and frames -------------------------------------------------------------------
     def scale_prefix(self, prefix: pd.DataFrame | np.ndarray) -> torch.Tensor:

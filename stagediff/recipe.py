@@ -35,6 +35,9 @@ COUPLED_STEPS = 0.5
 JOINT_MIN_WINDOWS = 60
 """Channels are modelled jointly only when the training split holds at least this many non-overlapping windows:
 a joint model sees one sequence per window instead of one per channel, and on fewer it copied training windows."""
+HELD_SHARE, HELD_TOLERANCE = 0.1, 0.005
+"""A channel holds a bound when at least 10 % of its training rows lie within 0.5 % of its range from it (a sine
+spends under 5 % there)."""
 MARGIN_BOUNDS = (0.05, 0.5)
 """The automatic range margin, as a share of each channel's training range, lies within these bounds."""
 
@@ -121,6 +124,16 @@ def data_choices(train: np.ndarray, window: int, given: dict[str, Any]) -> dict[
     for name, choice in choices.items():
         logger.info("chose %s = %s: %s", name, choice["value"], choice["because"])
     return choices
+
+
+def held_bounds(train: np.ndarray) -> dict[str, list[bool]]:
+    """Per channel, whether the series piles up against its minimum ("low") or maximum ("high"): at least
+    HELD_SHARE of the training rows lie within HELD_TOLERANCE of the range from that extreme (a floor such as zero
+    for solar power, or a ceiling such as 100 %). Samples never cross such a bound, whatever the margin."""
+    low, high = train.min(axis=0), train.max(axis=0)
+    tolerance = HELD_TOLERANCE * np.maximum(high - low, 1e-12)
+    return {"low": [bool(v) for v in np.mean(train <= low + tolerance, axis=0) >= HELD_SHARE],
+            "high": [bool(v) for v in np.mean(train >= high - tolerance, axis=0) >= HELD_SHARE]}
 
 
 def step_coupling(values: np.ndarray) -> float:

@@ -11,7 +11,7 @@ import torch
 from stagediff import StageDiff, StageDiffConfig
 from stagediff.diffusion import make_sampler
 from stagediff.errors import ConfigError
-from stagediff.recipe import JOINT_MIN_WINDOWS, PRESETS, data_choices, stage_length_for
+from stagediff.recipe import JOINT_MIN_WINDOWS, PRESETS, data_choices, held_bounds, stage_length_for
 
 
 @pytest.mark.parametrize(("window", "stage", "patch", "context", "kernels", "width"), [
@@ -123,3 +123,15 @@ def test_window_24_fits_with_the_default_recipe(frame_factory):
         frame, "date", progress=False, device="cpu", check=False)
     assert model.config.stage_length == 8 and model.sample_array(1).shape == (1, 24, 2)
     assert isinstance(pd.Timestamp(model.metadata["last_time"]), pd.Timestamp)
+
+
+def test_bounds_the_data_piles_up_against_are_never_crossed():
+    rng = np.random.default_rng(0)
+    wave = np.sin(np.linspace(0, 80, 3000))
+    solar = np.clip(wave, 0, None) + 0.01 * np.abs(rng.normal(size=3000))  # night: zero and a little noise
+    share = 100 * np.minimum(1, 0.5 + 0.6 * wave)  # a percentage that often sits at 100
+    held = held_bounds(np.stack([solar, share, wave + 0.1 * rng.normal(size=3000)], axis=1))
+    assert held == {"low": [True, False, False], "high": [False, True, False]}
+    sampler = make_sampler(StageDiffConfig(window=32, range_margin=0.5)).hold(held)
+    clipped = sampler.clip(torch.full((4, 3), -5.0)), sampler.clip(torch.full((4, 3), 5.0))
+    assert clipped[0][0].tolist() == [-1.0, -2.0, -2.0] and clipped[1][0].tolist() == [2.0, 1.0, 2.0]
