@@ -6,7 +6,8 @@ data, and the named presets of the benchmark cells.
   patches, the context and the decomposition's pooling kernels, and the width (``d_model`` 64 and ``feedforward``
   128 from window 128 on, else 32 and 64).
 - From the training split (at fit time, :func:`data_choices`): ``channel_independent`` (channels modelled jointly
-  where their steps move together and the series holds enough windows to learn them jointly without copying) and
+  where their steps or levels move together and the series holds enough windows to learn them jointly without
+  copying) and
   ``range_margin`` (how far samples may leave the training range). Each choice is logged and saved with the model
   beside the numbers it was made from; a value the user sets is kept.
 
@@ -30,8 +31,9 @@ WINDOW_FIELDS = ("stage_length", "context", "patch_length", "patch_stride", "poo
 DATA_FIELDS = ("channel_independent", "range_margin")
 """Fields that None means "choose from the training split at fit time"."""
 
-COUPLED_STEPS = 0.5
-"""Channels are coupled when some pair's step-to-step changes correlate at least this much (in absolute value)."""
+COUPLED_STEPS, COUPLED_LEVELS = 0.5, 0.8
+"""Channels are coupled when some pair's step-to-step changes correlate at least 0.5, or their levels at least 0.8
+(in absolute value): a user's temperature and humidity (levels -0.88) lost their relation modelled apart."""
 JOINT_MIN_WINDOWS = 60
 """Channels are modelled jointly only when the training split holds at least this many non-overlapping windows:
 a joint model sees one sequence per window instead of one per channel, and on fewer it copied training windows."""
@@ -136,38 +138,40 @@ def held_bounds(train: np.ndarray) -> dict[str, list[bool]]:
             "high": [bool(v) for v in np.mean(train >= high - tolerance, axis=0) >= HELD_SHARE]}
 
 
-def step_coupling(values: np.ndarray) -> float:
-    """The largest absolute correlation between two channels' step-to-step changes (0 for one channel or a
-    constant channel)."""
-    if values.shape[1] < 2 or len(values) < 3:
+def largest_correlation(values: np.ndarray) -> float:
+    """The largest absolute correlation between two channels of (rows, channels) values (0 for one channel;
+    constant channels are left out)."""
+    values = values[:, values.std(axis=0) > 0] if len(values) > 1 else values[:, :0]
+    if values.shape[1] < 2:
         return 0.0
-    steps = np.diff(values, axis=0)
-    spread = steps.std(axis=0)
-    steps = steps[:, spread > 0]
-    if steps.shape[1] < 2:
-        return 0.0
-    correlation = np.corrcoef(steps.T)
+    correlation = np.corrcoef(values.T)
     np.fill_diagonal(correlation, 0.0)
     return float(np.nanmax(np.abs(correlation)))
 
 
+def step_coupling(values: np.ndarray) -> float:
+    """The largest absolute correlation between two channels' step-to-step changes."""
+    return largest_correlation(np.diff(values, axis=0))
+
+
 def _channel_choice(train: np.ndarray, window: int) -> dict[str, Any]:
-    coupling, windows = step_coupling(train), len(train) / window
-    joint = coupling >= COUPLED_STEPS and windows >= JOINT_MIN_WINDOWS
+    steps, levels, windows = step_coupling(train), largest_correlation(train), len(train) / window
+    coupled = steps >= COUPLED_STEPS or levels >= COUPLED_LEVELS
+    joint = coupled and windows >= JOINT_MIN_WINDOWS
+    together = (f"the channels' steps correlate up to {steps:.2f} (coupled from {COUPLED_STEPS}) and their levels up "
+                f"to {levels:.2f} (from {COUPLED_LEVELS})")
     if train.shape[1] < 2:
         because = "one channel"
     elif joint:
-        because = (f"the channels' steps correlate up to {coupling:.2f} (>= {COUPLED_STEPS}) and the training split "
-                   f"holds {windows:.0f} windows (>= {JOINT_MIN_WINDOWS}): channels modelled jointly")
-    elif coupling >= COUPLED_STEPS:
-        because = (f"the channels' steps correlate up to {coupling:.2f}, but the training split holds only "
-                   f"{windows:.0f} windows (< {JOINT_MIN_WINDOWS}), too few to model them jointly without copying: "
-                   "each channel modelled on its own, fused between stages")
+        because = f"{together}, and the training split holds {windows:.0f} windows (>= {JOINT_MIN_WINDOWS}): " \
+                  "channels modelled jointly"
+    elif coupled:
+        because = (f"{together}, but the training split holds only {windows:.0f} windows (< {JOINT_MIN_WINDOWS}), too "
+                   "few to model them jointly without copying: each channel modelled on its own, fused between stages")
     else:
-        because = (f"the channels' steps correlate at most {coupling:.2f} (< {COUPLED_STEPS}): each channel "
-                   "modelled on its own, fused between stages")
-    return {"value": not joint, "because": because, "step_coupling": round(coupling, 4),
-            "training_windows": round(windows, 1)}
+        because = f"{together}: each channel modelled on its own, fused between stages"
+    return {"value": not joint, "because": because, "step_coupling": round(steps, 4),
+            "level_coupling": round(levels, 4), "training_windows": round(windows, 1)}
 
 
 def _margin_choice(train: np.ndarray, window: int) -> dict[str, Any]:
