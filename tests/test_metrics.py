@@ -14,7 +14,15 @@ from stagediff.metrics import (
     discriminative_score, evaluate, marginal_distance, predictive_score, series_copy_detector, spectral_distance,
     to_windows,
 )
+from stagediff.metrics import (
+    cnn_detection_baseline, cnn_detection_score, detection_baseline, detection_score, texture, texture_warnings,
+)
 from stagediff.metrics.copying import nearest_distances
+from stagediff.metrics.detection import (
+    FAST_CNN_EPOCHS, feature_names, independent_windows, overlap_layout, purged_folds, window_features,
+)
+from stagediff.metrics.horizon import horizon_excursions
+from stagediff.metrics.inputs import UnitScale
 
 torch.set_num_threads(1)
 
@@ -65,7 +73,7 @@ def test_evaluate_computes_every_metric_by_default_when_inputs_allow(scores) -> 
 
 
 @pytest.mark.parametrize("metric", ["predictive", "context_fid", "correlational", "marginal", "autocorrelation",
-                                    "spectral"])
+                                    "spectral", "texture"])
 def test_same_process_scores_far_better_than_noise(scores, metric) -> None:
     same, noise = scores["same"][metric]["mean"], scores["noise"][metric]["mean"]
     assert noise > 3 * same, (metric, same, noise)
@@ -74,6 +82,13 @@ def test_same_process_scores_far_better_than_noise(scores, metric) -> None:
 def test_discriminative_cannot_tell_the_same_process_but_spots_noise(scores) -> None:
     assert scores["same"]["discriminative"]["mean"] < 0.15
     assert scores["noise"]["discriminative"]["mean"] > 0.3
+
+
+def test_detectors_cannot_tell_the_same_process_but_spot_noise(scores) -> None:
+    for name in ("detection", "detection_cnn"):
+        assert scores["same"][name]["mean"] < 0.7 and scores["noise"][name]["mean"] > 0.95, name
+        assert scores["same"][name]["real_baseline"] == scores["noise"][name]["real_baseline"]  # real data only
+        assert scores["same"][name]["independent_real_windows"] == WINDOWS
 
 
 def test_predictive_floor_matches_a_good_synthetic_set(scores) -> None:
@@ -227,6 +242,7 @@ def test_evaluate_scales_with_the_real_range(real) -> None:
     (lambda x: x[0], {}, r"\(n, length, channels\)"),
     (lambda x: np.where(np.arange(x.shape[2]) == 1, np.nan, x), {}, "NaN"),
     (lambda x: x[:5], {"metrics": ["discriminative"]}, "at least 10"),
+    (lambda x: x[:5], {"metrics": ["detection_cnn"]}, "at least 10 synthetic windows for its cross-validation"),
     (lambda x: x, {"metrics": ["fid"]}, "valid names"),
     (lambda x: x, {"metrics": ["boundary"]}, "stage_length"),
     (lambda x: x, {"metrics": ["copy"]}, "training"),
@@ -238,6 +254,15 @@ def test_evaluate_rejects_bad_input_before_any_work(real, synthetic, kwargs, mes
         evaluate(real, synthetic(real), **kwargs)
 
 
+def test_evaluate_rejects_windows_too_short_or_folds_too_few_for_the_new_metrics(real) -> None:
+    with pytest.raises(DataError, match="at least 2 steps"):
+        evaluate(real[:, :1], real[:, :1], metrics=["texture"])
+    with pytest.raises(DataError, match="folds must be an integer from 2"):
+        detection_score(real, real, folds=1)
+    with pytest.raises(DataError, match="at least 10 real windows"):
+        cnn_detection_score(real[:9], real)
+
+
 def test_evaluate_rejects_training_windows_of_another_shape(real) -> None:
     with pytest.raises(DataError, match="training"):
         evaluate(real, real, metrics=["copy"], training=real[..., :2])
@@ -247,3 +272,161 @@ def test_to_windows_rejects_samples_of_different_lengths(real) -> None:
     frame = long_frame(real).iloc[:-1]
     with pytest.raises(DataError, match="different lengths"):
         to_windows(frame)
+
+
+# -- detection, texture, long horizons ---------------------------------------------------------------------------
+def correlated_ar(n: int, seed: int, length: int = 64, channels: int = 3, burn_in: int = 30) -> np.ndarray:
+    """(n, length, channels): independent windows of a stationary AR(1) (coefficient 0.9) whose innovations are
+    correlated 0.7 between channels, each after a burn-in."""
+    rng = np.random.default_rng(seed)
+    mixing = np.linalg.cholesky(np.full((channels, channels), 0.7) + 0.3 * np.eye(channels))
+    level = rng.normal(size=(n, channels)) @ mixing.T / np.sqrt(1 - 0.9 ** 2)
+    values = np.empty((n, burn_in + length, channels))
+    for t in range(burn_in + length):
+        level = 0.9 * level + rng.normal(size=(n, channels)) @ mixing.T
+        values[:, t] = level
+    return values[:, burn_in:]
+
+
+def smoothed(n: int, seed: int, width: int = 5, length: int = 64) -> np.ndarray:
+    """Windows of the same process, each a moving average over ``width`` steps (same length)."""
+    longer = correlated_ar(n, seed, length + width - 1)
+    kernel = np.ones(width) / width
+    return np.stack([np.apply_along_axis(np.convolve, 1, longer[..., c], kernel, "valid")
+                     for c in range(longer.shape[2])], axis=-1)
+
+
+def channel_shuffled(windows: np.ndarray, seed: int) -> np.ndarray:
+    """Each channel's windows in another random order: same marginals and texture, channels decorrelated."""
+    rng = np.random.default_rng(seed)
+    return np.stack([windows[rng.permutation(len(windows)), :, c] for c in range(windows.shape[2])], axis=-1)
+
+
+def unit(real: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Every set scaled to [0, 1] per channel with the real range (what evaluate does)."""
+    scale = UnitScale.fit(real)
+    return [scale.transform(w) for w in (real, *others)]
+
+
+@pytest.fixture(scope="module")
+def ar_sets() -> dict[str, np.ndarray]:
+    real, same, smooth = unit(correlated_ar(300, 11), correlated_ar(300, 12), smoothed(300, 13))
+    return {"real": real, "same": same, "smooth": smooth}
+
+
+def test_window_features_are_named_and_read_the_steps() -> None:
+    windows = correlated_ar(20, 0, length=32)
+    features, names = window_features(windows), feature_names(32, ["x", "y", "z"])
+    assert features.shape == (20, len(names)) and len(set(names)) == len(names)
+    steps = np.diff(windows, axis=1)
+    assert np.allclose(features[:, names.index("y.step_std")], steps[..., 1].std(axis=1))
+    assert np.allclose(features[:, names.index("x~z.level_corr")],
+                       [np.corrcoef(w[:, 0], w[:, 2])[0, 1] for w in windows])
+    assert np.isfinite(window_features(np.zeros((3, 32, 2)))).all()  # constant windows: zeros, no NaN
+
+
+def test_detection_cannot_tell_two_draws_of_one_process_but_spots_a_smoothed_copy(ar_sets) -> None:
+    same = detection_score(ar_sets["real"], ar_sets["same"], seed=0)
+    smooth = detection_score(ar_sets["real"], ar_sets["smooth"], seed=0)
+    assert same["auc"] < 0.62 and len(same["fold_aucs"]) == 5
+    assert smooth["auc"] > 0.9
+    name, alone = smooth["top_features"][0]  # the giveaway: smaller or less autocorrelated steps
+    assert "step" in name or "band" in name, smooth["top_features"]
+    assert abs(alone - 0.5) > 0.3
+
+
+def test_cnn_detection_cannot_tell_two_draws_of_one_process_but_spots_a_smoothed_copy(ar_sets) -> None:
+    assert cnn_detection_score(ar_sets["real"], ar_sets["same"], seed=0)["auc"] < 0.62
+    assert cnn_detection_score(ar_sets["real"], ar_sets["smooth"], seed=0)["auc"] > 0.9
+
+
+def test_detection_baselines_are_about_one_half_and_seeds_repeat(ar_sets) -> None:
+    real, same = ar_sets["real"], ar_sets["same"]
+    assert abs(detection_baseline(real, seed=0) - 0.5) < 0.1
+    assert abs(cnn_detection_baseline(real, seed=0) - 0.5) < 0.12
+    first, first_cnn = detection_score(real, same, seed=3), cnn_detection_score(real, same, seed=3)
+    torch.manual_seed(123)  # the detectors must not depend on the global random state
+    np.random.seed(123)
+    assert detection_score(real, same, seed=3) == first and cnn_detection_score(real, same, seed=3) == first_cnn
+    assert abs(detection_score(real, same, seed=4)["auc"] - first["auc"]) < 0.05
+
+
+def test_detection_never_tests_on_windows_that_overlap_its_training_windows() -> None:
+    # real windows cut from one series overlap; shuffled folds would let the classifier recognise the series
+    # (AUC near 1 against independent windows of the same process); purged folds in time do not
+    series = correlated_ar(1, 21, length=1500)[0]
+    cut = np.lib.stride_tricks.sliding_window_view(series, 64, axis=0).transpose(0, 2, 1)
+    starts = np.sort(np.random.default_rng(0).choice(len(cut), size=300, replace=False))
+    real, synthetic = unit(cut[starts], correlated_ar(300, 22))
+    component, start = overlap_layout(np.concatenate([real, synthetic]))
+    assert (component[:300] == component[0]).all() and np.array_equal(start[:300], starts - starts[0])
+    assert len(np.unique(component[300:])) == 300 and not np.isin(component[300:], component[0]).any()
+    labels = np.repeat([0, 1], 300)
+    for train, test in purged_folds(component, start, labels, 64, 5, seed=0):
+        real_train, real_test = (start[part[part < 300]] for part in (train, test))
+        assert np.abs(real_train[:, None] - real_test[None, :]).min() >= 64
+    assert detection_score(real, synthetic, seed=0)["auc"] < 0.65
+    assert independent_windows(cut) == pytest.approx(1500 / 64) and independent_windows(synthetic) == 300
+
+
+def test_texture_matches_two_draws_and_sees_smoothing_and_decoupled_channels(ar_sets) -> None:
+    real = ar_sets["real"]
+    same = texture(real, ar_sets["same"])
+    assert same["roughness_ratio"] == pytest.approx(1.0, abs=0.08)
+    assert same["step_spread_ratio"] == pytest.approx(1.0, abs=0.08)
+    assert same["step_correlation_error"] < 0.05 and same["level_correlation_error"] < 0.05
+    assert same["roughness_error"] < 0.08 and set(same["per_channel"]) == {"0", "1", "2"}
+    assert texture(real, ar_sets["smooth"])["roughness_ratio"] < 0.5
+    decoupled = texture(real, channel_shuffled(ar_sets["same"], seed=1))
+    assert decoupled["step_correlation_error"] > 0.4
+    assert decoupled["roughness_ratio"] == pytest.approx(same["roughness_ratio"])
+
+
+def test_texture_warnings_are_quiet_on_a_good_sample_and_name_what_broke() -> None:
+    channels = ["load", "temp", "wind"]
+    real, same = 50 + 3 * correlated_ar(300, 11), 50 + 3 * correlated_ar(300, 12)  # data units
+    assert texture_warnings(real, same, channels) == []
+    smooth = texture_warnings(real, 50 + 3 * smoothed(300, 13), channels)
+    assert len(smooth) == 1 and "smoother" in smooth[0] and "'temp'" in smooth[0] and "max_steps" in smooth[0]
+    decoupled = " ".join(texture_warnings(real, channel_shuffled(same, seed=1), channels))
+    assert "channel_independent=false" in decoupled and "'load' and 'temp'" in decoupled
+    with pytest.raises(DataError, match="channel names"):
+        texture_warnings(real, same, channels[:2])
+
+
+def test_horizon_is_small_for_the_same_process_and_large_for_a_drift() -> None:
+    series = correlated_ar(1, 31, length=6000)[0]
+    samples = correlated_ar(4, 32, length=640)
+    assert horizon_excursions(series, series, 64)["mean"] == pytest.approx(0.02, abs=0.005)
+    same = horizon_excursions(series, samples, 64, channels=["a", "b", "c"])
+    assert same["mean"] < 0.1 and set(same["per_channel"]) == {"a", "b", "c"}
+    drifting = horizon_excursions(series, samples + np.linspace(0, 8, 640)[None, :, None], 64)
+    assert drifting["mean"] > 0.3 and drifting["mean_outside"] > 0.5
+    with pytest.raises(DataError, match="at least one window"):
+        horizon_excursions(series, samples[:, :32], 64)
+
+
+def test_evaluate_reports_detection_with_its_baseline_and_texture(ar_sets) -> None:
+    scores = evaluate(ar_sets["real"], ar_sets["smooth"], metrics=["detection", "detection_cnn", "texture"],
+                      repeats=2, fast=True, channels=["x", "y", "z"])
+    for name in ("detection", "detection_cnn"):
+        entry = scores[name]
+        assert len(entry["values"]) == 2 and entry["mean"] > 0.9, name
+        assert abs(entry["real_baseline"] - 0.5) < 0.12 and len(entry["fold_aucs"]) == 2
+    assert scores["detection"]["top_features"][0][0][0] in "xyz"
+    figures = texture(ar_sets["real"], ar_sets["smooth"])
+    assert scores["texture"]["mean"] == pytest.approx(figures["roughness_error"])
+    assert set(scores["texture"]["per_channel"]) == {"x", "y", "z"}
+    assert scores["settings"]["iterations"]["detection_cnn"] == FAST_CNN_EPOCHS
+    few = evaluate(ar_sets["real"][:30], ar_sets["same"][:30], metrics=["detection"], repeats=1)["detection"]
+    assert few["real_baseline"] is None and 0 <= few["mean"] <= 1  # 30 real windows: too few for two halves
+
+
+def test_a_detection_that_cannot_keep_folds_apart_is_reported_as_skipped() -> None:
+    series = correlated_ar(1, 41, length=100)[0]  # 37 windows of 64, every one overlapping every other
+    real = np.lib.stride_tricks.sliding_window_view(series, 64, axis=0).transpose(0, 2, 1)
+    with pytest.raises(DataError, match="overlap too much"):
+        detection_score(real, real[::-1] + 0.01, seed=0)
+    entry = evaluate(real, correlated_ar(37, 42), metrics=["detection", "marginal"], repeats=1)
+    assert entry["detection"]["mean"] is None and "overlap too much" in entry["detection"]["skipped"]
+    assert entry["marginal"]["mean"] > 0

@@ -7,7 +7,8 @@
 Each metric is also a plain function on (n, length, channels) arrays in its own module:
 :func:`discriminative_score`, :func:`predictive_score`, :func:`context_fid`, :func:`correlational_score`,
 :func:`marginal_distance`, :func:`autocorrelation_distance`, :func:`spectral_distance`, :func:`boundary_jump`,
-:func:`copy_detector` (:func:`series_copy_detector` when no window was held out). The functions score the
+:func:`copy_detector` (:func:`series_copy_detector` when no window was held out), :func:`detection_score`,
+:func:`cnn_detection_score`, :func:`texture`. The functions score the
 arrays as given; :func:`evaluate` first scales every input to [0, 1] per channel with the range of the real
 windows.
 """
@@ -28,37 +29,45 @@ from stagediff.metrics.boundary import boundary_jump, check_stage_length
 from stagediff.metrics.context_fid import context_fid, frechet_distance
 from stagediff.metrics.copying import check_series_windows, copy_detector, series_copy_detector
 from stagediff.metrics.correlational import correlational_score
+from stagediff.metrics.detection import (CNN_EPOCHS, FAST_CNN_EPOCHS, MIN_BASELINE_WINDOWS, DetectionData,
+                                         check_detection_size, cnn_detection_baseline, cnn_detection_score,
+                                         detection_baseline, detection_score, independent_windows)
 from stagediff.metrics.discriminative import DISCRIMINATIVE_ITERATIONS, discriminative_score
 from stagediff.metrics.inputs import UnitScale, as_windows, check_pair, check_split_size, to_windows
 from stagediff.metrics.marginal import marginal_distance
 from stagediff.metrics.predictive import PREDICTIVE_ITERATIONS, predictive_score
 from stagediff.metrics.spectral import spectral_distance
+from stagediff.metrics.texture import texture, texture_warnings
 from stagediff.metrics.ts2vec import EncoderSettings
 
 logger = logging.getLogger(__name__)
 
-STOCHASTIC = ("discriminative", "predictive", "predictive_real", "context_fid")
+STOCHASTIC = ("discriminative", "detection", "detection_cnn", "predictive", "predictive_real", "context_fid")
 """Metrics that train a judge: computed ``repeats`` times with seeds seed, seed + 1, ..."""
-DETERMINISTIC = ("correlational", "marginal", "autocorrelation", "spectral")
+DETECTION = ("detection", "detection_cnn")
+"""The judges scored by ROC AUC (0.5 best), with a real-vs-real baseline beside."""
+DETERMINISTIC = ("correlational", "marginal", "autocorrelation", "spectral", "texture")
 METRICS: tuple[str, ...] = STOCHASTIC + DETERMINISTIC + ("boundary", "copy")
 """Every metric name :func:`evaluate` knows, in the order it computes them."""
 
 FULL_ITERATIONS = {"discriminative": DISCRIMINATIVE_ITERATIONS, "predictive": PREDICTIVE_ITERATIONS,
-                   "context_fid": EncoderSettings().iterations}
-FAST_ITERATIONS = {"discriminative": 500, "predictive": 600, "context_fid": 60}
-"""``fast=True``: enough to separate good from bad on tiny test data; never for reported numbers."""
+                   "context_fid": EncoderSettings().iterations, "detection_cnn": CNN_EPOCHS}
+FAST_ITERATIONS = {"discriminative": 500, "predictive": 600, "context_fid": 60, "detection_cnn": FAST_CNN_EPOCHS}
+"""``fast=True``: enough to separate good from bad on tiny test data; never for reported numbers. (For
+"detection_cnn" the numbers are epochs; the gradient-boosting "detection" has no fast setting.)"""
 
 __all__ = [
-    "METRICS", "autocorrelation_distance", "boundary_jump", "context_fid", "copy_detector", "correlational_score",
+    "METRICS", "autocorrelation_distance", "boundary_jump", "cnn_detection_baseline", "cnn_detection_score",
+    "context_fid", "copy_detector", "correlational_score", "detection_baseline", "detection_score",
     "discriminative_score", "evaluate", "frechet_distance", "marginal_distance", "predictive_score",
-    "series_copy_detector", "spectral_distance", "to_windows",
+    "series_copy_detector", "spectral_distance", "texture", "texture_warnings", "to_windows",
 ]
 
 
 def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFrame,
              metrics: Sequence[str] | None = None, repeats: int = 5, seed: int = 0, fast: bool = False,
              stage_length: int | None = None, training: np.ndarray | pd.DataFrame | None = None,
-             real_in_training: bool = False) -> dict[str, dict[str, Any]]:
+             real_in_training: bool = False, channels: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Score ``synthetic`` windows against ``real`` ones under the protocol of docs/evaluation.md.
 
     Args:
@@ -67,8 +76,8 @@ def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFra
             minimum and maximum of ``real`` (not clipped) before scoring.
         metrics: names from :data:`METRICS`; default every metric the inputs allow ("boundary" needs
             ``stage_length``, "copy" needs ``training``).
-        repeats: runs of the judges that train (discriminative, predictive, predictive_real, context_fid) with
-            seeds ``seed + r``; the deterministic metrics run once (std 0).
+        repeats: runs of the judges that train (:data:`STOCHASTIC`) with seeds ``seed + r``; the deterministic
+            metrics run once (std 0).
         fast: far fewer judge iterations (:data:`FAST_ITERATIONS`); for tests only, recorded in the output.
         stage_length: the generator's stage length, for "boundary".
         training: (m, length, channels) windows the generator was trained on, for "copy"; then ``real`` should
@@ -76,11 +85,19 @@ def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFra
         real_in_training: ``real`` was drawn from the training series (the paper protocol): then ``training``
             must be every stride-1 window of that series in time order, and "copy" is
             :func:`series_copy_detector` (the baseline: training windows against those that do not overlap them).
+        channels: channel names for the detection's ``top_features`` and texture's ``per_channel`` (default
+            ``c0``, ``c1``, ... and ``0``, ``1``, ...).
 
     Returns:
         ``{metric: {"mean", "std", "values", "seconds", ...}}`` (std over repeats, ddof 0; "seconds" is the
-        total time); "boundary" adds ``real_ratio`` and the step means, "copy" its distance summaries. The key
-        ``"settings"`` records fast, repeats, seed and the judges' iterations.
+        total time); "boundary" adds ``real_ratio`` and the step means, "copy" its distance summaries,
+        "detection" and "detection_cnn" (ROC AUC, 0.5 best) ``real_baseline`` (the mean real-vs-real AUC over
+        the same seeds; None under :data:`MIN_BASELINE_WINDOWS` real windows), ``independent_real_windows``
+        (:func:`~stagediff.metrics.detection.independent_windows`) and ``fold_aucs``, "detection"
+        also ``top_features`` (first repeat), "texture" (mean: the mean over channels of abs(ln(roughness
+        ratio))) its figures. A detection that cannot run (windows that overlap too much for its folds) has
+        mean None and the reason as ``skipped``. The key ``"settings"`` records fast, repeats, seed and the
+        judges' iterations.
     """
     chosen = choose_metrics(metrics, stage_length, training)
     real_windows, synthetic_windows = as_windows(real, "real"), as_windows(synthetic, "synthetic")
@@ -113,6 +130,7 @@ def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFra
         "autocorrelation": lambda: autocorrelation_distance(real_windows, synthetic_windows),
         "spectral": lambda: spectral_distance(real_windows, synthetic_windows),
     }
+    seeds = [seed + r for r in range(repeats)]
 
     results: dict[str, dict[str, Any]] = {}
     for name in chosen:
@@ -121,6 +139,13 @@ def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFra
             entry = _summary([judges[name](seed + r) for r in range(repeats)])
         elif name in distances:
             entry = _summary([distances[name]()])
+        elif name in DETECTION:
+            entry = _detection(name, real_windows, synthetic_windows, seeds, iterations["detection_cnn"], channels)
+        elif name == "texture":
+            figures = texture(real_windows, synthetic_windows, channels)
+            for matrices in ("step_correlations", "level_correlations"):
+                figures.pop(matrices)
+            entry = {**_summary([figures.pop("roughness_error")]), **figures}
         elif name == "boundary":
             jump = boundary_jump(synthetic_windows, stage_length)
             entry = {**_summary([jump["ratio"]]), "real_ratio": boundary_jump(real_windows, stage_length)["ratio"],
@@ -131,7 +156,10 @@ def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFra
                      else copy_detector(synthetic_windows, training_windows, real_windows, seed))
             entry = {**_summary([found.pop("ratio")]), **found}
         entry["seconds"] = time.perf_counter() - started
-        logger.info("%s: %.4g +- %.2g (%.1f s)", name, entry["mean"], entry["std"], entry["seconds"])
+        if entry["mean"] is None:
+            logger.warning("%s skipped: %s", name, entry["skipped"])
+        else:
+            logger.info("%s: %.4g +- %.2g (%.1f s)", name, entry["mean"], entry["std"], entry["seconds"])
         results[name] = entry
     results["settings"] = {"fast": fast, "repeats": repeats, "seed": seed, "iterations": dict(iterations),
                            "real_windows": len(real_windows), "synthetic_windows": len(synthetic_windows)}
@@ -140,6 +168,28 @@ def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFra
 
 def _summary(values: list[float]) -> dict[str, Any]:
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": [float(v) for v in values]}
+
+
+def _detection(name: str, real: np.ndarray, synthetic: np.ndarray, seeds: list[int], epochs: int,
+               channels: Sequence[str] | None) -> dict[str, Any]:
+    """The "detection" or "detection_cnn" entry: AUC summary over ``seeds``, the real baseline, fold AUCs."""
+    with_baseline = len(real) >= MIN_BASELINE_WINDOWS
+    try:
+        if name == "detection":
+            data = DetectionData.build(real, synthetic, channels)
+            runs = [data.score(s) for s in seeds]
+            baseline = [data.baseline(s) for s in seeds] if with_baseline else None
+            extra = {"top_features": [list(pair) for pair in runs[0]["top_features"]]}
+        else:
+            runs = [cnn_detection_score(real, synthetic, s, epochs=epochs) for s in seeds]
+            baseline = [cnn_detection_baseline(real, s, epochs=epochs) for s in seeds] if with_baseline else None
+            extra = {}
+    except DataError as error:  # windows that overlap too much: report why instead of losing the other metrics
+        return {"mean": None, "std": None, "values": [], "real_baseline": None, "skipped": str(error)}
+    return {**_summary([run["auc"] for run in runs]),
+            "real_baseline": float(np.mean(baseline)) if baseline is not None else None,
+            "independent_real_windows": round(independent_windows(real), 1),
+            "fold_aucs": [run["fold_aucs"] for run in runs], **extra}
 
 
 def choose_metrics(metrics: Sequence[str] | None, stage_length: int | None, training: Any) -> list[str]:
@@ -173,8 +223,11 @@ def _check_inputs(chosen: list[str], real: np.ndarray, synthetic: np.ndarray, re
         check_split_size(real, "real", "evaluate")
         if any(m in ("discriminative", "predictive", "context_fid") for m in chosen):
             check_split_size(synthetic, "synthetic", "evaluate")
-    if real.shape[1] < 2 and any(m in STOCHASTIC + ("autocorrelation", "spectral") for m in chosen):
-        raise DataError(f"windows of length {real.shape[1]} are too short; the judges, autocorrelation and spectrum "
-                        f"need at least 2 steps")
+    if any(m in DETECTION for m in chosen):
+        check_detection_size(real, "real", "evaluate")
+        check_detection_size(synthetic, "synthetic", "evaluate")
+    if real.shape[1] < 2 and any(m in STOCHASTIC + ("autocorrelation", "spectral", "texture") for m in chosen):
+        raise DataError(f"windows of length {real.shape[1]} are too short; the judges, autocorrelation, spectrum "
+                        f"and texture need at least 2 steps")
     if "boundary" in chosen:
         check_stage_length(stage_length, synthetic.shape[1])
