@@ -429,4 +429,7 @@ def test_a_detection_that_cannot_keep_folds_apart_is_reported_as_skipped() -> No
         detection_score(real, real[::-1] + 0.01, seed=0)
     entry = evaluate(real, correlated_ar(37, 42), metrics=["detection", "marginal"], repeats=1)
     assert entry["detection"]["mean"] is None and "overlap too much" in entry["detection"]["skipped"]
+    longer = np.lib.stride_tricks.sliding_window_view(correlated_ar(1, 43, length=700)[0], 64, axis=0)
+    overlapping = evaluate(longer.transpose(0, 2, 1)[::5], correlated_ar(128, 44), metrics=["detection"])["detection"]
+    assert overlapping["mean"] is not None and "about 11 windows of distinct rows" in overlapping["note"]
     assert entry["marginal"]["mean"] > 0

@@ -46,6 +46,8 @@ STOCHASTIC = ("discriminative", "detection", "detection_cnn", "predictive", "pre
 """Metrics that train a judge: computed ``repeats`` times with seeds seed, seed + 1, ..."""
 DETECTION = ("detection", "detection_cnn")
 """The judges scored by ROC AUC (0.5 best), with a real-vs-real baseline beside."""
+FEW_INDEPENDENT_WINDOWS = 50
+"""Detection entries get a ``note`` when the real windows hold fewer windows of distinct rows than this."""
 DETERMINISTIC = ("correlational", "marginal", "autocorrelation", "spectral", "texture")
 METRICS: tuple[str, ...] = STOCHASTIC + DETERMINISTIC + ("boundary", "copy")
 """Every metric name :func:`evaluate` knows, in the order it computes them."""
@@ -93,7 +95,8 @@ def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFra
         total time); "boundary" adds ``real_ratio`` and the step means, "copy" its distance summaries,
         "detection" and "detection_cnn" (ROC AUC, 0.5 best) ``real_baseline`` (the mean real-vs-real AUC over
         the same seeds; None under :data:`MIN_BASELINE_WINDOWS` real windows), ``independent_real_windows``
-        (:func:`~stagediff.metrics.detection.independent_windows`) and ``fold_aucs``, "detection"
+        (:func:`~stagediff.metrics.detection.independent_windows`; under :data:`FEW_INDEPENDENT_WINDOWS` a
+        ``note`` says the AUC is unreliable) and ``fold_aucs``, "detection"
         also ``top_features`` (first repeat), "texture" (mean: the mean over channels of abs(ln(roughness
         ratio))) its figures. A detection that cannot run (windows that overlap too much for its folds) has
         mean None and the reason as ``skipped``. The key ``"settings"`` records fast, repeats, seed and the
@@ -186,10 +189,15 @@ def _detection(name: str, real: np.ndarray, synthetic: np.ndarray, seeds: list[i
             extra = {}
     except DataError as error:  # windows that overlap too much: report why instead of losing the other metrics
         return {"mean": None, "std": None, "values": [], "real_baseline": None, "skipped": str(error)}
-    return {**_summary([run["auc"] for run in runs]),
-            "real_baseline": float(np.mean(baseline)) if baseline is not None else None,
-            "independent_real_windows": round(independent_windows(real), 1),
-            "fold_aucs": [run["fold_aucs"] for run in runs], **extra}
+    independent = independent_windows(real)
+    entry = {**_summary([run["auc"] for run in runs]),
+             "real_baseline": float(np.mean(baseline)) if baseline is not None else None,
+             "independent_real_windows": round(independent, 1), "fold_aucs": [run["fold_aucs"] for run in runs],
+             **extra}
+    if independent < FEW_INDEPENDENT_WINDOWS:
+        entry["note"] = (f"the {len(real)} real windows overlap and hold about {independent:.0f} windows of distinct "
+                         f"rows: the AUC is noisy and tends below 0.5; compare models on a longer real series")
+    return entry
 
 
 def choose_metrics(metrics: Sequence[str] | None, stage_length: int | None, training: Any) -> list[str]:
