@@ -6,12 +6,17 @@ and pictures.
   do not overlap them;
 - ``heldout``: the generator's own chronological split; real windows come from the held-out part only
   (no window crosses the split), the copy detector's baseline.
+
+Besides the metrics of :func:`stagediff.metrics.evaluate`, the generator draws long samples here (once) for the
+metric ``horizon`` (:func:`stagediff.metrics.horizon.horizon_excursions` against the whole real series) and
+the picture ``long_sample.png``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +26,18 @@ from stagediff.data import load_series, sliding_windows, split_by_time
 from stagediff.data.expectations import HELD_OUT_WINDOWS
 from stagediff.errors import DataError
 from stagediff.generator import StageDiff
-from stagediff.metrics import choose_metrics, evaluate
+from stagediff.metrics import METRICS, choose_metrics, evaluate
 from stagediff.metrics.copying import has_apart_windows
+from stagediff.metrics.horizon import horizon_excursions
 from stagediff.metrics.inputs import subsample
 
 PROTOCOLS = ("paper", "heldout")
 MAX_WINDOWS = 1000
 """Default cap on real (and as many synthetic) windows per evaluation."""
+LONG_SAMPLES = 4
+"""Long samples drawn for the "horizon" metric and the long-sample picture."""
+SAMPLED_METRICS = ("horizon",)
+"""Metrics scored here, not in :func:`stagediff.metrics.evaluate`: they draw long samples from the generator."""
 
 
 def protocol_windows(model: StageDiff, data: Any, protocol: str, n: int, seed: int, data_dir: Any = None,
@@ -66,46 +76,85 @@ def heldout_windows(train: np.ndarray, heldout: np.ndarray, window: int, n: int,
 def evaluate_generator(model: StageDiff, data: Any, out: str | os.PathLike, protocol: str = "heldout",
                        n: int = MAX_WINDOWS, repeats: int = 5, seed: int = 0, fast: bool = False,
                        steps: int | None = None, data_dir: Any = None, long_windows: int = 10,
-                       pictures: bool = True, metrics: list[str] | None = None) -> dict[str, Any]:
+                       pictures: bool = True, metrics: list[str] | None = None, long_samples: int = LONG_SAMPLES,
+                       ) -> dict[str, Any]:
     """Sample as many windows as real ones, score them, draw the pictures; write ``metrics.json`` and PNGs to
-    ``out`` and return the metrics. ``long_windows``: length of the long sample for the rolling-statistics
-    picture, in training windows (capped by the series length); ``metrics``: names from
-    :data:`stagediff.metrics.METRICS` (default: every metric the protocol allows)."""
+    ``out`` and return the metrics. ``long_windows``: length of the long samples for "horizon" and the
+    rolling-statistics picture, in training windows (capped by the series length); ``long_samples``: how many;
+    ``metrics``: names from :data:`stagediff.metrics.METRICS` and "horizon" (default: every metric the
+    protocol allows)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 10:
         raise DataError(f"n must be an integer of at least 10 windows, got {n!r}")
     real, training, series = protocol_windows(model, data, protocol, n, seed, data_dir)
     return evaluate_windows(model, real, training, series, out, protocol=protocol, repeats=repeats, seed=seed,
-                            fast=fast, steps=steps, long_windows=long_windows, pictures=pictures, metrics=metrics)
+                            fast=fast, steps=steps, long_windows=long_windows, pictures=pictures, metrics=metrics,
+                            long_samples=long_samples)
 
 
 def evaluate_windows(model: StageDiff, real: np.ndarray, training: np.ndarray | None, series: np.ndarray,
                      out: str | os.PathLike, *, protocol: str, repeats: int = 5, seed: int = 0, fast: bool = False,
                      steps: int | None = None, long_windows: int = 10, pictures: bool = True,
-                     metrics: list[str] | None = None) -> dict[str, Any]:
+                     metrics: list[str] | None = None, long_samples: int = LONG_SAMPLES) -> dict[str, Any]:
     """The scoring half of :func:`evaluate_generator`, for callers that chose the real windows themselves.
 
     real: (n, window, channels) real windows in data units; training: the training windows (for the copy
-    detector; under ``paper`` every stride-1 window of the series) or None; series: (rows, channels) the real
-    series (for the long-sample picture)."""
+    detector; under ``paper`` every stride-1 window of the series) or None; series: (rows, channels) the whole
+    real series (the range of "horizon" and the long-sample picture). The long samples are drawn once, when
+    "horizon" or the pictures are wanted."""
     stage = model.require_trained().stage_length
     seams = stage if stage < model.config.window else None  # one stage: no seams to score
-    chosen = choose_metrics(metrics, seams, training)  # bad names fail here, before the (slow) sampling
+    chosen, horizon = choose_all_metrics(metrics, seams, training)  # bad names fail here, before the sampling
+    for name, value in (("long_windows", long_windows), ("long_samples", long_samples)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DataError(f"{name} must be a positive integer, got {value!r}")
+    channels = [str(c) for c in model.metadata["channels"]]
     synthetic = model.sample_array(len(real), seed=seed, steps=steps)
     scores = evaluate(real, synthetic, metrics=chosen, repeats=repeats, seed=seed, fast=fast, training=training,
-                      stage_length=seams, real_in_training=protocol == "paper")
+                      stage_length=seams, real_in_training=protocol == "paper", channels=channels)
     scores["settings"].update({"protocol": protocol, "window": model.config.window, "sampling_steps": steps
                                or model.config.sampling_steps, "sampler": model.config.sampler})
+    long_sample = None
+    if horizon or pictures:
+        started = time.perf_counter()
+        length = min(long_windows * model.config.window, len(series))
+        long_sample = model.sample_array(long_samples, length, seed=seed, steps=steps)
+        sampling = time.perf_counter() - started
+    if horizon:
+        started = time.perf_counter()
+        found = horizon_excursions(series, long_sample, model.config.window, channels)
+        entry = {"mean": found.pop("mean"), "std": 0.0, **found, "samples": long_samples,
+                 "sample_length": long_sample.shape[1], "seconds": time.perf_counter() - started,
+                 "sampling_seconds": sampling}
+        entry["values"] = [entry["mean"]]
+        settings = scores.pop("settings")
+        scores.update({"horizon": entry, "settings": settings})
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     if pictures:
         scores["pictures"] = [str(p.name) for p in draw_pictures(model, real, synthetic, series, target, seed,
-                                                                long_windows, steps)]
+                                                                long_sample, scores.get("horizon", {}).get("mean"))]
     (target / "metrics.json").write_text(json.dumps(scores, indent=2))
     return scores
 
 
+def choose_all_metrics(metrics: list[str] | None, stage_length: int | None, training: Any,
+                       ) -> tuple[list[str], bool]:
+    """(the :func:`stagediff.metrics.evaluate` metrics to compute, whether to score "horizon"): every metric the
+    inputs allow when ``metrics`` is None; an error names unknown or unavailable ones."""
+    if metrics is None:
+        return choose_metrics(None, stage_length, training), True
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    unknown = [m for m in metrics if m not in METRICS + SAMPLED_METRICS]
+    if unknown:
+        raise DataError(f"unknown metric name(s) {unknown}; valid names: {list(METRICS + SAMPLED_METRICS)}")
+    return choose_metrics([m for m in metrics if m not in SAMPLED_METRICS], stage_length, training), \
+        "horizon" in metrics
+
+
 def draw_pictures(model: StageDiff, real: np.ndarray, synthetic: np.ndarray, series: np.ndarray, out: Path,
-                  seed: int, long_windows: int, steps: int | None) -> list[Path]:
+                  seed: int, long_sample: np.ndarray, excursions: float | None = None) -> list[Path]:
+    """The PNGs beside metrics.json; ``long_sample``: (n, length, channels) long samples in data units."""
     from stagediff.data import MinMaxScaler
     from stagediff.plots import plot_autocorrelation, plot_embeddings, plot_long_sample_statistics, plot_overlays
 
@@ -115,8 +164,7 @@ def draw_pictures(model: StageDiff, real: np.ndarray, synthetic: np.ndarray, ser
     written = plot_embeddings(real_scaled, synthetic_scaled, out, seed=seed)
     written.append(plot_overlays(real, synthetic, out / "overlays.png", channels, seed=seed))
     written.append(plot_autocorrelation(real_scaled, synthetic_scaled, out / "autocorrelation.png", channels))
-    length = min(long_windows * model.config.window, len(series))
-    long_sample = model.sample_array(1, length, seed=seed, steps=steps)[0]
-    written.append(plot_long_sample_statistics(series[-length:], long_sample, out / "long_sample.png", channels,
-                                               model.config.window))
+    written.append(plot_long_sample_statistics(series[-long_sample.shape[1]:], long_sample, out / "long_sample.png",
+                                               channels, model.config.window, reference=series,
+                                               excursions=excursions))
     return written

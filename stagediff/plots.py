@@ -132,18 +132,35 @@ def plot_autocorrelation(real: np.ndarray, synthetic: np.ndarray, path: str | os
 
 
 def plot_long_sample_statistics(real: np.ndarray, sample: np.ndarray, path: str | os.PathLike, channels: list[str],
-                                window: int) -> Path:
-    """For one long sample (length, channels) and the real series (length', channels): per channel the rolling
-    mean and rolling standard deviation over ``window`` steps, to show whether statistics stay stable."""
+                                window: int, reference: np.ndarray | None = None, excursions: float | None = None,
+                                ) -> Path:
+    """Per channel the rolling mean (left) and rolling standard deviation (right) over ``window`` steps of long
+    samples (length, channels) or (n, length, channels) in blue and of a real stretch (length', channels) in
+    black, over the grey band of the real 1-99 % range of each statistic (from ``reference``, the whole real
+    series, default ``real``): a sample that leaves the band drifts or changes its spread where the data never
+    does. ``excursions``: the "horizon" share of rolling windows outside the band, for the title."""
+    from stagediff.metrics.horizon import real_ranges, rolling_statistics
+
+    samples = sample[None] if sample.ndim == 2 else sample
+    ranges = real_ranges(reference if reference is not None else real, window)
+    statistics = {"real": rolling_statistics(real, window), "sample": rolling_statistics(samples, window)}
     plt = _pyplot()
     figure, axes = plt.subplots(len(channels), 2, figsize=(12, 1.8 * len(channels)), squeeze=False)
     for row, channel in enumerate(channels):
-        for name, series, color in (("real", real, "black"), ("sample", sample, "tab:blue")):
-            rolling = pd.Series(series[:, row]).rolling(window)
-            axes[row, 0].plot(rolling.mean().to_numpy(), color=color, linewidth=0.8, label=name)
-            axes[row, 1].plot(rolling.std().to_numpy(), color=color, linewidth=0.8, label=name)
+        for column, stat in enumerate(("mean", "std")):
+            axis = axes[row, column]
+            axis.axhspan(*ranges[stat][:, row], color="0.88", label="real 1-99 %")
+            real_values = statistics["real"][column][:, row]
+            axis.plot(np.arange(len(real_values)) + window, real_values, color="black", linewidth=0.8, label="real")
+            for number, values in enumerate(statistics["sample"][column][..., row]):
+                axis.plot(np.arange(len(values)) + window, values, color="tab:blue", linewidth=0.8, alpha=0.7,
+                          label="samples" if number == 0 else None)
         axes[row, 0].set_ylabel(str(channel), rotation=0, ha="right")
     axes[0, 0].set_title(f"rolling mean ({window} steps)")
     axes[0, 1].set_title(f"rolling standard deviation ({window} steps)")
     axes[0, 0].legend(fontsize="small")
+    axes[-1, 0].set_xlabel("time step (window end)")
+    if excursions is not None:
+        figure.suptitle(f"long samples: {100 * excursions:.1f} % of rolling statistics outside the real 1-99 % band "
+                        f"(real data: about 2 %)")
     return _save(figure, path)

@@ -58,7 +58,10 @@ def test_report_has_every_metric_and_is_written(trained_model, training_frame, t
                                 fast=True, pictures=False)
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["settings"]["protocol"] == "heldout" and written["copy"]["mean"] == scores["copy"]["mean"]
-    assert {"discriminative", "predictive", "context_fid", "boundary", "copy"} <= set(written)
+    assert {"discriminative", "predictive", "context_fid", "boundary", "copy", "detection", "detection_cnn",
+            "texture", "horizon"} <= set(written)
+    assert 0 <= written["horizon"]["mean"] <= 1 and set(written["horizon"]["per_channel"]) == {"a", "b"}
+    assert set(written["texture"]["per_channel"]) == {"a", "b"}
 
 
 def test_a_single_stage_model_is_evaluated_without_the_boundary_score(tiny_settings, training_frame, tmp_path):
@@ -75,7 +78,7 @@ def test_a_metric_subset_is_scored_and_bad_names_fail_before_sampling(trained_mo
     scores = evaluate_generator(trained_model, training_frame, tmp_path / "some", protocol="paper", n=20, repeats=1,
                                 fast=True, pictures=False, metrics=["discriminative", "marginal"])
     assert {k for k in scores if k != "settings"} == {"discriminative", "marginal"}
-    with pytest.raises(DataError, match="unknown metric"):
+    with pytest.raises(DataError, match=r"unknown metric.*'horizon'"):  # the valid names include horizon
         evaluate_generator(trained_model, training_frame, tmp_path / "bad", protocol="paper", n=20, metrics=["nope"])
     with pytest.raises(DataError, match="'copy' metric needs"):  # one window: none to compare it with
         evaluate_generator(trained_model, training_frame.iloc[:trained_model.config.window], tmp_path / "bad",
@@ -88,3 +91,29 @@ def test_the_paper_protocol_checks_copying_against_windows_that_do_not_overlap(t
     scores = evaluate_generator(trained_model, training_frame, tmp_path, protocol="paper", n=20, repeats=1,
                                 fast=True, pictures=False, metrics=["copy"])
     assert scores["copy"]["mean"] > 0 and scores["copy"]["median_real_to_training"] > 0
+
+
+def test_the_horizon_metric_scores_long_samples_against_the_whole_series(trained_model, training_frame, tmp_path):
+    scores = evaluate_generator(trained_model, training_frame, tmp_path, protocol="paper", n=20, repeats=1,
+                                pictures=False, metrics=["horizon", "marginal"], long_windows=4, long_samples=2)
+    assert {k for k in scores if k != "settings"} == {"horizon", "marginal"}
+    horizon = json.loads((tmp_path / "metrics.json").read_text())["horizon"]
+    assert 0 <= horizon["mean"] <= 1 and horizon["values"] == [horizon["mean"]]
+    assert horizon["samples"] == 2 and horizon["sample_length"] == 4 * trained_model.config.window
+    series = training_frame[["a", "b"]].to_numpy()
+    low, high = horizon["real_range"]["mean"]["a"]
+    assert series[:, 0].min() < low < high < series[:, 0].max()
+    with pytest.raises(DataError, match="long_samples must be a positive integer"):
+        evaluate_generator(trained_model, training_frame, tmp_path / "bad", protocol="paper", n=20,
+                           metrics=["horizon"], long_samples=0)
+
+
+def test_the_long_sample_picture_shows_the_real_band(tmp_path):
+    from stagediff.plots import plot_long_sample_statistics
+
+    rng = np.random.default_rng(0)
+    series = rng.normal(size=(400, 2)).cumsum(axis=0) * 0.1
+    samples = rng.normal(size=(2, 160, 2)).cumsum(axis=1) * 0.1
+    path = plot_long_sample_statistics(series[-160:], samples, tmp_path / "long_sample.png", ["a", "b"], 32,
+                                       reference=series, excursions=0.125)
+    assert path.stat().st_size > 5_000
