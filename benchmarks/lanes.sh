@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Several variants trained at once, one process each (on CUDA when present), each with a training BUDGET: a number
-# of minutes (benchmarks/paper_table.py steps_for_minutes turns it into steps, measured while the lanes share the
-# machine), or a number of optimizer steps written with the suffix "steps" (e.g. 5000steps); then judged JUDGES
+# of minutes (max_minutes: each trainer times its steps while the lanes share the machine and plans them), or a
+# number of optimizer steps written with the suffix "steps" (e.g. 5000steps); then judged JUDGES
 # more times in parallel: paper protocol, N (1,000) real vs N DDPM windows sampled on the training device, seeds
 # 1..JUDGES, beside the run's own judge (seed 0). Every result is a line of runs/variants/results.jsonl; each
 # lane's output is in runs/variants/LABEL.log.

@@ -30,13 +30,17 @@ def held_out_windows(prepared_dir: Path, window: int, count: int, seed: int
 
 
 def flat_metrics(scores: dict[str, Any], repeats: int) -> dict[str, float]:
-    """{metric: mean, metric_std: std (with repeats)} of the numeric scores (what ``dvc metrics`` and MLflow show)."""
+    """{metric: mean, metric_std: std (with repeats), metric_real_baseline / metric_real_own: the floors} of the
+    numeric scores (what ``dvc metrics`` and MLflow show)."""
     flat = {}
     for name, value in scores.items():
         if isinstance(value, dict) and isinstance(value.get("mean"), (int, float)):
             flat[name] = round(float(value["mean"]), 6)
             if repeats > 1 and isinstance(value.get("std"), (int, float)):
                 flat[f"{name}_std"] = round(float(value["std"]), 6)
+            for floor in ("real_baseline", "real_own"):  # the detectors' real-vs-real and training-vs-held-out
+                if isinstance(value.get(floor), (int, float)):
+                    flat[f"{name}_{floor}"] = round(float(value[floor]), 6)
     return flat
 
 

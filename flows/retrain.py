@@ -24,11 +24,13 @@ One run (docs/operations.md):
    value, and MLflow: tags on the challenger's run and model version, and one run per decision in the experiment
    ``<package.name>-retrain`` (a history of every decision, failures included).
 
-The gate, for every metric m in retrain.metrics (all lower is better)::
+The gate, for every metric m in retrain.metrics (all lower is better; the default: the detection AUC, the
+texture error and the predictive score)::
 
-    challenger[m] <= champion[m] + margin * |champion[m]| + TOLERANCE
+    challenger[m] <= champion[m] + max(margin * |champion[m]|, 2 * sqrt(std_challenger^2 + std_champion^2)) + TOLERANCE
 
-i.e. "at most ``margin`` (a fraction) worse than the champion". ``|.|`` keeps the bound on the lenient side of
+i.e. "at most ``margin`` (a fraction) worse than the champion, or within the judges' own noise when the metric
+was repeated (evaluate.repeats > 1)". ``|.|`` keeps the bound on the lenient side of
 the champion's value should a metric ever be negative (context-FID can be slightly, numerically). TOLERANCE
 (1e-6, the precision reports/metrics.json is rounded to) lets a tie pass despite rounding. Near 0 a relative
 margin leaves almost no room (a champion at 0 admits only a challenger at 0 + TOLERANCE), so a lucky champion
@@ -78,8 +80,8 @@ from stagediff.errors import ConfigError, StageDiffError
 from stagediff.evaluation import evaluate_windows
 
 RETRAIN_REPORT = PROJECT / "reports" / "retrain.json"
-LOWER_IS_BETTER = ("discriminative", "predictive", "context_fid", "correlational", "marginal", "autocorrelation",
-                   "spectral")
+LOWER_IS_BETTER = ("detection", "detection_cnn", "texture", "horizon", "discriminative", "predictive", "context_fid",
+                   "correlational", "marginal", "autocorrelation", "spectral")
 """Metrics of stagediff.metrics that the gate can compare (boundary and copy are not lower-is-better)."""
 TOLERANCE = 1e-6
 """Absolute slack of the gate: reports/metrics.json holds metrics rounded to 6 decimals."""
@@ -132,6 +134,14 @@ def limit(champion: float, margin: float, tolerance: float = TOLERANCE) -> float
     return champion + margin * abs(champion) + tolerance
 
 
+def noise(challenger_std: Any, champion_std: Any) -> float:
+    """Two standard deviations of the difference of two metrics that have repeats (0 without them): a difference
+    the judges' own spread explains never fails the gate."""
+    if not (finite(challenger_std) and finite(champion_std)):
+        return 0.0
+    return 2.0 * math.sqrt(challenger_std**2 + champion_std**2)
+
+
 def finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -147,7 +157,8 @@ def judge(challenger: Mapping[str, float], champion: Mapping[str, float] | None,
         elif not finite(old):
             checks.append(Check(metric, new, old, None, True))
         else:
-            bound = limit(old, margin, tolerance)
+            spread = noise(challenger.get(f"{metric}_std"), champion.get(f"{metric}_std"))
+            bound = max(limit(old, margin, tolerance), old + spread + tolerance)
             checks.append(Check(metric, new, old, bound, new <= bound))
     failed = [c for c in checks if not c.passed]
     if failed:
@@ -159,13 +170,18 @@ def judge(challenger: Mapping[str, float], champion: Mapping[str, float] | None,
 
 
 def describe(check: Check, margin: float) -> str:
+    if check.challenger is None:
+        return (f"{check.metric}: the challenger has no value: the evaluate stage skipped it "
+                f"(reports/evaluation/metrics.json says why); gate on metrics the data allows (retrain.metrics)")
     if not finite(check.challenger):
         return f"{check.metric}: the challenger has no finite value ({check.challenger})"
     if check.limit is None:
         return f"{check.metric} {check.challenger:.6g} (no champion value to compare)"
     relation = "<=" if check.passed else ">"
+    allowance = f"{margin:.0%}" if check.limit <= limit(check.champion, margin) + 1e-12 else \
+        f"the judges' noise {check.limit - check.champion - TOLERANCE:.3g}"
     return (f"{check.metric} {check.challenger:.6g} {relation} {check.limit:.6g} "
-            f"(champion {check.champion:.6g} + {margin:.0%})")
+            f"(champion {check.champion:.6g} + {allowance})")
 
 
 def comparison_table(decision: dict[str, Any]) -> str:

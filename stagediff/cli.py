@@ -172,8 +172,18 @@ def evaluate_command(args: argparse.Namespace) -> int:
                                 seed=args.seed, fast=args.fast, steps=args.steps, data_dir=args.data_dir,
                                 metrics=args.metrics)
     for name, entry in scores.items():
-        if isinstance(entry, dict) and "mean" in entry:
-            print(f"{name:>16}: {entry['mean']:.4f} +- {entry['std']:.4f}")
+        if not isinstance(entry, dict) or "mean" not in entry:
+            continue
+        if entry["mean"] is None:
+            print(f"{name:>16}: skipped ({entry.get('skipped', 'not enough windows')})")
+            continue
+        floors = [f"{label} {entry[key]:.4f}" for key, label in (("real_baseline", "real vs real"),
+                                                                 ("real_own", "training vs held-out"))
+                  if isinstance(entry.get(key), float)]
+        print(f"{name:>16}: {entry['mean']:.4f} +- {entry['std']:.4f}" + (f"  ({'; '.join(floors)})" if floors else ""))
+        if entry.get("top_features"):
+            print(f"{'':>16}  what gives the windows away (feature, its own AUC): "
+                  + ", ".join(f"{feature} {auc:.2f}" for feature, auc in entry["top_features"][:3]))
     print(f"wrote {Path(args.out) / 'metrics.json'} and {len(scores.get('pictures', []))} pictures")
     return 0
 

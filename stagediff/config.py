@@ -424,8 +424,9 @@ class RetrainParams:
 
     cron: str = "0 3 * * 1"
     """When the deployment runs (cron syntax, in UTC); default Mondays 03:00 UTC."""
-    metrics: tuple[str, ...] = ("discriminative", "predictive")
-    """Held-out metrics (lower is better) compared on the same data; each must pass the margin."""
+    metrics: tuple[str, ...] = ("detection", "texture", "predictive")
+    """Held-out metrics (lower is better) compared on the same data; each must pass the margin (the detection AUC
+    and the texture error see what the noisy GRU discriminative score misses, docs/evaluation.md)."""
     margin: float = 0.05
     """The challenger may be worse than the champion by at most this fraction on each metric."""
     alias: str = "champion"

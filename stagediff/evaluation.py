@@ -32,6 +32,8 @@ from stagediff.metrics.horizon import horizon_excursions
 from stagediff.metrics.inputs import subsample
 
 PROTOCOLS = ("paper", "heldout")
+OWN_FLOOR = ("discriminative", "detection", "detection_cnn", "texture")
+"""Metrics also scored, under ``heldout``, for the training windows against the held-out ones (``real_own``)."""
 MAX_WINDOWS = 1000
 """Default cap on real (and as many synthetic) windows per evaluation."""
 LONG_SAMPLES = 4
@@ -113,6 +115,14 @@ def evaluate_windows(model: StageDiff, real: np.ndarray, training: np.ndarray | 
                       stage_length=seams, real_in_training=protocol == "paper", channels=channels)
     scores["settings"].update({"protocol": protocol, "window": model.config.window, "sampling_steps": steps
                                or model.config.sampling_steps, "sampler": model.config.sampler})
+    own = [m for m in OWN_FLOOR if m in chosen and scores[m].get("mean") is not None]
+    if protocol == "heldout" and training is not None and own:
+        # the real data's own score: training windows judged against the held-out ones, the floor that drift
+        # between the two parts sets for any generator trained on the first
+        mine = evaluate(real, subsample(training, len(real), seed), metrics=own, repeats=repeats, seed=seed,
+                        fast=fast, channels=channels)
+        for name in own:
+            scores[name]["real_own"] = mine[name]["mean"]
     long_sample = None
     if horizon or pictures:
         started = time.perf_counter()

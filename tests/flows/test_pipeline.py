@@ -44,7 +44,7 @@ def make_clone(target: Path, data: dict) -> Path:
         shutil.copy2(source, target / name)
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
     params["data"].update(data)
-    params["model"] = {**TINY_MODEL, "missing": "error", "staged": True, "channels": None, "seed": 0}
+    params["model"] = {"preset": None, **TINY_MODEL, "missing": "error", "staged": True, "channels": None, "seed": 0}
     params["evaluate"].update(windows=10, repeats=1, fast=True)
     params["package"]["name"] = "stagediff-e2e"
     (target / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
