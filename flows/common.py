@@ -14,6 +14,7 @@ from prefect.exceptions import MissingContextError
 from flows import PROJECT
 from stagediff.config import PipelineParams
 from stagediff.errors import StageDiffError
+from stagediff.runtime import configure_threads
 
 PARAMS = PROJECT / "params.yaml"
 RAW = PROJECT / "data" / "raw.parquet"
@@ -64,8 +65,11 @@ def relative(path: Path) -> str:
 
 
 def run_stage(flow: Callable[[], Any]) -> None:
-    """``python -m flows.<stage>``: run the flow; a StageDiffError (bad data or parameters) ends with its message
-    and exit status 1, which stops ``dvc repro``."""
+    """``python -m flows.<stage>``: run the flow with the library's thread count (stagediff.runtime: one torch
+    thread on a 2-core machine, where torch's own default of one per core made training steps twice as slow beside
+    the Prefect server); a StageDiffError (bad data or parameters) ends with its message and exit status 1, which
+    stops ``dvc repro``."""
+    configure_threads()
     try:
         flow()
     except StageDiffError as error:

@@ -78,6 +78,7 @@ from stagediff.config import EvaluateParams, PipelineParams
 from stagediff.data import load_prepared
 from stagediff.errors import ConfigError, StageDiffError
 from stagediff.evaluation import evaluate_windows
+from stagediff.runtime import configure_threads
 
 RETRAIN_REPORT = PROJECT / "reports" / "retrain.json"
 LOWER_IS_BETTER = ("detection", "detection_cnn", "texture", "horizon", "discriminative", "predictive", "context_fid",
@@ -480,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.retrain", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("serve", "run"), help="serve: the scheduled deployment; run: once now")
     arguments = parser.parse_args(argv)
+    configure_threads()  # as every stage does (flows.common.run_stage): the champion is scored like the challenger
     try:
         params = read_params()
         check_metric_names(params.retrain.metrics)

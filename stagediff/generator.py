@@ -139,7 +139,7 @@ class StageDiff:
 
         real = subsample(sliding_windows(series, self.config.window), 4 * windows, seed)
         found = texture_warnings(real, self.sample_array(windows, seed=seed, progress=False),
-                                 list(self.metadata["channels"]))
+                                 list(self.metadata["channels"]), self.config.channel_independent)
         for warning in found:
             logger.warning(warning)
         return found

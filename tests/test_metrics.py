@@ -388,8 +388,10 @@ def test_texture_warnings_are_quiet_on_a_good_sample_and_name_what_broke() -> No
     assert texture_warnings(real, same, channels) == []
     smooth = texture_warnings(real, 50 + 3 * smoothed(300, 13), channels)
     assert len(smooth) == 1 and "smoother" in smooth[0] and "'temp'" in smooth[0] and "max_steps" in smooth[0]
-    decoupled = " ".join(texture_warnings(real, channel_shuffled(same, seed=1), channels))
-    assert "channel_independent=false" in decoupled and "'load' and 'temp'" in decoupled
+    decoupled = " ".join(texture_warnings(real, channel_shuffled(same, seed=1), channels, channel_independent=True))
+    assert "set channel_independent=false" in decoupled and "'load' and 'temp'" in decoupled
+    joint = " ".join(texture_warnings(real, channel_shuffled(same, seed=1), channels, channel_independent=False))
+    assert "modelled jointly already: train longer" in joint and "set channel_independent" not in joint
     with pytest.raises(DataError, match="channel names"):
         texture_warnings(real, same, channels[:2])
 

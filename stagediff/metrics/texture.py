@@ -96,7 +96,8 @@ def texture(real: np.ndarray, synthetic: np.ndarray, channels: Sequence[str] | N
     }
 
 
-def texture_warnings(real: np.ndarray, synthetic: np.ndarray, channels: Sequence[str]) -> list[str]:
+def texture_warnings(real: np.ndarray, synthetic: np.ndarray, channels: Sequence[str],
+                     channel_independent: bool | None = None) -> list[str]:
     """Sentences on what is clearly broken in the texture or channel structure of ``synthetic``; [] when
     nothing is (two samples of one process stay quiet).
 
@@ -104,6 +105,7 @@ def texture_warnings(real: np.ndarray, synthetic: np.ndarray, channels: Sequence
         real, synthetic: (n, length, channels) windows in data units; both are scaled per channel with the
             minimum and maximum of ``real`` first.
         channels: the channel names, used in the sentences.
+        channel_independent: how the generator modelled the channels (its config), for the advice; None: unknown.
 
     Warns when a channel's roughness ratio (synthetic / real mean absolute step) is outside
     :data:`ROUGHNESS_RANGE`; when the step correlations differ by more than :data:`STEP_CORRELATION_LIMIT` on
@@ -124,12 +126,13 @@ def texture_warnings(real: np.ndarray, synthetic: np.ndarray, channels: Sequence
     rough = [(n, c["roughness_ratio"]) for n, c in figures["per_channel"].items() if c["roughness_ratio"] > high]
     if smooth:
         warnings.append(f"synthetic {_list(smooth)} much smoother than the data (mean absolute step "
-                        f"{_ratios(smooth)} of the real one): train longer (max_steps / max_minutes) or sample "
-                        f"with more steps (sampling_steps)")
+                        f"{_ratios(smooth)} of the real one): train longer (max_steps / max_minutes), or with the "
+                        f"ddim sampler sample with more steps (sampling_steps)")
     if rough:
         warnings.append(f"synthetic {_list(rough)} much rougher than the data (mean absolute step "
                         f"{_ratios(rough)} of the real one), usually leftover noise of an undertrained model: train "
-                        f"longer (max_steps / max_minutes) or sample with more steps (sampling_steps)")
+                        f"longer (max_steps / max_minutes), or with the ddim sampler sample with more steps "
+                        f"(sampling_steps)")
     for name, c in figures["per_channel"].items():
         real_k, synthetic_k = c["kurtosis_real"] + 3.0, c["kurtosis_synthetic"] + 3.0
         if real_k >= TAIL_KURTOSIS and real_k >= TAIL_RATIO * max(synthetic_k, _TINY):
@@ -138,8 +141,12 @@ def texture_warnings(real: np.ndarray, synthetic: np.ndarray, channels: Sequence
         elif synthetic_k >= TAIL_KURTOSIS and synthetic_k >= TAIL_RATIO * max(real_k, _TINY):
             warnings.append(f"synthetic '{name}' has spikes the data does not (step kurtosis {synthetic_k:.1f} "
                             f"against {real_k:.1f}): train longer (max_steps / max_minutes)")
-    joint = ("if the model treats channels separately (channel_independent=true, the default), set "
-             "channel_independent=false to model the channels jointly; else train longer (max_steps / max_minutes)")
+    joint = {True: "the model treats the channels separately (channel_independent=true): set "
+                   "channel_independent=false to model them jointly, or train longer (max_steps / max_minutes)",
+             False: "the channels are modelled jointly already: train longer (max_steps / max_minutes)",
+             None: "if the model treats the channels separately (channel_independent=true), set "
+                   "channel_independent=false to model them jointly; else train longer (max_steps / max_minutes)",
+             }[channel_independent]
     if figures["step_correlation_error"] > STEP_CORRELATION_LIMIT:
         warnings.append(f"the channels' steps move together differently than in the data (mean absolute error of "
                         f"their correlations {figures['step_correlation_error']:.2f}): {joint}")
