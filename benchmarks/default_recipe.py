@@ -12,7 +12,7 @@ For each: train, then score held-out windows (the last tenth, never trained on) 
 training windows against the same held-out windows (each score's "real_own": the floor that drift between the two
 parts sets, stagediff.evaluation).
 
-    .venv/bin/python benchmarks/default_recipe.py --minutes 2 --out results/default-recipe/cpu-2min.json
+    .venv/bin/python benchmarks/default_recipe.py --minutes 4 --n 500 --repeats 2 --out results/default-recipe/unseen-128-4min.json
 """
 
 from __future__ import annotations
