@@ -41,7 +41,7 @@ test: setup
 	$(PYTHON) -m pytest
 
 bench: setup
-	$(PYTHON) benchmarks/library_speed.py --out docs/benchmarks-library.json
+	$(PYTHON) benchmarks/library_speed.py --out results/benchmarks/benchmarks-library.json
 
 lock: setup
 	$(VENV)/bin/uv pip freeze --python $(PYTHON) | grep -v -E "^(torch|-e |stagediff)" > constraints.txt.new

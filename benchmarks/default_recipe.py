@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from machine import describe_machine
+from paper_table import BULKY
 
 from stagediff import StageDiff, StageDiffConfig
 from stagediff.data.builtin import synthetic_frame
@@ -71,11 +72,7 @@ def run(name: str, window: int, args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     scores = evaluate_windows(model, real, training, values, out, protocol="heldout", repeats=args.repeats,
                               seed=args.seed, fast=args.fast, metrics=args.metrics)
-    summary = {metric: {k: v for k, v in entry.items() if k in ("mean", "std", "real_baseline", "real_own",
-                                                                  "top_features", "step_spread_ratio",
-                                                                  "roughness_ratio", "kurtosis",
-                                                                  "step_correlation_error", "level_correlation_error",
-                                                                  "copy_fraction")}
+    summary = {metric: {k: v for k, v in entry.items() if k not in BULKY}
                for metric, entry in scores.items() if isinstance(entry, dict) and "mean" in entry}
     result = {"data": name, "window": window, "minutes": args.minutes, "train_seconds": round(train_seconds, 1),
               "steps": model.metadata["training"]["steps"], "choices": model.metadata["choices"],

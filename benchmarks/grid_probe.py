@@ -7,34 +7,45 @@ and scores both with the gradient-boosting detector (two seeds) against random r
         ../shared/datasets/ETTh1.csv 1000 > results/default-recipe/etth1-128-grid.json
 
 (the model: benchmarks/defaults_table.sh)"""
-import json, sys, time
-import numpy as np, pandas as pd, torch
-torch.set_num_threads(1)
+import json
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
 from stagediff import StageDiff
+from stagediff.data.windows import sliding_windows
 from stagediff.metrics import detection_score
 from stagediff.metrics.inputs import subsample
-from stagediff.data.windows import sliding_windows
+from stagediff.runtime import configure_threads
 
-model_dir, data, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-frame = pd.read_csv(data).select_dtypes("number").to_numpy(dtype=np.float64)
-window = StageDiff.load(model_dir).config.window
-model = StageDiff.load(model_dir)
-real = subsample(sliding_windows(frame, window), n, 0)
-t = time.perf_counter()
-synthetic = model.sample_array(n, seed=0)
-sampling = time.perf_counter() - t
-grids = []
-for c in range(frame.shape[1]):
-    distinct = np.unique(np.round(frame[:, c], 9))
-    grids.append(np.round(np.median(np.diff(distinct)[:50]), 9))  # the spacing of the lowest distinct values
-rounded = synthetic.copy()
-for c, g in enumerate(grids):
-    offset = frame[0, c]
-    rounded[..., c] = offset + g * np.round((synthetic[..., c] - offset) / g)
-result = {"grids": grids, "sampling_seconds": round(sampling, 1)}
-for name, s in (("as sampled", synthetic), ("rounded to the grid", rounded)):
-    scores = [detection_score(real, s, seed=seed) for seed in (0, 1)]
-    result[name] = {"auc": [round(x["auc"], 4) for x in scores], "top_features": scores[0]["top_features"][:3],
-                    "zero_step_share": float(np.mean(np.diff(s, axis=1) == 0))}
-result["real_zero_step_share"] = float(np.mean(np.diff(real, axis=1) == 0))
-print(json.dumps(result, indent=1))
+
+def main() -> None:
+    configure_threads(1)
+    model_dir, data, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    frame = pd.read_csv(data).select_dtypes("number").to_numpy(dtype=np.float64)
+    model = StageDiff.load(model_dir)
+    real = subsample(sliding_windows(frame, model.config.window), n, 0)
+    t = time.perf_counter()
+    synthetic = model.sample_array(n, seed=0)
+    sampling = time.perf_counter() - t
+    grids = []
+    for c in range(frame.shape[1]):
+        distinct = np.unique(np.round(frame[:, c], 9))
+        grids.append(np.round(np.median(np.diff(distinct)[:50]), 9))  # the spacing of the lowest distinct values
+    rounded = synthetic.copy()
+    for c, g in enumerate(grids):
+        offset = frame[0, c]
+        rounded[..., c] = offset + g * np.round((synthetic[..., c] - offset) / g)
+    result = {"grids": grids, "sampling_seconds": round(sampling, 1)}
+    for name, s in (("as sampled", synthetic), ("rounded to the grid", rounded)):
+        scores = [detection_score(real, s, seed=seed) for seed in (0, 1)]
+        result[name] = {"auc": [round(x["auc"], 4) for x in scores], "top_features": scores[0]["top_features"][:3],
+                        "zero_step_share": float(np.mean(np.diff(s, axis=1) == 0))}
+    result["real_zero_step_share"] = float(np.mean(np.diff(real, axis=1) == 0))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

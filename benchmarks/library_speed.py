@@ -1,7 +1,7 @@
 """Speed and memory of the library on ETTh1 (7 channels): training and sampling per window length, and
 one long series. Each measurement runs in its own subprocess so that peak memory (max RSS) is its own.
 
-    .venv/bin/python benchmarks/library_speed.py --out docs/benchmarks-library.json
+    .venv/bin/python benchmarks/library_speed.py --out results/benchmarks/benchmarks-library.json
 
 Prints a markdown table (the one in docs/benchmarks.md) and writes the raw numbers as JSON.
 Not a test: timings on a shared machine are noisy; compare ratios measured in one run.
@@ -126,7 +126,7 @@ def run(task: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child")
-    parser.add_argument("--out", default="docs/benchmarks-library.json")
+    parser.add_argument("--out", default="results/benchmarks/benchmarks-library.json")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--train-steps", type=int, default=5)
     parser.add_argument("--long-length", type=int, default=10_000)

@@ -5,7 +5,7 @@ budget, sample, score under both protocols with repeats, and write a JSON file p
 the paper's numbers. The budget and the machine are recorded with every number.
 
     # the whole table (hours on a 2-core CPU; see docs/benchmarks.md for what was run)
-    .venv/bin/python benchmarks/paper_table.py --steps 3000 --out docs/paper-table.json
+    .venv/bin/python benchmarks/paper_table.py --steps 3000 --out results/benchmarks/paper-table.json
     # one cell, quickly
     .venv/bin/python benchmarks/paper_table.py --datasets etth1 --windows 24 --steps 200 --repeats 1 --n 200
     # a budget in minutes of training instead of steps (StageDiffConfig.max_minutes)
@@ -14,9 +14,9 @@ the paper's numbers. The budget and the machine are recorded with every number.
     .venv/bin/python benchmarks/paper_table.py --recipe default --windows 128 256 --minutes 60 --protocols paper
     .venv/bin/python benchmarks/paper_table.py --table results/default-recipe/paper-*.json --quality  # its table
     # one table from the result files of several runs
-    .venv/bin/python benchmarks/paper_table.py --table docs/paper-table-*.json
+    .venv/bin/python benchmarks/paper_table.py --table results/benchmarks/paper-table-*.json
     # the ablations (ETTh1, windows 24 and 256)
-    .venv/bin/python benchmarks/paper_table.py --ablations --steps 3000 --out docs/ablations.json
+    .venv/bin/python benchmarks/paper_table.py --ablations --steps 3000 --out results/benchmarks/ablations.json
     .venv/bin/python benchmarks/paper_table.py --ablations --windows 24 --steps 1500 --protocols paper --repeats 1
     .venv/bin/python benchmarks/paper_table.py --ablations --windows 256 --variants "w/o CI" "w/o Stage" ...
 """

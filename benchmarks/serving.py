@@ -1,6 +1,6 @@
 """Latency, throughput and stability of the BentoML service against a real `bentoml serve`.
 
-    .venv/bin/python benchmarks/serving.py --out docs/serving-benchmark.json
+    .venv/bin/python benchmarks/serving.py --out results/benchmarks/serving-benchmark.json
 
 A window-256 model (default StageDiffConfig, 5 synthetic channels, trained for 50 steps: speed does not
 depend on quality; trained once into runs/serving-benchmark/model) is stored in a temporary BentoML home
