@@ -64,36 +64,31 @@ def measure_training(window: int, batch: int, steps: int) -> dict:
 
 
 def measure_sampling(window: int, n: int, sampler: str) -> dict:
-    import torch
-
-    from stagediff.diffusion import make_sampler
+    from stagediff.diffusion import Noise, make_sampler
     from stagediff.sampling import generate
     from stagediff.train import build_denoiser
 
     config = config_for(window)
-    denoiser = build_denoiser(config, 7).eval()
+    denoiser = build_denoiser(config, 7).eval().batch_invariant()
     chosen = make_sampler(config, sampler)
     started = time.perf_counter()
-    generate(denoiser, chosen, n, window, torch.Generator().manual_seed(0), chunk_length=window,
-             overlap=config.effective_stage_length)
+    generate(denoiser, chosen, Noise.seeded(0, n), window, chunk_length=window, overlap=config.effective_stage_length)
     return {"seconds": time.perf_counter() - started, "reverse_steps": len(chosen.timesteps)}
 
 
 def measure_long(length: int, window: int) -> dict:
-    import torch
-
-    from stagediff.diffusion import make_sampler
+    from stagediff.diffusion import Noise, make_sampler
     from stagediff.sampling import generate
     from stagediff.train import build_denoiser
 
     from stagediff.generator import CHUNK_WINDOWS
 
     config = config_for(window)
-    denoiser = build_denoiser(config, 7).eval()
+    denoiser = build_denoiser(config, 7).eval().batch_invariant()
     chunk, overlap = CHUNK_WINDOWS * window, window // 4  # the library's defaults for long samples
     started = time.perf_counter()
-    out = generate(denoiser, make_sampler(config, "ddim", 50), 1, length, torch.Generator().manual_seed(0),
-                   chunk_length=chunk, overlap=overlap)
+    out = generate(denoiser, make_sampler(config, "ddim", 50), Noise.seeded(0, 1), length, chunk_length=chunk,
+                   overlap=overlap)
     assert out.shape == (1, length, 7)
     return {"seconds": time.perf_counter() - started, "length": length, "window": window, "chunk": chunk,
             "overlap": overlap}

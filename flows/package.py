@@ -14,7 +14,8 @@ from flows import PROJECT
 from flows.common import (METRICS, MODEL, PACKAGE_REPORT, RAW_DESCRIPTION, TRAINING_REPORT, logger, read_json,
                           read_params, relative, run_stage, write_json)
 from serving.packaging import build_bento, store_model
-from stagediff.config import PipelineParams
+from stagediff.config import PipelineParams, StageDiffConfig
+from stagediff.diffusion import sampling_choice
 
 
 def package(params: PipelineParams, model_dir: Path = MODEL, training_report: Path = TRAINING_REPORT,
@@ -26,6 +27,8 @@ def package(params: PipelineParams, model_dir: Path = MODEL, training_report: Pa
     metadata = {"mlflow_run_id": training["mlflow_run_id"], "registered_model": training["registered_model"],
                 "model_version": training["model_version"], "data_hash": training["data_hash"],
                 "dataset": raw["source"], "metrics": metrics,
+                "metrics_sampling": dict(zip(("sampler", "steps"), sampling_choice(
+                    StageDiffConfig.from_file(model_dir / "config.json"), None, params.evaluate.steps))),
                 "limits": {"max_length": settings.max_length, "max_samples": settings.max_samples,
                            "max_values": settings.max_values}}
     model_tag = store_model(model_dir, settings.name, metadata)

@@ -23,19 +23,22 @@ import bentoml
 
 from serving.requests import Limits
 from stagediff import StageDiff
+from stagediff.diffusion import SAMPLERS
 
 MODEL_FILES = ("config.json", "scaler.json", "metadata.json", "weights.pt")
 """What ``StageDiff.save(dir)`` writes (stagediff.artifacts)."""
 BENTOFILE = Path("serving") / "bentofile.yaml"
-METADATA_KEYS = ("mlflow_run_id", "registered_model", "model_version", "data_hash", "dataset", "metrics", "limits")
+METADATA_KEYS = ("mlflow_run_id", "registered_model", "model_version", "data_hash", "dataset", "metrics",
+                 "metrics_sampling", "limits")
 
 
 def store_model(model_dir: Path, name: str = "stagediff", metadata: dict[str, Any] | None = None) -> str:
     """Copy the saved model folder ``model_dir`` into the BentoML store as a new version of ``name``.
 
     metadata: any of mlflow_run_id, registered_model, model_version, data_hash, dataset, metrics (flat
-    dict of finite floats; None for a score not computed, left out) and limits ({"max_length", "max_values", "max_samples"}: the request limits of the
-    service; defaults where absent). The folder must load, and the metadata must be valid, before anything
+    dict of finite floats; None for a score not computed, left out), metrics_sampling ({"sampler", "steps"}: what
+    the metrics' samples were drawn with) and limits ({"max_length", "max_values", "max_samples"}: the request
+    limits of the service; defaults where absent). The folder must load, and the metadata must be valid, before anything
     is written. Returns the new tag, e.g. ``"stagediff:u3xq...``."""
     model_dir = Path(model_dir)
     metadata = dict(metadata or {})
@@ -64,6 +67,11 @@ def check_metadata(metadata: dict[str, Any]) -> None:
            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v))}
     if bad:
         raise ValueError(f"metrics must be a flat dict of finite numbers (or null for a score not computed), got {bad}")
+    sampling = metadata.get("metrics_sampling", {"sampler": SAMPLERS[0], "steps": 1})
+    if not (isinstance(sampling, dict) and set(sampling) == {"sampler", "steps"} and sampling["sampler"] in SAMPLERS
+            and isinstance(sampling["steps"], int) and not isinstance(sampling["steps"], bool) and sampling["steps"] >= 1):
+        raise ValueError(f"metrics_sampling must be {{'sampler': one of {SAMPLERS}, 'steps': a positive integer}}, "
+                         f"got {sampling!r}")
     Limits.from_metadata(metadata.get("limits"))
 
 

@@ -21,7 +21,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from stagediff import StageDiff
-from stagediff.generator import decode_frequency
+from stagediff.diffusion import SAMPLERS, sampling_choice
+from stagediff.generator import SampleRequest, decode_frequency
 
 FORMATS = ("json", "csv", "parquet")
 STREAM_FORMATS = ("json", "csv")
@@ -75,9 +76,12 @@ class GenerateRequest(BaseModel):
     seed: int | None = Field(
         None, ge=0, le=MAX_SEED, description="Random seed; the same seed and fields give the same series. "
                                              "Default: a random seed, returned in the response.")
+    sampler: Literal[SAMPLERS] | None = Field(
+        None, description="Reverse-diffusion sampler. Default: the model's own, the one its scores in /info were "
+                          "measured with.")
     steps: int | None = Field(
-        None, ge=1, description="Reverse diffusion steps: DDIM when fewer than the model's diffusion steps, "
-                                "ancestral DDPM when equal. Default: the model's sampling steps.")
+        None, ge=1, description="Network evaluations per chunk, at most the model's diffusion steps. Default: "
+                                "every diffusion step for ddpm, else the model's sampling steps.")
     start: str | int | float | None = Field(
         None, description="Timestamp of the first step (ISO 8601 for a model with dates, a number otherwise). "
                           "Default: continue after the training data, or after the prefix.")
@@ -109,6 +113,10 @@ class Plan:
     def values(self) -> int:
         return self.n_samples * self.length
 
+    def sample_request(self) -> SampleRequest:
+        """What the library samples for this plan."""
+        return SampleRequest(self.n_samples, self.length, self.seed, self.steps, self.prefix, self.sampler)
+
 
 def plan_request(request: GenerateRequest, model: StageDiff, limits: Limits, *, stream: bool = False) -> Plan:
     """Check ``request`` against the model and ``limits``; raise :class:`RequestError` naming the first problem."""
@@ -128,7 +136,7 @@ def plan_request(request: GenerateRequest, model: StageDiff, limits: Limits, *, 
             f"n_samples * length * channels = {request.n_samples} * {length} * {len(channels)} = {values:,} exceeds "
             f"the budget of {limits.max_values:,} values per request; with n_samples={request.n_samples} the length "
             f"may be at most {longest - longest % stage} (or ask for fewer samples per request)")
-    steps = config.sampling_steps if request.steps is None else request.steps
+    sampler, steps = sampling_choice(config, request.sampler, request.steps)
     check_range("steps", steps, 1, config.diffusion_steps)
     if request.format not in (STREAM_FORMATS if stream else FORMATS):
         raise RequestError(f"format {request.format!r} cannot be streamed; a stream is one of {list(STREAM_FORMATS)}")
@@ -141,7 +149,7 @@ def plan_request(request: GenerateRequest, model: StageDiff, limits: Limits, *, 
     return Plan(
         n_samples=request.n_samples, length=length,
         seed=secrets.randbelow(RANDOM_SEEDS) if seed_chosen else request.seed, seed_chosen=seed_chosen,
-        steps=steps, sampler="ddim" if steps < config.diffusion_steps else "ddpm", start=start, prefix=prefix,
+        steps=steps, sampler=sampler, start=start, prefix=prefix,
         format=request.format,
     )
 

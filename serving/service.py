@@ -32,10 +32,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from serving import timeouts
-from serving.batching import Batcher, make_batch_invariant
+from serving.batching import Batcher, rows_independent
 from serving.encoding import MEDIA_TYPES, STREAM_MEDIA_TYPES, encode, encode_piece, provenance_headers
 from serving.requests import GenerateRequest, Limits, Plan, RequestError, plan_request
 from stagediff import StageDiff, StageDiffError
+from stagediff.diffusion import sampling_choice
 from stagediff.runtime import configure_threads
 
 logger = logging.getLogger(__name__)
@@ -131,14 +132,13 @@ class StageDiffService:
         self.limits = Limits.from_metadata(self.metadata.get("limits"))
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stagediff-sampling")
         max_rows = int(os.environ.get("STAGEDIFF_MAX_BATCH", DEFAULT_MAX_BATCH))
-        min_rows = self.executor.submit(make_batch_invariant, self.generator, max_rows).result()
-        batching = os.environ.get("STAGEDIFF_BATCHING", "1") != "0" and min_rows is not None
-        self.batcher = Batcher(self.generator, self.executor, max_rows=max_rows, max_jobs=max_rows if batching else 1,
-                               min_rows=min_rows or 1)
+        exact = self.executor.submit(rows_independent, self.generator, max_rows).result()
+        batching = os.environ.get("STAGEDIFF_BATCHING", "1") != "0" and exact
+        self.batcher = Batcher(self.generator, self.executor, max_rows=max_rows, max_jobs=max_rows if batching else 1)
         self.streams_open = 0
         self.pieces_streamed = 0
-        logger.info("serving %s with %d torch thread(s); batching %s (min batch %s)", self.model.tag, self.threads,
-                    "on" if batching else "off", min_rows)
+        logger.info("serving %s with %d torch thread(s); batching %s%s", self.model.tag, self.threads,
+                    "on" if batching else "off", "" if exact else " (rows depend on the batch on this machine)")
 
     # -- endpoints --------------------------------------------------------------------------------
     @bentoml.api(route="/generate", output_spec=GenerateResponse)
@@ -177,19 +177,16 @@ class StageDiffService:
 
     # -- work ---------------------------------------------------------------------------------------
     async def sample(self, plan: Plan) -> pd.DataFrame:
-        """All series of ``plan`` as one frame (batched when it is one chunk without a prefix)."""
+        """All series of ``plan`` as one frame, sampled by the batcher (beside other requests where they can share
+        the denoiser's batches; the same bytes either way)."""
         model = self.generator
-        if plan.prefix is None and self.batcher.accepts(plan.n_samples, plan.length):
-            values = await self.batcher.sample(plan.n_samples, plan.length, plan.seed, plan.steps, plan.sampler)
-            return model.to_frame(values, model.sample_times(plan.length, plan.start))
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor, lambda: model.sample(plan.n_samples, plan.length, plan.seed, plan.steps, plan.prefix,
-                                                sampler=plan.sampler, start=plan.start, progress=False))
+        values = await self.batcher.sample(plan.sample_request())
+        return model.to_frame(values, model.sample_times(plan.length, plan.start, plan.prefix))
 
     async def open_stream(self, plan: Plan) -> tuple[Any, pd.DataFrame]:
         """The stream's remaining pieces (an iterator, or None) and its first piece, computed before the
-        response starts so that an error is still a status code."""
-        if plan.prefix is None and self.batcher.accepts(plan.n_samples, plan.length):
+        response starts so that an error is still a status code. A series of one chunk comes whole."""
+        if self.generator.plan_sampling(plan.sample_request()).chunks == 1:
             return None, await self.sample(plan)
         pieces = self.generator.sample_stream(plan.n_samples, plan.length, plan.seed, plan.steps, plan.prefix,
                                               sampler=plan.sampler, start=plan.start)
@@ -251,12 +248,14 @@ class StageDiffService:
                 "first_time": metadata.get("first_time"), "last_time": metadata.get("last_time"),
             },
             "window": config.window, "stage_length": config.effective_stage_length,
-            "diffusion_steps": config.diffusion_steps, "sampling_steps": config.sampling_steps,
+            "diffusion_steps": config.diffusion_steps,
+            "sampling": dict(zip(("sampler", "steps"), sampling_choice(config))),
+            "metrics_sampling": self.metadata.get("metrics_sampling"),
             "metrics": self.metadata.get("metrics", {}),
             "limits": {**self.limits.to_dict(), "max_body_bytes": max_body_bytes()},
             "serving": {
                 "torch_threads": self.threads, "batching": self.batcher.max_jobs > 1,
-                "max_batch_rows": self.batcher.max_rows, "min_batch_rows": self.batcher.min_rows,
+                "max_batch_rows": self.batcher.max_rows,
                 "batches": self.batcher.batches, "batched_requests": self.batcher.jobs,
                 "queued_requests": len(self.batcher.pending), "streams_open": self.streams_open,
                 "pieces_streamed": self.pieces_streamed,

@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 from stagediff.config import StageDiffConfig  # noqa: E402
 from stagediff.errors import ConfigError, DataError, StageDiffError  # noqa: E402
-from stagediff.generator import StageDiff  # noqa: E402
+from stagediff.generator import SampleRequest, StageDiff  # noqa: E402
 from stagediff.metrics import evaluate  # noqa: E402
 
-__all__ = ["ConfigError", "DataError", "StageDiff", "StageDiffConfig", "StageDiffError", "__version__", "evaluate"]
+__all__ = ["ConfigError", "DataError", "SampleRequest", "StageDiff", "StageDiffConfig", "StageDiffError", "__version__", "evaluate"]

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import yaml
 
+from stagediff.config import SAMPLERS
 from stagediff.errors import StageDiffError
 
 OUTPUT_FORMATS = (".parquet", ".csv")
@@ -58,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=int, default=1, help="number of series")
     sample.add_argument("--length", type=int, help="steps per series (default: the training window)")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--steps", type=int, help="DDIM reverse steps (default: the model's sampling_steps)")
-    sample.add_argument("--sampler", choices=("ddim", "ddpm"), help="default: the model's configured sampler")
+    sample.add_argument("--steps", type=int, help="network evaluations of the sampler per chunk (default: every "
+                        "diffusion step for ddpm, else the model's sampling_steps)")
+    sample.add_argument("--sampler", choices=SAMPLERS, help="default: the model's configured sampler")
     sample.add_argument("--prefix", help="CSV/parquet of real history to continue (channel columns, optional time column)")
     sample.add_argument("--start", help="first timestamp of the samples (default: continue after the data or prefix)")
     sample.add_argument("--chunk-length", type=int, help="steps denoised jointly per chunk (default: up to 4 training windows)")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from stagediff.config import StageDiffConfig
+from stagediff.config import SAMPLERS, StageDiffConfig
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,30 @@ class NoiseSchedule:
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
 
+class Noise:
+    """Standard normal noise for a batch whose rows belong to several requests, each with its own CPU generator:
+    rows of request i come from generator i, in the order that request sampled alone would draw them, so a seed
+    gives the same samples on every device and in any batch."""
+
+    def __init__(self, generators: list[torch.Generator], rows: list[int]):
+        self.generators, self.rows = generators, rows
+
+    @classmethod
+    def seeded(cls, seed: int, rows: int) -> Noise:
+        return cls([torch.Generator().manual_seed(int(seed))], [rows])
+
+    def draw(self, shape: tuple[int, ...], device: torch.device | None = None) -> torch.Tensor:
+        """(sum of rows, *shape) noise on ``device``."""
+        parts = [torch.randn((rows, *shape), generator=g) for g, rows in zip(self.generators, self.rows)]
+        return (parts[0] if len(parts) == 1 else torch.cat(parts)).to(device)
+
+    def like(self, x: torch.Tensor) -> torch.Tensor:
+        return self.draw(tuple(x.shape[1:]), x.device).to(x.dtype)
+
+
 class Sampler:
-    """Reverse-process stepping from an x_0 prediction. ``timesteps`` runs from noisy to clean."""
+    """Reverse-process stepping from an x_0 prediction over ``timesteps``, which run from noisy to clean: an
+    evenly spaced subset of the diffusion steps, one network evaluation each."""
 
     def __init__(self, schedule: NoiseSchedule, range_margin: float = 0.0):
         self.schedule = schedule
@@ -81,29 +103,38 @@ class Sampler:
             return torch.maximum(torch.minimum(x0_pred, high), low)
         return x0_pred.clamp(self.low, self.high)
 
-    def set_timesteps(self, steps: int | None) -> None:
-        raise NotImplementedError
+    def set_timesteps(self, steps: int | None = None) -> None:
+        """``steps`` evenly spaced timesteps from the noisiest to 0 (None: every diffusion step)."""
+        total = self.schedule.steps
+        steps = total if steps is None else steps
+        if not 1 <= steps <= total:
+            raise ValueError(f"steps must be between 1 and {total}, got {steps}")
+        grid = torch.linspace(total - 1, 0, steps).round().long().tolist()
+        self.timesteps = sorted(set(grid), reverse=True)
 
     def previous(self, index: int) -> int:
         """The timestep after ``timesteps[index]`` in the reverse chain (-1 means x_0)."""
         return self.timesteps[index + 1] if index + 1 < len(self.timesteps) else -1
 
-    def step(self, x0_pred: torch.Tensor, index: int, x_t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """x_{t'} from x_t and the model's x_0 prediction at ``timesteps[index]``; noise comes from the
-        CPU ``generator`` so that a seed gives the same samples on every device."""
+    def step(self, x0_pred: torch.Tensor, index: int, x_t: torch.Tensor, noise: Noise | None) -> torch.Tensor:
+        """x_{t'} from x_t and the model's x_0 prediction at ``timesteps[index]``; a stochastic sampler draws its
+        noise from ``noise``. A chain starts at index 0 (multistep samplers forget the previous chain there)."""
         raise NotImplementedError
 
     def _abar(self, t: int) -> float:
         return 1.0 if t < 0 else float(self.schedule.alphas_cumprod[t])
 
+    def _lambda(self, t: int) -> float:
+        """Half the log signal-to-noise ratio, log(alpha_t / sigma_t), at timestep t (t >= 0)."""
+        abar = self._abar(t)
+        return 0.5 * math.log(abar / (1 - abar))
+
 
 class DDPMSampler(Sampler):
-    """Ancestral sampling with the posterior q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eqs. 6-7)."""
+    """Ancestral sampling with the posterior q(x_{t'} | x_t, x_0) (Ho et al. 2020, eqs. 6-7), between
+    consecutive timesteps of the chain (every diffusion step by default)."""
 
-    def set_timesteps(self, steps: int | None = None) -> None:
-        self.timesteps = list(range(self.schedule.steps - 1, -1, -1))
-
-    def step(self, x0_pred, index, x_t, generator=None):
+    def step(self, x0_pred, index, x_t, noise=None):
         t = self.timesteps[index]
         prev = self.previous(index)
         abar_t, abar_prev = self._abar(t), self._abar(prev)
@@ -113,26 +144,17 @@ class DDPMSampler(Sampler):
         if prev < 0:
             return mean
         variance = beta_t * (1 - abar_prev) / (1 - abar_t)
-        noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype).to(x_t.device)
-        return mean + math.sqrt(variance) * noise
+        return mean + math.sqrt(variance) * noise.like(x_t)
 
 
 class DDIMSampler(Sampler):
-    """DDIM (Song et al. 2021, eq. 12) on an evenly spaced subset of ``steps`` timesteps; eta=0 is deterministic."""
+    """DDIM (Song et al. 2021, eq. 12); eta=0 is deterministic, eta=1 is ancestral sampling on the subset."""
 
     def __init__(self, schedule: NoiseSchedule, eta: float = 0.0, range_margin: float = 0.0):
         super().__init__(schedule, range_margin)
         self.eta = eta
 
-    def set_timesteps(self, steps: int | None = None) -> None:
-        total = self.schedule.steps
-        steps = total if steps is None else steps
-        if not 1 <= steps <= total:
-            raise ValueError(f"DDIM steps must be between 1 and {total}, got {steps}")
-        grid = torch.linspace(total - 1, 0, steps).round().long().tolist()
-        self.timesteps = sorted(set(grid), reverse=True)
-
-    def step(self, x0_pred, index, x_t, generator=None):
+    def step(self, x0_pred, index, x_t, noise=None):
         t = self.timesteps[index]
         prev = self.previous(index)
         abar_t, abar_prev = self._abar(t), self._abar(prev)
@@ -141,21 +163,73 @@ class DDIMSampler(Sampler):
         direction = math.sqrt(max(1 - abar_prev - sigma**2, 0.0)) * eps
         x_prev = math.sqrt(abar_prev) * x0_pred + direction
         if sigma > 0 and prev >= 0:
-            x_prev = x_prev + sigma * torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype).to(x_t.device)
+            x_prev = x_prev + sigma * noise.like(x_t)
         return x_prev
 
 
+class DPMSolverSampler(Sampler):
+    """DPM-Solver++(2M) in data (x_0) prediction (Lu et al. 2022, algorithm 2), with ``stochastic`` its SDE
+    variant (2M SDE, midpoint form): second order from the previous step's x_0 estimate, first order on the first
+    step of a chain and on the last step into x_0 (where the second-order update is unstable at few steps)."""
+
+    def __init__(self, schedule: NoiseSchedule, stochastic: bool = False, range_margin: float = 0.0):
+        super().__init__(schedule, range_margin)
+        self.stochastic = stochastic
+        self.last: tuple[torch.Tensor, float] | None = None  # (x_0 estimate, lambda) of the previous step
+
+    def step(self, x0_pred, index, x_t, noise=None):
+        t, prev = self.timesteps[index], self.previous(index)
+        if index == 0:
+            self.last = None
+        if prev < 0:  # into x_0: the estimate itself
+            self.last = None
+            return x0_pred
+        lam_t, lam_prev = self._lambda(t), self._lambda(prev)
+        h = lam_prev - lam_t
+        sigma_t, sigma_prev = math.sqrt(1 - self._abar(t)), math.sqrt(1 - self._abar(prev))
+        alpha_prev = math.sqrt(self._abar(prev))
+        estimate, correction = x0_pred, None
+        if self.last is not None:
+            before, lam_before = self.last
+            r = (lam_t - lam_before) / h
+            correction = (x0_pred - before) / r
+        self.last = (x0_pred, lam_t)
+        if not self.stochastic:
+            if correction is not None:
+                estimate = x0_pred + 0.5 * correction
+            return (sigma_prev / sigma_t) * x_t - alpha_prev * math.expm1(-h) * estimate
+        decay = -math.expm1(-2 * h)  # 1 - e^{-2h}
+        x_prev = (sigma_prev / sigma_t) * math.exp(-h) * x_t + alpha_prev * decay * x0_pred
+        if correction is not None:
+            x_prev = x_prev + 0.5 * alpha_prev * decay * correction
+        return x_prev + sigma_prev * math.sqrt(decay) * noise.like(x_t)
+
+
 def make_sampler(config: StageDiffConfig, sampler: str | None = None, steps: int | None = None) -> Sampler:
-    """The sampler named by ``sampler`` (default: the config's), ready with its timesteps."""
+    """The sampler named by ``sampler`` (default: the config's), ready with its timesteps
+    (:func:`sampling_choice`)."""
+    kind, steps = sampling_choice(config, sampler, steps)
     schedule = NoiseSchedule.create(config.diffusion_steps, config.schedule)
-    kind = sampler or config.sampler
     margin = config.range_margin or 0.0  # None: a model saved before the margin existed samples as it did
     if kind == "ddpm":
         chosen: Sampler = DDPMSampler(schedule, margin)
-        chosen.set_timesteps()
     elif kind == "ddim":
         chosen = DDIMSampler(schedule, eta=config.ddim_eta, range_margin=margin)
-        chosen.set_timesteps(config.sampling_steps if steps is None else steps)
     else:
-        raise ValueError(f"unknown sampler {kind!r}; choose 'ddpm' or 'ddim'")
+        chosen = DPMSolverSampler(schedule, stochastic=kind == "dpmpp-sde", range_margin=margin)
+    chosen.set_timesteps(steps)
     return chosen
+
+
+def sampling_choice(config: StageDiffConfig, sampler: str | None = None, steps: int | None = None) -> tuple[str, int]:
+    """(sampler, network evaluations per chunk) for a request of ``sampler`` and ``steps`` (either None: the
+    model's own) on a model of ``config``: the one rule the library, the CLI, the pipeline and the service share.
+
+    "ddpm" takes every diffusion step unless asked for fewer, the others ``config.sampling_steps``. A saved model
+    keeps its configured sampler, so it samples as it did when it was saved."""
+    kind = config.sampler if sampler is None else sampler
+    if kind not in SAMPLERS:
+        raise ValueError(f"unknown sampler {kind!r}; choose one of {SAMPLERS}")
+    if steps is None:
+        steps = config.diffusion_steps if kind == "ddpm" else config.sampling_steps
+    return kind, steps

@@ -24,6 +24,7 @@ import numpy as np
 
 from stagediff.data import load_series, sliding_windows, split_by_time
 from stagediff.data.expectations import HELD_OUT_WINDOWS
+from stagediff.diffusion import sampling_choice
 from stagediff.errors import DataError
 from stagediff.generator import StageDiff
 from stagediff.metrics import METRICS, choose_metrics, evaluate
@@ -113,8 +114,9 @@ def evaluate_windows(model: StageDiff, real: np.ndarray, training: np.ndarray | 
     synthetic = model.sample_array(len(real), seed=seed, steps=steps)
     scores = evaluate(real, synthetic, metrics=chosen, repeats=repeats, seed=seed, fast=fast, training=training,
                       stage_length=seams, real_in_training=protocol == "paper", channels=channels)
-    scores["settings"].update({"protocol": protocol, "window": model.config.window, "sampling_steps": steps
-                               or model.config.sampling_steps, "sampler": model.config.sampler})
+    sampler, steps = sampling_choice(model.config, None, steps)
+    scores["settings"].update({"protocol": protocol, "window": model.config.window, "sampler": sampler,
+                               "sampling_steps": steps})
     own = [m for m in OWN_FLOOR if m in chosen and scores[m].get("mean") is not None]
     if protocol == "heldout" and training is not None and own:
         # the real data's own score: training windows judged against the held-out ones, the floor that drift

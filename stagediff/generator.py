@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -24,7 +24,7 @@ from stagediff.artifacts import SavedGenerator, load_generator, save_generator
 from stagediff.config import SAMPLERS, StageDiffConfig
 from stagediff.data import MinMaxScaler, PreparedData, load_series, prepare, sliding_windows, validate_frame
 from stagediff.data.prepared import decode_frequency, decode_time
-from stagediff.diffusion import Sampler, make_sampler
+from stagediff.diffusion import Noise, Sampler, make_sampler, sampling_choice
 from stagediff.errors import DataError, StageDiffError
 from stagediff.model import StageDiffDenoiser
 from stagediff.recipe import data_choices, held_bounds
@@ -43,6 +43,46 @@ CHECK_WINDOWS = 32
 CHUNK_WINDOWS = 4
 """Default chunk for long samples, in training windows: 4 made one 10,000-step series 1.3x faster than 1
 (fewer overlapping steps recomputed, fewer small calls; docs/benchmarks.md)."""
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """One request of :meth:`StageDiff.sample_many`: the arguments of :meth:`StageDiff.sample_array`."""
+    n: int = 1
+    length: int | None = None
+    seed: int = 0
+    steps: int | None = None
+    prefix: pd.DataFrame | np.ndarray | None = None
+    sampler: str | None = None
+    chunk_length: int | None = None
+    overlap: int | None = None
+
+
+@dataclass(frozen=True)
+class SamplingRun:
+    """A request checked against a model, its defaults filled in (:meth:`StageDiff.plan_sampling`)."""
+    n: int
+    length: int
+    seed: int
+    sampler: str
+    steps: int
+    chunk_length: int
+    overlap: int
+    known: torch.Tensor | None
+    """(1, p, channels) the scaled prefix, as much of it as a chunk uses; None without a prefix."""
+    chunks: int
+    """Chunks denoised one after the other (:func:`stagediff.sampling.chunk_plan`)."""
+
+    @property
+    def evaluations(self) -> int:
+        """Denoiser calls per sampling batch."""
+        return self.chunks * self.steps
+
+    @property
+    def batch_key(self) -> tuple[Any, ...]:
+        """Runs with the same key can share the denoiser's batches."""
+        return (self.length, self.sampler, self.steps, self.chunk_length, self.overlap,
+                0 if self.known is None else self.known.shape[1])
 
 
 @dataclass(frozen=True)
@@ -152,7 +192,8 @@ class StageDiff:
         """``n`` synthetic series of ``length`` steps (default: the training window) as a long DataFrame
         with columns ``sample``, the time column and the channels, in the data's units.
 
-        steps: reverse steps of DDIM (default config.sampling_steps); sampler: "ddim" or "ddpm".
+        sampler: one of stagediff.config.SAMPLERS (default: the model's); steps: its network evaluations per chunk
+        (default: every diffusion step for "ddpm", else config.sampling_steps; :func:`stagediff.diffusion.sampling_choice`).
         prefix: a real history (DataFrame with the channel columns, or an array (p, channels)) to continue;
         the samples start right after it. start: first timestamp (default: continue after the prefix, or
         after the training data). chunk_length / overlap: see :func:`stagediff.sampling.generate`."""
@@ -196,38 +237,85 @@ class StageDiff:
                       progress: bool | None = None) -> Iterator[SamplePiece]:
         """The engine of all sampling: validates everything, then yields data-unit pieces in order (sampling
         batch by sampling batch, chunk by chunk). Nothing runs until the first ``next``."""
+        run = self.plan_sampling(SampleRequest(n, length, seed, steps, prefix, sampler, chunk_length, overlap))
+        denoiser = self.require_trained()
+        target = resolve_device(device) if device is not None else next(denoiser.parameters()).device
+        denoiser.to(target).eval()
+        generator = torch.Generator().manual_seed(run.seed)
+        bar = tqdm(total=run.evaluations * -(-n // SAMPLING_BATCH), desc="sampling", unit="step",
+                   disable=None if progress is None else not progress)
+        try:
+            for first in range(0, n, SAMPLING_BATCH):
+                produced = 0
+                size = min(SAMPLING_BATCH, n - first)
+                for chunk in self.denoise([run], [size], [generator], lambda: bar.update(1)):
+                    yield SamplePiece(first, produced, run.length, self.scaler.inverse_transform(chunk.double().numpy()))
+                    produced += chunk.shape[1]
+        finally:
+            bar.close()
+
+    def sample_many(self, requests: list[SampleRequest]) -> list[np.ndarray]:
+        """Several requests, each with its own seed, size, length, sampler, steps and prefix, sampled together where
+        they can share the denoiser's batches (:attr:`SamplingRun.batch_key`): one array (n, length, channels) in
+        data units per request, each the same bytes as :meth:`sample_array` gives that request alone. Every
+        request is checked before any is sampled."""
+        runs = [self.plan_sampling(request) for request in requests]
+        groups: list[list[int]] = []  # batches of at most SAMPLING_BATCH rows, or one larger request alone
+        filling: dict[Any, list[int]] = {}
+        for index, run in enumerate(runs):
+            members = filling.get(run.batch_key)
+            if members is None or sum(runs[i].n for i in members) + run.n > SAMPLING_BATCH:
+                members = filling[run.batch_key] = []
+                groups.append(members)
+            members.append(index)
+        results: list[np.ndarray] = [np.empty(0)] * len(runs)
+        for members in groups:
+            if runs[members[0]].n > SAMPLING_BATCH:  # sampled in several batches from one generator, as alone
+                request = requests[members[0]]
+                results[members[0]] = self.sample_array(**{f.name: getattr(request, f.name) for f in fields(request)},
+                                                         progress=False)
+                continue
+            group = [runs[i] for i in members]
+            generators = [torch.Generator().manual_seed(run.seed) for run in group]
+            values = torch.cat(list(self.denoise(group, [run.n for run in group], generators)), dim=1)
+            values = self.scaler.inverse_transform(values.double().numpy())
+            bounds = np.cumsum([0] + [run.n for run in group])
+            for i, a, b in zip(members, bounds[:-1], bounds[1:]):
+                results[i] = values[a:b]
+        return results
+
+    def denoise(self, runs: list[SamplingRun], rows: list[int], generators: list[torch.Generator],
+                step_callback: Callable[[], None] | None = None) -> Iterator[torch.Tensor]:
+        """Scaled chunks (sum of rows, new steps, channels) for ``rows[i]`` series of ``runs[i]`` (runs of one
+        :attr:`SamplingRun.batch_key`), run i's noise drawn from ``generators[i]``."""
+        first = runs[0]
+        known = None if first.known is None else torch.cat([run.known.expand(count, -1, -1)
+                                                           for run, count in zip(runs, rows)])
+        yield from generate_chunks(self.require_trained(), self.make_sampler(first.sampler, first.steps),
+                                   Noise(generators, rows), first.length, first.chunk_length, first.overlap,
+                                   prefix=known, step_callback=step_callback)
+
+    def plan_sampling(self, request: SampleRequest) -> SamplingRun:
+        """``request`` checked against this model, with its defaults filled in; a :class:`DataError` names the
+        first problem."""
         denoiser, config = self.require_trained(), self.config
-        length = config.window if length is None else length
+        length = config.window if request.length is None else request.length
         stage = denoiser.stage_length
-        check_size(n, length, denoiser.channels)
-        chosen_by_caller = chunk_length is not None or overlap is not None
+        check_size(request.n, length, denoiser.channels)
+        chunk_length, overlap = request.chunk_length, request.overlap
         if chunk_length is None:
             chunk_length = max(config.window, min(CHUNK_WINDOWS * config.window, round_up(length, stage)))
         if overlap is None:
             overlap = max(stage, min(round_up(config.window // 4, stage), chunk_length - stage))
-        if chosen_by_caller or prefix is not None or length > chunk_length:
+        if request.chunk_length is not None or request.overlap is not None or request.prefix is not None \
+                or length > chunk_length:
             check_chunks(chunk_length, overlap, stage)
-        check_sampler(sampler, steps, config.diffusion_steps)
-        known = None if prefix is None else self.scale_prefix(prefix)
-        chosen = self.make_sampler(sampler, steps)
-        target = resolve_device(device) if device is not None else next(denoiser.parameters()).device
-        denoiser.to(target).eval()
-        generator = torch.Generator().manual_seed(int(seed))
-        total = chunk_plan(length, chunk_length, overlap, stage, 0 if known is None else known.shape[0])
-        bar = tqdm(total=total * len(chosen.timesteps) * -(-n // SAMPLING_BATCH), desc="sampling", unit="step",
-                   disable=None if progress is None else not progress)
-        try:
-            for first in range(0, n, SAMPLING_BATCH):
-                size = min(SAMPLING_BATCH, n - first)
-                batch_prefix = None if known is None else known.unsqueeze(0).expand(size, -1, -1)
-                produced = 0
-                for chunk in generate_chunks(denoiser, chosen, size, length, generator, chunk_length, overlap,
-                                             prefix=batch_prefix, device=target, step_callback=lambda: bar.update(1)):
-                    values = self.scaler.inverse_transform(chunk.double().numpy())
-                    yield SamplePiece(first, produced, length, values)
-                    produced += chunk.shape[1]
-        finally:
-            bar.close()
+        check_sampler(request.sampler, request.steps, config.diffusion_steps)
+        sampler, steps = sampling_choice(config, request.sampler, request.steps)
+        known = None if request.prefix is None else self.scale_prefix(request.prefix)
+        return SamplingRun(int(request.n), length, int(request.seed), sampler, steps, chunk_length, overlap,
+                           None if known is None else known[-(chunk_length - stage):].unsqueeze(0),
+                           chunk_plan(length, chunk_length, overlap, stage, 0 if known is None else known.shape[0]))
 
     def make_sampler(self, sampler: str | None = None, steps: int | None = None) -> Sampler:
         """The reverse process this model samples with: the configured (or named) sampler, its x_0 estimate held
@@ -304,10 +392,11 @@ class StageDiff:
 
 
 def restore_denoiser(config: StageDiffConfig, weights: dict[str, torch.Tensor], device: torch.device) -> StageDiffDenoiser:
-    """A denoiser in eval mode holding ``weights`` (the EMA weights of training)."""
+    """A denoiser in eval mode holding ``weights`` (the EMA weights of training), its rows independent of the batch
+    (:meth:`StageDiffDenoiser.batch_invariant`)."""
     denoiser = StageDiffDenoiser(config, config.channels)
     denoiser.load_state_dict(weights)
-    return denoiser.to(device).eval()
+    return denoiser.to(device).eval().batch_invariant()
 
 
 def check_size(n: int, length: int, channels: int) -> None:

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from stagediff.diffusion import Sampler
+from stagediff.diffusion import Noise, Sampler
 from stagediff.model import StageDiffDenoiser
 
 
@@ -23,31 +23,27 @@ def round_up(value: int, multiple: int) -> int:
 
 
 @torch.inference_mode()
-def denoise_chunk(denoiser: StageDiffDenoiser, sampler: Sampler, n: int, length: int, generator: torch.Generator,
+def denoise_chunk(denoiser: StageDiffDenoiser, sampler: Sampler, noise: Noise, length: int,
                   known: torch.Tensor | None = None, device: torch.device | None = None,
                   step_callback: Callable[[], None] | None = None) -> torch.Tensor:
-    """Sample ``n`` series of ``length`` (a multiple of the stage length) in [-1, 1].
+    """Sample as many series as ``noise`` has rows, of ``length`` (a multiple of the stage length), in [-1, 1].
 
-    known: (n, p, channels) values of the first p steps to condition on (replacement), or None.
-    Returns (n, length, channels) on the CPU. Noise is drawn on the CPU from ``generator`` so that a seed
-    gives the same samples on every device."""
+    known: (rows, p, channels) values of the first p steps to condition on (replacement), or None.
+    Returns (rows, length, channels) on the CPU. Noise is drawn on the CPU (:class:`Noise`) so that a seed gives
+    the same samples on every device and in any batch."""
     device = device or next(denoiser.parameters()).device
-    channels = denoiser.channels
     schedule = sampler.schedule
-
-    def noise(shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.randn(shape, generator=generator).to(device)
-
-    x = noise((n, length, channels))
+    x = noise.draw((length, denoiser.channels), device)
+    n = x.shape[0]
     if known is not None:
         known = known.to(device=device, dtype=x.dtype)
         prefix = known.shape[1]
     for index, t in enumerate(sampler.timesteps):
         steps = torch.full((n,), t, dtype=torch.long, device=device)
         if known is not None:
-            x[:, :prefix] = schedule.add_noise(known, noise(tuple(known.shape)), steps)
+            x[:, :prefix] = schedule.add_noise(known, noise.like(known), steps)
         x0 = sampler.clip(denoiser(x, steps).float())
-        x = sampler.step(x0, index, x, generator)
+        x = sampler.step(x0, index, x, noise)
         if step_callback is not None:
             step_callback()
     if known is not None:
@@ -55,22 +51,22 @@ def denoise_chunk(denoiser: StageDiffDenoiser, sampler: Sampler, n: int, length:
     return x.cpu()
 
 
-def generate(denoiser: StageDiffDenoiser, sampler: Sampler, n: int, length: int, generator: torch.Generator,
+def generate(denoiser: StageDiffDenoiser, sampler: Sampler, noise: Noise, length: int,
              chunk_length: int, overlap: int, prefix: torch.Tensor | None = None,
              device: torch.device | None = None, step_callback: Callable[[], None] | None = None) -> torch.Tensor:
-    """(n, length, channels) scaled samples: :func:`generate_chunks` joined."""
-    return torch.cat(list(generate_chunks(denoiser, sampler, n, length, generator, chunk_length, overlap, prefix,
+    """(rows, length, channels) scaled samples: :func:`generate_chunks` joined."""
+    return torch.cat(list(generate_chunks(denoiser, sampler, noise, length, chunk_length, overlap, prefix,
                                           device, step_callback)), dim=1)
 
 
-def generate_chunks(denoiser: StageDiffDenoiser, sampler: Sampler, n: int, length: int, generator: torch.Generator,
+def generate_chunks(denoiser: StageDiffDenoiser, sampler: Sampler, noise: Noise, length: int,
                     chunk_length: int, overlap: int, prefix: torch.Tensor | None = None,
                     device: torch.device | None = None,
                     step_callback: Callable[[], None] | None = None) -> Iterator[torch.Tensor]:
-    """Scaled samples chunk by chunk, each piece (n, new steps, channels) as soon as it is denoised; the pieces
+    """Scaled samples chunk by chunk, each piece (rows, new steps, channels) as soon as it is denoised; the pieces
     joined along time are the ``length`` steps.
 
-    prefix: (n, p, channels) scaled history to continue from (its last ``chunk_length - stage_length``
+    prefix: (rows, p, channels) scaled history to continue from (its last ``chunk_length - stage_length``
     steps at most are used); the output starts right after it."""
     stage = denoiser.stage_length
     produced = 0
@@ -78,7 +74,7 @@ def generate_chunks(denoiser: StageDiffDenoiser, sampler: Sampler, n: int, lengt
     while produced < length:
         known = 0 if tail is None else tail.shape[1]
         size = chunk_length if tail is not None else min(chunk_length, round_up(length, stage))
-        chunk = denoise_chunk(denoiser, sampler, n, size, generator, known=tail, device=device,
+        chunk = denoise_chunk(denoiser, sampler, noise, size, known=tail, device=device,
                               step_callback=step_callback)
         new = chunk[:, known:]
         yield new[:, :length - produced]

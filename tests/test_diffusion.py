@@ -1,4 +1,4 @@
-"""Tests of stagediff.diffusion: noise schedules, the forward process and the DDPM/DDIM samplers."""
+"""Tests of stagediff.diffusion: noise schedules, the forward process, the samplers and the sampling rule."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from stagediff.config import StageDiffConfig
-from stagediff.diffusion import DDIMSampler, DDPMSampler, NoiseSchedule, make_sampler
+from stagediff.diffusion import DDIMSampler, DDPMSampler, DPMSolverSampler, Noise, NoiseSchedule, make_sampler, sampling_choice
 
 
 @pytest.mark.parametrize("kind", ["cosine", "linear"])
@@ -81,7 +81,7 @@ def test_ddim_last_step_with_perfect_prediction_returns_x0():
     last = len(sampler.timesteps) - 1
     t = torch.full((2,), sampler.timesteps[last])
     x_t = schedule.add_noise(x0, torch.randn(x0.shape, generator=generator), t)
-    assert torch.allclose(sampler.step(x0, last, x_t, generator), x0, atol=1e-5)
+    assert torch.allclose(sampler.step(x0, last, x_t, Noise.seeded(0, 2)), x0, atol=1e-5)
 
 
 def test_deterministic_ddim_step_with_perfect_prediction_stays_on_the_noise_path():
@@ -103,8 +103,8 @@ def test_ddpm_final_step_returns_the_posterior_mean_without_noise():
     assert sampler.timesteps == list(range(19, -1, -1))
     last = len(sampler.timesteps) - 1
     x0, x_t = torch.randn(2, 8, 2), torch.randn(2, 8, 2)
-    first = sampler.step(x0, last, x_t, torch.Generator().manual_seed(0))
-    second = sampler.step(x0, last, x_t, torch.Generator().manual_seed(1))
+    first = sampler.step(x0, last, x_t, Noise.seeded(0, 2))
+    second = sampler.step(x0, last, x_t, Noise.seeded(1, 2))
     assert torch.equal(first, second)  # no noise is added at the last step
     # posterior mean at t = 0 (abar_prev = 1, beta = 1 - abar_0): the coefficient of x_t vanishes, leaving x0
     assert torch.allclose(first, x0, atol=1e-5)
@@ -120,11 +120,62 @@ def test_ddpm_intermediate_step_is_noisy_around_the_posterior_mean():
     x0, x_t = torch.full((4000, 1, 1), 0.5), torch.full((4000, 1, 1), -0.2)
     mean = math.sqrt(abar_prev) * beta_t / (1 - abar_t) * 0.5 + math.sqrt(1 - beta_t) * (1 - abar_prev) / (1 - abar_t) * -0.2
     variance = beta_t * (1 - abar_prev) / (1 - abar_t)
-    draws = sampler.step(x0, index, x_t, torch.Generator().manual_seed(0))
+    draws = sampler.step(x0, index, x_t, Noise.seeded(0, 4000))
     assert draws.mean().item() == pytest.approx(mean, abs=4 * math.sqrt(variance / 4000))
     assert draws.var().item() == pytest.approx(variance, rel=0.1)
-    again = sampler.step(x0, index, x_t, torch.Generator().manual_seed(0))
-    assert torch.equal(draws, again)  # randomness only from the generator
+    again = sampler.step(x0, index, x_t, Noise.seeded(0, 4000))
+    assert torch.equal(draws, again)  # randomness only from the seeded noise
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_dpm_solver_with_a_perfect_prediction_stays_on_the_noise_path(stochastic):
+    # x_0 known exactly: the second-order correction vanishes; 2M lands on sqrt(abar') x0 + sqrt(1 - abar') eps with
+    # the same eps, 2M SDE on the same marginal with fresh noise mixed in
+    schedule = NoiseSchedule.create(200)
+    sampler = DPMSolverSampler(schedule, stochastic=stochastic)
+    sampler.set_timesteps(10)
+    x0, eps = torch.full((20000, 1, 1), 0.5), torch.randn(20000, 1, 1, generator=torch.Generator().manual_seed(1))
+    x_t = schedule.add_noise(x0, eps, torch.full((20000,), sampler.timesteps[0]))
+    noise = Noise.seeded(0, 20000)
+    for index in range(len(sampler.timesteps) - 1):
+        x_t = sampler.step(x0, index, x_t, noise)
+        abar = schedule.alphas_cumprod[sampler.previous(index)].item()
+        if stochastic:
+            assert x_t.mean().item() == pytest.approx(math.sqrt(abar) * 0.5, abs=0.02)
+            assert x_t.var().item() == pytest.approx(1 - abar, rel=0.05, abs=1e-4)
+        else:
+            expected = schedule.add_noise(x0, eps, torch.full((20000,), sampler.previous(index)))
+            assert torch.allclose(x_t, expected, atol=1e-5)
+    assert torch.equal(sampler.step(x0, len(sampler.timesteps) - 1, x_t, noise), x0)  # into x_0: the estimate
+
+
+def test_dpm_solver_first_step_is_ddim_and_later_steps_use_the_previous_estimate():
+    schedule = NoiseSchedule.create(200)
+    solver, ddim = DPMSolverSampler(schedule), DDIMSampler(schedule, eta=0.0)
+    solver.set_timesteps(10)
+    ddim.set_timesteps(10)
+    generator = torch.Generator().manual_seed(0)
+    x_t, first, second = (torch.randn(3, 8, 2, generator=generator) for _ in range(3))
+    assert torch.allclose(solver.step(first, 0, x_t, None), ddim.step(first, 0, x_t, None), atol=1e-6)
+    assert not torch.allclose(solver.step(second, 1, x_t, None), ddim.step(second, 1, x_t, None), atol=1e-3)
+    solver.step(first, 0, x_t, None)  # a new chain at index 0 forgets the last one: same as before
+    assert torch.allclose(solver.step(first, 0, x_t, None), ddim.step(first, 0, x_t, None), atol=1e-6)
+
+
+def test_noise_draws_each_requests_rows_from_its_own_seed():
+    joint = Noise([torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)], [2, 5])
+    assert torch.equal(joint.draw((6, 2)), torch.cat([Noise.seeded(3, 2).draw((6, 2)), Noise.seeded(4, 5).draw((6, 2))]))
+
+
+def test_sampling_choice_is_the_one_rule(tiny_config):
+    ddpm_model = tiny_config.replace(sampler="ddpm", sampling_steps=7)
+    assert sampling_choice(ddpm_model) == ("ddpm", 20)  # a DDPM model samples every diffusion step
+    assert sampling_choice(ddpm_model, steps=5) == ("ddpm", 5)  # unless asked for fewer
+    assert sampling_choice(ddpm_model, "dpmpp-sde") == ("dpmpp-sde", 7)
+    assert sampling_choice(tiny_config.replace(sampler="dpmpp", sampling_steps=9)) == ("dpmpp", 9)
+    assert sampling_choice(tiny_config.replace(sampler="dpmpp"), "ddpm") == ("ddpm", 20)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        sampling_choice(tiny_config, "euler")
 
 
 def test_make_sampler_swaps_by_config(tiny_config):
@@ -133,6 +184,8 @@ def test_make_sampler_swaps_by_config(tiny_config):
     ddpm = make_sampler(tiny_config.replace(sampler="ddpm"))
     assert isinstance(ddpm, DDPMSampler) and len(ddpm.timesteps) == tiny_config.diffusion_steps
     assert isinstance(make_sampler(tiny_config, "ddpm"), DDPMSampler)  # argument beats config
+    assert len(make_sampler(tiny_config, "ddpm", 4).timesteps) == 4  # ancestral on a subset
+    assert make_sampler(tiny_config, "dpmpp-sde").stochastic and not make_sampler(tiny_config, "dpmpp").stochastic
     assert len(make_sampler(tiny_config, steps=3).timesteps) == 3
     assert ddim.schedule.steps == tiny_config.diffusion_steps
     linear = make_sampler(tiny_config.replace(schedule="linear"))
@@ -143,4 +196,4 @@ def test_make_sampler_swaps_by_config(tiny_config):
 
 def test_ddim_eta_comes_from_config(tiny_config):
     assert make_sampler(tiny_config.replace(ddim_eta=0.3)).eta == 0.3
-    assert StageDiffConfig().ddim_eta == 0.0
+    assert StageDiffConfig().ddim_eta == 1.0  # the default: ancestral on sampling_steps

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from stagediff import StageDiff, StageDiffConfig
+from stagediff import SampleRequest, StageDiff, StageDiffConfig
+from stagediff.config import SAMPLERS
 from stagediff.errors import DataError, StageDiffError
 from stagediff.generator import CHUNK_WINDOWS, MAX_SAMPLE_VALUES
 from stagediff.sampling import chunk_plan
@@ -50,14 +51,14 @@ def test_fit_records_what_sampling_needs(trained_model, training_frame):
     assert np.mean(trained_model.losses[-20:]) < np.mean(trained_model.losses[:20])
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
-def test_both_samplers_give_finite_samples_of_the_right_shape(trained_model, sampler):
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_gives_finite_samples_of_the_right_shape(trained_model, sampler):
     values = trained_model.sample_array(n=3, length=32, seed=0, sampler=sampler)
     assert values.shape == (3, 32, 2) and values.dtype == np.float64
     assert np.isfinite(values).all()
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+@pytest.mark.parametrize("sampler", SAMPLERS)
 def test_same_seed_same_samples_and_different_seed_different(trained_model, sampler):
     first = trained_model.sample_array(n=2, length=32, seed=7, sampler=sampler)
     assert np.array_equal(first, trained_model.sample_array(n=2, length=32, seed=7, sampler=sampler))
@@ -66,10 +67,57 @@ def test_same_seed_same_samples_and_different_seed_different(trained_model, samp
 
 
 def test_steps_and_sampler_set_the_number_of_denoiser_calls(trained_model):
-    for kwargs, calls in [({}, 5), ({"steps": 3}, 3), ({"steps": 1}, 1), ({"sampler": "ddpm"}, 20)]:
+    for kwargs, calls in [({}, 5), ({"steps": 3}, 3), ({"steps": 1}, 1), ({"sampler": "ddpm"}, 20),
+                          ({"sampler": "ddpm", "steps": 4}, 4), ({"sampler": "dpmpp-sde"}, 5)]:
         with recorded_lengths(trained_model) as lengths:
             trained_model.sample_array(n=1, length=32, seed=0, **kwargs)
         assert len(lengths) == calls, kwargs
+
+
+def test_sample_many_gives_each_request_the_bytes_it_gets_alone(trained_model, training_frame):
+    prefix = training_frame[["a", "b"]].to_numpy()[-20:]
+    requests = [SampleRequest(1, 32, seed=5), SampleRequest(4, 32, seed=3), SampleRequest(2, 32, seed=9),
+                SampleRequest(3, 64, seed=1, sampler="ddpm"), SampleRequest(2, 64, seed=2, sampler="ddpm"),
+                SampleRequest(1, 32, seed=4, sampler="dpmpp-sde", steps=4),
+                SampleRequest(2, 32, seed=4, sampler="dpmpp-sde", steps=4),
+                SampleRequest(1, 200, seed=6, prefix=prefix), SampleRequest(3, 200, seed=7, prefix=prefix[::-1].copy())]
+    with recorded_lengths(trained_model) as lengths:
+        together = trained_model.sample_many(requests)
+    for request, values in zip(requests, together):
+        alone = trained_model.sample_array(request.n, request.length, request.seed, request.steps, request.prefix,
+                                           sampler=request.sampler)
+        assert np.array_equal(values, alone), request
+    # four batches: (32, ddim), (64, ddpm), (32, dpmpp-sde), and the two long continuations together
+    with recorded_lengths(trained_model) as expected:
+        for request in (requests[i] for i in (0, 3, 5, 7)):
+            trained_model.sample_array(request.n, request.length, seed=0, steps=request.steps, prefix=request.prefix,
+                                       sampler=request.sampler)
+    assert len(lengths) == len(expected)
+
+
+def test_sample_many_keeps_batches_within_one_sampling_batch(trained_model):
+    requests = [SampleRequest(200, 32, seed=1), SampleRequest(100, 32, seed=2), SampleRequest(300, 32, seed=3)]
+    with recorded_lengths(trained_model) as lengths:
+        together = trained_model.sample_many(requests)
+    for request, values in zip(requests, together):
+        assert np.array_equal(values, trained_model.sample_array(request.n, request.length, request.seed))
+    assert len(lengths) == 4 * trained_model.config.sampling_steps  # 200 | 100 | 300 in batches of 256 and 44
+
+
+def test_a_saved_model_keeps_the_sampler_it_was_saved_with(trained_model, tmp_path):
+    model = StageDiff(trained_model.config.replace(sampler="ddpm"))
+    model.denoiser, model.scaler, model.metadata = trained_model.denoiser, trained_model.scaler, trained_model.metadata
+    loaded = StageDiff.load(model.save(tmp_path / "ddpm"))
+    assert StageDiffConfig().sampler == "ddim" and loaded.config.sampler == "ddpm"
+    with recorded_lengths(loaded) as lengths:
+        loaded.sample_array(1, 32, seed=0)
+    assert len(lengths) == loaded.config.diffusion_steps
+
+
+def test_sample_many_checks_every_request_before_any_work(trained_model):
+    with recorded_lengths(trained_model) as lengths, pytest.raises(DataError, match="steps"):
+        trained_model.sample_many([SampleRequest(2), SampleRequest(1, steps=999)])
+    assert lengths == []
 
 
 def test_samples_are_in_data_units_within_the_training_range(trained_model, training_frame):

@@ -29,6 +29,7 @@ LIMITS = {"max_length": 20_000, "max_samples": 16, "max_values": 100_000}
 METADATA = {
     "mlflow_run_id": "0123456789abcdef", "registered_model": "stagediff-smooth", "model_version": "7",
     "data_hash": "feedc0de", "dataset": "smooth", "metrics": {"discriminative": 0.12, "context_fid": 0.5},
+    "metrics_sampling": {"sampler": "ddim", "steps": 5},
     "limits": LIMITS,
 }
 TRAINING_STEPS = 30

@@ -1,5 +1,5 @@
-"""Batching concurrent requests changes no request's values: each keeps its own noise stream, and the
-denoiser's rows do not depend on the batch size."""
+"""Batching concurrent requests changes no request's values: the service hands waiting requests to the library's
+``sample_many``, which gives each the bytes it gets alone."""
 
 from __future__ import annotations
 
@@ -7,102 +7,68 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import pytest
 
-from serving.batching import Batcher, MinimumRows, make_batch_invariant, sample_batch
-from stagediff import StageDiff
+from serving.batching import Batcher, rows_independent
+from stagediff import SampleRequest, StageDiff
+from stagediff.model import StageDiffDenoiser
 
 
-@pytest.fixture(scope="module")
-def invariant(model_dir) -> tuple[StageDiff, int]:
-    """The tiny model with the service's batch-invariant layers, and the batch it needs no padding from."""
+def test_the_denoisers_rows_do_not_depend_on_the_batch_on_this_machine(served_model):
+    assert rows_independent(served_model, 16)
+
+
+def test_a_denoiser_without_the_padding_of_few_rows_fails_the_probe(model_dir):
+    # the probe can fail: without batch_invariant, a call of 1-3 rows takes other CPU kernels (measured here)
     model = StageDiff.load(model_dir)
-    rows = make_batch_invariant(model, 16)
-    assert rows is not None and rows < 16
-    return model, rows
+    plain = StageDiffDenoiser(model.config, model.denoiser.channels)
+    plain.load_state_dict(model.denoiser.state_dict())
+    model.denoiser = plain.eval()
+    assert not rows_independent(model, 16)
 
 
-def test_only_layers_that_see_few_rows_are_wrapped_once_and_padding_is_unnecessary(invariant):
-    model, rows = invariant
-    assert rows == 1  # measured on this machine; elsewhere the probe may ask for padding instead
-    wrapped = {name for name, module in model.denoiser.named_modules() if isinstance(module, MinimumRows)}
-    # the step embedding (one row per sample), the channel fusion (one sequence per sample) and, with two
-    # channels, the output heads (two rows per sample)
-    assert {"step_embedding.mlp.0", "step_embedding.mlp.2", "fusion.0"} <= wrapped
-    assert all(name.startswith(("step_embedding", "fusion", "layers.")) for name in wrapped)
-    assert not any("attention" in name or "feedforward" in name for name in wrapped)
-    assert make_batch_invariant(model, 16) == 1
-    assert {name for name, module in model.denoiser.named_modules() if isinstance(module, MinimumRows)} == wrapped
-
-
-def test_batched_requests_equal_the_library_sample(invariant, served_model):
-    model, rows = invariant
-    together = sample_batch(model, [(1, 5), (4, 3), (2, 9)], 64, 5, "ddim", rows)
-    library = served_model.sample_array(4, 64, seed=3, steps=5, progress=False)
-    assert np.array_equal(together[1], library)  # bit for bit from 4 samples on
-    assert [values.shape for values in together] == [(1, 64, 2), (4, 64, 2), (2, 64, 2)]
-
-
-def test_a_request_gets_the_same_values_alone_or_in_any_batch(invariant, served_model):
-    model, rows = invariant
-    alone = sample_batch(model, [(1, 5)], 96, 5, "ddim", rows)[0]
-    for company in ([(3, 1)], [(2, 8), (4, 2)], [(1, 1)] * 7):
-        together = sample_batch(model, [*company, (1, 5)], 96, 5, "ddim", rows)[-1]
-        assert np.array_equal(alone, together)
-    # Below 4 samples the library's own layers take other kernels: equal to float32 rounding only.
-    library = served_model.sample_array(1, 96, seed=5, steps=5, progress=False)
-    np.testing.assert_allclose(alone, library, rtol=1e-5)
-
-
-def test_ancestral_sampling_draws_each_request_noise_from_its_own_seed(invariant, served_model):
-    model, rows = invariant
-    together = sample_batch(model, [(2, 1), (4, 4)], 32, 20, "ddpm", rows)
-    library = served_model.sample_array(4, 32, seed=4, sampler="ddpm", progress=False)
-    assert np.array_equal(together[1], library)
-
-
-def run_concurrently(batcher: Batcher, requests: list[tuple[int, int]], length: int = 64) -> list[np.ndarray]:
+def run_concurrently(batcher: Batcher, requests: list[SampleRequest]) -> list[np.ndarray]:
     async def main():
-        return await asyncio.gather(*(batcher.sample(n, length, seed, 5, "ddim") for n, seed in requests))
+        return await asyncio.gather(*(batcher.sample(request) for request in requests))
 
     return asyncio.run(main())
 
 
-def test_requests_that_wait_together_share_batches(invariant):
-    served_model, min_rows = invariant
+def test_requests_that_wait_together_share_batches_and_get_what_they_get_alone(served_model):
+    requests = [SampleRequest(1, 64, seed, 5) for seed in range(10)]
     with ThreadPoolExecutor(1) as executor:
-        batcher = Batcher(served_model, executor, max_rows=8, max_jobs=8, min_rows=min_rows)
-        results = run_concurrently(batcher, [(1, seed) for seed in range(10)])
-        alone = Batcher(served_model, executor, max_rows=8, max_jobs=1, min_rows=min_rows)
-        expected = run_concurrently(alone, [(1, seed) for seed in range(10)])
+        batcher = Batcher(served_model, executor, max_rows=8, max_jobs=8)
+        results = run_concurrently(batcher, requests)
+        alone = Batcher(served_model, executor, max_rows=8, max_jobs=1)
+        expected = run_concurrently(alone, requests)
     # All ten queue before the sampling thread is free: batches of at most 8 rows, 8 then 2.
     assert batcher.jobs == 10 and batcher.batches == 2
     assert alone.batches == 10
     assert all(np.array_equal(a, b) for a, b in zip(results, expected))
+    assert np.array_equal(results[3], served_model.sample_array(1, 64, seed=3, steps=5, progress=False))
 
 
-def test_only_requests_of_one_shape_are_batched_and_order_is_kept(invariant):
-    served_model, min_rows = invariant
+def test_only_requests_with_one_batch_key_are_batched_and_order_is_kept(served_model, training_frame):
+    prefix = training_frame[["a", "b"]].to_numpy()[-16:]
+    requests = [SampleRequest(1, 64, 0, 5), SampleRequest(1, 32, 1, 5), SampleRequest(1, 64, 2, 5),
+                SampleRequest(1, 64, 3, 3), SampleRequest(2, 256, 4, 5, prefix), SampleRequest(1, 256, 5, 5, prefix * 2)]
     with ThreadPoolExecutor(1) as executor:
-        batcher = Batcher(served_model, executor, max_rows=16, max_jobs=16, min_rows=min_rows)
+        batcher = Batcher(served_model, executor, max_rows=16, max_jobs=16)
+        results = run_concurrently(batcher, requests)
+    assert [values.shape for values in results] == [(1, 64, 2), (1, 32, 2), (1, 64, 2), (1, 64, 2), (2, 256, 2),
+                                                     (1, 256, 2)]
+    # (64, 5 steps) twice together, the long continuations together, 32 and the 3-step request alone
+    assert batcher.batches == 4
+    alone = served_model.sample_array(1, 256, seed=5, steps=5, prefix=prefix * 2, progress=False)
+    assert np.array_equal(results[-1], alone)
+
+
+def test_a_request_cancelled_while_waiting_is_never_sampled(served_model):
+    with ThreadPoolExecutor(1) as executor:
+        batcher = Batcher(served_model, executor, max_rows=16, max_jobs=16)
 
         async def main():
-            return await asyncio.gather(batcher.sample(1, 64, 0, 5, "ddim"), batcher.sample(1, 32, 1, 5, "ddim"),
-                                        batcher.sample(1, 64, 2, 5, "ddim"), batcher.sample(1, 64, 3, 3, "ddim"))
-
-        shapes = [values.shape for values in asyncio.run(main())]
-    assert shapes == [(1, 64, 2), (1, 32, 2), (1, 64, 2), (1, 64, 2)]
-    assert batcher.batches == 3  # (64, 5 steps) twice together, then 32 and the 3-step request alone
-
-
-def test_a_request_cancelled_while_waiting_is_never_sampled(invariant):
-    served_model, min_rows = invariant
-    with ThreadPoolExecutor(1) as executor:
-        batcher = Batcher(served_model, executor, max_rows=16, max_jobs=16, min_rows=min_rows)
-
-        async def main():
-            first = asyncio.ensure_future(batcher.sample(1, 64, 0, 5, "ddim"))
-            gone = asyncio.ensure_future(batcher.sample(1, 64, 1, 5, "ddim"))
+            first = asyncio.ensure_future(batcher.sample(SampleRequest(1, 64, 0, 5)))
+            gone = asyncio.ensure_future(batcher.sample(SampleRequest(1, 64, 1, 5)))
             await asyncio.sleep(0)  # both queued; the first one's batch is running
             gone.cancel()
             await first
@@ -110,11 +76,3 @@ def test_a_request_cancelled_while_waiting_is_never_sampled(invariant):
 
         asyncio.run(main())
     assert batcher.jobs == 1
-
-
-def test_long_or_continued_requests_are_not_batched(invariant):
-    served_model, min_rows = invariant
-    with ThreadPoolExecutor(1) as executor:
-        batcher = Batcher(served_model, executor, max_rows=16, max_jobs=16, min_rows=min_rows)
-        assert batcher.accepts(16, 4 * 32)
-        assert not batcher.accepts(1, 4 * 32 + 8)  # more than one chunk: the library carries the seams

@@ -30,6 +30,8 @@ def test_store_model_copies_the_folder_and_keeps_the_metadata(bentoml_home, mode
     ({"metrics": {"scores": {"a": 1.0}}}, "metrics must be a flat dict of finite numbers"),
     ({"metrics": {"context_fid": float("nan")}}, "metrics must be a flat dict of finite numbers (or null"),
     ({"metrics": [0.1]}, "metrics must be a flat dict of numbers, got list"),
+    ({"metrics_sampling": {"sampler": "euler", "steps": 5}}, "metrics_sampling must be {'sampler': one of"),
+    ({"metrics_sampling": {"sampler": "ddpm"}}, "metrics_sampling must be"),
     ({"limits": {"max_steps": 5}}, "unknown request limit(s) ['max_steps']"),
     ({"limits": {"max_values": -1}}, "request limit max_values must be a positive integer"),
 ])

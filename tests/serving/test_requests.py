@@ -59,7 +59,11 @@ def test_defaults_are_filled_in_and_a_seed_is_chosen(hourly):
     assert (chosen.n_samples, chosen.length, chosen.steps, chosen.sampler) == (1, 32, 5, "ddim")
     assert chosen.seed_chosen and 0 <= chosen.seed < 2**31
     given = plan(hourly, seed=123, steps=20, n_samples=2, length=64)
-    assert (given.seed, given.seed_chosen, given.sampler) == (123, False, "ddpm")  # all diffusion steps: DDPM
+    assert (given.seed, given.seed_chosen, given.sampler) == (123, False, "ddim")  # the model's sampler, always
+    ancestral = plan(hourly, sampler="ddpm")
+    assert (ancestral.sampler, ancestral.steps) == ("ddpm", 20)  # every diffusion step unless asked for fewer
+    assert (plan(hourly, sampler="dpmpp-sde", steps=8).sampler, plan(hourly, sampler="ddpm", steps=8).steps) == \
+        ("dpmpp-sde", 8)
 
 
 @pytest.mark.parametrize("length", [4, 12, 1032])

@@ -173,7 +173,9 @@ def test_info_describes_model_data_scores_and_limits(service, model_tag):
     assert info["data"] == {"dataset": "smooth", "hash": "feedc0de", "channels": ["a", "b"], "time_column": "date",
                             "frequency": "P0DT1H0M0S", "first_time": "2022-01-01T00:00:00",
                             "last_time": "2022-01-20T23:00:00"}
-    assert (info["window"], info["stage_length"], info["diffusion_steps"], info["sampling_steps"]) == (32, 8, 20, 5)
+    assert (info["window"], info["stage_length"], info["diffusion_steps"]) == (32, 8, 20)
+    assert info["sampling"] == {"sampler": "ddim", "steps": 5}  # what a request without sampler and steps gets
+    assert info["metrics_sampling"] == {"sampler": "ddim", "steps": 5}  # what the scores were measured with
     assert info["metrics"] == {"discriminative": 0.12, "context_fid": 0.5}
     assert info["limits"] == {"max_length": 20_000, "max_samples": 16, "max_values": 100_000,
                               "max_body_bytes": 16 * 2**20}

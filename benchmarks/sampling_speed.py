@@ -1,0 +1,112 @@
+"""Sampling speed (issue 33): 64 windows of 256 and one 10,000-step 7-channel series with the default-width
+model, per sampler setting, with 1 and 2 torch threads, eager against ``torch.compile`` and the hand-written
+attention against torch's fused ``scaled_dot_product_attention``. Weights are freshly initialised (speed does not
+depend on them); every variant's samples are checked against the eager ones. Each measurement is the median of
+``--repeats`` after one warm-up call.
+
+    .venv/bin/python benchmarks/sampling_speed.py --out results/samplers/speed.json
+
+Not a test: timings on a shared machine are noisy; compare ratios measured in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from machine import describe_machine
+
+from stagediff import StageDiffConfig
+from stagediff.diffusion import Noise, make_sampler
+from stagediff.generator import CHUNK_WINDOWS
+from stagediff.model.layers import Attention
+from stagediff.runtime import configure_threads
+from stagediff.sampling import generate
+from stagediff.train import build_denoiser
+
+CHANNELS = 7
+
+
+def fused_attention(self: Attention, queries: torch.Tensor, keys_values: torch.Tensor,
+                    bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention.forward with torch's fused kernel in place of the hand-written product and softmax."""
+    q = rearrange(self.query(queries), "n p (h e) -> n h p e", h=self.heads)
+    k, v = rearrange(self.key_value(keys_values), "n q (two h e) -> two n h q e", two=2, h=self.heads)
+    mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    return self.output(rearrange(mixed, "n h p e -> n p (h e)"))
+
+
+def timed(function, repeats: int) -> tuple[float, torch.Tensor]:
+    result = function()  # warm-up (and compilation)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def measure(config: StageDiffConfig, sampler: str, steps: int, variant: str, repeats: int, long: int) -> dict:
+    denoiser = build_denoiser(config, CHANNELS).eval().batch_invariant()
+    original = Attention.forward
+    if variant == "fused":
+        Attention.forward = fused_attention
+    try:
+        model = torch.compile(denoiser) if variant == "compile" else denoiser
+        chosen = make_sampler(config, sampler, steps)
+        window = config.window
+        started = time.perf_counter()
+        windows, batch = timed(lambda: generate(model, chosen, Noise.seeded(0, 64), window, chunk_length=window,
+                                                overlap=config.effective_stage_length), repeats)
+        first_call = time.perf_counter() - started - windows * (repeats + 1)
+        chunk = CHUNK_WINDOWS * window
+        series, _ = timed(lambda: generate(model, chosen, Noise.seeded(0, 1), long, chunk_length=chunk,
+                                           overlap=window // 4), 1)
+    finally:
+        Attention.forward = original
+    return {"windows_64": windows, "series": series, "warmup_extra": max(first_call, 0.0), "batch": batch}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--settings", nargs="+", default=["dpmpp-sde:20", "dpmpp-sde:10", "ddim:50", "ddpm:200"])
+    parser.add_argument("--variants", nargs="+", default=["eager", "fused", "compile"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--length", type=int, default=10_000)
+    parser.add_argument("--out", default="results/samplers/speed.json")
+    args = parser.parse_args()
+    config = StageDiffConfig(window=256, channels=CHANNELS, channel_independent=True)
+    rows = []
+    for threads in args.threads:
+        configure_threads(threads)
+        for setting in args.settings:
+            sampler, steps = setting.split(":")[0], int(setting.split(":")[1])
+            reference = None
+            for variant in args.variants:
+                result = measure(config, sampler, int(steps), variant, args.repeats, args.length)
+                batch = result.pop("batch")
+                reference = batch if reference is None else reference
+                row = {"threads": threads, "setting": setting, "variant": variant, **result,
+                       "max_difference_from_eager": float((batch - reference).abs().max())}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": describe_machine(), "window": 256, "channels": CHANNELS,
+                               "series_length": args.length, "config": config.to_dict(), "rows": rows}, indent=2))
+    print("| threads | sampler | variant | 64 windows of 256 (s) | 10,000-step series (s) | max diff from eager |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['threads']} | {r['setting']} | {r['variant']} | {r['windows_64']:.2f} | {r['series']:.2f} | "
+              f"{r['max_difference_from_eager']:.1e} |")
+
+
+if __name__ == "__main__":
+    main()
