@@ -31,7 +31,7 @@ from stagediff.evaluation import heldout_windows, protocol_windows
 from stagediff.metrics import evaluate
 from stagediff.runtime import configure_threads
 
-SETTINGS = ["ddpm:200", "ddim:50", "ddim:20:1", "dpmpp:20", "dpmpp-sde:10", "dpmpp-sde:20", "dpmpp-sde:50"]
+SETTINGS = ["ddpm:200", "ddim:50", "ddim:10:1", "ddim:20:1", "ddim:50:1"]
 METRICS = ["discriminative", "predictive", "detection", "texture"]
 
 

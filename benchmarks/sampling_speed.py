@@ -75,7 +75,7 @@ def measure(config: StageDiffConfig, sampler: str, steps: int, variant: str, rep
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--settings", nargs="+", default=["dpmpp-sde:20", "dpmpp-sde:10", "ddim:50", "ddpm:200"])
+    parser.add_argument("--settings", nargs="+", default=["ddim:20", "ddim:10", "ddim:50", "ddpm:200"])
     parser.add_argument("--variants", nargs="+", default=["eager", "fused", "compile"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3)

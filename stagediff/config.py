@@ -20,7 +20,7 @@ import yaml
 from stagediff.errors import ConfigError
 from stagediff.recipe import WINDOW_FIELDS, preset, stage_length_for, window_settings
 
-SAMPLERS = ("ddpm", "ddim", "dpmpp", "dpmpp-sde")
+SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("cosine", "linear")
 MISSING_POLICIES = ("error", "interpolate")
 LOSSES = ("mse", "l1")
@@ -115,10 +115,9 @@ class StageDiffConfig:
     diffusion_steps: int = 200
     schedule: str = "cosine"
     sampler: str = "ddim"
-    """The reverse-diffusion sampler (SAMPLERS): "ddpm" (ancestral, every diffusion step unless asked for fewer),
-    "ddim" (with ddim_eta), "dpmpp" (DPM-Solver++ 2M) or "dpmpp-sde" (its SDE variant). The default, DDIM with
-    eta 1 at 20 steps, is ancestral sampling on 20 evenly spaced steps: of the few-step samplers it came closest to
-    200 DDPM steps (results/decisions.md, "The default sampler")."""
+    """The reverse-diffusion sampler: "ddpm" (ancestral, every diffusion step unless asked for fewer) or "ddim"
+    (with ddim_eta). The default, DDIM with eta 1 at 20 steps, is ancestral sampling on 20 evenly spaced steps: of
+    the few-step samplers tried it came closest to 200 DDPM steps (results/decisions.md, "The default sampler")."""
     sampling_steps: int = 20
     """Network evaluations per chunk of every sampler but "ddpm"."""
     ddim_eta: float = 1.0

@@ -118,16 +118,11 @@ class Sampler:
 
     def step(self, x0_pred: torch.Tensor, index: int, x_t: torch.Tensor, noise: Noise | None) -> torch.Tensor:
         """x_{t'} from x_t and the model's x_0 prediction at ``timesteps[index]``; a stochastic sampler draws its
-        noise from ``noise``. A chain starts at index 0 (multistep samplers forget the previous chain there)."""
+        noise from ``noise``."""
         raise NotImplementedError
 
     def _abar(self, t: int) -> float:
         return 1.0 if t < 0 else float(self.schedule.alphas_cumprod[t])
-
-    def _lambda(self, t: int) -> float:
-        """Half the log signal-to-noise ratio, log(alpha_t / sigma_t), at timestep t (t >= 0)."""
-        abar = self._abar(t)
-        return 0.5 * math.log(abar / (1 - abar))
 
 
 class DDPMSampler(Sampler):
@@ -167,44 +162,6 @@ class DDIMSampler(Sampler):
         return x_prev
 
 
-class DPMSolverSampler(Sampler):
-    """DPM-Solver++(2M) in data (x_0) prediction (Lu et al. 2022, algorithm 2), with ``stochastic`` its SDE
-    variant (2M SDE, midpoint form): second order from the previous step's x_0 estimate, first order on the first
-    step of a chain and on the last step into x_0 (where the second-order update is unstable at few steps)."""
-
-    def __init__(self, schedule: NoiseSchedule, stochastic: bool = False, range_margin: float = 0.0):
-        super().__init__(schedule, range_margin)
-        self.stochastic = stochastic
-        self.last: tuple[torch.Tensor, float] | None = None  # (x_0 estimate, lambda) of the previous step
-
-    def step(self, x0_pred, index, x_t, noise=None):
-        t, prev = self.timesteps[index], self.previous(index)
-        if index == 0:
-            self.last = None
-        if prev < 0:  # into x_0: the estimate itself
-            self.last = None
-            return x0_pred
-        lam_t, lam_prev = self._lambda(t), self._lambda(prev)
-        h = lam_prev - lam_t
-        sigma_t, sigma_prev = math.sqrt(1 - self._abar(t)), math.sqrt(1 - self._abar(prev))
-        alpha_prev = math.sqrt(self._abar(prev))
-        estimate, correction = x0_pred, None
-        if self.last is not None:
-            before, lam_before = self.last
-            r = (lam_t - lam_before) / h
-            correction = (x0_pred - before) / r
-        self.last = (x0_pred, lam_t)
-        if not self.stochastic:
-            if correction is not None:
-                estimate = x0_pred + 0.5 * correction
-            return (sigma_prev / sigma_t) * x_t - alpha_prev * math.expm1(-h) * estimate
-        decay = -math.expm1(-2 * h)  # 1 - e^{-2h}
-        x_prev = (sigma_prev / sigma_t) * math.exp(-h) * x_t + alpha_prev * decay * x0_pred
-        if correction is not None:
-            x_prev = x_prev + 0.5 * alpha_prev * decay * correction
-        return x_prev + sigma_prev * math.sqrt(decay) * noise.like(x_t)
-
-
 def make_sampler(config: StageDiffConfig, sampler: str | None = None, steps: int | None = None) -> Sampler:
     """The sampler named by ``sampler`` (default: the config's), ready with its timesteps
     (:func:`sampling_choice`)."""
@@ -213,10 +170,8 @@ def make_sampler(config: StageDiffConfig, sampler: str | None = None, steps: int
     margin = config.range_margin or 0.0  # None: a model saved before the margin existed samples as it did
     if kind == "ddpm":
         chosen: Sampler = DDPMSampler(schedule, margin)
-    elif kind == "ddim":
-        chosen = DDIMSampler(schedule, eta=config.ddim_eta, range_margin=margin)
     else:
-        chosen = DPMSolverSampler(schedule, stochastic=kind == "dpmpp-sde", range_margin=margin)
+        chosen = DDIMSampler(schedule, eta=config.ddim_eta, range_margin=margin)
     chosen.set_timesteps(steps)
     return chosen
 

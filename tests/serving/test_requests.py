@@ -62,8 +62,7 @@ def test_defaults_are_filled_in_and_a_seed_is_chosen(hourly):
     assert (given.seed, given.seed_chosen, given.sampler) == (123, False, "ddim")  # the model's sampler, always
     ancestral = plan(hourly, sampler="ddpm")
     assert (ancestral.sampler, ancestral.steps) == ("ddpm", 20)  # every diffusion step unless asked for fewer
-    assert (plan(hourly, sampler="dpmpp-sde", steps=8).sampler, plan(hourly, sampler="ddpm", steps=8).steps) == \
-        ("dpmpp-sde", 8)
+    assert plan(hourly, sampler="ddpm", steps=8).steps == 8
 
 
 @pytest.mark.parametrize("length", [4, 12, 1032])
