@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from stagediff import StageDiff
-from stagediff.generator import SAMPLING_BATCH, SampleRequest
+from stagediff.generator import SAMPLING_BATCH, SampleRequest, SamplingRun
 
 PROBE_SEED = 0
 
@@ -46,9 +46,9 @@ def rows_independent(model: StageDiff, max_rows: int) -> bool:
 
 @dataclass(eq=False)
 class Job:
-    request: SampleRequest
+    run: SamplingRun
     key: Any
-    """The library's batch key (:attr:`stagediff.generator.SamplingRun.batch_key`): jobs batch only when it agrees."""
+    """The library's batch key (:attr:`SamplingRun.batch_key`): jobs batch only when it agrees."""
     future: asyncio.Future = field(repr=False)
 
 
@@ -68,11 +68,11 @@ class Batcher:
         self.batches = 0
         self.jobs = 0
 
-    async def sample(self, request: SampleRequest) -> np.ndarray:
+    async def sample(self, request: SampleRequest | SamplingRun) -> np.ndarray:
         """(n, length, channels) in data units, the same bytes as the library samples this request alone."""
-        run = self.model.plan_sampling(request)
+        run = request if isinstance(request, SamplingRun) else self.model.plan_sampling(request)
         loop = asyncio.get_running_loop()
-        job = Job(request, run.batch_key if run.n <= SAMPLING_BATCH else object(), loop.create_future())
+        job = Job(run, run.batch_key if run.n <= SAMPLING_BATCH else object(), loop.create_future())
         self.pending.append(job)
         if self.draining is None or self.draining.done():
             self.draining = loop.create_task(self.drain())
@@ -85,14 +85,14 @@ class Batcher:
         if not self.pending:
             return []
         first = self.pending.popleft()
-        batch, rows, keep = [first], first.request.n, deque()
+        batch, rows, keep = [first], first.run.n, deque()
         while self.pending:
             job = self.pending.popleft()
             if job.future.done():
                 continue
-            if job.key == first.key and rows + job.request.n <= self.max_rows and len(batch) < self.max_jobs:
+            if job.key == first.key and rows + job.run.n <= self.max_rows and len(batch) < self.max_jobs:
                 batch.append(job)
-                rows += job.request.n
+                rows += job.run.n
             else:
                 keep.append(job)
         self.pending = keep
@@ -103,7 +103,7 @@ class Batcher:
         while batch := self.take():
             try:
                 results = await loop.run_in_executor(self.executor, self.model.sample_many,
-                                                     [job.request for job in batch])
+                                                     [job.run for job in batch])
             except Exception as error:  # handed to every waiting request; the service maps it to a status
                 for job in batch:
                     if not job.future.done():

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stagediff import StageDiff
 from stagediff.diffusion import SAMPLERS, sampling_choice
-from stagediff.generator import SampleRequest, decode_frequency
+from stagediff.generator import SampleRequest, SamplingRun, decode_frequency
 
 FORMATS = ("json", "csv", "parquet")
 STREAM_FORMATS = ("json", "csv")
@@ -108,14 +108,12 @@ class Plan:
     start: Any
     prefix: pd.DataFrame | None
     format: str
+    run: SamplingRun
+    """What the library samples for this plan (:meth:`StageDiff.plan_sampling`), planned once."""
 
     @property
     def values(self) -> int:
         return self.n_samples * self.length
-
-    def sample_request(self) -> SampleRequest:
-        """What the library samples for this plan."""
-        return SampleRequest(self.n_samples, self.length, self.seed, self.steps, self.prefix, self.sampler)
 
 
 def plan_request(request: GenerateRequest, model: StageDiff, limits: Limits, *, stream: bool = False) -> Plan:
@@ -146,12 +144,10 @@ def plan_request(request: GenerateRequest, model: StageDiff, limits: Limits, *, 
     start = None if request.start is None else check_start(request.start, model)
     prefix = None if request.prefix is None else check_prefix(request.prefix, model, limits)
     check_time_axis(model, length, start, prefix)
-    return Plan(
-        n_samples=request.n_samples, length=length,
-        seed=secrets.randbelow(RANDOM_SEEDS) if seed_chosen else request.seed, seed_chosen=seed_chosen,
-        steps=steps, sampler=sampler, start=start, prefix=prefix,
-        format=request.format,
-    )
+    seed = secrets.randbelow(RANDOM_SEEDS) if seed_chosen else request.seed
+    run = model.plan_sampling(SampleRequest(request.n_samples, length, seed, steps, prefix, sampler))
+    return Plan(n_samples=request.n_samples, length=length, seed=seed, seed_chosen=seed_chosen, steps=steps,
+                sampler=sampler, start=start, prefix=prefix, format=request.format, run=run)
 
 
 def check_range(name: str, value: int, low: int, high: int) -> None:

@@ -180,13 +180,13 @@ class StageDiffService:
         """All series of ``plan`` as one frame, sampled by the batcher (beside other requests where they can share
         the denoiser's batches; the same bytes either way)."""
         model = self.generator
-        values = await self.batcher.sample(plan.sample_request())
+        values = await self.batcher.sample(plan.run)
         return model.to_frame(values, model.sample_times(plan.length, plan.start, plan.prefix))
 
     async def open_stream(self, plan: Plan) -> tuple[Any, pd.DataFrame]:
         """The stream's remaining pieces (an iterator, or None) and its first piece, computed before the
         response starts so that an error is still a status code. A series of one chunk comes whole."""
-        if self.generator.plan_sampling(plan.sample_request()).chunks == 1:
+        if plan.run.chunks == 1:
             return None, await self.sample(plan)
         pieces = self.generator.sample_stream(plan.n_samples, plan.length, plan.seed, plan.steps, plan.prefix,
                                               sampler=plan.sampler, start=plan.start)

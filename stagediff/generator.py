@@ -10,9 +10,9 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -206,14 +206,8 @@ class StageDiff:
                      chunk_length: int | None = None, overlap: int | None = None, device: str | None = None,
                      progress: bool | None = None) -> np.ndarray:
         """Like :meth:`sample`, as an array (n, length, channels) in data units."""
-        pieces = self.sample_pieces(n, length, seed, steps, prefix, sampler=sampler, chunk_length=chunk_length,
-                                    overlap=overlap, device=device, progress=progress)
-        batches: list[list[np.ndarray]] = []
-        for piece in pieces:
-            if piece.step == 0:
-                batches.append([])
-            batches[-1].append(piece.values)
-        return np.concatenate([np.concatenate(batch, axis=1) for batch in batches])
+        return assemble(self.sample_pieces(n, length, seed, steps, prefix, sampler=sampler, chunk_length=chunk_length,
+                                           overlap=overlap, device=device, progress=progress))
 
     def sample_stream(self, n: int = 1, length: int | None = None, seed: int = 0, steps: int | None = None,
                       prefix: pd.DataFrame | np.ndarray | None = None, *, sampler: str | None = None,
@@ -235,31 +229,37 @@ class StageDiff:
                       prefix: pd.DataFrame | np.ndarray | None = None, *, sampler: str | None = None,
                       chunk_length: int | None = None, overlap: int | None = None, device: str | None = None,
                       progress: bool | None = None) -> Iterator[SamplePiece]:
-        """The engine of all sampling: validates everything, then yields data-unit pieces in order (sampling
-        batch by sampling batch, chunk by chunk). Nothing runs until the first ``next``."""
+        """The engine of all sampling: validates everything at once (a :class:`DataError` names the first problem),
+        then yields data-unit pieces in order (sampling batch by sampling batch, chunk by chunk) from the first
+        ``next`` on."""
         run = self.plan_sampling(SampleRequest(n, length, seed, steps, prefix, sampler, chunk_length, overlap))
+        if device is not None:
+            self.require_trained().to(resolve_device(device))
+        return self.run_pieces(run, progress)
+
+    def run_pieces(self, run: SamplingRun, progress: bool | None = False) -> Iterator[SamplePiece]:
+        """The pieces of a planned run (:meth:`plan_sampling`), batch by batch from one generator."""
         denoiser = self.require_trained()
-        target = resolve_device(device) if device is not None else next(denoiser.parameters()).device
-        denoiser.to(target).eval()
+        denoiser.eval()
         generator = torch.Generator().manual_seed(run.seed)
-        bar = tqdm(total=run.evaluations * -(-n // SAMPLING_BATCH), desc="sampling", unit="step",
+        bar = tqdm(total=run.evaluations * -(-run.n // SAMPLING_BATCH), desc="sampling", unit="step",
                    disable=None if progress is None else not progress)
         try:
-            for first in range(0, n, SAMPLING_BATCH):
+            for first in range(0, run.n, SAMPLING_BATCH):
                 produced = 0
-                size = min(SAMPLING_BATCH, n - first)
+                size = min(SAMPLING_BATCH, run.n - first)
                 for chunk in self.denoise([run], [size], [generator], lambda: bar.update(1)):
                     yield SamplePiece(first, produced, run.length, self.scaler.inverse_transform(chunk.double().numpy()))
                     produced += chunk.shape[1]
         finally:
             bar.close()
 
-    def sample_many(self, requests: list[SampleRequest]) -> list[np.ndarray]:
+    def sample_many(self, requests: list[SampleRequest | SamplingRun]) -> list[np.ndarray]:
         """Several requests, each with its own seed, size, length, sampler, steps and prefix, sampled together where
         they can share the denoiser's batches (:attr:`SamplingRun.batch_key`): one array (n, length, channels) in
         data units per request, each the same bytes as :meth:`sample_array` gives that request alone. Every
-        request is checked before any is sampled."""
-        runs = [self.plan_sampling(request) for request in requests]
+        request is checked before any is sampled; one already planned (a :class:`SamplingRun`) is taken as is."""
+        runs = [r if isinstance(r, SamplingRun) else self.plan_sampling(r) for r in requests]
         groups: list[list[int]] = []  # batches of at most SAMPLING_BATCH rows, or one larger request alone
         filling: dict[Any, list[int]] = {}
         for index, run in enumerate(runs):
@@ -271,9 +271,7 @@ class StageDiff:
         results: list[np.ndarray] = [np.empty(0)] * len(runs)
         for members in groups:
             if runs[members[0]].n > SAMPLING_BATCH:  # sampled in several batches from one generator, as alone
-                request = requests[members[0]]
-                results[members[0]] = self.sample_array(**{f.name: getattr(request, f.name) for f in fields(request)},
-                                                         progress=False)
+                results[members[0]] = assemble(self.run_pieces(runs[members[0]]))
                 continue
             group = [runs[i] for i in members]
             generators = [torch.Generator().manual_seed(run.seed) for run in group]
@@ -389,6 +387,16 @@ class StageDiff:
         if self.denoiser is None or self.scaler is None:
             raise StageDiffError("this generator is not trained: call fit(...) or StageDiff.load(path) first")
         return self.denoiser
+
+
+def assemble(pieces: Iterable[SamplePiece]) -> np.ndarray:
+    """The pieces of one run (:meth:`StageDiff.run_pieces`) as one array (n, length, channels)."""
+    batches: list[list[np.ndarray]] = []
+    for piece in pieces:
+        if piece.step == 0:
+            batches.append([])
+        batches[-1].append(piece.values)
+    return np.concatenate([np.concatenate(batch, axis=1) for batch in batches])
 
 
 def restore_denoiser(config: StageDiffConfig, weights: dict[str, torch.Tensor], device: torch.device) -> StageDiffDenoiser:

@@ -211,16 +211,31 @@ class StageDiffDenoiser(nn.Module):
 
         On a CPU a matrix product of 1-3 rows (a matrix-vector kernel) or a convolution of one sequence takes other
         kernels than a larger one, and its rounding differs in the 7th digit; from 4 rows on, rows do not depend on
-        the row count (measured: serving.batching.rows_independent probes it). Such calls see 1-3 rows only in
-        the layers whose rows grow with the batch alone (the step embedding, the channel fusion, an output head
-        of 1-3 channels), so every linear layer and convolution here pads a call of fewer than MINIMUM_ROWS rows
-        with copies of its first row and drops them again after."""
-        if not getattr(self, "_batch_invariant", False):
-            for layer in self.modules():
-                if isinstance(layer, (nn.Linear, nn.Conv1d)):
-                    layer.register_forward_pre_hook(_pad_rows)
-                    layer.register_forward_hook(_unpad_rows)
-            self._batch_invariant = True
+        the row count (measured: serving.batching.rows_independent probes it). Only some layers ever see fewer than
+        4 rows (the step embedding, the channel fusion, an output head of 1-3 channels): a forward of the smallest
+        input (one row, one stage) finds them, and each pads a call of fewer than MINIMUM_ROWS rows with copies of
+        its first row and drops them again after. The other layers run untouched."""
+        if getattr(self, "_batch_invariant", False):
+            return self
+        seen: dict[nn.Module, int] = {}
+
+        def count(layer: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            seen[layer] = min(seen.get(layer, MINIMUM_ROWS), _rows(layer, args[0]))
+
+        probes = [layer.register_forward_pre_hook(count)
+                  for layer in self.modules() if isinstance(layer, (nn.Linear, nn.Conv1d))]
+        try:
+            with torch.no_grad():
+                x = self.seam_weights.new_zeros(1, self.stage_length, self.channels)
+                self(x, torch.zeros(1, dtype=torch.long, device=x.device))
+        finally:
+            for probe in probes:
+                probe.remove()
+        for layer, rows in seen.items():
+            if rows < MINIMUM_ROWS:
+                layer.register_forward_pre_hook(_pad_rows)
+                layer.register_forward_hook(_unpad_rows)
+        self._batch_invariant = True
         return self
 
 
@@ -228,10 +243,14 @@ MINIMUM_ROWS = 4
 """A CPU matrix product or convolution of 1-3 rows took other kernels than one of 4 or more (measured)."""
 
 
+def _rows(layer: nn.Module, x: torch.Tensor) -> int:
+    """The rows a layer's kernel sees: every position for a linear layer, the sequences for a convolution."""
+    return x.numel() // x.shape[-1] if isinstance(layer, nn.Linear) else x.shape[0]
+
+
 def _pad_rows(layer: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
     x = args[0]
-    linear = isinstance(layer, nn.Linear)
-    rows = x.reshape(-1, x.shape[-1]) if linear else x
+    rows = x.reshape(-1, x.shape[-1]) if isinstance(layer, nn.Linear) else x
     layer._padded_shape = None
     if 0 < rows.shape[0] < MINIMUM_ROWS:
         layer._padded_shape = (x.shape, rows.shape[0])

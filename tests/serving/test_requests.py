@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
 from serving.requests import GenerateRequest, Limits, RequestError, check_prefix, plan_request
 from stagediff import StageDiff, StageDiffConfig
+from stagediff.data import MinMaxScaler
+from stagediff.model import StageDiffDenoiser
 
 LIMITS = Limits(max_length=1024, max_samples=8, max_values=4096)
 HOURLY = {"channels": ["a", "b"], "time_column": "date", "frequency": {"kind": "timedelta", "value": "PT1H"},
@@ -20,11 +23,15 @@ STEPS = {"channels": ["a", "b"], "time_column": None, "frequency": None, "last_t
 
 @pytest.fixture
 def untrained(tiny_settings):
-    """A tiny model with the given metadata: the checks read only configuration and metadata, no weights."""
+    """A tiny model with the given metadata and random weights: the checks read configuration and metadata, and
+    plan the sampling run (which scales a prefix), but sample nothing."""
 
     def build(metadata: dict) -> StageDiff:
-        model = StageDiff(StageDiffConfig(**tiny_settings, channels=2))
+        config = StageDiffConfig(**tiny_settings, channels=2)
+        model = StageDiff(config)
         model.metadata = dict(metadata)
+        model.denoiser = StageDiffDenoiser(config, 2).eval()
+        model.scaler = MinMaxScaler(np.array([100.0, 100.0]), np.array([200.0, 200.0]))
         return model
 
     return build
