@@ -8,6 +8,8 @@ Unknown keys and wrong types are errors (:class:`stagediff.errors.ConfigError`),
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import json
 import types
 import typing
@@ -27,6 +29,21 @@ LOSSES = ("mse", "l1")
 LOSS_WEIGHTINGS = ("uniform", "diffusion_ts")
 
 
+def _known_keywords(kind: type) -> type:
+    """Make a configuration dataclass refuse unknown keyword arguments with a :class:`ConfigError` (instead of
+    Python's TypeError), like every other way of building it."""
+    generated = kind.__init__
+
+    @functools.wraps(generated)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _reject_unknown(kind, kwargs)
+        generated(self, *args, **kwargs)
+
+    kind.__init__ = __init__
+    return kind
+
+
+@_known_keywords
 @dataclass(frozen=True)
 class StageDiffConfig:
     """All hyperparameters of Stage-Diff (arXiv 2508.21330) and of its training and sampling.
@@ -248,9 +265,12 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
 
 
 def _reject_unknown(kind: type, data: dict[str, Any], where: str = "configuration") -> None:
-    unknown = sorted(set(data) - set(field_names(kind)))
+    names = field_names(kind)
+    unknown = sorted(set(data) - set(names))
     if unknown:
-        raise ConfigError(f"unknown {where} key(s) {unknown}; valid keys are: {', '.join(field_names(kind))}")
+        guesses = {key: difflib.get_close_matches(key, names, 1) for key in unknown}
+        hint = "".join(f"; did you mean {close[0]!r} for {key!r}?" for key, close in guesses.items() if close)
+        raise ConfigError(f"unknown {where} key(s) {unknown}{hint} Valid keys are: {', '.join(names)}")
 
 
 def _check_types(config: Any, where: str = "configuration key") -> None:
@@ -360,6 +380,7 @@ def _check_values(c: StageDiffConfig) -> None:
 # like StageDiffConfig; ``model`` *is* a StageDiffConfig.
 
 
+@_known_keywords
 @dataclass(frozen=True)
 class DataParams:
     """Where the data comes from and what the validate stage demands of it."""
@@ -382,6 +403,7 @@ class DataParams:
                  f"data.max_missing_fraction must be in [0, 1), got {self.max_missing_fraction}")
 
 
+@_known_keywords
 @dataclass(frozen=True)
 class EvaluateParams:
     """The evaluate stage: held-out protocol (docs/evaluation.md)."""
@@ -401,6 +423,7 @@ class EvaluateParams:
         _require(self.repeats >= 1, f"evaluate.repeats must be at least 1, got {self.repeats}")
 
 
+@_known_keywords
 @dataclass(frozen=True)
 class PackageParams:
     """The package stage and the limits the service enforces."""
@@ -421,6 +444,7 @@ class PackageParams:
             _require(getattr(self, key) >= 1, f"package.{key} must be at least 1, got {getattr(self, key)}")
 
 
+@_known_keywords
 @dataclass(frozen=True)
 class RetrainParams:
     """Scheduled retraining (flows/retrain.py): when it runs and when a new model (challenger) replaces the
@@ -446,6 +470,7 @@ class RetrainParams:
                  f"retrain.alias must be letters, digits, '-' or '_', got {self.alias!r}")
 
 
+@_known_keywords
 @dataclass(frozen=True)
 class PipelineParams:
     """params.yaml: the sections data, model (a StageDiffConfig), evaluate, package and retrain."""

@@ -30,11 +30,12 @@ def test_config_is_frozen():
     lambda: StageDiffConfig.from_dict({"window": 64, "windw": 32}),
     lambda: StageDiffConfig().replace(windw=32),
     lambda: StageDiff(windw=32),
+    lambda: StageDiffConfig(windw=32),
 ])
 def test_unknown_key_is_named(build):
     with pytest.raises(ConfigError, match="windw") as raised:
         build()
-    assert "valid keys" in str(raised.value) and "window" in str(raised.value)
+    assert "Valid keys" in str(raised.value) and "did you mean 'window' for 'windw'?" in str(raised.value)
 
 
 @pytest.mark.parametrize("key, value", [
