@@ -44,18 +44,16 @@ SAMPLED_METRICS = ("horizon",)
 
 
 def protocol_windows(model: StageDiff, data: Any, protocol: str, n: int, seed: int, data_dir: Any = None,
-                     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """(at most ``n`` real windows, the training windows, the whole series) in data units. Under ``paper`` the
-    training windows are every stride-1 window of the series (None for a series shorter than two windows: no
-    two of them would be apart), the real ones a subsample of them."""
+                     time_column: str | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(at most ``n`` real windows, the training windows, the whole series) in data units: the model's channel
+    columns of ``data`` (its time column: ``time_column``, default the model's). Under ``paper`` the training
+    windows are every stride-1 window of the series (None for a series shorter than two windows: no two of them
+    would be apart), the real ones a subsample of them."""
     if protocol not in PROTOCOLS:
         raise DataError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     window = model.config.window
-    series = load_series(data, model.metadata.get("time_column"), data_dir=data_dir, missing=model.config.missing,
-                         min_length=window)
-    if list(series.channels) != list(model.metadata["channels"]):
-        raise DataError(f"the data's channels {list(series.channels)} differ from the model's "
-                        f"{model.metadata['channels']}")
+    series = load_series(data, time_column or model.metadata.get("time_column"), data_dir=data_dir,
+                         missing=model.config.missing, min_length=window, columns=list(model.metadata["channels"]))
     if protocol == "paper":
         windows = sliding_windows(series.values, window)  # no copy detector without two that do not overlap
         return subsample(windows, n, seed), windows if has_apart_windows(windows) else None, series.values
@@ -80,15 +78,15 @@ def evaluate_generator(model: StageDiff, data: Any, out: str | os.PathLike, prot
                        n: int = MAX_WINDOWS, repeats: int = 5, seed: int = 0, fast: bool = False,
                        steps: int | None = None, data_dir: Any = None, long_windows: int = 10,
                        pictures: bool = True, metrics: list[str] | None = None, long_samples: int = LONG_SAMPLES,
-                       ) -> dict[str, Any]:
+                       time_column: str | None = None) -> dict[str, Any]:
     """Sample as many windows as real ones, score them, draw the pictures; write ``metrics.json`` and PNGs to
     ``out`` and return the metrics. ``long_windows``: length of the long samples for "horizon" and the
     rolling-statistics picture, in training windows (capped by the series length); ``long_samples``: how many;
     ``metrics``: names from :data:`stagediff.metrics.METRICS` and "horizon" (default: every metric the
-    protocol allows)."""
+    protocol allows); ``time_column``: the data's time column (default: the model's)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 10:
         raise DataError(f"n must be an integer of at least 10 windows, got {n!r}")
-    real, training, series = protocol_windows(model, data, protocol, n, seed, data_dir)
+    real, training, series = protocol_windows(model, data, protocol, n, seed, data_dir, time_column)
     return evaluate_windows(model, real, training, series, out, protocol=protocol, repeats=repeats, seed=seed,
                             fast=fast, steps=steps, long_windows=long_windows, pictures=pictures, metrics=metrics,
                             long_samples=long_samples)

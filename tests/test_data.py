@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -208,9 +209,9 @@ def test_validate_frame_series_fields():
 
 
 def test_numeric_time_column_and_no_time_column():
-    frame = pd.DataFrame({"step": [0, 2, 4, 5], "x": [1.0, 2.0, 3.0, 5.0]})
+    frame = pd.DataFrame({"step": [0, 2, 4, 6], "x": [1.0, 2.0, 3.0, 5.0]})
     series = validate_frame(frame, "step")
-    assert list(series.timestamps) == [0, 2, 4, 5]
+    assert list(series.timestamps) == [0, 2, 4, 6]
     assert series.frequency == 2
     without_time = validate_frame(frame[["x"]])
     assert without_time.timestamps is None and without_time.frequency is None
@@ -278,15 +279,59 @@ def test_infinity_is_an_error():
 def test_interpolate_fills_linearly_in_time_and_at_edges():
     frame = pd.DataFrame(
         {
-            "date": pd.to_datetime(["2021-01-01 00:00", "2021-01-01 01:00", "2021-01-01 03:00", "2021-01-01 04:00"]),
-            "a": [np.nan, 1.0, np.inf, 4.0],
-            "b": [0.0, np.nan, 6.0, np.nan],
+            "date": pd.date_range("2021-01-01", periods=5, freq="h"),
+            "a": [np.nan, 1.0, np.inf, np.nan, 4.0],
+            "b": [0.0, np.nan, 6.0, np.nan, np.nan],
         }
     )
     series = validate_frame(frame, "date", missing="interpolate")
-    np.testing.assert_allclose(series.values[:, 0], [1.0, 1.0, 3.0, 4.0])  # edge: nearest; inside: in time
-    np.testing.assert_allclose(series.values[:, 1], [0.0, 2.0, 6.0, 6.0])
+    np.testing.assert_allclose(series.values[:, 0], [1.0, 1.0, 2.0, 3.0, 4.0])  # edge: nearest; inside: in time
+    np.testing.assert_allclose(series.values[:, 1], [0.0, 3.0, 6.0, 6.0, 6.0])
     assert np.isnan(frame.loc[0, "a"])  # the input is untouched
+
+
+def test_interpolating_a_long_gap_warns_naming_the_channel_and_rows():
+    frame = small_frame(length=200)
+    frame.loc[50:149, "b"] = np.nan
+    with pytest.warns(UserWarning, match=r"channel 'b' misses 100 values in a row \(rows 50-149\)"):
+        series = validate_frame(frame, "date", missing="interpolate")
+    assert np.isfinite(series.values).all()
+    frame.loc[50:149, "b"] = frame.loc[50:149, "a"]
+    frame.loc[60:70, "b"] = np.nan  # 11 missing values: below LONG_GAP, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate_frame(frame, "date", missing="interpolate")
+
+
+def test_irregular_steps_are_refused_naming_the_rows_and_the_fix():
+    frame = small_frame(length=50).drop(index=[10, 11, 30])
+    with pytest.raises(DataError, match=r"not regular: most steps are 0 days 01:00:00, but 2 differ \(row 10") as error:
+        validate_frame(frame, "date")
+    assert "resample('h')" in str(error.value) and "time_column=None" in str(error.value)
+    assert validate_frame(frame.drop(columns="date")).length == 47  # rows as consecutive steps
+    numeric = pd.DataFrame({"t": np.arange(20) * 0.1, "a": np.arange(20.0)})
+    assert validate_frame(numeric, "t").length == 20  # float steps equal up to rounding
+    with pytest.raises(DataError, match="not regular"):
+        validate_frame(numeric.drop(index=[5]), "t")
+
+
+def test_a_header_only_table_is_blamed_on_having_no_rows(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("date,a,b\n")
+    with pytest.raises(DataError, match="the data has no rows"):
+        load_series(path, "date")
+
+
+def test_columns_choose_the_channels_and_their_order():
+    frame = small_frame(length=40).assign(note="text", c=np.cos(np.arange(40.0)))
+    series = validate_frame(frame, "date", columns=["c", "a"])
+    assert series.channels == ("c", "a")
+    np.testing.assert_array_equal(series.values[:, 1], frame["a"])
+    for columns, words in ((["a", "zz"], r"column\(s\) \[zz\] named in columns are not in the data"),
+                           ("a", "must be a list of column names"), (["a", "a"], "more than once"),
+                           (["date", "a"], "names the time column"), (["note"], "non-numeric")):
+        with pytest.raises(DataError, match=words):
+            validate_frame(frame, "date", columns=columns)
 
 
 def test_interpolate_without_time_column_uses_row_order():

@@ -48,9 +48,12 @@ def test_bad_requests_are_named_before_any_work(trained_model, training_frame, t
     assert not (tmp_path / "out").exists()
 
 
-def test_other_channels_are_refused(trained_model, training_frame, tmp_path):
-    with pytest.raises(DataError, match="differ from the model"):
+def test_other_channels_are_refused_and_extra_columns_are_left_out(trained_model, training_frame, tmp_path):
+    with pytest.raises(DataError, match=r"column\(s\) \[b\] named in columns are not in the data"):
         protocol_windows(trained_model, training_frame.rename(columns={"b": "c"}), "paper", n=20, seed=0)
+    wider = training_frame.assign(extra=1.0)
+    assert np.array_equal(protocol_windows(trained_model, wider, "paper", n=20, seed=0)[0],
+                          protocol_windows(trained_model, training_frame, "paper", n=20, seed=0)[0])
 
 
 def test_report_has_every_metric_and_is_written(trained_model, training_frame, tmp_path):

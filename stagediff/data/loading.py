@@ -12,6 +12,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,8 @@ MISSING_OPTIONS: tuple[str, ...] = ("error", "interpolate")
 CSV_SUFFIXES: tuple[str, ...] = (".csv",)
 PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
 EXAMPLES_SHOWN = 5
+LONG_GAP = 24
+"""Missing values in a row beyond which missing="interpolate" warns (a day of hourly data)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,8 +138,10 @@ def load_series(
     missing: str = "error",
     max_channels: int | None = None,
     min_length: int | None = None,
+    columns: Sequence[str] | None = None,
 ) -> Series:
-    """Read ``source`` with :func:`load_frame` and validate it with :func:`validate_frame`.
+    """Read ``source`` with :func:`load_frame` and validate it with :func:`validate_frame` (``columns``: the
+    channel columns; default every column but the time column).
 
     Returns:
         Series with values of shape (length, channels).
@@ -150,6 +155,7 @@ def load_series(
         max_channels=max_channels,
         min_length=min_length,
         source=description,
+        columns=columns,
     )
 
 
@@ -205,19 +211,21 @@ def validate_frame(
     max_channels: int | None = None,
     min_length: int | None = None,
     source: str = "DataFrame",
+    columns: Sequence[str] | None = None,
 ) -> Series:
     """Check a table and turn it into a :class:`Series`.
 
     Every check runs before any conversion: frame type, options, time column (present, parseable, no
-    missing, no duplicates, strictly increasing), channel columns (numeric, at least one, at most
-    ``max_channels``), length (at least ``min_length``), and missing values (NaN and +-inf).
-    With ``missing="interpolate"`` infinities count as missing and are filled by linear interpolation in
-    time (against the timestamps when there are any); the edges take the nearest observed value.
-    A constant channel only warns (``UserWarning``).
+    missing, no duplicates, strictly increasing, one regular step), length (at least one row, at least
+    ``min_length``), channel columns (present, numeric, at least one, at most ``max_channels``), and missing
+    values (NaN and +-inf). With ``missing="interpolate"`` infinities count as missing and are filled by linear
+    interpolation in time (against the timestamps when there are any); the edges take the nearest observed value.
+    A constant channel, and a filled gap longer than LONG_GAP rows, only warn (``UserWarning``).
 
     Args:
         frame: table of shape (length, columns): an optional time column plus numeric channels.
         time_column: name of the time column, or ``None`` when the frame has none.
+        columns: the channel columns, in this order; ``None``: every column except the time column.
         missing: ``"error"`` or ``"interpolate"``.
         max_channels: the number of channels the model is configured for, if any.
         min_length: the shortest usable series (one window), if any.
@@ -235,17 +243,17 @@ def validate_frame(
     _check_optional_positive("min_length", min_length)
     _check_unique_columns(frame, source)
     _check_time_column_present(frame, time_column, source)
-    channel_columns = [column for column in frame.columns if column != time_column]
+    _check_length(len(frame), min_length, source)
+    channel_columns = _channel_columns(frame, columns, time_column, source)
     _check_channel_columns(frame, channel_columns, time_column, source)
     _check_channel_count(len(channel_columns), max_channels, source)
-    _check_length(len(frame), min_length, source)
     timestamps = None if time_column is None else _parse_timestamps(frame[time_column], time_column, source)
     values = frame[channel_columns].to_numpy(dtype=np.float64, na_value=np.nan)
     channels = tuple(str(column) for column in channel_columns)
     _check_missing_values(values, channels, missing, source)
 
     if missing == "interpolate":
-        values = _interpolate_missing(values, channels, timestamps)
+        values = _interpolate_missing(values, channels, timestamps, source)
     _warn_constant_channels(values, channels, source)
     values = np.ascontiguousarray(values)
     values.setflags(write=False)
@@ -292,6 +300,27 @@ def _check_time_column_present(frame: pd.DataFrame, time_column: str | None, sou
             f"{source}: time column {time_column!r} is not a column; columns are {list(map(str, frame.columns))}. "
             f"Pass one of them as time_column, or time_column=None if the data has no time column"
         )
+
+
+def _channel_columns(frame: pd.DataFrame, columns: Sequence[str] | None, time_column: str | None,
+                     source: str) -> list:
+    """The channel columns: ``columns`` (each present, once, not the time column), else all but the time column."""
+    if columns is None:
+        return [column for column in frame.columns if column != time_column]
+    if isinstance(columns, str):
+        raise DataError(f"columns must be a list of column names, got the string {columns!r}; "
+                        f"write columns=[{columns!r}]")
+    columns = list(columns)
+    absent = [column for column in columns if column not in frame.columns]
+    if absent:
+        raise DataError(f"{source}: column(s) {_examples(absent)} named in columns are not in the data; its "
+                        f"columns are {_examples(list(map(str, frame.columns)))}")
+    repeated = sorted({str(column) for column in columns if columns.count(column) > 1})
+    if repeated:
+        raise DataError(f"{source}: columns names {repeated} more than once; name each channel once")
+    if time_column is not None and time_column in columns:
+        raise DataError(f"{source}: columns names the time column {time_column!r}; list only the channels")
+    return columns
 
 
 def _check_channel_columns(
@@ -364,6 +393,7 @@ def _parse_timestamps(column: pd.Series, time_column: str, source: str) -> pd.In
         timestamps = pd.DatetimeIndex(_to_datetime(column, time_column, source), name=time_column)
     _check_no_duplicate_timestamps(timestamps, time_column, source)
     _check_increasing_timestamps(timestamps, time_column, source)
+    _check_regular_steps(timestamps, time_column, source)
     return timestamps
 
 
@@ -412,6 +442,34 @@ def _check_increasing_timestamps(timestamps: pd.Index, time_column: str, source:
     )
 
 
+def _check_regular_steps(timestamps: pd.Index, time_column: str, source: str) -> None:
+    """Every step between rows must equal the most common one: the model samples on a regular grid."""
+    step = _most_common_step(timestamps)
+    if step is None:
+        return
+    if isinstance(timestamps, pd.DatetimeIndex):
+        irregular = np.flatnonzero(np.asarray(timestamps[1:] - timestamps[:-1]) != step.to_timedelta64()) + 1
+    else:
+        steps = np.diff(timestamps.to_numpy(dtype=np.float64))
+        irregular = np.flatnonzero(~np.isclose(steps, float(step), rtol=1e-6, atol=0.0)) + 1
+    if not irregular.size:
+        return
+    examples = [f"row {row}: {timestamps[row]} after {timestamps[row - 1]}" for row in irregular[:3]]
+    resample = (f"frame.set_index({time_column!r}).resample({_offset(step)!r}).mean().reset_index(), which leaves "
+                "NaN in the gaps, then missing=\"interpolate\"" if isinstance(step, pd.Timedelta) else
+                "put the rows on a regular grid first")
+    raise DataError(
+        f"{source}: time column {time_column!r} is not regular: most steps are {step}, but {irregular.size} "
+        f"differ ({'; '.join(examples)}). Samples continue on a regular grid, so the data must lie on one: "
+        f"{resample}; or pass time_column=None to treat the rows as consecutive steps"
+    )
+
+
+def _offset(step: pd.Timedelta) -> str:
+    """A pandas frequency string for a step, e.g. "1h"."""
+    return pd.tseries.frequencies.to_offset(step).freqstr
+
+
 def _check_missing_values(values: np.ndarray, channels: tuple[str, ...], missing: str, source: str) -> None:
     """Raise for NaN/inf (missing="error") or for columns with nothing to interpolate from."""
     not_finite = ~np.isfinite(values)
@@ -438,13 +496,16 @@ def _check_missing_values(values: np.ndarray, channels: tuple[str, ...], missing
     )
 
 
-def _interpolate_missing(values: np.ndarray, channels: tuple[str, ...], timestamps: pd.Index | None) -> np.ndarray:
-    """Fill NaN/inf per channel by linear interpolation in time; edges take the nearest observed value.
+def _interpolate_missing(values: np.ndarray, channels: tuple[str, ...], timestamps: pd.Index | None,
+                         source: str) -> np.ndarray:
+    """Fill NaN/inf per channel by linear interpolation in time; edges take the nearest observed value. A gap
+    longer than LONG_GAP rows warns: the model learns its straight line as data.
 
     Args:
         values: (length, channels) with at least one finite value per channel.
-        channels: channel names, for the log.
+        channels: channel names, for the log and the warning.
         timestamps: positions in time (length,), or ``None`` to interpolate by row position.
+        source: description of the data, for the warning.
 
     Returns:
         (length, channels) finite float64 copy.
@@ -460,7 +521,26 @@ def _interpolate_missing(values: np.ndarray, channels: tuple[str, ...], timestam
             positions[~observed], positions[observed], values[observed, index]
         )
         logger.info("interpolated %d missing value(s) in channel %r", int((~observed).sum()), channels[index])
+        first, length = _longest_run(~observed)
+        if length > LONG_GAP:
+            warnings.warn(
+                f"{source}: channel {channels[index]!r} misses {length} values in a row (rows {first}-"
+                f"{first + length - 1}); missing=\"interpolate\" fills them with a straight line, which the model "
+                f"will learn as if it were data. Drop that stretch (or split the series there) or fill it yourself",
+                UserWarning,
+                stacklevel=4,
+            )
     return filled
+
+
+def _longest_run(mask: np.ndarray) -> tuple[int, int]:
+    """(first row, length) of the longest run of True in ``mask`` (length 0 if none)."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if not starts.size:
+        return 0, 0
+    longest = int(np.argmax(ends - starts))
+    return int(starts[longest]), int(ends[longest] - starts[longest])
 
 
 def _time_positions(timestamps: pd.Index | None, length: int) -> np.ndarray:
