@@ -11,8 +11,9 @@ import itertools
 import logging
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -112,16 +113,17 @@ class StageDiff:
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, data: str | os.PathLike | pd.DataFrame, time_column: str | None = None, *,
-            data_dir: str | os.PathLike | None = None, checkpoint_dir: str | os.PathLike | None = None,
-            callback: Callable[[TrainProgress], None] | None = None, device: str | None = "auto",
-            progress: bool | None = None, check: bool = True) -> StageDiff:
+            columns: Sequence[str] | None = None, data_dir: str | os.PathLike | None = None,
+            checkpoint_dir: str | os.PathLike | None = None, callback: Callable[[TrainProgress], None] | None = None,
+            device: str | None = "auto", progress: bool | None = None, check: bool = True) -> StageDiff:
         """Train on a DataFrame, a CSV/parquet path or a built-in dataset name (synthetic, etth1, stock, exchange).
 
-        All validation happens before training starts. With ``checkpoint_dir``, an interrupted fit
-        resumes from its last checkpoint there and reaches the same weights."""
+        columns: the channel columns to model (default: every column but the time column). All validation
+        happens before training starts. With ``checkpoint_dir``, an interrupted fit resumes from its last
+        checkpoint there and reaches the same weights."""
         config = self.config
         series = load_series(data, time_column, data_dir=data_dir, missing=config.missing,
-                             max_channels=config.channels, min_length=config.window)
+                             max_channels=config.channels, min_length=config.window, columns=columns)
         prepared = prepare(series, config.window, config.validation_fraction)
         return self.fit_prepared(prepared, checkpoint_dir=checkpoint_dir, callback=callback, device=device,
                                  progress=progress, check=check)
@@ -197,9 +199,10 @@ class StageDiff:
         prefix: a real history (DataFrame with the channel columns, or an array (p, channels)) to continue;
         the samples start right after it. start: first timestamp (default: continue after the prefix, or
         after the training data). chunk_length / overlap: see :func:`stagediff.sampling.generate`."""
-        values = self.sample_array(n, length, seed, steps, prefix, sampler=sampler, chunk_length=chunk_length,
-                                   overlap=overlap, device=device, progress=progress)
-        return self.to_frame(values, self.sample_times(values.shape[1], start, prefix))
+        pieces = self.sample_pieces(n, length, seed, steps, prefix, sampler=sampler, chunk_length=chunk_length,
+                                    overlap=overlap, device=device, progress=progress)  # checked, nothing sampled yet
+        times = self.sample_times(self.config.window if length is None else length, start, prefix)  # so is start
+        return self.to_frame(assemble(pieces), times)
 
     def sample_array(self, n: int = 1, length: int | None = None, seed: int = 0, steps: int | None = None,
                      prefix: pd.DataFrame | np.ndarray | None = None, *, sampler: str | None = None,
@@ -350,7 +353,7 @@ class StageDiff:
         info = self.metadata
         time_column, frequency = info.get("time_column"), decode_frequency(info.get("frequency"))
         if time_column is None or frequency is None:
-            first = 0 if start is None else int(start)
+            first = 0 if start is None else parse_start(start, int, "an integer step number")
             return STEP_COLUMN, pd.RangeIndex(first, first + length)
         if start is None:
             last = info["last_time"]
@@ -358,8 +361,18 @@ class StageDiff:
                 last = prefix[time_column].iloc[-1]
             start = decode_time(last, frequency) + frequency
         if isinstance(frequency, pd.Timedelta):
-            return time_column, pd.date_range(pd.Timestamp(start), periods=length, freq=frequency)
-        return time_column, pd.Index(start + frequency * np.arange(length))
+            first = parse_start(start, as_timestamp, f"an ISO 8601 timestamp such as {info['last_time']!r}")
+            try:
+                times = pd.date_range(first, periods=length, freq=frequency)
+            except (ValueError, OverflowError) as error:
+                times, reason = None, f" ({error})"
+            else:
+                reason = ""
+            if times is None or times[-1].year > 9999:  # ISO 8601 has four-digit years
+                raise DataError(f"{length} steps of {frequency} from start {first} go past the year 9999{reason}; "
+                                "choose an earlier start or a shorter length")
+            return time_column, times
+        return time_column, pd.Index(parse_start(start, float, "a number") + frequency * np.arange(length))
 
     def to_frame(self, values: np.ndarray, times: tuple[str, pd.Index], first_sample: int = 0) -> pd.DataFrame:
         """(n, length, channels) -> long DataFrame: sample (numbered from ``first_sample``), time column, channels."""
@@ -425,6 +438,22 @@ def check_chunks(chunk_length: int, overlap: int, stage: int) -> None:
     if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or not stage <= overlap < chunk_length:
         raise DataError(f"overlap must be an integer in [{stage}, {chunk_length}) (stage length to chunk length), "
                         f"got {overlap!r}")
+
+
+def as_timestamp(value: Any) -> pd.Timestamp:
+    """A timestamp from a datetime-like value, or from an ISO 8601 string only (pandas would also read "now")."""
+    return pd.Timestamp(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
+def parse_start(start: Any, kind: Callable[[Any], Any], expected: str) -> Any:
+    """``kind(start)``, or a :class:`DataError` that says what a start of this model looks like."""
+    try:
+        value = kind(start)
+    except (TypeError, ValueError, OverflowError):
+        value = None
+    if value is None or value is pd.NaT or isinstance(value, float) and not np.isfinite(value):
+        raise DataError(f"start must be {expected} on this model's time axis, got {start!r}")
+    return value
 
 
 def check_sampler(sampler: str | None, steps: int | None, diffusion_steps: int) -> None:

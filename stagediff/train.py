@@ -78,10 +78,22 @@ class TrainResult:
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """"auto" picks CUDA when present, else the CPU."""
+    """"auto" picks CUDA when present, else the CPU; a device this machine lacks is a :class:`ConfigError`."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError(f"device must be auto, cpu or cuda (or cuda:N), got {device!r}") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ConfigError(f"device {device!r} asked for, but {why} (torch {torch.__version__}); use cpu or auto")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+    elif chosen.type != "cpu":
+        raise ConfigError(f"device must be auto, cpu or cuda (or cuda:N), got {device!r}")
+    return chosen
 
 
 def diffusion_loss(prediction: torch.Tensor, target: torch.Tensor, fourier_weight: float,

@@ -147,6 +147,16 @@ def test_start_overrides_the_first_timestamp(trained_model):
     assert frame["date"].tolist() == list(pd.date_range("2030-06-01 12:00", periods=5, freq="h"))
 
 
+@pytest.mark.parametrize("start, words", [
+    ("not a date", "start must be an ISO 8601 timestamp such as"), ("now", "start must be an ISO 8601 timestamp"),
+    ("9999-12-31T23:00:00", "go past the year 9999"),
+])
+def test_a_bad_start_is_a_data_error_before_any_sampling(trained_model, start, words, monkeypatch):
+    monkeypatch.setattr(trained_model, "denoise", lambda *a, **k: pytest.fail("sampled before checking start"))
+    with pytest.raises(DataError, match=words):
+        trained_model.sample(n=1, length=8, seed=0, start=start)
+
+
 def test_a_model_without_time_column_numbers_the_steps(trained_model):
     model = copy.copy(trained_model)
     model.metadata = {**trained_model.metadata, "time_column": None, "frequency": None}
@@ -154,6 +164,8 @@ def test_a_model_without_time_column_numbers_the_steps(trained_model):
     assert list(frame.columns) == ["sample", "step", *CHANNELS]
     assert frame["step"].tolist() == [0, 1, 2, 3] * 2
     assert model.sample(n=1, length=3, seed=0, start=10)["step"].tolist() == [10, 11, 12]
+    with pytest.raises(DataError, match="start must be an integer step number"):
+        model.sample(n=1, length=3, seed=0, start="ten")
 
 
 # -------------------------------------------------------------------------------------------- long samples
