@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -27,10 +29,18 @@ from stagediff.errors import StageDiffError
 OUTPUT_FORMATS = (".parquet", ".csv")
 
 
+def add_common_options(parser: argparse.ArgumentParser, default: object) -> None:
+    """--threads and --verbose, accepted before and after the command (``default``: argparse.SUPPRESS after it, so
+    that a value given before it stands)."""
+    parser.add_argument("--threads", type=int, default=default,
+                        help="CPU threads for torch (default: 1 on up to 2 cores, else half the cores, at most 8)")
+    parser.add_argument("--verbose", "-v", action="store_true", default=default or False,
+                        help="log progress details")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stagediff", description="Stage-Diff synthetic time series generator")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: 1 on up to 2 cores, else half the cores, at most 8)")
-    parser.add_argument("--verbose", "-v", action="store_true", help="log progress details")
+    add_common_options(parser, default=None)
     commands = parser.add_subparsers(dest="command", required=True)
 
     fit = commands.add_parser("fit", help="train a generator on a CSV/parquet file or a built-in dataset")
@@ -41,15 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override one configuration field (YAML value), repeatable")
     fit.add_argument("--preset", help="start from a named preset (stagediff.recipe.PRESETS) instead of the defaults")
+    fit.add_argument("--columns", help="comma-separated channel columns to model (default: every column but the "
+                                       "time column)")
     fit.add_argument("--window", type=int, help="training window length (stages, patches and width follow it)")
+    fit.add_argument("--stage-length", type=int, help="steps per stage (default: follows the window); the window "
+                                                      "must be a multiple of it")
     fit.add_argument("--max-steps", type=int, help="training steps")
     fit.add_argument("--minutes", type=float, help="train for this many minutes of wall-clock time instead of "
                                                    "--max-steps (the steps reached are saved with the model)")
     fit.add_argument("--seed", type=int, help="random seed of initialisation and training")
     fit.add_argument("--interpolate", action="store_true", help="interpolate NaN/inf values instead of failing")
     fit.add_argument("--data-dir", help="folder of the benchmark files (default: $STAGEDIFF_DATA_DIR, else ./data)")
-    fit.add_argument("--checkpoint-dir", help="checkpoint folder; an interrupted fit resumes from it "
-                                              "(default: OUT/../<name>-checkpoints)")
+    fit.add_argument("--checkpoint-dir", help="checkpoint folder; an interrupted fit resumes from it (default: "
+                                              "OUT/../<name>-checkpoints, removed once the model is saved)")
     fit.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="show a progress bar")
 
@@ -75,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "metrics.json and PNG pictures")
     evaluate.add_argument("model", help="model folder written by `stagediff fit`")
     evaluate.add_argument("--data", required=True, help="real data: CSV/parquet path or built-in name")
+    evaluate.add_argument("--time-column", help="the data's time column (default: the model's)")
     evaluate.add_argument("--out", required=True, help="folder for metrics.json and the pictures")
     evaluate.add_argument("--protocol", choices=("paper", "heldout"), default="heldout",
                           help="paper: all windows of the series; heldout: the model's held-out part (default)")
@@ -89,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="print a trained generator's configuration and metadata as JSON")
     info.add_argument("model")
+    for command in (fit, sample, evaluate, info):
+        add_common_options(command, default=argparse.SUPPRESS)
     return parser
 
 
@@ -103,8 +120,8 @@ def fit_command(args: argparse.Namespace) -> int:
     config = StageDiffConfig.from_file(args.config) if args.config else \
         StageDiffConfig.preset(args.preset) if args.preset else StageDiffConfig()
     overrides = parse_overrides(args.set)
-    for name, value in (("window", args.window), ("max_steps", args.max_steps), ("max_minutes", args.minutes),
-                        ("seed", args.seed)):
+    for name, value in (("window", args.window), ("stage_length", args.stage_length), ("max_steps", args.max_steps),
+                        ("max_minutes", args.minutes), ("seed", args.seed)):
         if value is not None:
             overrides[name] = value
     if args.interpolate:
@@ -112,11 +129,14 @@ def fit_command(args: argparse.Namespace) -> int:
     config = config.replace(**overrides)
     out = Path(args.out)
     checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else out.parent / f"{out.name}-checkpoints"
-    model = StageDiff(config).fit(args.data, args.time_column, data_dir=args.data_dir, checkpoint_dir=checkpoints,
-                                  device=args.device, progress=args.progress)
+    columns = [column.strip() for column in args.columns.split(",")] if args.columns else None
+    model = StageDiff(config).fit(args.data, args.time_column, columns=columns, data_dir=args.data_dir,
+                                  checkpoint_dir=checkpoints, device=args.device, progress=args.progress)
     if not is_main_process():
         return 0  # under torchrun: rank 0 saves the model that every rank holds
     model.save(out)
+    if not args.checkpoint_dir:  # the default checkpoints only served to resume this fit; another starts afresh
+        shutil.rmtree(checkpoints, ignore_errors=True)
     training = model.metadata["training"]
     for name, choice in model.metadata.get("choices", {}).items():
         print(f"chose {name} = {choice['value']}: {choice['because']} (override with --set {name}=...)")
@@ -172,7 +192,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     model = StageDiff.load(args.model)
     scores = evaluate_generator(model, args.data, args.out, protocol=args.protocol, n=args.n, repeats=args.repeats,
                                 seed=args.seed, fast=args.fast, steps=args.steps, data_dir=args.data_dir,
-                                metrics=args.metrics)
+                                metrics=args.metrics, time_column=args.time_column)
     for name, entry in scores.items():
         if not isinstance(entry, dict) or "mean" not in entry:
             continue
@@ -225,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StageDiffError, ValueError) as error:
         print(f"stagediff {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `stagediff info DIR | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
 
 
 if __name__ == "__main__":

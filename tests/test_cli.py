@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 TINY = ["--window", "32", "--max-steps", "4", "--set", "stage_length=8", "--set", "context=2",
         "--set", "patch_length=4", "--set", "patch_stride=2", "--set", "pool_kernels=[5, 1]",
@@ -97,12 +98,46 @@ def test_bad_input_fails_with_a_named_error_and_writes_nothing(tmp_path: Path) -
 
 
 @pytest.mark.slow
+def test_fit_again_into_the_same_folder_options_after_the_command_and_chosen_columns(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    small = [*TINY, "--no-progress", "--out", str(model)]
+    stagediff("fit", "synthetic", *small, "--columns", "load, solar", "--threads", "1", "-v")
+    assert not (tmp_path / "model-checkpoints").exists()  # served only to resume this fit
+    # again, with another configuration, into the same folder
+    result = stagediff("fit", "synthetic", *small, "--columns", "solar,load", "--stage-length", "16")
+    assert "model saved" in result.stdout
+    info = json.loads(stagediff("info", str(model)).stdout)
+    assert info["metadata"]["channels"] == ["solar", "load"] and info["config"]["stage_length"] == 16
+    # a reader that leaves early (`stagediff info DIR | head -1`) gets no traceback
+    reader = subprocess.Popen([sys.executable, "-m", "stagediff.cli", "info", str(model)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, bufsize=0)
+    assert reader.stdout.read(1) == b"{"
+    reader.stdout.close()
+    assert reader.stderr.read() == b"" and reader.wait(timeout=60) in (0, 141)
+
+
+def test_bad_options_and_data_get_one_line_that_names_the_problem(tmp_path: Path) -> None:
+    out = ["--out", str(tmp_path / "m")]
+    if not torch.cuda.is_available():
+        result = stagediff("fit", "synthetic", "--device", "cuda", *out, check=False)
+        assert result.returncode == 2 and "device 'cuda' asked for, but" in result.stderr
+        assert "Traceback" not in result.stderr
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text("date,a,b\n")
+    result = stagediff("fit", str(header_only), "--time-column", "date", *out, check=False)
+    assert result.returncode == 2 and "the data has no rows" in result.stderr
+    result = stagediff("fit", "synthetic", "--columns", "load,nope", *out, check=False)
+    assert result.returncode == 2 and "[nope] named in columns are not in the data" in result.stderr
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m-checkpoints").exists()
+
+
+@pytest.mark.slow
 def test_evaluate_writes_metrics_and_pictures(tmp_path: Path) -> None:
     model = tmp_path / "model"
     stagediff("fit", "synthetic", *TINY, "--set", "validation_fraction=0.2", "--out", str(model), "--no-progress")
     out = tmp_path / "evaluation"
-    result = stagediff("evaluate", str(model), "--data", "synthetic", "--n", "40", "--repeats", "2", "--fast",
-                       "--out", str(out))
+    result = stagediff("evaluate", str(model), "--data", "synthetic", "--time-column", "date", "--n", "40",
+                       "--repeats", "2", "--fast", "--out", str(out))
     metrics = json.loads((out / "metrics.json").read_text())
     expected = {"discriminative", "predictive", "predictive_real", "context_fid", "correlational", "marginal",
                 "autocorrelation", "spectral", "boundary", "copy"}

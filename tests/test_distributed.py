@@ -209,11 +209,11 @@ def test_torchrun_cli_fit_trains_like_one_process_and_saves_once(tiny_settings, 
     completed = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD_SIZE),
          "-m", "stagediff.cli", "fit", "synthetic", "--config", str(config_file), "--out", str(out),
-         "--device", "cpu", "--no-progress"],
+         "--checkpoint-dir", str(tmp_path / "model-checkpoints"), "--device", "cpu", "--no-progress"],
         capture_output=True, text=True, env={**environment, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.count("model saved to") == 1, completed.stdout
-    assert [p.name for p in (tmp_path / "model-checkpoints").iterdir()] == [CHECKPOINT_NAME]
+    assert [p.name for p in (tmp_path / "model-checkpoints").iterdir()] == [CHECKPOINT_NAME]  # one writer; kept
 
     reference = StageDiff(config).fit("synthetic", progress=False, device="cpu")
     assert_close_weights(StageDiff.load(out).denoiser.state_dict(), reference.denoiser.state_dict())
