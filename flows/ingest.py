@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
-
-from flows.common import RAW, RAW_DESCRIPTION, logger, read_params, relative, run_stage, write_json
+from flows.common import (RAW, RAW_DESCRIPTION, logger, pipeline_flow, read_params, relative, run_stage,
+                          write_json)
 from stagediff.config import DataParams
 from stagediff.data.ingest import describe_frame, is_url, read_source
 
@@ -31,7 +30,7 @@ def ingest(data: DataParams, out: Path = RAW, description_out: Path = RAW_DESCRI
     return description
 
 
-@flow(name="ingest", log_prints=True)
+@pipeline_flow("ingest")
 def ingest_flow() -> dict[str, Any]:
     return ingest(read_params().data)
 

@@ -62,7 +62,7 @@ from typing import Any, Mapping, Sequence
 import mlflow
 import torch
 from mlflow.exceptions import MlflowException
-from prefect import flow, task
+from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
@@ -70,15 +70,14 @@ from prefect.flows import EntrypointType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows import PROJECT
-from flows.common import (METRICS, MODEL, PACKAGE_REPORT, PREPARED, TRAINING_REPORT, logger, read_json, read_params,
-                          write_json)
+from flows.common import (METRICS, MODEL, PACKAGE_REPORT, PREPARED, TRAINING_REPORT, logger, pipeline_flow, read_json,
+                          read_params, write_json)
 from flows.evaluate import flat_metrics, held_out_windows
 from stagediff import StageDiff
 from stagediff.config import EvaluateParams, PipelineParams
 from stagediff.data import load_prepared
 from stagediff.errors import ConfigError, StageDiffError
 from stagediff.evaluation import evaluate_windows
-from stagediff.runtime import configure_threads
 
 RETRAIN_REPORT = PROJECT / "reports" / "retrain.json"
 LOWER_IS_BETTER = ("detection", "detection_cnn", "texture", "horizon", "discriminative", "predictive", "context_fid",
@@ -416,7 +415,7 @@ compare = task(name="compare", cache_policy=NO_CACHE)(decide)
 package_and_promote = task(name="promote", cache_policy=NO_CACHE)(promote)
 
 
-@flow(name="retrain", log_prints=True)
+@pipeline_flow("retrain")
 def retrain_flow() -> dict[str, Any]:
     """Refresh the data, run the pipeline up to evaluate, judge the challenger against the champion, promote it
     if it passes the gate; record the decision (see the module docstring). Fails if any step fails."""
@@ -481,7 +480,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.retrain", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("serve", "run"), help="serve: the scheduled deployment; run: once now")
     arguments = parser.parse_args(argv)
-    configure_threads()  # as every stage does (flows.common.run_stage): the champion is scored like the challenger
     try:
         params = read_params()
         check_metric_names(params.retrain.metrics)

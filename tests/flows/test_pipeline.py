@@ -21,11 +21,15 @@ import pandas as pd
 import pytest
 import yaml
 
+from stagediff.runtime import default_threads
+
 pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parents[2]
 BINARIES = Path(sys.executable).parent
 STAGES = ("ingest", "validate", "segment", "train", "evaluate", "package")
+THREADS = default_threads()
+"""torch's threads in every flow, whatever OMP_NUM_THREADS says (the pipeline's clone runs with one more)."""
 TINY_MODEL = dict(window=32, stage_length=8, context=2, patch_length=4, patch_stride=2, pool_kernels=[5, 1],
                   d_model=16, heads=2, feedforward=32, diffusion_steps=20, sampling_steps=5, batch_size=16,
                   warmup_steps=5, max_steps=30, checkpoint_every=10, validation_fraction=0.1)
@@ -88,6 +92,7 @@ def assert_server_stopped(output: str) -> None:
 def pipeline(tmp_path_factory):
     clone = make_clone(tmp_path_factory.mktemp("clone"), {"source": "synthetic"})
     env = environment(clone, tmp_path_factory.mktemp("bentoml"))
+    env["OMP_NUM_THREADS"] = str(THREADS + 1)  # what a flow sees must not follow it
     result = repro(clone, env)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     return clone, env, result
@@ -97,6 +102,7 @@ def test_dvc_repro_runs_every_stage_and_writes_every_output(pipeline):
     clone, env, result = pipeline
     output = result.stdout + result.stderr
     assert stages_run(output) == list(STAGES)
+    assert re.findall(r"torch threads: (\d+)", output) == [str(THREADS)] * 6  # each flow's first line
     assert_server_stopped(output)
     for name in ("data/raw.parquet", "data/raw.json", "reports/validation.json", "reports/validation.md",
                  "data/prepared/split.npz", "data/prepared/windows.npz", "data/prepared/scaler.json",

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import functools
 import http.server
+import importlib
 import json
+import os
+import pkgutil
+import subprocess
+import sys
 import threading
 
 import numpy as np
 import pandas as pd
 import pytest
+from prefect import Flow
 
+import flows
 from flows.evaluate import flat_metrics
 from flows.ingest import ingest
 from flows.segment import segment
@@ -21,6 +28,7 @@ from stagediff.config import DataParams, PipelineParams
 from stagediff.data import load_prepared
 from stagediff.data.expectations import required_rows
 from stagediff.errors import ConfigError, DataError
+from stagediff.runtime import default_threads
 
 
 def hourly(rows: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -198,3 +206,24 @@ def test_flat_metrics_keep_numbers_only():
     scores = {"discriminative": {"mean": 0.25, "std": 0.01}, "boundary": {"mean": None}, "settings": {"n": 3}}
     assert flat_metrics(scores, repeats=1) == {"discriminative": 0.25}
     assert flat_metrics(scores, repeats=3) == {"discriminative": 0.25, "discriminative_std": 0.01}
+
+
+# ---------------------------------------------------------------------------------------------------- threads
+
+
+def test_every_flow_sets_torch_threads_by_the_library_rule_whatever_omp_num_threads_says():
+    modules = [importlib.import_module(f"flows.{module.name}") for module in pkgutil.iter_modules(flows.__path__)]
+    found = {value.name: value for module in modules for value in vars(module).values() if isinstance(value, Flow)}
+    assert set(found) == {"ingest", "validate", "segment", "train", "evaluate", "package", "retrain"}
+    assert [name for name, flow in found.items() if not getattr(flow.fn, "sets_threads", False)] == [], \
+        "decorate every flow with flows.common.pipeline_flow"
+    # What a flow's body sees, in a fresh process that asks for more threads (the six stages' real processes are
+    # checked the same way in test_pipeline.py; a deployment's run is such a fresh process too).
+    probe = ("import torch\nfrom flows.common import pipeline_flow\n"
+             "@pipeline_flow('probe')\ndef probe():\n    return torch.get_num_threads()\n"
+             "print(torch.get_num_threads(), probe.fn())")
+    environment = {**os.environ, "OMP_NUM_THREADS": str(default_threads() + 1)}
+    shown = subprocess.run([sys.executable, "-c", probe], cwd=flows.PROJECT, env=environment, capture_output=True,
+                           text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert shown.stdout.split() == [str(default_threads() + 1), str(default_threads())]
