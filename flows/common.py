@@ -12,12 +12,11 @@ from typing import Any, Callable
 from prefect import Flow, flow, get_run_logger
 from prefect.exceptions import MissingContextError
 
-from flows import PROJECT
+from flows import PARAMS, PROJECT
 from stagediff.config import PipelineParams
 from stagediff.errors import StageDiffError
 from stagediff.runtime import configure_threads
 
-PARAMS = PROJECT / "params.yaml"
 RAW = PROJECT / "data" / "raw.parquet"
 RAW_DESCRIPTION = PROJECT / "data" / "raw.json"
 PREPARED = PROJECT / "data" / "prepared"

@@ -6,8 +6,9 @@ and replaces the serving model (champion) with the new one (challenger) only if 
 
 One run (docs/operations.md):
 
-1. ``dvc repro --force --single-item ingest``: re-read data.source (DVC cannot see that a built-in, file or URL
-   changed; an unchanged source gives the same content hash, and nothing downstream re-runs).
+1. ``dvc repro --force ingest``: the source stamp and ingest, forced, so data.source is read again even when it is
+   a URL (DVC sees a changed file or built-in through the stamp, but a URL only by downloading it); an unchanged
+   source gives the same content hash, and nothing downstream re-runs.
 2. ``dvc repro evaluate``: validate, segment, train (registers a new MLflow model version only after fitting
    succeeds; resumes from checkpoints/), evaluate (reports/metrics.json on the held-out windows).
 3. Judge. The challenger is the version in reports/training.json (models/generator). The champion is the version
@@ -401,8 +402,8 @@ def now() -> str:
 
 @task(name="update-data", cache_policy=NO_CACHE)
 def update_data(api_url: str | None) -> None:
-    """Re-read data.source: DVC cannot see that a built-in, file or URL source changed."""
-    dvc("repro", "--force", "--single-item", "ingest", api_url=api_url)
+    """Re-read data.source (and re-stamp it): a changed URL is seen only by downloading it."""
+    dvc("repro", "--force", "ingest", api_url=api_url)
 
 
 @task(name="run-pipeline", cache_policy=NO_CACHE)
