@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from prefect import get_run_logger
+from prefect import Flow, flow, get_run_logger
 from prefect.exceptions import MissingContextError
 
-from flows import PROJECT
+from flows import PARAMS, PROJECT
 from stagediff.config import PipelineParams
 from stagediff.errors import StageDiffError
 from stagediff.runtime import configure_threads
 
-PARAMS = PROJECT / "params.yaml"
 RAW = PROJECT / "data" / "raw.parquet"
 RAW_DESCRIPTION = PROJECT / "data" / "raw.json"
 PREPARED = PROJECT / "data" / "prepared"
@@ -64,12 +64,29 @@ def relative(path: Path) -> str:
         return str(path)
 
 
+def pipeline_flow(name: str) -> Callable[[Callable[..., Any]], Flow]:
+    """``@pipeline_flow("train")``: a Prefect flow (``log_prints``) whose every run first sets torch's threads by
+    the library's rule (stagediff.runtime.configure_threads: one on a 2-core machine, where torch's own default of
+    one per core made training steps twice as slow beside the Prefect server) and logs the count. Results then do
+    not depend on OMP_NUM_THREADS, however the run starts: ``python -m flows.<stage>``, a test, or a deployment's
+    run, which Prefect starts in a fresh process (``python -m flows.retrain serve``). Every flow here uses it
+    (tests/flows/test_stages.py checks)."""
+
+    def decorate(function: Callable[..., Any]) -> Flow:
+        @functools.wraps(function)
+        def with_threads(*args: Any, **kwargs: Any) -> Any:
+            logger().info("torch threads: %d (stagediff.runtime.configure_threads)", configure_threads())
+            return function(*args, **kwargs)
+
+        with_threads.sets_threads = True  # type: ignore[attr-defined]
+        return flow(name=name, log_prints=True)(with_threads)
+
+    return decorate
+
+
 def run_stage(flow: Callable[[], Any]) -> None:
-    """``python -m flows.<stage>``: run the flow with the library's thread count (stagediff.runtime: one torch
-    thread on a 2-core machine, where torch's own default of one per core made training steps twice as slow beside
-    the Prefect server); a StageDiffError (bad data or parameters) ends with its message and exit status 1, which
-    stops ``dvc repro``."""
-    configure_threads()
+    """``python -m flows.<stage>``: run the flow; a StageDiffError (bad data or parameters) ends with its message
+    and exit status 1, which stops ``dvc repro``."""
     try:
         flow()
     except StageDiffError as error:

@@ -9,10 +9,9 @@ from typing import Any
 
 import mlflow
 import numpy as np
-from prefect import flow
 
-from flows.common import (EVALUATION, METRICS, MODEL, PREPARED, TRAINING_REPORT, logger, read_json, read_params,
-                          relative, run_stage, write_json)
+from flows.common import (EVALUATION, METRICS, MODEL, PREPARED, TRAINING_REPORT, logger, pipeline_flow, read_json,
+                          read_params, relative, run_stage, write_json)
 from stagediff import StageDiff
 from stagediff.config import EvaluateParams
 from stagediff.data import load_prepared
@@ -65,7 +64,7 @@ def evaluate(settings: EvaluateParams, model_dir: Path = MODEL, prepared_dir: Pa
     return metrics
 
 
-@flow(name="evaluate", log_prints=True)
+@pipeline_flow("evaluate")
 def evaluate_flow() -> dict[str, float]:
     return evaluate(read_params().evaluate)
 

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from prefect import flow
 
 from flows import PROJECT
-from flows.common import (METRICS, MODEL, PACKAGE_REPORT, RAW_DESCRIPTION, TRAINING_REPORT, logger, read_json,
-                          read_params, relative, run_stage, write_json)
+from flows.common import (METRICS, MODEL, PACKAGE_REPORT, RAW_DESCRIPTION, TRAINING_REPORT, logger, pipeline_flow,
+                          read_json, read_params, relative, run_stage, write_json)
 from serving.packaging import build_bento, store_model
 from stagediff.config import PipelineParams, StageDiffConfig
 from stagediff.diffusion import sampling_choice
@@ -42,7 +41,7 @@ def package(params: PipelineParams, model_dir: Path = MODEL, training_report: Pa
     return report
 
 
-@flow(name="package", log_prints=True)
+@pipeline_flow("package")
 def package_flow() -> dict[str, Any]:
     return package(read_params())
 

@@ -6,8 +6,9 @@ and replaces the serving model (champion) with the new one (challenger) only if 
 
 One run (docs/operations.md):
 
-1. ``dvc repro --force --single-item ingest``: re-read data.source (DVC cannot see that a built-in, file or URL
-   changed; an unchanged source gives the same content hash, and nothing downstream re-runs).
+1. ``dvc repro --force ingest``: the source stamp and ingest, forced, so data.source is read again even when it is
+   a URL (DVC sees a changed file or built-in through the stamp, but a URL only by downloading it); an unchanged
+   source gives the same content hash, and nothing downstream re-runs.
 2. ``dvc repro evaluate``: validate, segment, train (registers a new MLflow model version only after fitting
    succeeds; resumes from checkpoints/), evaluate (reports/metrics.json on the held-out windows).
 3. Judge. The challenger is the version in reports/training.json (models/generator). The champion is the version
@@ -62,7 +63,7 @@ from typing import Any, Mapping, Sequence
 import mlflow
 import torch
 from mlflow.exceptions import MlflowException
-from prefect import flow, task
+from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
@@ -70,15 +71,14 @@ from prefect.flows import EntrypointType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows import PROJECT
-from flows.common import (METRICS, MODEL, PACKAGE_REPORT, PREPARED, TRAINING_REPORT, logger, read_json, read_params,
-                          write_json)
+from flows.common import (METRICS, MODEL, PACKAGE_REPORT, PREPARED, TRAINING_REPORT, logger, pipeline_flow, read_json,
+                          read_params, write_json)
 from flows.evaluate import flat_metrics, held_out_windows
 from stagediff import StageDiff
 from stagediff.config import EvaluateParams, PipelineParams
 from stagediff.data import load_prepared
 from stagediff.errors import ConfigError, StageDiffError
 from stagediff.evaluation import evaluate_windows
-from stagediff.runtime import configure_threads
 
 RETRAIN_REPORT = PROJECT / "reports" / "retrain.json"
 LOWER_IS_BETTER = ("detection", "detection_cnn", "texture", "horizon", "discriminative", "predictive", "context_fid",
@@ -402,8 +402,8 @@ def now() -> str:
 
 @task(name="update-data", cache_policy=NO_CACHE)
 def update_data(api_url: str | None) -> None:
-    """Re-read data.source: DVC cannot see that a built-in, file or URL source changed."""
-    dvc("repro", "--force", "--single-item", "ingest", api_url=api_url)
+    """Re-read data.source (and re-stamp it): a changed URL is seen only by downloading it."""
+    dvc("repro", "--force", "ingest", api_url=api_url)
 
 
 @task(name="run-pipeline", cache_policy=NO_CACHE)
@@ -416,7 +416,7 @@ compare = task(name="compare", cache_policy=NO_CACHE)(decide)
 package_and_promote = task(name="promote", cache_policy=NO_CACHE)(promote)
 
 
-@flow(name="retrain", log_prints=True)
+@pipeline_flow("retrain")
 def retrain_flow() -> dict[str, Any]:
     """Refresh the data, run the pipeline up to evaluate, judge the challenger against the champion, promote it
     if it passes the gate; record the decision (see the module docstring). Fails if any step fails."""
@@ -481,7 +481,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.retrain", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("serve", "run"), help="serve: the scheduled deployment; run: once now")
     arguments = parser.parse_args(argv)
-    configure_threads()  # as every stage does (flows.common.run_stage): the champion is scored like the challenger
     try:
         params = read_params()
         check_metric_names(params.retrain.metrics)

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prefect import flow
 
-from flows.common import PREPARED, RAW, RAW_DESCRIPTION, logger, read_json, read_params, relative, run_stage
+from flows.common import (PREPARED, RAW, RAW_DESCRIPTION, logger, pipeline_flow, read_json, read_params, relative,
+                          run_stage)
 from stagediff.config import StageDiffConfig
 from stagediff.data import prepare, save_prepared, validate_frame
 
@@ -30,7 +30,7 @@ def segment(config: StageDiffConfig, raw: Path = RAW, description_path: Path = R
     return summary
 
 
-@flow(name="segment", log_prints=True)
+@pipeline_flow("segment")
 def segment_flow() -> dict[str, Any]:
     return segment(read_params().model)
 

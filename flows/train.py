@@ -16,11 +16,10 @@ import mlflow
 from mlflow.entities import Metric
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
-from prefect import flow
 
 from flows import PROJECT
-from flows.common import (CHECKPOINTS, LOSS_CURVE, MODEL, PREPARED, TRAINING_REPORT, logger, read_params, relative,
-                          run_stage, write_json)
+from flows.common import (CHECKPOINTS, LOSS_CURVE, MODEL, PREPARED, TRAINING_REPORT, logger, pipeline_flow,
+                          read_params, relative, run_stage, write_json)
 from stagediff import StageDiff
 from stagediff.config import PipelineParams
 from stagediff.data import PreparedData, load_prepared
@@ -129,7 +128,7 @@ def write_loss_curve(path: Path, losses: list[float]) -> None:
         writer.writerows((step, f"{loss:.6g}") for step, loss in enumerate(losses, start=1))
 
 
-@flow(name="train", log_prints=True)
+@pipeline_flow("train")
 def train_flow() -> dict[str, Any]:
     return train(read_params())
 

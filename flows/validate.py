@@ -11,10 +11,9 @@ from typing import Any
 
 import great_expectations as gx
 import pandas as pd
-from prefect import flow
 
-from flows.common import (RAW, RAW_DESCRIPTION, VALIDATION_REPORT, VALIDATION_SUMMARY, logger, read_json,
-                          read_params, relative, run_stage, write_json)
+from flows.common import (RAW, RAW_DESCRIPTION, VALIDATION_REPORT, VALIDATION_SUMMARY, logger, pipeline_flow,
+                          read_json, read_params, relative, run_stage, write_json)
 from stagediff.config import PipelineParams
 from stagediff.data.expectations import (PARSED_TIME, STEP, Expectation, build_suite, channel_ranges,
                                          check_frame)
@@ -126,7 +125,7 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@flow(name="validate", log_prints=True)
+@pipeline_flow("validate")
 def validate_flow() -> dict[str, Any]:
     return validate(read_params())
 

@@ -1,12 +1,14 @@
 """The whole pipeline, for real: `dvc repro` (through flows.repro, which starts and stops a temporary Prefect
 server) in a temporary clone with tiny parameters, a real MLflow SQLite store and a temporary BentoML home.
 
-One clone runs the pipeline, then checks that a second run does nothing and that a changed training parameter
-re-runs only train, evaluate and package (`dvc exp run -S`). Another clone gets bad data and must stop at
-validate with every problem named and no model produced."""
+One clone runs the pipeline on a CSV file (the built-in synthetic data, written out), then checks that a second run
+does nothing, that a changed training parameter re-runs only train, evaluate and package (`dvc exp run -S`), and
+that one edited value in the CSV re-runs ingest and everything after it. Another clone gets bad data and must stop at
+validate with every problem named and no model produced; a third reads a URL from a local HTTP server."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -14,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +24,17 @@ import pandas as pd
 import pytest
 import yaml
 
+from stagediff.data.builtin import synthetic_frame
+from stagediff.runtime import default_threads
+from test_stages import hourly, serve_folder
+
 pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parents[2]
 BINARIES = Path(sys.executable).parent
-STAGES = ("ingest", "validate", "segment", "train", "evaluate", "package")
+STAGES = ("source", "ingest", "validate", "segment", "train", "evaluate", "package")
+THREADS = default_threads()
+"""torch's threads in every flow, whatever OMP_NUM_THREADS says (the pipeline's clone runs with one more)."""
 TINY_MODEL = dict(window=32, stage_length=8, context=2, patch_length=4, patch_stride=2, pool_kernels=[5, 1],
                   d_model=16, heads=2, feedforward=32, diffusion_steps=20, sampling_steps=5, batch_size=16,
                   warmup_steps=5, max_steps=30, checkpoint_every=10, validation_fraction=0.1)
@@ -78,6 +87,16 @@ def stages_run(output: str) -> list[str]:
     return re.findall(r"Running stage '(\w+)'", output)
 
 
+def stages_skipped(output: str) -> list[str]:
+    return re.findall(r"Stage '(\w+)' didn't change, skipping", output)
+
+
+def status(clone: Path, env: dict) -> dict:
+    shown = run(clone, env, "dvc", "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)
+
+
 def assert_server_stopped(output: str) -> None:
     port = int(re.search(r"Prefect server ready at http://127\.0\.0\.1:(\d+)/api", output).group(1))
     with socket.socket() as probe:
@@ -85,9 +104,17 @@ def assert_server_stopped(output: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    clone = make_clone(tmp_path_factory.mktemp("clone"), {"source": "synthetic"})
+def source_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("source") / "series.csv"
+    synthetic_frame().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, source_csv):
+    clone = make_clone(tmp_path_factory.mktemp("clone"), {"source": str(source_csv), "time_column": "date"})
     env = environment(clone, tmp_path_factory.mktemp("bentoml"))
+    env["OMP_NUM_THREADS"] = str(THREADS + 1)  # what a flow sees must not follow it
     result = repro(clone, env)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     return clone, env, result
@@ -97,11 +124,12 @@ def test_dvc_repro_runs_every_stage_and_writes_every_output(pipeline):
     clone, env, result = pipeline
     output = result.stdout + result.stderr
     assert stages_run(output) == list(STAGES)
+    assert re.findall(r"torch threads: (\d+)", output) == [str(THREADS)] * 6  # each flow's first line
     assert_server_stopped(output)
-    for name in ("data/raw.parquet", "data/raw.json", "reports/validation.json", "reports/validation.md",
-                 "data/prepared/split.npz", "data/prepared/windows.npz", "data/prepared/scaler.json",
-                 "models/generator/weights.pt", "reports/training.json", "reports/loss.csv", "reports/metrics.json",
-                 "reports/package.json"):
+    for name in ("data/source.json", "data/raw.parquet", "data/raw.json", "reports/validation.json",
+                 "reports/validation.md", "data/prepared/split.npz", "data/prepared/windows.npz",
+                 "data/prepared/scaler.json", "models/generator/weights.pt", "reports/training.json",
+                 "reports/loss.csv", "reports/metrics.json", "reports/package.json"):
         assert (clone / name).is_file(), name
     assert {"overlays.png", "autocorrelation.png", "pca.png"} <= {p.name for p in (clone / "reports/evaluation").iterdir()}
     loss = pd.read_csv(clone / "reports/loss.csv")
@@ -109,15 +137,15 @@ def test_dvc_repro_runs_every_stage_and_writes_every_output(pipeline):
     metrics = json.loads((clone / "reports/metrics.json").read_text())
     assert 0 <= metrics["discriminative"] <= 0.5 and np.isfinite(metrics["predictive"])
     # Outputs live in DVC's cache and are ignored by git; only the lock file and the metrics are for git.
-    ignored = run(clone, env, "git", "check-ignore", "data/raw.parquet", "data/prepared", "models/generator",
-                  "reports/evaluation", "checkpoints", "mlflow.db")
-    assert len(ignored.stdout.split()) == 6, ignored.stdout + ignored.stderr
+    ignored = run(clone, env, "git", "check-ignore", "data/source.json", "data/raw.parquet", "data/prepared",
+                  "models/generator", "reports/evaluation", "checkpoints", "mlflow.db")
+    assert len(ignored.stdout.split()) == 7, ignored.stdout + ignored.stderr
     assert any((clone / ".dvc" / "cache").rglob("*"))
     shown = run(clone, env, "dvc", "metrics", "show", "--json")
     assert shown.returncode == 0 and "discriminative" in shown.stdout
 
 
-def test_the_mlflow_run_holds_params_curves_metrics_and_the_registered_model(pipeline):
+def test_the_mlflow_run_holds_params_curves_metrics_and_the_registered_model(pipeline, source_csv):
     clone, env, _ = pipeline
     training = json.loads((clone / "reports/training.json").read_text())
     check = f"""
@@ -135,7 +163,7 @@ print(json.dumps({{"params": run.data.params, "metrics": run.data.metrics, "tags
     found = run(clone, env, sys.executable, "-c", check)
     assert found.returncode == 0, found.stderr[-3000:]
     data = json.loads(found.stdout.strip().splitlines()[-1])
-    assert data["params"]["model.window"] == "32" and data["params"]["data.source"] == "synthetic"
+    assert data["params"]["model.window"] == "32" and data["params"]["data.source"] == str(source_csv)
     assert data["loss_points"] == 30 and "learning_rate" in data["metrics"]
     assert "eval_discriminative" in data["metrics"] and "eval_predictive" in data["metrics"]
     assert data["versions"] == [[training["model_version"], training["mlflow_run_id"]]]
@@ -160,16 +188,81 @@ def test_the_model_and_the_bento_are_in_the_bentoml_store(pipeline):
 def test_a_second_repro_does_nothing_and_a_training_parameter_reruns_only_what_follows(pipeline):
     clone, env, _ = pipeline
     again = run(clone, env, "dvc", "repro")
-    assert again.returncode == 0 and stages_run(again.stdout) == [] and "up to date" in again.stdout
+    # Only the source stamp runs (always_changed); it is unchanged, so every other stage is skipped.
+    assert again.returncode == 0 and stages_run(again.stdout) == ["source"], again.stdout + again.stderr
+    assert stages_skipped(again.stdout) == list(STAGES[1:])
+    assert status(clone, env) == {"source": ["always changed"]}  # what `dvc status` says when all is up to date
     commit(clone, "first run")
     changed = repro(clone, env, "exp", "run", "-S", "model.max_steps=40")
     output = changed.stdout + changed.stderr
     assert changed.returncode == 0, output[-6000:]
-    assert stages_run(output) == ["train", "evaluate", "package"]
+    assert stages_run(output) == ["source", "train", "evaluate", "package"]
     diff = run(clone, env, "dvc", "params", "diff", "--json")
     assert json.loads(diff.stdout)["params.yaml"]["model.max_steps"] == {"old": 30, "new": 40, "diff": 10}
     assert len(pd.read_csv(clone / "reports/loss.csv")) == 40
     assert json.loads((clone / "reports/training.json").read_text())["model_version"] == "2"
+
+
+def test_an_edited_source_file_reruns_ingest_and_every_later_stage_then_nothing(pipeline, source_csv):
+    clone, env, _ = pipeline
+    outputs = [clone / name for name in ("data/raw.parquet", "reports/validation.json", "data/prepared/windows.npz",
+                                         "models/generator/weights.pt", "reports/metrics.json", "reports/package.json")]
+    before = [path.stat().st_mtime_ns for path in outputs]
+    lines = source_csv.read_text().splitlines()
+    row = lines[100].split(",")
+    row[1] = f"{float(row[1]) + 0.5:.6f}"  # one value of one channel
+    lines[100] = ",".join(row)
+    source_csv.write_text("\n".join(lines) + "\n")
+    assert status(clone, env) == {"source": ["always changed"]}  # dvc status cannot know before the stamp runs
+
+    edited = repro(clone, env)
+    output = edited.stdout + edited.stderr
+    assert edited.returncode == 0, output[-6000:]
+    assert stages_run(output) == list(STAGES)
+    assert all(after > earlier for after, earlier in zip((p.stat().st_mtime_ns for p in outputs), before))
+    sha256 = hashlib.sha256(source_csv.read_bytes()).hexdigest()
+    assert json.loads((clone / "data/source.json").read_text())["sha256"] == sha256
+    assert json.loads((clone / "data/raw.json").read_text())["origin"]["sha256"] == sha256
+    assert json.loads((clone / "reports/training.json").read_text())["model_version"] == "3"
+
+    started = time.monotonic()
+    again = run(clone, env, "dvc", "repro")
+    seconds = time.monotonic() - started
+    assert again.returncode == 0 and stages_run(again.stdout) == ["source"], again.stdout + again.stderr
+    assert stages_skipped(again.stdout) == list(STAGES[1:])
+    print(f"a dvc repro with nothing changed took {seconds:.1f} s")
+
+
+def test_a_url_source_is_read_again_when_ingest_is_forced(tmp_path, prefect_api):
+    """What docs/pipeline.md promises for a URL: `dvc repro` does not download it again, `dvc repro --force ingest`
+    does, and data/raw.json records the ETag and sha256 of what was downloaded."""
+    hourly().to_csv(tmp_path / "served.csv", index=False)
+    server = serve_folder(tmp_path)
+    url = f"http://127.0.0.1:{server.server_port}/served.csv"
+    try:
+        clone = make_clone(tmp_path / "clone", {"source": url, "time_column": "time"})
+        env = {**environment(clone, tmp_path / "bentoml"), "PREFECT_API_URL": prefect_api}
+        raw = clone / "data/raw.json"
+
+        first = run(clone, env, "dvc", "repro", "ingest")
+        assert first.returncode == 0 and stages_run(first.stdout) == ["source", "ingest"], first.stdout + first.stderr
+        origin = json.loads(raw.read_text())["origin"]
+        assert origin["sha256"] == hashlib.sha256((tmp_path / "served.csv").read_bytes()).hexdigest()
+        assert origin["kind"] == "url" and origin["source"] == url and origin["etag"]
+        assert json.loads((clone / "data/source.json").read_text()) == {"kind": "url", "source": url}
+
+        hourly(seed=1).to_csv(tmp_path / "served.csv", index=False)  # the remote file changes
+        unseen = run(clone, env, "dvc", "repro", "ingest")
+        assert unseen.returncode == 0 and stages_run(unseen.stdout) == ["source"]  # not downloaded again
+        assert json.loads(raw.read_text())["origin"] == origin
+
+        forced = run(clone, env, "dvc", "repro", "--force", "ingest")
+        assert forced.returncode == 0 and stages_run(forced.stdout) == ["source", "ingest"], forced.stderr
+        new = json.loads(raw.read_text())["origin"]
+        assert new["sha256"] == hashlib.sha256((tmp_path / "served.csv").read_bytes()).hexdigest() != origin["sha256"]
+        assert new["etag"] != origin["etag"]
+    finally:
+        server.shutdown()
 
 
 def test_bad_data_stops_the_pipeline_at_validate_naming_each_problem(tmp_path):
@@ -186,7 +279,7 @@ def test_bad_data_stops_the_pipeline_at_validate_naming_each_problem(tmp_path):
     result = repro(clone, env)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert stages_run(output) == ["ingest", "validate"]
+    assert stages_run(output) == ["source", "ingest", "validate"]
     assert "no duplicate timestamps in 'time'" in output and "row=100" in output
     assert "channel 'b' has at most 0.0% missing values" in output and "row=200" in output
     assert "channel 'comment' is numeric" in output

@@ -4,23 +4,36 @@ the helpers of train and evaluate. The whole pipeline runs end to end in test_pi
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
+import importlib
 import json
+import os
+import pkgutil
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from prefect import Flow
 
+import flows
 from flows.evaluate import flat_metrics
 from flows.ingest import ingest
 from flows.segment import segment
+from flows.source import write_stamp
 from flows.train import checkpoint_folder
 from flows.validate import ValidationFailed, validate
 from stagediff.config import DataParams, PipelineParams
 from stagediff.data import load_prepared
+from stagediff.data.builtin import BUILTIN_DATASETS, resolve_data_dir
 from stagediff.data.expectations import required_rows
+from stagediff.data.ingest import source_stamp
 from stagediff.errors import ConfigError, DataError
+from stagediff.runtime import default_threads
 
 
 def hourly(rows: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -92,6 +105,93 @@ def test_ingest_downloads_a_url(tmp_path, stage_paths):
             ingest(DataParams(source=url.replace("served", "absent")), tmp_path / "x.parquet", tmp_path / "x.json")
     finally:
         server.shutdown()
+
+
+class ETagHandler(http.server.SimpleHTTPRequestHandler):
+    """A static file server that sends an ETag (the file's sha256, as many servers derive it from the content)."""
+
+    def end_headers(self):
+        path = Path(self.translate_path(self.path))
+        if path.is_file():
+            self.send_header("ETag", f'"{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"')
+        super().end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def serve_folder(folder, handler=ETagHandler) -> http.server.ThreadingHTTPServer:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_url_source_records_its_etag_and_the_sha256_of_what_was_downloaded(tmp_path, stage_paths):
+    served = tmp_path / "served.csv"
+    hourly().to_csv(served, index=False)
+    server = serve_folder(tmp_path)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/served.csv"
+        first = ingest(DataParams(source=url, time_column="time"), stage_paths["raw.parquet"], stage_paths["raw.json"])
+        content = served.read_bytes()
+        expected_etag = f'"{hashlib.sha256(content).hexdigest()[:16]}"'
+        assert first["origin"] == {"kind": "url", "source": url, "etag": expected_etag,
+                                   "sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content)}
+        assert json.loads(stage_paths["raw.json"].read_text())["origin"] == first["origin"]
+        hourly(seed=1).to_csv(served, index=False)  # the remote file changes: a forced ingest records the new one
+        second = ingest(DataParams(source=url, time_column="time"), stage_paths["raw.parquet"], stage_paths["raw.json"])
+        assert second["origin"]["etag"] != first["origin"]["etag"]
+        assert second["origin"]["sha256"] == hashlib.sha256(served.read_bytes()).hexdigest()
+        assert second["origin"]["sha256"] != first["origin"]["sha256"]
+        assert source_stamp(url) == {"kind": "url", "source": url}  # the stamp does not download
+    finally:
+        server.shutdown()
+    no_etag = serve_folder(tmp_path, http.server.SimpleHTTPRequestHandler)  # sends Last-Modified, no ETag
+    try:
+        url = f"http://127.0.0.1:{no_etag.server_port}/served.csv"
+        origin = ingest(DataParams(source=url, time_column="time"), tmp_path / "x.parquet",
+                        tmp_path / "x.json")["origin"]
+        assert origin["etag"] is None and origin["sha256"] == hashlib.sha256(served.read_bytes()).hexdigest()
+    finally:
+        no_etag.shutdown()
+
+
+def test_the_source_stamp_changes_with_the_content_of_a_file_and_only_then(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # dvc runs stages in the project root: a relative path is kept as named
+    hourly().to_csv("own.csv", index=False)
+    stamp = source_stamp("own.csv")
+    assert stamp == {"kind": "file", "source": "own.csv", "sha256": hashlib.sha256(Path("own.csv").read_bytes())
+                     .hexdigest(), "bytes": Path("own.csv").stat().st_size}
+    assert source_stamp("own.csv") == stamp  # nothing changed, same stamp
+    Path("own.csv").touch()
+    assert source_stamp("own.csv") == stamp  # a new modification time alone is no change
+    lines = Path("own.csv").read_text().splitlines()
+    lines[5] = lines[5][:-1] + ("1" if lines[5][-1] != "1" else "2")  # one digit of one value
+    Path("own.csv").write_text("\n".join(lines) + "\n")
+    assert source_stamp("own.csv")["sha256"] != stamp["sha256"]
+    # written by the source stage, from params.yaml
+    (tmp_path / "params.yaml").write_text("data:\n  source: own.csv\n  time_column: time\n")
+    assert write_stamp(tmp_path / "params.yaml", tmp_path / "data" / "source.json") == source_stamp("own.csv")
+    assert json.loads((tmp_path / "data" / "source.json").read_text()) == source_stamp("own.csv")
+
+
+def test_the_source_stamp_of_a_builtin_is_its_name_and_published_hash_wherever_its_folder_is(tmp_path):
+    assert source_stamp("synthetic") == source_stamp("Synthetic") == {"kind": "builtin", "source": "synthetic"}
+    etth1 = BUILTIN_DATASETS["etth1"]
+    (tmp_path / etth1.filename).write_text("date,a\n2020-01-01,1\n")
+    with pytest.raises(DataError, match="expected " + etth1.sha256):
+        source_stamp("etth1", data_dir=tmp_path)  # a modified benchmark file is refused, as ingest refuses it
+    if not (resolve_data_dir() / etth1.filename).is_file():
+        pytest.skip(f"{etth1.filename} is not in {resolve_data_dir()} (STAGEDIFF_DATA_DIR)")
+    assert source_stamp("etth1") == {"kind": "builtin", "source": "etth1", "file": etth1.filename,
+                                     "sha256": etth1.sha256}
+
+
+def test_the_source_stamp_of_a_missing_file_says_so(tmp_path):
+    with pytest.raises(DataError, match="no-such-file.csv"):
+        source_stamp(str(tmp_path / "no-such-file.csv"))
+    with pytest.raises(DataError, match="not a builtin dataset"):
+        source_stamp("no-such-dataset")
 
 
 def test_ingest_of_an_unknown_source_names_it_and_writes_nothing(stage_paths):
@@ -198,3 +298,24 @@ def test_flat_metrics_keep_numbers_only():
     scores = {"discriminative": {"mean": 0.25, "std": 0.01}, "boundary": {"mean": None}, "settings": {"n": 3}}
     assert flat_metrics(scores, repeats=1) == {"discriminative": 0.25}
     assert flat_metrics(scores, repeats=3) == {"discriminative": 0.25, "discriminative_std": 0.01}
+
+
+# ---------------------------------------------------------------------------------------------------- threads
+
+
+def test_every_flow_sets_torch_threads_by_the_library_rule_whatever_omp_num_threads_says():
+    modules = [importlib.import_module(f"flows.{module.name}") for module in pkgutil.iter_modules(flows.__path__)]
+    found = {value.name: value for module in modules for value in vars(module).values() if isinstance(value, Flow)}
+    assert set(found) == {"ingest", "validate", "segment", "train", "evaluate", "package", "retrain"}
+    assert [name for name, flow in found.items() if not getattr(flow.fn, "sets_threads", False)] == [], \
+        "decorate every flow with flows.common.pipeline_flow"
+    # What a flow's body sees, in a fresh process that asks for more threads (the six stages' real processes are
+    # checked the same way in test_pipeline.py; a deployment's run is such a fresh process too).
+    probe = ("import torch\nfrom flows.common import pipeline_flow\n"
+             "@pipeline_flow('probe')\ndef probe():\n    return torch.get_num_threads()\n"
+             "print(torch.get_num_threads(), probe.fn())")
+    environment = {**os.environ, "OMP_NUM_THREADS": str(default_threads() + 1)}
+    shown = subprocess.run([sys.executable, "-c", probe], cwd=flows.PROJECT, env=environment, capture_output=True,
+                           text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert shown.stdout.split() == [str(default_threads() + 1), str(default_threads())]
