@@ -11,6 +11,7 @@ from flows.common import (RAW, RAW_DESCRIPTION, logger, pipeline_flow, read_para
                           write_json)
 from stagediff.config import DataParams
 from stagediff.data.ingest import describe_frame, is_url, read_source
+from stagediff.data.loading import channel_columns_of
 
 
 def ingest(data: DataParams, out: Path = RAW, description_out: Path = RAW_DESCRIPTION) -> dict[str, Any]:
@@ -19,6 +20,9 @@ def ingest(data: DataParams, out: Path = RAW, description_out: Path = RAW_DESCRI
     if is_url(data.source):
         log.info("downloading %s (a URL named in params.yaml)", data.source)
     frame, time_column, source, origin = read_source(data.source, data.time_column)
+    if data.columns is not None:  # data.columns: the channels to keep, in this order
+        chosen = channel_columns_of(frame, data.columns, time_column, source)
+        frame = frame[([time_column] if time_column in frame.columns else []) + chosen]
     log.info("read %s: %d rows, columns %s; origin %s", source, len(frame), list(frame.columns), origin)
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(f".{out.name}.tmp")

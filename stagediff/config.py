@@ -390,6 +390,8 @@ class DataParams:
     STAGEDIFF_DATA_DIR), a path to a .csv/.parquet file, or an http(s) URL of one (downloaded at ingest)."""
     time_column: str | None = None
     """The time column; None: the built-in's own, or no time column for a file."""
+    columns: tuple[str, ...] | None = None
+    """The channel columns to model, in this order; None: every column but the time column."""
     frequency: str | None = None
     """The declared step between rows (a pandas offset such as "1h" or "1D"); None: the data's most common step,
     and every step must equal it."""

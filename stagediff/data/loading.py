@@ -244,7 +244,7 @@ def validate_frame(
     _check_unique_columns(frame, source)
     _check_time_column_present(frame, time_column, source)
     _check_length(len(frame), min_length, source)
-    channel_columns = _channel_columns(frame, columns, time_column, source)
+    channel_columns = channel_columns_of(frame, columns, time_column, source)
     _check_channel_columns(frame, channel_columns, time_column, source)
     _check_channel_count(len(channel_columns), max_channels, source)
     timestamps = None if time_column is None else _parse_timestamps(frame[time_column], time_column, source)
@@ -302,7 +302,7 @@ def _check_time_column_present(frame: pd.DataFrame, time_column: str | None, sou
         )
 
 
-def _channel_columns(frame: pd.DataFrame, columns: Sequence[str] | None, time_column: str | None,
+def channel_columns_of(frame: pd.DataFrame, columns: Sequence[str] | None, time_column: str | None,
                      source: str) -> list:
     """The channel columns: ``columns`` (each present, once, not the time column), else all but the time column."""
     if columns is None:

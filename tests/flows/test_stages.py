@@ -86,6 +86,13 @@ def test_ingest_writes_the_table_and_its_description(tmp_path, stage_paths):
         json.loads(stage_paths["raw.json"].read_text())["content_hash"] != description["content_hash"]
 
 
+def test_ingest_keeps_the_time_column_and_the_chosen_channels_in_their_order(tmp_path, stage_paths):
+    ingest_frame(hourly().assign(note="x"), tmp_path, stage_paths, columns=("b", "a"))
+    assert list(pd.read_parquet(stage_paths["raw.parquet"]).columns) == ["time", "b", "a"]
+    with pytest.raises(DataError, match=r"column\(s\) \[c\] named in columns are not in the data"):
+        ingest_frame(hourly(), tmp_path, stage_paths, columns=("a", "c"))
+
+
 def test_ingest_reads_a_builtin_dataset(stage_paths):
     description = ingest(DataParams(source="synthetic"), stage_paths["raw.parquet"], stage_paths["raw.json"])
     assert description["rows"] == 8760 and description["time_column"] == "date"
