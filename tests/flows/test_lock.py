@@ -64,7 +64,6 @@ def stale_lock_entries(project: Path = PROJECT) -> list[str]:
     return problems
 
 
-@pytest.mark.skip(reason="enabled when dvc.lock is regenerated")
 def test_the_committed_dvc_lock_matches_the_code_and_parameters_of_the_tree():
     problems = stale_lock_entries()
     assert not problems, "dvc.lock is stale:\n  - " + "\n  - ".join(problems) + f"\nFix: {FIX}."
