@@ -40,6 +40,10 @@ MAX_SAMPLE_VALUES = 200_000_000
 SAMPLING_BATCH = 256
 CHECK_WINDOWS = 32
 """Windows sampled after fit to check the channel structure and texture (seconds on a CPU)."""
+PREFIX_RANGES = 10
+"""A prefix value may lie at most this many training ranges below a channel's training minimum or above its maximum
+(scaled, within +-(1 + 2 * PREFIX_RANGES)): far beyond, the model only sees nonsense, and from about 1e19 ranges on
+its float32 arithmetic overflows into NaN."""
 CHUNK_WINDOWS = 4
 """Default chunk for long samples, in training windows: 4 made one 10,000-step series 1.3x faster than 1
 (fewer overlapping steps recomputed, fewer small calls; docs/benchmarks.md)."""
@@ -343,7 +347,17 @@ class StageDiff:
                 raise DataError("the prefix contains NaN or infinite values; fill them before sampling")
         if len(values) == 0:
             raise DataError("the prefix is empty; pass at least one step of history")
-        return torch.as_tensor(self.scaler.transform(values), dtype=torch.float32)
+        scaled = self.scaler.transform(values)
+        far = np.abs(scaled) > 1 + 2 * PREFIX_RANGES
+        if far.any():
+            row, column = (int(i) for i in np.argwhere(far)[0])
+            low, high = self.scaler.inverse_transform(np.array([[-1.0 - 2 * PREFIX_RANGES], [1.0 + 2 * PREFIX_RANGES]])
+                                                      * np.ones(len(channels)))[:, column]
+            raise DataError(f"prefix record {row}: channel {channels[column]!r} is {values[row, column]:.6g}, more than "
+                            f"{PREFIX_RANGES} training ranges outside the model's training range "
+                            f"[{self.scaler.minimum[column]:.6g}, {self.scaler.maximum[column]:.6g}]; values must lie "
+                            f"within [{low:.6g}, {high:.6g}]: check the units and the channel order")
+        return torch.as_tensor(scaled, dtype=torch.float32)
 
     def sample_times(self, length: int, start: Any = None, prefix: Any = None) -> tuple[str, pd.Index]:
         """The time column name and ``length`` timestamps continuing the training frequency."""

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from serving.requests import GenerateRequest, Limits, RequestError, check_prefix, plan_request
-from stagediff import StageDiff, StageDiffConfig
+from stagediff import DataError, StageDiff, StageDiffConfig
 from stagediff.data import MinMaxScaler
 from stagediff.model import StageDiffDenoiser
 
@@ -172,3 +172,26 @@ def test_limits_come_from_the_metadata_with_defaults():
         Limits.from_metadata({"max_lenght": 5})
     with pytest.raises(ValueError, match="positive integer"):
         Limits.from_metadata({"max_values": 0})
+
+
+@pytest.mark.parametrize(("value", "channel"), [(1e30, "a"), (-1e30, "b"), (1200.5, "a"), (-900.5, "b")])
+def test_a_prefix_far_outside_the_training_range_is_refused_by_the_library(hourly, value, channel):
+    """The scaler's range is 100..200: 10 ranges beyond it is [-900, 1200]. 1e30 once gave a 200 of nulls."""
+    history = records(HOURS)
+    history[2][channel] = value
+    with pytest.raises(DataError) as error:
+        plan(hourly, prefix=history)
+    assert str(error.value) == (
+        f"prefix record 2: channel {channel!r} is {value:.6g}, more than 10 training ranges outside the model's "
+        "training range [100, 200]; values must lie within [-900, 1200]: check the units and the channel order")
+    with pytest.raises(DataError, match=f"prefix record 2: channel {channel!r}"):  # the library itself refuses it
+        hourly.scale_prefix(pd.DataFrame(history).assign(date=lambda f: pd.to_datetime(f["date"])))
+
+
+def test_a_prefix_at_the_edge_of_the_allowed_range_is_sampled_to_finite_values(served_model):
+    low, high = served_model.scaler.minimum, served_model.scaler.maximum
+    edge = np.stack([high + 9.99 * (high - low), low - 9.99 * (high - low)] * 8)
+    values = served_model.sample_array(4, 32, seed=0, prefix=edge, progress=False)
+    assert np.isfinite(values).all()
+    with pytest.raises(DataError, match="more than 10 training ranges outside"):
+        served_model.sample_array(1, 32, seed=0, prefix=high + 10.01 * (high - low) + 0 * edge)
