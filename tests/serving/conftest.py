@@ -24,7 +24,7 @@ from stagediff import StageDiff, StageDiffConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "stagediff-test"
-LIMITS = {"max_length": 20_000, "max_samples": 16, "max_values": 100_000}
+LIMITS = {"max_length": 20_000, "max_samples": 16, "max_values": 100_000, "max_cost": 400_000}
 """Small enough that no fuzzed request keeps the tiny model busy for more than seconds."""
 METADATA = {
     "mlflow_run_id": "0123456789abcdef", "registered_model": "stagediff-smooth", "model_version": "7",
