@@ -241,28 +241,38 @@ class StageDiff:
             self.require_trained().to(resolve_device(device))
         return self.run_pieces(run, progress)
 
-    def run_pieces(self, run: SamplingRun, progress: bool | None = False) -> Iterator[SamplePiece]:
-        """The pieces of a planned run (:meth:`plan_sampling`), batch by batch from one generator."""
+    def run_pieces(self, run: SamplingRun, progress: bool | None = False,
+                   step_callback: Callable[[], None] | None = None) -> Iterator[SamplePiece]:
+        """The pieces of a planned run (:meth:`plan_sampling`), batch by batch from one generator. ``step_callback``
+        is called after every network evaluation (an exception raised there stops the sampling)."""
         denoiser = self.require_trained()
         denoiser.eval()
         generator = torch.Generator().manual_seed(run.seed)
         bar = tqdm(total=run.evaluations * -(-run.n // SAMPLING_BATCH), desc="sampling", unit="step",
                    disable=None if progress is None else not progress)
+
+        def step() -> None:
+            bar.update(1)
+            if step_callback is not None:
+                step_callback()
+
         try:
             for first in range(0, run.n, SAMPLING_BATCH):
                 produced = 0
                 size = min(SAMPLING_BATCH, run.n - first)
-                for chunk in self.denoise([run], [size], [generator], lambda: bar.update(1)):
+                for chunk in self.denoise([run], [size], [generator], step):
                     yield SamplePiece(first, produced, run.length, self.scaler.inverse_transform(chunk.double().numpy()))
                     produced += chunk.shape[1]
         finally:
             bar.close()
 
-    def sample_many(self, requests: list[SampleRequest | SamplingRun]) -> list[np.ndarray]:
+    def sample_many(self, requests: list[SampleRequest | SamplingRun],
+                    step_callback: Callable[[], None] | None = None) -> list[np.ndarray]:
         """Several requests, each with its own seed, size, length, sampler, steps and prefix, sampled together where
         they can share the denoiser's batches (:attr:`SamplingRun.batch_key`): one array (n, length, channels) in
         data units per request, each the same bytes as :meth:`sample_array` gives that request alone. Every
-        request is checked before any is sampled; one already planned (a :class:`SamplingRun`) is taken as is."""
+        request is checked before any is sampled; one already planned (a :class:`SamplingRun`) is taken as is.
+        ``step_callback`` is called after every network evaluation (an exception raised there stops the sampling)."""
         runs = [r if isinstance(r, SamplingRun) else self.plan_sampling(r) for r in requests]
         groups: list[list[int]] = []  # batches of at most SAMPLING_BATCH rows, or one larger request alone
         filling: dict[Any, list[int]] = {}
@@ -275,11 +285,11 @@ class StageDiff:
         results: list[np.ndarray] = [np.empty(0)] * len(runs)
         for members in groups:
             if runs[members[0]].n > SAMPLING_BATCH:  # sampled in several batches from one generator, as alone
-                results[members[0]] = assemble(self.run_pieces(runs[members[0]]))
+                results[members[0]] = assemble(self.run_pieces(runs[members[0]], step_callback=step_callback))
                 continue
             group = [runs[i] for i in members]
             generators = [torch.Generator().manual_seed(run.seed) for run in group]
-            values = torch.cat(list(self.denoise(group, [run.n for run in group], generators)), dim=1)
+            values = torch.cat(list(self.denoise(group, [run.n for run in group], generators, step_callback)), dim=1)
             values = self.scaler.inverse_transform(values.double().numpy())
             bounds = np.cumsum([0] + [run.n for run in group])
             for i, a, b in zip(members, bounds[:-1], bounds[1:]):
