@@ -14,11 +14,11 @@ import math
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from stagediff import StageDiff
 from stagediff.diffusion import SAMPLERS, sampling_choice
@@ -126,22 +126,30 @@ class Limits:
         return longest - longest % stage
 
 
+def integral(value: Any) -> Any:
+    """8.0 as 8: JSON Schema counts a number without a fraction as an integer (strings and booleans stay refused)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Integer = Annotated[int, BeforeValidator(integral)]
+
+
 class GenerateRequest(BaseModel):
     """Synthetic series to generate. Every field is optional; unknown fields are errors."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    n_samples: int = Field(1, ge=1, description="How many series (at most the limit max_samples, see /info).")
-    length: int | None = Field(
+    n_samples: Integer = Field(1, ge=1, description="How many series (at most the limit max_samples, see /info).")
+    length: Integer | None = Field(
         None, ge=1, description="Steps per series: a multiple of the model's stage length, at most max_length; "
                                 "may be far longer than the training window. Default: the training window.")
-    seed: int | None = Field(
+    seed: Integer | None = Field(
         None, ge=0, le=MAX_SEED, description="Random seed; the same seed and fields give the same series. "
                                              "Default: a random seed, returned in the response.")
     sampler: Literal[SAMPLERS] | None = Field(
         None, description="Reverse-diffusion sampler. Default: the model's own, the one its scores in /info were "
                           "measured with.")
-    steps: int | None = Field(
+    steps: Integer | None = Field(
         None, ge=1, description="Network evaluations per chunk, at most the model's diffusion steps. Default: "
                                 "every diffusion step for ddpm, else the model's sampling steps.")
     start: str | int | float | None = Field(
@@ -267,15 +275,25 @@ def check_time_axis(model: StageDiff, length: int, start: Any, prefix: pd.DataFr
                            "ISO 8601 timestamps can name; choose an earlier start or a shorter length")
 
 
+def prefix_columns(model: StageDiff) -> list[str]:
+    """The columns of every prefix record: the time column (if the model has one), then the channels."""
+    time_column = model.metadata.get("time_column")
+    return ([time_column] if time_column else []) + list(model.metadata["channels"])
+
+
+def most_prefix_records(model: StageDiff, limits: Limits) -> int:
+    return min(limits.max_length, limits.max_values // len(prefix_columns(model)))
+
+
 def check_prefix(records: list[dict[str, Any]], model: StageDiff, limits: Limits) -> pd.DataFrame:
     """The prefix records as a DataFrame (time column, channels), after every check a client can fail."""
     channels = list(model.metadata["channels"])
     time_column = model.metadata.get("time_column")
-    columns = ([time_column] if time_column else []) + channels
+    columns = prefix_columns(model)
     if not records:
         raise RequestError("prefix is empty; send at least one record, or leave prefix out")
-    if len(records) > limits.max_length or len(records) * len(columns) > limits.max_values:
-        most = min(limits.max_length, limits.max_values // len(columns))
+    most = most_prefix_records(model, limits)
+    if len(records) > most:
         raise RequestError(f"prefix has {len(records)} records; at most {most} are accepted (the model "
                            f"conditions on the last {4 * model.config.window - model.config.effective_stage_length} "
                            "at most)")
@@ -309,9 +327,13 @@ def check_prefix_times(times: list[Any], model: StageDiff) -> pd.Index:
                                f"got {times[bad]!r}")
         try:
             index = pd.DatetimeIndex(pd.to_datetime(times, format="ISO8601"))
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, OverflowError) as error:
             raise RequestError(f"prefix column {time_column!r} has a value that is not an ISO 8601 timestamp "
                                f"({error})") from None
+        missing = np.flatnonzero(np.asarray(index.isna()))
+        if missing.size:  # pandas reads "" as a missing timestamp
+            row = int(missing[0])
+            raise RequestError(f"prefix record {row}: {time_column!r} {times[row]!r} is not an ISO 8601 timestamp")
     else:
         bad = next((row for row, value in enumerate(times)
                     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)), None)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import stagediff  # noqa: F401  # first: sets OMP_WAIT_POLICY=PASSIVE before torch is imported
 
 import asyncio
+import functools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from serving import timeouts
+from serving import openapi, timeouts
 from serving.batching import Batcher, Work, rows_independent
 from serving.encoding import (MEDIA_TYPES, STREAM_MEDIA_TYPES, NonFiniteOutput, encode, encode_piece,
                               provenance_headers)
@@ -181,7 +182,12 @@ async def get_info(_: Request) -> Response:
     return JSONResponse(bentoml.get_current_service().describe())
 
 
-info_app = Starlette(routes=[Route("/info", get_info, methods=["GET"])])
+async def get_openapi(_: Request) -> Response:
+    return JSONResponse(bentoml.get_current_service().openapi())
+
+
+# Mounted before BentoML's own routes for these paths: GET /info, and the OpenAPI document of serving.openapi.
+info_app = Starlette(routes=[Route("/info", get_info, methods=["GET"]), Route("/docs.json", get_openapi, methods=["GET"])])
 
 
 @bentoml.service(name="stagediff", workers=1, traffic={"timeout": 600, "max_concurrency": MAX_CONCURRENCY})
@@ -286,6 +292,11 @@ class StageDiffService:
                 rest.work.left = True
 
     # -- descriptions ---------------------------------------------------------------------------------
+    @functools.cache
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI document of this service and model (serving.openapi), served at /docs.json."""
+        return openapi.document(StageDiffService.openapi_spec.asdict(), self.generator, self.limits)
+
     def provenance(self, plan: Plan, frame: pd.DataFrame) -> dict[str, Any]:
         first_time = frame.iloc[0, 1]
         return {

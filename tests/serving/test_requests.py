@@ -137,10 +137,15 @@ def test_a_json_object_passes_the_body_check(content_type):
 
 
 def test_unknown_fields_and_wrong_types_fail_in_the_schema():
-    for body in ({"n_samples": 1, "lenght": 64}, {"n_samples": "2"}, {"length": 64.0}, {"seed": -1},
-                 {"format": "xml"}, {"n_samples": True}):
+    for body in ({"n_samples": 1, "lenght": 64}, {"n_samples": "2"}, {"length": 64.5}, {"seed": -1},
+                 {"format": "xml"}, {"n_samples": True}, {"steps": "5"}):
         with pytest.raises(ValidationError):
             GenerateRequest.model_validate(body)
+
+
+def test_a_number_without_a_fraction_is_an_integer_as_in_json_schema():
+    request = GenerateRequest.model_validate_json(b'{"n_samples": 2.0, "length": 64.0, "seed": 7.0, "steps": 3.0}')
+    assert (request.n_samples, request.length, request.seed, request.steps) == (2, 64, 7, 3)
 
 
 def test_start_is_parsed_on_the_model_time_axis(hourly, untrained):
@@ -187,6 +192,7 @@ def test_a_good_prefix_becomes_a_frame(hourly):
     (records([HOURS[0], HOURS[1], HOURS[3]]), "prefix timestamps must be 0 days 01:00:00 apart (the model's "
                                                "frequency); records 1 and 2 are 0 days 02:00:00 apart"),
     (records(["2022-01-21", "tomorrow"]), "is not an ISO 8601 timestamp"),
+    (records(["2022-01-21T00:00:00", ""]), "prefix record 1: 'date' '' is not an ISO 8601 timestamp"),
     (records([1, 2]), "prefix record 0: 'date' must be an ISO 8601 timestamp string, got 1"),
 ])
 def test_bad_prefixes_are_named(hourly, prefix, expected):
