@@ -3,7 +3,8 @@ work of clients that have gone.
 
 Turns. Sampling runs on worker threads, one computing at a time (so requests never compete for the cores), and the
 turn can pass between two network evaluations (the library's step callback): once the work holding it has computed
-for SLICE seconds and others wait, the turn goes to the waiting work that has computed least so far, so a small
+for SLICE seconds and others wait, the turn goes to the waiting work that has computed least so far per request in
+it (a batch of 30 requests has computed 30 times less per request than one request in the same time), so a small
 request overtakes a large one at the large one's next evaluation and runs to its end. Work that has waited PATIENCE
 seconds goes first, so a large request still gets a share under a flood of small ones. No request waits longer for
 the CPU than one network evaluation of the largest batch (at most ``max_samples`` series of 4 training windows,
@@ -15,8 +16,9 @@ sequential calls (docs/benchmarks.md), so requests that wait together are sample
 the denoiser's rows do not depend on the batch (:meth:`StageDiffDenoiser.batch_invariant`). So a request gets the
 same bytes as ``StageDiff.sample_array`` with the same arguments, batched or not. :func:`rows_independent`
 checks that on the machine the service runs on; where it fails, requests are sampled one at a time. A new batch
-starts at once when nothing runs; beside running batches only once each of them has run for SLICE seconds (until
-then new requests wait, to be batched together).
+starts at once when nothing runs, and beside the running batches while each of them is expected to run for more
+than LONG seconds per request in it (from its evaluations so far): a large request does not make others wait,
+while a batch of many small ones that ends soon for each of them does, so that new requests are batched together.
 
 Clients that leave. Work whose requests have all gone (the service cancels a request whose client disconnected)
 stops at its next network evaluation: the step callback raises :class:`Cancelled`.
@@ -44,6 +46,8 @@ SLICE = 0.5
 """Seconds of computing after which a turn passes to waiting work (at the end of a network evaluation)."""
 PATIENCE = 4 * SLICE
 """Seconds after which waiting work goes next, whatever it has computed."""
+LONG = 4 * SLICE
+"""Seconds of work left per request in it from which a running batch no longer makes new requests wait for its end."""
 T = TypeVar("T")
 
 
@@ -78,9 +82,11 @@ class Work:
         """Set (on the event loop) when the work's client has gone."""
         self.computed = 0.0
         """Seconds it held the turn so far (brought up to date whenever the turn may pass)."""
-        self.started: float | None = None
-        """When it first got the turn (time.monotonic)."""
         self.waiting_since = 0.0
+        self.evaluations = 0
+        """Network evaluations so far."""
+        self.weight = 1
+        """Requests it serves."""
 
     def gone(self) -> bool:
         return self.left
@@ -123,6 +129,7 @@ class Turns:
         if work.gone():
             raise Cancelled
         with self.condition:
+            work.evaluations += 1
             now = time.monotonic()
             if not self.waiting or now - self.since < self.slice:
                 return
@@ -132,6 +139,11 @@ class Turns:
         if work.gone():
             raise Cancelled
 
+    def computed(self, work: Work) -> float:
+        """Seconds ``work`` has held the turn so far, the turn it may hold now included."""
+        with self.condition:
+            return work.computed + (time.monotonic() - self.since if self.holder is work else 0.0)
+
     def wait_for_turn(self, work: Work) -> None:
         """(Lock held.) Queue ``work`` and wait until the turn is its own."""
         work.waiting_since = time.monotonic()
@@ -140,12 +152,10 @@ class Turns:
             self.pass_turn()
         while self.holder is not work:
             self.condition.wait()
-        if work.started is None:
-            work.started = self.since
 
     def pass_turn(self) -> None:
         """(Lock held, no holder.) Give the turn to work that has gone (it stops at once), else to work that has
-        waited PATIENCE seconds (the longest waiting first), else to the work that has computed least."""
+        waited PATIENCE seconds (the longest waiting first), else to the work that has computed least per request."""
         if not self.waiting:
             return
         now = time.monotonic()
@@ -156,7 +166,7 @@ class Turns:
         elif overdue:
             chosen = min(overdue, key=lambda work: work.waiting_since)
         else:
-            chosen = min(self.waiting, key=lambda work: work.computed)
+            chosen = min(self.waiting, key=lambda work: work.computed / work.weight)
         self.waiting.remove(chosen)
         self.holder, self.since = chosen, now
         self.condition.notify_all()
@@ -176,6 +186,9 @@ class Batch(Work):
     def __init__(self, jobs: list[Job]):
         super().__init__()
         self.jobs = jobs
+        self.weight = len(jobs)
+        self.total = max(job.run.evaluations * -(-job.run.n // SAMPLING_BATCH) for job in jobs)
+        """Network evaluations of the whole batch."""
 
     def gone(self) -> bool:
         return all(job.future.cancelled() for job in self.jobs)
@@ -189,9 +202,9 @@ class Batcher:
     away before its batch started is dropped; a batch whose every client went away stops at its next network
     evaluation."""
 
-    def __init__(self, model: StageDiff, executor: Executor, *, max_rows: int, max_jobs: int):
+    def __init__(self, model: StageDiff, executor: Executor, *, max_rows: int, max_jobs: int, long: float = LONG):
         self.model, self.executor = model, executor
-        self.max_rows, self.max_jobs = max_rows, max_jobs
+        self.max_rows, self.max_jobs, self.long = max_rows, max_jobs, long
         self.turns = Turns()
         self.pending: deque[Job] = deque()
         self.running: set[Batch] = set()
@@ -224,15 +237,15 @@ class Batcher:
         return partial(self.turns.checkpoint, work)
 
     def dispatch(self) -> None:
-        """Start batches from the waiting jobs: at once when no batch runs, beside the running ones once each has run
-        for a slice (checked again a tenth of a slice later until then)."""
+        """Start batches from the waiting jobs: at once when no batch runs, beside the running ones while each is
+        expected to run for more than ``long`` seconds per request in it (checked again a tenth of a slice later
+        until then)."""
         if self.recheck is not None:
             self.recheck.cancel()
             self.recheck = None
         loop = asyncio.get_running_loop()
         while self.pending:
-            now = time.monotonic()
-            if any(batch.started is None or now - batch.started < self.turns.slice for batch in self.running):
+            if any(self.seconds_left(batch) < self.long * batch.weight for batch in self.running):
                 self.recheck = loop.call_later(self.turns.slice / 10, self.dispatch)
                 return
             jobs = self.take()
@@ -243,6 +256,11 @@ class Batcher:
             task = loop.create_task(self.run_batch(batch))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+
+    def seconds_left(self, batch: Batch) -> float:
+        """The batch's remaining evaluations at its average time per evaluation so far (0 before its first)."""
+        done = batch.evaluations
+        return 0.0 if done == 0 else (batch.total - done) * self.turns.computed(batch) / done
 
     def take(self) -> list[Job]:
         """The next batch, oldest job first; cancelled jobs are dropped."""

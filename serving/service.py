@@ -3,9 +3,10 @@
     STAGEDIFF_MODEL_TAG=stagediff:latest bentoml serve serving.service:StageDiffService
 
 Endpoints: ``POST /generate`` (JSON, CSV or parquet), ``POST /generate_stream`` (JSON lines or CSV,
-sent piece by piece as the series is denoised), ``GET``/``POST /info``; BentoML adds ``/readyz``,
-``/livez``, ``/metrics`` and ``/docs.json``. Every request is checked before any work (unknown fields,
-types, length, budget, prefix) and bad input gets HTTP 400 with a message naming the problem.
+sent piece by piece as the series is denoised), ``GET``/``POST /info``, ``GET /docs.json`` (OpenAPI,
+serving.openapi); BentoML adds ``/readyz``, ``/livez`` and ``/metrics``. Every request is checked before any work
+(content type, a JSON object, unknown fields, types, length, budget, prefix) and bad input gets a 4xx with a
+message naming the problem; a client that leaves stops its work.
 
 Environment: STAGEDIFF_MODEL_TAG (default ``stagediff:latest``), STAGEDIFF_THREADS (torch threads;
 default 1 on up to 2 cores, see stagediff.runtime), STAGEDIFF_BATCHING (``1``/``0``, default 1),
