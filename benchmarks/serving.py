@@ -12,6 +12,15 @@ changing load falls on both alike. Then the batching server runs a 32-client soa
 every 10 s) and a 100,000-step stream (time to the first record; the client then leaves and the service
 must stop sampling), and takes turns with a server on 2 torch threads for the 1-client latency.
 
+Fairness: while one request of the largest size the budget allows (16 x 2,496 steps at 50 DDIM steps) runs, one
+client sends 1 x 256-step requests back to back; their latencies show whether small requests wait for the large
+one. Clients that leave: a /generate of that size, a stream of it left before its first record, and a long stream
+left after its first records; the server's CPU time (psutil, whole process tree) is sampled every 0.1 s after the
+client left, to show when it stops computing. The soak mixes 4 clients of that large request into the 32.
+``--sections`` runs a subset (e.g. ``--sections fairness leaving soak``). ``--sections compare --baseline DIR``
+serves another checkout of the project (e.g. the commit before a change) beside this one and takes turns between
+the two for 1, 8 and 32 clients and the fairness check.
+
 Prints a markdown table (the one in docs/serving.md) and writes the raw numbers as JSON. Not a test:
 timings on a shared machine are noisy; compare numbers measured in one run.
 """
@@ -27,6 +36,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -40,10 +50,19 @@ import psutil  # noqa: E402
 
 from machine import describe_machine  # noqa: E402
 
+from serving.requests import Limits  # noqa: E402
+
 MODEL_DIR = ROOT / "runs" / "serving-benchmark" / "model"
 ONE_SAMPLE = {"n_samples": 1, "length": 256, "steps": 50}
 LONG_SAMPLE = {"n_samples": 1, "length": 10_016, "steps": 50}
 """10,000 steps rounded up to a multiple of the stage length (32)."""
+CHANNELS, STAGE = 5, 32
+LARGEST = {"n_samples": Limits().max_samples, "steps": 50,
+           "length": Limits().longest(Limits().max_samples, CHANNELS, 50, STAGE)}
+"""The largest request of the default limits at 50 steps: 16 x 2,496 steps, n * length * channels * steps just under
+the budget max_cost."""
+SOAK_LARGE_CLIENTS = 4
+SECTIONS = ("table", "long", "soak", "stream", "threads", "fairness", "leaving", "compare")
 TELEMETRY_OFF = {"BENTOML_DO_NOT_TRACK": "true", "DO_NOT_TRACK": "true"}
 
 
@@ -68,16 +87,16 @@ def free_port() -> int:
 
 
 class Server:
-    """`bentoml serve serving.service:StageDiffService` in its own process group."""
+    """`bentoml serve serving.service:StageDiffService` of the project at ``root`` in its own process group."""
 
-    def __init__(self, home: Path, tag: str, log: Path, **settings: str):
+    def __init__(self, home: Path, tag: str, log: Path, root: Path = ROOT, **settings: str):
         self.url = f"http://127.0.0.1:{free_port()}"
         env = {**os.environ, **TELEMETRY_OFF, "BENTOML_HOME": str(home), "STAGEDIFF_MODEL_TAG": tag,
-               "OMP_WAIT_POLICY": "PASSIVE", **settings}
+               "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(root), **settings}
         with open(log, "ab") as output:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "bentoml", "serve", "serving.service:StageDiffService", "--host", "127.0.0.1",
-                 "--port", self.url.rsplit(":", 1)[1]], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+                 "--port", self.url.rsplit(":", 1)[1]], cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT,
                 start_new_session=True)
         started = time.monotonic()
         while time.monotonic() - started < 120:
@@ -111,27 +130,34 @@ class Server:
                 self.process.wait(30)
 
 
-async def closed_loop(url: str, body: dict, clients: int, requests_per_client: int | None = None,
+async def closed_loop(url: str, body: dict | list[dict], clients: int, requests_per_client: int | None = None,
                       seconds: float | None = None, first_seed: int = 0,
                       on_tick: Callable[[], None] | None = None) -> dict:
-    """``clients`` concurrent clients, each sending ``body`` again as soon as its previous answer arrived,
-    for a number of requests each or for ``seconds``. Latencies of the successful requests; errors counted.
-    ``on_tick`` is called every 10 s while it runs (the soak samples the server's memory with it)."""
+    """``clients`` concurrent clients, each sending ``body`` (client i: ``body[i % len(body)]`` for a list) again
+    as soon as its previous answer arrived, for a number of requests each or for ``seconds``. Latencies of the
+    successful requests (by request size for a list); errors counted. ``on_tick`` is called every 10 s while it
+    runs (the soak samples the server's memory with it)."""
     latencies: list[float] = []
+    by_size: dict[str, list[float]] = {}
+    steps = 0
     errors: dict[str, int] = {}
     deadline = None if seconds is None else time.monotonic() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
 
         async def one_client(index: int) -> None:
+            nonlocal steps
+            mine = body[index % len(body)] if isinstance(body, list) else body
             sent = 0
             while (requests_per_client is None or sent < requests_per_client) and (
                     deadline is None or time.monotonic() < deadline):
                 started = time.monotonic()
                 try:
-                    response = await client.post("/generate", json={**body, "seed": first_seed + index * 1_000_003 + sent})
+                    response = await client.post("/generate", json={**mine, "seed": first_seed + index * 1_000_003 + sent})
                     if response.status_code == 200:
                         latencies.append(time.monotonic() - started)
+                        by_size.setdefault(f"{mine['n_samples']} x {mine['length']}", []).append(latencies[-1])
+                        steps += mine["n_samples"] * mine["length"]
                     else:
                         errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
                 except httpx.HTTPError as error:
@@ -149,8 +175,8 @@ async def closed_loop(url: str, body: dict, clients: int, requests_per_client: i
         wall = time.monotonic() - started
         if ticker:
             ticker.cancel()
-    return {"clients": clients, "latencies": latencies, "errors": errors, "seconds": wall,
-            "steps": len(latencies) * body["n_samples"] * body["length"]}
+    return {"clients": clients, "latencies": latencies, "errors": errors, "seconds": wall, "steps": steps,
+            "by_size": {size: percentiles(values) | {"requests": len(values)} for size, values in by_size.items()}}
 
 
 def merge(rounds: list[dict]) -> dict:
@@ -190,12 +216,86 @@ def interleaved(servers: dict[str, Server], body: dict, clients: int, requests: 
 
 
 def soak(server: Server, seconds: float) -> dict:
-    """32 clients for ``seconds``: errors, latency, and the server's memory every 10 s."""
+    """32 clients for ``seconds``, SOAK_LARGE_CLIENTS of them sending the largest request, the others one 256-step
+    sample: errors, latency by request size, and the server's memory every 10 s."""
     memory = [round(server.rss_mb(), 1)]
-    measured = asyncio.run(closed_loop(server.url, ONE_SAMPLE, 32, seconds=seconds,
+    bodies = [LARGEST] * SOAK_LARGE_CLIENTS + [ONE_SAMPLE] * (32 - SOAK_LARGE_CLIENTS)
+    measured = asyncio.run(closed_loop(server.url, bodies, 32, seconds=seconds,
                                        on_tick=lambda: memory.append(round(server.rss_mb(), 1))))
     memory.append(round(server.rss_mb(), 1))
-    return {**merge([measured]), "rss_mb_before": memory[0], "rss_mb_after": memory[-1], "rss_mb_every_10_s": memory}
+    return {**merge([measured]), "by_size": measured["by_size"], "rss_mb_before": memory[0],
+            "rss_mb_after": memory[-1], "rss_mb_every_10_s": memory}
+
+
+def fairness(server: Server, small_requests: int) -> dict:
+    """The largest request alone; one client's 1 x 256-step requests, back to back, alone and then while the
+    largest request runs."""
+    started = time.monotonic()
+    large_alone = httpx.post(f"{server.url}/generate", json={**LARGEST, "seed": 0}, timeout=1200).status_code
+    large_alone_seconds = round(time.monotonic() - started, 2)
+    alone = asyncio.run(closed_loop(server.url, ONE_SAMPLE, 1, requests_per_client=small_requests))
+    large: dict = {}
+
+    def send_large() -> None:
+        started = time.monotonic()
+        response = httpx.post(f"{server.url}/generate", json={**LARGEST, "seed": 1}, timeout=1200)
+        large.update(status=response.status_code, seconds=round(time.monotonic() - started, 2))
+
+    thread = threading.Thread(target=send_large)
+    thread.start()
+    time.sleep(2)  # the large request holds the turn
+    latencies = []  # of the small requests sent while the large one runs
+    with httpx.Client(base_url=server.url, timeout=1200) as client:
+        while thread.is_alive():
+            started = time.monotonic()
+            response = client.post("/generate", json={**ONE_SAMPLE, "seed": len(latencies)})
+            assert response.status_code == 200, response.text
+            latencies.append(time.monotonic() - started)
+    thread.join()
+    return {"large_request": LARGEST, "large_alone": {"status": large_alone, "seconds": large_alone_seconds},
+            "large": large, "small_alone": merge([alone]),
+            "small_sent_while_large_runs": {"requests": len(latencies), **percentiles(latencies)}}
+
+
+def cpu_seconds(server: Server) -> float:
+    root = psutil.Process(server.process.pid)
+    return sum(sum(process.cpu_times()[:2]) for process in [root, *root.children(recursive=True)])
+
+
+def leave_and_watch(server: Server, endpoint: str, body: dict, leave_after: float | None, watch: float = 5.0) -> dict:
+    """Send ``body``; leave after ``leave_after`` seconds (None: after the first record); then the server's CPU
+    seconds every 0.1 s for ``watch`` seconds, and when it stopped computing: the first moment after which it used
+    less than 5% of a core in every 0.5 s."""
+    started = time.monotonic()
+    with httpx.Client(base_url=server.url, timeout=leave_after or 600) as client:
+        try:
+            with client.stream("POST", endpoint, json=body) as response:
+                for _ in response.iter_lines():
+                    if leave_after is None or time.monotonic() - started > leave_after:
+                        break
+        except httpx.ReadTimeout:
+            pass
+    left = time.monotonic()
+    samples = []
+    while (now := time.monotonic()) - left < watch:
+        samples.append((now - left, cpu_seconds(server)))
+        time.sleep(0.1)
+    times, cpu = np.array(samples).T
+    stopped = next((times[i] for i in range(len(times))
+                    if all(cpu[j] - cpu[i] < 0.05 * (times[j] - times[i]) + 0.025 for j in range(i + 1, len(times)))),
+                   None)
+    info = httpx.get(f"{server.url}/info", timeout=60).json()["serving"]
+    return {"endpoint": endpoint, "request": body, "left_after_seconds": round(left - started, 2),
+            "cpu_seconds_in_the_first_second": round(float(np.interp(1.0, times, cpu) - cpu[0]), 3),
+            "cpu_seconds_from_1_s_to_the_end": round(float(cpu[-1] - np.interp(1.0, times, cpu)), 3),
+            "stopped_after_seconds": None if stopped is None else round(float(stopped), 2),
+            "watched_seconds": watch, "cancelled_so_far": info["cancelled"]}
+
+
+def leaving(server: Server) -> list[dict]:
+    return [leave_and_watch(server, "/generate", {**LARGEST, "seed": 2}, 3.0),
+            leave_and_watch(server, "/generate_stream", {**LARGEST, "seed": 3}, 1.0),
+            leave_and_watch(server, "/generate_stream", {"length": 100_000, "seed": 4}, None)]
 
 
 def first_record_of_a_long_stream(url: str, length: int = 100_000) -> dict:
@@ -203,7 +303,7 @@ def first_record_of_a_long_stream(url: str, length: int = 100_000) -> dict:
     service stopped sampling (its count of computed pieces stops growing)."""
     started = time.monotonic()
     with httpx.Client(base_url=url, timeout=600) as client:
-        with client.stream("POST", "/generate_stream", json={"length": length, "seed": 0, "steps": 50}) as response:
+        with client.stream("POST", "/generate_stream", json={"length": length, "seed": 0}) as response:
             next(response.iter_lines())
             first = time.monotonic() - started
     time.sleep(3)
@@ -229,15 +329,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "serving-benchmark.json")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--single-requests", type=int, default=30, help="per server")
     parser.add_argument("--requests-8", type=int, default=48, help="per server")
     parser.add_argument("--requests-32", type=int, default=96, help="per server")
     parser.add_argument("--long-requests", type=int, default=2, help="per server")
     parser.add_argument("--rounds", type=int, default=3, help="turns of the compared servers")
-    parser.add_argument("--soak-seconds", type=float, default=120)
-    parser.add_argument("--no-stream", dest="stream", action="store_false")
-    parser.add_argument("--no-threads-check", dest="threads_check", action="store_false")
+    parser.add_argument("--soak-seconds", type=float, default=300)
+    parser.add_argument("--fairness-requests", type=int, default=20, help="1 x 256-step requests alone")
+    parser.add_argument("--baseline", type=Path, help="another checkout of the project, for --sections compare")
     args = parser.parse_args()
+    sections = set(args.sections)
 
     import torch
 
@@ -254,31 +356,53 @@ def main() -> None:
     loads = {"start": os.getloadavg()}
     results: dict[str, dict] = {}
     extra: dict[str, object] = {}
-    servers = {"batching on": Server(home, tag, log, STAGEDIFF_BATCHING="1"),
-               "batching off": Server(home, tag, log, STAGEDIFF_BATCHING="0")}
+    servers = {"batching on": Server(home, tag, log, STAGEDIFF_BATCHING="1")}
+    if sections & {"table", "long"}:
+        servers["batching off"] = Server(home, tag, log, STAGEDIFF_BATCHING="0")
     try:
         for server in servers.values():
             asyncio.run(closed_loop(server.url, ONE_SAMPLE, 1, requests_per_client=3))  # warm-up
         extra["serving"] = {label: server.info()["serving"] for label, server in servers.items()}
-        for clients, total in ((1, args.single_requests), (8, args.requests_8), (32, args.requests_32)):
-            for label, measured in interleaved(servers, ONE_SAMPLE, clients, total, args.rounds).items():
-                results[f"{label} | 1 x 256 steps | {clients} clients"] = measured
-            loads[f"after {clients} clients"] = os.getloadavg()
-        if args.long_requests:
+        if "table" in sections:
+            for clients, total in ((1, args.single_requests), (8, args.requests_8), (32, args.requests_32)):
+                for label, measured in interleaved(servers, ONE_SAMPLE, clients, total, args.rounds).items():
+                    results[f"{label} | 1 x 256 steps | {clients} clients"] = measured
+                loads[f"after {clients} clients"] = os.getloadavg()
+        if "long" in sections and args.long_requests:
             for label, measured in interleaved(servers, LONG_SAMPLE, 1, args.long_requests, args.long_requests).items():
                 results[f"{label} | 1 x 10,016 steps | 1 client"] = measured
             loads["after the long sample"] = os.getloadavg()
-        servers.pop("batching off").stop()
+        if "batching off" in servers:
+            servers.pop("batching off").stop()
         batching = servers["batching on"]
-        if args.soak_seconds:
+        if "fairness" in sections:
+            extra["fairness"] = fairness(batching, args.fairness_requests)
+            print("fairness", extra["fairness"], flush=True)
+            loads["after the fairness check"] = os.getloadavg()
+        if "leaving" in sections:
+            extra["leaving"] = leaving(batching)
+            print("leaving", extra["leaving"], flush=True)
+        if "soak" in sections and args.soak_seconds:
             extra["soak"] = soak(batching, args.soak_seconds)
             print("soak", extra["soak"], flush=True)
             loads["after the soak"] = os.getloadavg()
-        if args.stream:
+        if "stream" in sections:
             extra["stream"] = first_record_of_a_long_stream(batching.url)
             print("stream", extra["stream"], flush=True)
-        extra["batches"] = {key: batching.info()["serving"][key] for key in ("batches", "batched_requests")}
-        if args.threads_check:
+        extra["batches"] = {key: batching.info()["serving"][key] for key in ("batches", "batched_requests", "cancelled")}
+        if "compare" in sections:
+            if args.baseline is None:
+                raise SystemExit("--sections compare needs --baseline DIR, another checkout of the project")
+            servers["baseline"] = Server(home, tag, log, root=args.baseline.resolve(), STAGEDIFF_BATCHING="1")
+            asyncio.run(closed_loop(servers["baseline"].url, ONE_SAMPLE, 1, requests_per_client=3))
+            pair = {f"baseline ({args.baseline})": servers["baseline"], "this tree": batching}
+            for clients, total in ((1, args.single_requests), (8, args.requests_8), (32, args.requests_32)):
+                for label, measured in interleaved(pair, ONE_SAMPLE, clients, total, args.rounds).items():
+                    results[f"{label} | 1 x 256 steps | {clients} clients"] = measured
+            extra["compare_fairness"] = {label: fairness(server, args.fairness_requests) for label, server in pair.items()}
+            print("compare fairness", extra["compare_fairness"], flush=True)
+            loads["after the comparison"] = os.getloadavg()
+        if "threads" in sections:
             servers["2 torch threads"] = Server(home, tag, log, STAGEDIFF_BATCHING="1", STAGEDIFF_THREADS="2")
             asyncio.run(closed_loop(servers["2 torch threads"].url, ONE_SAMPLE, 1, requests_per_client=3))
             pair = {"batching on, 1 torch thread": batching, "batching on, 2 torch threads": servers["2 torch threads"]}
@@ -291,7 +415,8 @@ def main() -> None:
     report = {"machine": describe_machine(), "started": started, "load_average": loads,
               "command": " ".join([".venv/bin/python", *sys.argv]),
               "model": {"dir": relative(args.model_dir), "tag": tag, "window": 256,
-                        "channels": 5, "request": ONE_SAMPLE, "long_request": LONG_SAMPLE},
+                        "channels": CHANNELS, "request": ONE_SAMPLE, "long_request": LONG_SAMPLE,
+                        "largest_request": LARGEST},
               "results": results, **extra}
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(table(results))

@@ -12,6 +12,7 @@ import io
 import json
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -58,7 +59,24 @@ def to_parquet(frame: pd.DataFrame, provenance: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
+class NonFiniteOutput(ValueError):
+    """Sampled values that are NaN or infinite: never encoded (JSON would carry them as null)."""
+
+
+def require_finite(frame: pd.DataFrame) -> None:
+    """The last check before any values are encoded: raise :class:`NonFiniteOutput` naming the first NaN or infinity."""
+    values = frame.select_dtypes("number").drop(columns="sample", errors="ignore")
+    bad = ~np.isfinite(values.to_numpy(dtype=np.float64))
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        raise NonFiniteOutput(
+            f"the model produced {values.iat[row, column]} for channel {values.columns[column]!r} of sample "
+            f"{frame['sample'].iat[row]} (and {int(bad.sum()) - 1} more non-finite values); nothing of it was sent. "
+            "This is a fault of the served model, not of the request: please report the request")
+
+
 def encode(frame: pd.DataFrame, provenance: dict[str, Any], format: str) -> bytes:
+    require_finite(frame)
     if format == "json":
         return to_json(frame, provenance)
     if format == "csv":
@@ -68,4 +86,5 @@ def encode(frame: pd.DataFrame, provenance: dict[str, Any], format: str) -> byte
 
 def encode_piece(frame: pd.DataFrame, format: str, first: bool) -> bytes:
     """One streamed piece: JSON lines, or CSV rows (with the header line on the first piece only)."""
+    require_finite(frame)
     return records(frame, lines=True).encode() if format == "json" else to_csv(frame, header=first)

@@ -14,11 +14,11 @@ import math
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from stagediff import StageDiff
 from stagediff.diffusion import SAMPLERS, sampling_choice
@@ -33,21 +33,76 @@ MAX_STEP = 2**62
 """Largest step number a start may name (step numbers are int64)."""
 
 
+JSON = "application/json"
+EXAMPLE_BODY = '{"n_samples": 2, "length": 256}'
+
+
 class RequestError(ValueError):
     """A request the service refuses before any work; the message names the problem and the fix."""
 
 
+class BodyError(RequestError):
+    """A request body that is not one JSON object of the endpoint's schema; ``status`` is the HTTP status (400, or
+    415 for another content type), ``detail`` pydantic's list of problems (loc, msg, type) where there are any."""
+
+    def __init__(self, message: str, status: int = 400, detail: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.status, self.detail = status, detail
+
+
+def check_body(content_type: str | None, body: bytes, schema: type[BaseModel]) -> None:
+    """The rule for the body of a POST to an endpoint: one JSON object (``{}`` for every default) that fits the
+    endpoint's ``schema``, sent as application/json (or with no content type). Anything else raises
+    :class:`BodyError` naming the problem: another content type (a form, plain text), an empty body, invalid JSON,
+    JSON that is not an object, or fields that do not fit (unknown, of the wrong type, out of range)."""
+    media_type = (content_type if content_type is not None else JSON).split(";")[0].strip().lower()
+    if media_type != JSON:
+        raise BodyError(f"the request body must be a JSON object sent with content-type {JSON}, got content-type "
+                        f"{content_type!r}; e.g. curl -H 'content-type: {JSON}' -d '{EXAMPLE_BODY}'", 415)
+    if not body.strip():
+        raise BodyError(f"the request body is empty; send a JSON object: {{}} for every default, or e.g. {EXAMPLE_BODY}")
+    try:
+        schema.model_validate_json(body)
+    except ValidationError as error:
+        problems = error.errors(include_url=False)
+        first = problems[0]
+        if first["type"] == "json_invalid":
+            raise BodyError(f"the request body is not valid JSON ({first['msg'].removeprefix('Invalid JSON: ')}); "
+                            f"send a JSON object such as {EXAMPLE_BODY}") from None
+        if first["loc"] == ():
+            raise BodyError(f"the request body must be a JSON object such as {EXAMPLE_BODY} ({{}} for every default), "
+                            f"got {json_kind(first['input'])}") from None
+        raise BodyError("the request body does not fit the schema (see /docs.json): " + "; ".join(
+            f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}, got {short(problem['input'])}"
+            for problem in problems), detail=[{key: problem[key] for key in ("loc", "msg", "type")}
+                                              for problem in problems]) from None
+
+
+def json_kind(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 @dataclass(frozen=True)
 class Limits:
-    """How much one request may ask for. The pipeline stores them in the model's metadata under
-    ``limits``; absent keys take these defaults.
+    """How much one request may ask for: the one place for the service's limits. The pipeline stores them in the
+    model's metadata under ``limits``; absent keys take these defaults.
 
-    max_length: steps per series; max_samples: series per request; max_values: n_samples * length *
-    channels (the memory budget: 1,000,000 values are 8 MB as float64 and about 40 MB as JSON)."""
+    max_length: steps per series; max_samples: series per request (one network evaluation works on at most
+    max_samples series of 4 training windows, which bounds how long a request keeps the CPU before another gets
+    its turn, and how late a cancellation takes effect); max_values: n_samples * length * channels, the memory
+    bound (1,000,000 values are 8 MB as float64 and about 40 MB as JSON); max_cost: the budget of work,
+    n_samples * length * channels * steps (10,000,000 is one series of 100,000 steps of 5 channels at 20 steps)."""
 
     max_length: int = 100_000
-    max_samples: int = 64
+    max_samples: int = 16
     max_values: int = 1_000_000
+    max_cost: int = 10_000_000
 
     @classmethod
     def from_metadata(cls, limits: dict[str, Any] | None) -> Limits:
@@ -63,23 +118,38 @@ class Limits:
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def longest(self, n_samples: int, channels: int, steps: int, stage: int) -> int:
+        """The longest length (a multiple of ``stage``) within every limit for this many series and steps; 0 if
+        not even one stage fits."""
+        longest = min(self.max_length, self.max_values // (n_samples * channels),
+                      self.max_cost // (n_samples * channels * steps))
+        return longest - longest % stage
+
+
+def integral(value: Any) -> Any:
+    """8.0 as 8: JSON Schema counts a number without a fraction as an integer (strings and booleans stay refused)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Integer = Annotated[int, BeforeValidator(integral)]
+
 
 class GenerateRequest(BaseModel):
     """Synthetic series to generate. Every field is optional; unknown fields are errors."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    n_samples: int = Field(1, ge=1, description="How many series (at most the limit max_samples, see /info).")
-    length: int | None = Field(
+    n_samples: Integer = Field(1, ge=1, description="How many series (at most the limit max_samples, see /info).")
+    length: Integer | None = Field(
         None, ge=1, description="Steps per series: a multiple of the model's stage length, at most max_length; "
                                 "may be far longer than the training window. Default: the training window.")
-    seed: int | None = Field(
+    seed: Integer | None = Field(
         None, ge=0, le=MAX_SEED, description="Random seed; the same seed and fields give the same series. "
                                              "Default: a random seed, returned in the response.")
     sampler: Literal[SAMPLERS] | None = Field(
         None, description="Reverse-diffusion sampler. Default: the model's own, the one its scores in /info were "
                           "measured with.")
-    steps: int | None = Field(
+    steps: Integer | None = Field(
         None, ge=1, description="Network evaluations per chunk, at most the model's diffusion steps. Default: "
                                 "every diffusion step for ddpm, else the model's sampling steps.")
     start: str | int | float | None = Field(
@@ -127,15 +197,9 @@ def plan_request(request: GenerateRequest, model: StageDiff, limits: Limits, *, 
     if length % stage or not stage <= length <= largest:
         raise RequestError(f"length must be a multiple of the stage length {stage} between {stage} and {largest}, "
                            f"got {length}")
-    values = request.n_samples * length * len(channels)
-    if values > limits.max_values:
-        longest = limits.max_values // (request.n_samples * len(channels))
-        raise RequestError(
-            f"n_samples * length * channels = {request.n_samples} * {length} * {len(channels)} = {values:,} exceeds "
-            f"the budget of {limits.max_values:,} values per request; with n_samples={request.n_samples} the length "
-            f"may be at most {longest - longest % stage} (or ask for fewer samples per request)")
     sampler, steps = sampling_choice(config, request.sampler, request.steps)
     check_range("steps", steps, 1, config.diffusion_steps)
+    check_budget(request.n_samples, length, len(channels), steps, stage, limits)
     if request.format not in (STREAM_FORMATS if stream else FORMATS):
         raise RequestError(f"format {request.format!r} cannot be streamed; a stream is one of {list(STREAM_FORMATS)}")
     if request.start is not None and request.prefix is not None:
@@ -148,6 +212,25 @@ def plan_request(request: GenerateRequest, model: StageDiff, limits: Limits, *, 
     run = model.plan_sampling(SampleRequest(request.n_samples, length, seed, steps, prefix, sampler))
     return Plan(n_samples=request.n_samples, length=length, seed=seed, seed_chosen=seed_chosen, steps=steps,
                 sampler=sampler, start=start, prefix=prefix, format=request.format, run=run)
+
+
+def check_budget(n_samples: int, length: int, channels: int, steps: int, stage: int, limits: Limits) -> None:
+    """The cost model: a request holds n_samples * length * channels values (at most max_values) and costs that many
+    times its steps, the network evaluations per chunk (at most max_cost). Past either, the message names the
+    longest length that fits with the same n_samples and steps."""
+    values, cost = n_samples * length * channels, n_samples * length * channels * steps
+    if values <= limits.max_values and cost <= limits.max_cost:
+        return
+    longest = limits.longest(n_samples, channels, steps, stage)
+    fix = (f"with n_samples={n_samples} and steps={steps} the length may be at most {longest}" if longest else
+           f"with n_samples={n_samples} and steps={steps} not even one stage of {stage} steps fits")
+    if cost > limits.max_cost:
+        raise RequestError(
+            f"n_samples * length * channels * steps = {n_samples} * {length} * {channels} * {steps} = {cost:,} exceeds "
+            f"the budget of {limits.max_cost:,} per request (max_cost); {fix} (or ask for fewer samples or steps)")
+    raise RequestError(
+        f"n_samples * length * channels = {n_samples} * {length} * {channels} = {values:,} exceeds the limit of "
+        f"{limits.max_values:,} values per request (max_values); {fix} (or ask for fewer samples)")
 
 
 def check_range(name: str, value: int, low: int, high: int) -> None:
@@ -187,17 +270,30 @@ def check_time_axis(model: StageDiff, length: int, start: Any, prefix: pd.DataFr
     if len(times) != length or pd.isna(times[-1]):
         raise RequestError(f"the {length} timestamps from start {start} cannot be represented; choose an earlier "
                            "start or a shorter length")
+    if isinstance(times[-1], pd.Timestamp) and times[-1].year > 9999:
+        raise RequestError(f"the {length} timestamps from start {start} end in {times[-1]}, after the year 9999 that "
+                           "ISO 8601 timestamps can name; choose an earlier start or a shorter length")
+
+
+def prefix_columns(model: StageDiff) -> list[str]:
+    """The columns of every prefix record: the time column (if the model has one), then the channels."""
+    time_column = model.metadata.get("time_column")
+    return ([time_column] if time_column else []) + list(model.metadata["channels"])
+
+
+def most_prefix_records(model: StageDiff, limits: Limits) -> int:
+    return min(limits.max_length, limits.max_values // len(prefix_columns(model)))
 
 
 def check_prefix(records: list[dict[str, Any]], model: StageDiff, limits: Limits) -> pd.DataFrame:
     """The prefix records as a DataFrame (time column, channels), after every check a client can fail."""
     channels = list(model.metadata["channels"])
     time_column = model.metadata.get("time_column")
-    columns = ([time_column] if time_column else []) + channels
+    columns = prefix_columns(model)
     if not records:
         raise RequestError("prefix is empty; send at least one record, or leave prefix out")
-    if len(records) > limits.max_length or len(records) * len(columns) > limits.max_values:
-        most = min(limits.max_length, limits.max_values // len(columns))
+    most = most_prefix_records(model, limits)
+    if len(records) > most:
         raise RequestError(f"prefix has {len(records)} records; at most {most} are accepted (the model "
                            f"conditions on the last {4 * model.config.window - model.config.effective_stage_length} "
                            "at most)")
@@ -231,9 +327,13 @@ def check_prefix_times(times: list[Any], model: StageDiff) -> pd.Index:
                                f"got {times[bad]!r}")
         try:
             index = pd.DatetimeIndex(pd.to_datetime(times, format="ISO8601"))
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, OverflowError) as error:
             raise RequestError(f"prefix column {time_column!r} has a value that is not an ISO 8601 timestamp "
                                f"({error})") from None
+        missing = np.flatnonzero(np.asarray(index.isna()))
+        if missing.size:  # pandas reads "" as a missing timestamp
+            row = int(missing[0])
+            raise RequestError(f"prefix record {row}: {time_column!r} {times[row]!r} is not an ISO 8601 timestamp")
     else:
         bad = next((row for row, value in enumerate(times)
                     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)), None)

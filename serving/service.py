@@ -3,14 +3,16 @@
     STAGEDIFF_MODEL_TAG=stagediff:latest bentoml serve serving.service:StageDiffService
 
 Endpoints: ``POST /generate`` (JSON, CSV or parquet), ``POST /generate_stream`` (JSON lines or CSV,
-sent piece by piece as the series is denoised), ``GET``/``POST /info``; BentoML adds ``/readyz``,
-``/livez``, ``/metrics`` and ``/docs.json``. Every request is checked before any work (unknown fields,
-types, length, budget, prefix) and bad input gets HTTP 400 with a message naming the problem.
+sent piece by piece as the series is denoised), ``GET``/``POST /info``, ``GET /docs.json`` (OpenAPI,
+serving.openapi); BentoML adds ``/readyz``, ``/livez`` and ``/metrics``. Every request is checked before any work
+(content type, a JSON object, unknown fields, types, length, budget, prefix) and bad input gets a 4xx with a
+message naming the problem; a client that leaves stops its work.
 
 Environment: STAGEDIFF_MODEL_TAG (default ``stagediff:latest``), STAGEDIFF_THREADS (torch threads;
 default 1 on up to 2 cores, see stagediff.runtime), STAGEDIFF_BATCHING (``1``/``0``, default 1),
 STAGEDIFF_MAX_BATCH (rows per batch, default 32), STAGEDIFF_MAX_BODY_BYTES (default 16 MiB).
-All sampling runs on one worker thread, so requests never compete for the CPU's cores.
+Sampling computes one request (or batch) at a time, so requests never compete for the CPU's cores, in turns
+between network evaluations, so a small request does not wait for a large one to end (serving.batching).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from __future__ import annotations
 import stagediff  # noqa: F401  # first: sets OMP_WAIT_POLICY=PASSIVE before torch is imported
 
 import asyncio
+import functools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Iterator
 
 import bentoml
 import pandas as pd
@@ -31,11 +35,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from serving import timeouts
-from serving.batching import Batcher, rows_independent
-from serving.encoding import MEDIA_TYPES, STREAM_MEDIA_TYPES, encode, encode_piece, provenance_headers
-from serving.requests import GenerateRequest, Limits, Plan, RequestError, plan_request
+from serving import openapi, timeouts
+from serving.batching import Batcher, Work, rows_independent
+from serving.encoding import (MEDIA_TYPES, STREAM_MEDIA_TYPES, NonFiniteOutput, encode, encode_piece,
+                              provenance_headers)
+from serving.requests import BodyError, GenerateRequest, Limits, Plan, RequestError, check_body, plan_request
 from stagediff import StageDiff, StageDiffError
+from stagediff.generator import SamplePiece
 from stagediff.diffusion import sampling_choice
 from stagediff.runtime import configure_threads
 
@@ -44,39 +50,87 @@ logger = logging.getLogger(__name__)
 MODEL_TAG = os.environ.get("STAGEDIFF_MODEL_TAG", "stagediff:latest")
 DEFAULT_MAX_BATCH = 32
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
+MAX_CONCURRENCY = 256
+"""Requests in the service at once (BentoML answers 429 beyond); also the most sampling threads."""
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over ``max_bytes`` gets 413; at most ``max_bytes`` are ever buffered.
+class ClientGuard:
+    """ASGI middleware: the service sees a request only once its body passed the checks, and no longer than its
+    client stays.
 
-    The body is read here before the app sees it (then replayed), since BentoML turns any exception
-    raised while it reads the body into a 500."""
+    - The body is read here, at most ``max_bytes`` of it (413 past that), then replayed to the app: BentoML turns any
+      exception raised while it reads a body into a 500.
+    - A POST to an endpoint (a key of ``schemas``) must carry one JSON object of its schema
+      (:func:`serving.requests.check_body`: 415 for another content type; 400 for an empty body, invalid JSON, JSON
+      that is not an object, or fields that do not fit, with pydantic's list of problems as ``detail``). BentoML
+      checks the same schema again; its own 400 names no problem in ``error``.
+    - A client that disconnects before its response is complete cancels the app's handling of its request, and
+      with it the request's sampling (serving.batching stops it between two network evaluations)."""
 
-    def __init__(self, app: Any, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: Any, max_bytes: int, schemas: dict[str, type[BaseModel]]):
+        self.app, self.max_bytes, self.schemas = app, max_bytes, schemas
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            return await self.reject(scope, receive, send)
-        messages, size = [], 0
+            return await self.too_large(scope, receive, send)
+        parts, size = [], 0
         while True:
             message = await receive()
-            messages.append(message)
-            size += len(message.get("body", b""))
+            if message["type"] == "http.disconnect":
+                return
+            parts.append(message.get("body", b""))
+            size += len(parts[-1])
             if size > self.max_bytes:
-                return await self.reject(scope, receive, send)
-            if message["type"] != "http.request" or not message.get("more_body", False):
+                return await self.too_large(scope, receive, send)
+            if not message.get("more_body", False):
                 break
+        body = b"".join(parts)
+        if scope["method"] == "POST" and scope["path"] in self.schemas:
+            content_type = headers.get(b"content-type")
+            try:
+                check_body(None if content_type is None else content_type.decode("latin-1"), body,
+                           self.schemas[scope["path"]])
+            except BodyError as error:
+                answer = {"error": str(error), **({"detail": error.detail} if error.detail else {})}
+                return await JSONResponse(answer, status_code=error.status)(scope, receive, send)
+        await self.serve(scope, body, receive, send)
+
+    async def serve(self, scope: dict, body: bytes, receive: Any, send: Any) -> None:
+        """Run the app with the body replayed; cancel it when the client disconnects."""
+        gone = asyncio.Event()
+        replayed = False
 
         async def replay() -> dict:
-            return messages.pop(0) if messages else await receive()
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
 
-        await self.app(scope, replay, send)
+        app = asyncio.ensure_future(self.app(scope, replay, send))
 
-    async def reject(self, scope: dict, receive: Any, send: Any) -> None:
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+            app.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await app
+        except asyncio.CancelledError:
+            if not gone.is_set() or asyncio.current_task().cancelling():
+                raise
+        finally:
+            watcher.cancel()
+            app.cancel()
+
+    async def too_large(self, scope: dict, receive: Any, send: Any) -> None:
         message = f"the request body is over the limit of {self.max_bytes:,} bytes; send a shorter prefix"
         await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
 
@@ -111,14 +165,33 @@ class StreamedRecord(BaseModel):
     sample: int
 
 
+@dataclass
+class Stream:
+    """The rest of a stream: its work (for the turns), the library's pieces, and the series' timestamps."""
+
+    work: Work
+    pieces: Iterator[SamplePiece]
+    times: tuple[str, pd.Index]
+
+    def frame(self, model: StageDiff, piece: SamplePiece) -> pd.DataFrame:
+        time_column, index = self.times
+        return model.to_frame(piece.values, (time_column, index[piece.step:piece.step + piece.values.shape[1]]),
+                              first_sample=piece.sample)
+
+
 async def get_info(_: Request) -> Response:
     return JSONResponse(bentoml.get_current_service().describe())
 
 
-info_app = Starlette(routes=[Route("/info", get_info, methods=["GET"])])
+async def get_openapi(_: Request) -> Response:
+    return JSONResponse(bentoml.get_current_service().openapi())
 
 
-@bentoml.service(name="stagediff", workers=1, traffic={"timeout": 600, "max_concurrency": 256})
+# Mounted before BentoML's own routes for these paths: GET /info, and the OpenAPI document of serving.openapi.
+info_app = Starlette(routes=[Route("/info", get_info, methods=["GET"]), Route("/docs.json", get_openapi, methods=["GET"])])
+
+
+@bentoml.service(name="stagediff", workers=1, traffic={"timeout": 600, "max_concurrency": MAX_CONCURRENCY})
 @bentoml.asgi_app(info_app, path="/")
 class StageDiffService:
     """Stage-Diff synthetic multivariate time series in the data's units, with timestamps."""
@@ -130,7 +203,8 @@ class StageDiffService:
         self.generator = StageDiff.load(self.model.path)
         self.metadata = dict(self.model.info.metadata)
         self.limits = Limits.from_metadata(self.metadata.get("limits"))
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stagediff-sampling")
+        # A thread per request that samples at most; serving.batching.Turns lets one of them compute at a time.
+        self.executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENCY, thread_name_prefix="stagediff-sampling")
         max_rows = int(os.environ.get("STAGEDIFF_MAX_BATCH", DEFAULT_MAX_BATCH))
         exact = self.executor.submit(rows_independent, self.generator, max_rows).result()
         batching = os.environ.get("STAGEDIFF_BATCHING", "1") != "0" and exact
@@ -144,29 +218,35 @@ class StageDiffService:
     @bentoml.api(route="/generate", output_spec=GenerateResponse)
     async def generate(self, request: GenerateRequest, /) -> Response:
         """Synthetic series: format json (records with provenance), csv or parquet. Provenance is also in
-        the X-StageDiff-* headers (model, version, seed, steps, sampler)."""
+        the X-StageDiff-* headers (model, version, seed, steps, sampler). A client that disconnects stops the
+        sampling at its next network evaluation."""
         try:
             plan = plan_request(request, self.generator, self.limits)
             frame = await self.sample(plan)
+            provenance = self.provenance(plan, frame)
+            body = await asyncio.get_running_loop().run_in_executor(None, encode, frame, provenance, plan.format)
         except (RequestError, StageDiffError) as error:
             return bad_request(error)
-        provenance = self.provenance(plan, frame)
-        body = await asyncio.get_running_loop().run_in_executor(None, encode, frame, provenance, plan.format)
+        except NonFiniteOutput as error:
+            return model_fault(error)
         return Response(body, media_type=MEDIA_TYPES[plan.format], headers=provenance_headers(provenance))
 
     @bentoml.api(route="/generate_stream", output_spec=StreamedRecord)
     async def generate_stream(self, request: GenerateRequest, /) -> Response:
         """Like /generate, sent piece by piece as the series is denoised: JSON lines (format json) or CSV.
         Rows come chunk by chunk (all samples' steps of a chunk, then the next chunk). A client that
-        disconnects stops the sampling after the chunk in progress."""
+        disconnects stops the sampling at its next network evaluation."""
         try:
             plan = plan_request(request, self.generator, self.limits, stream=True)
-            pieces, first = await self.open_stream(plan)
+            rest, first = await self.open_stream(plan)
+            head = encode_piece(first, plan.format, first=True)
         except (RequestError, StageDiffError) as error:
             return bad_request(error)
+        except NonFiniteOutput as error:
+            return model_fault(error)
         provenance = self.provenance(plan, first)
         headers = {**provenance_headers(provenance), "X-StageDiff-Rows": str(plan.n_samples * plan.length)}
-        return StreamingResponse(self.stream(pieces, first, plan.format), media_type=STREAM_MEDIA_TYPES[plan.format],
+        return StreamingResponse(self.stream(head, rest, plan.format), media_type=STREAM_MEDIA_TYPES[plan.format],
                                  headers=headers)
 
     @bentoml.api(route="/info")
@@ -183,38 +263,41 @@ class StageDiffService:
         values = await self.batcher.sample(plan.run)
         return model.to_frame(values, model.sample_times(plan.length, plan.start, plan.prefix))
 
-    async def open_stream(self, plan: Plan) -> tuple[Any, pd.DataFrame]:
-        """The stream's remaining pieces (an iterator, or None) and its first piece, computed before the
-        response starts so that an error is still a status code. A series of one chunk comes whole."""
+    async def open_stream(self, plan: Plan) -> tuple[Stream | None, pd.DataFrame]:
+        """The stream's remaining pieces (None for a series of one chunk, which comes whole) and its first piece,
+        computed before the response starts so that an error is still a status code."""
         if plan.run.chunks == 1:
             return None, await self.sample(plan)
-        pieces = self.generator.sample_stream(plan.n_samples, plan.length, plan.seed, plan.steps, plan.prefix,
-                                              sampler=plan.sampler, start=plan.start)
-        loop = asyncio.get_running_loop()
-        try:
-            first = await loop.run_in_executor(self.executor, next, pieces)
-        except BaseException:
-            self.executor.submit(pieces.close)
-            raise
-        return pieces, first
+        work = Work()
+        rest = Stream(work, self.generator.run_pieces(plan.run, step_callback=self.batcher.checkpoint(work)),
+                      self.generator.sample_times(plan.length, plan.start, plan.prefix))
+        return rest, rest.frame(self.generator, await self.batcher.compute(work, next, rest.pieces))
 
-    async def stream(self, pieces: Any, first: pd.DataFrame, format: str) -> AsyncIterator[bytes]:
-        """Encoded pieces; on exit (done, or cancelled by a disconnect) the sampling generator is closed
-        on the sampling thread, after the chunk in progress."""
-        loop = asyncio.get_running_loop()
+    async def stream(self, head: bytes, rest: Stream | None, format: str) -> AsyncIterator[bytes]:
+        """The encoded pieces; on exit (done, or a disconnect) the stream's work is marked gone, which stops its
+        sampling at the next network evaluation."""
         self.streams_open += 1
         try:
             self.pieces_streamed += 1
-            yield encode_piece(first, format, first=True)
-            while pieces is not None and (piece := await loop.run_in_executor(self.executor, next, pieces, None)) is not None:
+            yield head
+            while rest is not None and (piece := await self.batcher.compute(rest.work, next, rest.pieces, None)):
                 self.pieces_streamed += 1
-                yield encode_piece(piece, format, first=False)
+                try:
+                    yield encode_piece(rest.frame(self.generator, piece), format, first=False)
+                except NonFiniteOutput:
+                    logger.exception("a stream was cut short: its sampling gave values that are not finite")
+                    raise
         finally:
             self.streams_open -= 1
-            if pieces is not None:
-                self.executor.submit(pieces.close)
+            if rest is not None:
+                rest.work.left = True
 
     # -- descriptions ---------------------------------------------------------------------------------
+    @functools.cache
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI document of this service and model (serving.openapi), served at /docs.json."""
+        return openapi.document(StageDiffService.openapi_spec.asdict(), self.generator, self.limits)
+
     def provenance(self, plan: Plan, frame: pd.DataFrame) -> dict[str, Any]:
         first_time = frame.iloc[0, 1]
         return {
@@ -257,8 +340,9 @@ class StageDiffService:
                 "torch_threads": self.threads, "batching": self.batcher.max_jobs > 1,
                 "max_batch_rows": self.batcher.max_rows,
                 "batches": self.batcher.batches, "batched_requests": self.batcher.jobs,
-                "queued_requests": len(self.batcher.pending), "streams_open": self.streams_open,
-                "pieces_streamed": self.pieces_streamed,
+                "queued_requests": len(self.batcher.pending), "running_batches": len(self.batcher.running),
+                "streams_open": self.streams_open, "pieces_streamed": self.pieces_streamed,
+                "cancelled": self.batcher.turns.cancelled,
             },
         }
 
@@ -267,9 +351,17 @@ def bad_request(error: Exception) -> Response:
     return JSONResponse({"error": str(error)}, status_code=400)
 
 
+def model_fault(error: NonFiniteOutput) -> Response:
+    """500: the served model gave NaN or infinite values, which are never sent (a prefix that could cause them is
+    refused with 400 before any work, see StageDiff.scale_prefix)."""
+    logger.error("refused to send non-finite values: %s", error)
+    return JSONResponse({"error": str(error)}, status_code=500)
+
+
 def max_body_bytes() -> int:
     return int(os.environ.get("STAGEDIFF_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
 
 
-StageDiffService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())
+StageDiffService.add_asgi_middleware(ClientGuard, max_bytes=max_body_bytes(),
+                                     schemas={api.route: api.input_spec for api in StageDiffService.apis.values()})
 timeouts.install()  # before BentoML builds the app: its own timeout middleware keeps every request for 600 s

@@ -41,6 +41,10 @@ MAX_SAMPLE_VALUES = 200_000_000
 SAMPLING_BATCH = 256
 CHECK_WINDOWS = 32
 """Windows sampled after fit to check the channel structure and texture (seconds on a CPU)."""
+PREFIX_RANGES = 10
+"""A prefix value may lie at most this many training ranges below a channel's training minimum or above its maximum
+(scaled, within +-(1 + 2 * PREFIX_RANGES)): far beyond, the model only sees nonsense, and from about 1e19 ranges on
+its float32 arithmetic overflows into NaN."""
 CHUNK_WINDOWS = 4
 """Default chunk for long samples, in training windows: 4 made one 10,000-step series 1.3x faster than 1
 (fewer overlapping steps recomputed, fewer small calls; docs/benchmarks.md)."""
@@ -240,28 +244,38 @@ class StageDiff:
             self.require_trained().to(resolve_device(device))
         return self.run_pieces(run, progress)
 
-    def run_pieces(self, run: SamplingRun, progress: bool | None = False) -> Iterator[SamplePiece]:
-        """The pieces of a planned run (:meth:`plan_sampling`), batch by batch from one generator."""
+    def run_pieces(self, run: SamplingRun, progress: bool | None = False,
+                   step_callback: Callable[[], None] | None = None) -> Iterator[SamplePiece]:
+        """The pieces of a planned run (:meth:`plan_sampling`), batch by batch from one generator. ``step_callback``
+        is called after every network evaluation (an exception raised there stops the sampling)."""
         denoiser = self.require_trained()
         denoiser.eval()
         generator = torch.Generator().manual_seed(run.seed)
         bar = tqdm(total=run.evaluations * -(-run.n // SAMPLING_BATCH), desc="sampling", unit="step",
                    disable=None if progress is None else not progress)
+
+        def step() -> None:
+            bar.update(1)
+            if step_callback is not None:
+                step_callback()
+
         try:
             for first in range(0, run.n, SAMPLING_BATCH):
                 produced = 0
                 size = min(SAMPLING_BATCH, run.n - first)
-                for chunk in self.denoise([run], [size], [generator], lambda: bar.update(1)):
+                for chunk in self.denoise([run], [size], [generator], step):
                     yield SamplePiece(first, produced, run.length, self.scaler.inverse_transform(chunk.double().numpy()))
                     produced += chunk.shape[1]
         finally:
             bar.close()
 
-    def sample_many(self, requests: list[SampleRequest | SamplingRun]) -> list[np.ndarray]:
+    def sample_many(self, requests: list[SampleRequest | SamplingRun],
+                    step_callback: Callable[[], None] | None = None) -> list[np.ndarray]:
         """Several requests, each with its own seed, size, length, sampler, steps and prefix, sampled together where
         they can share the denoiser's batches (:attr:`SamplingRun.batch_key`): one array (n, length, channels) in
         data units per request, each the same bytes as :meth:`sample_array` gives that request alone. Every
-        request is checked before any is sampled; one already planned (a :class:`SamplingRun`) is taken as is."""
+        request is checked before any is sampled; one already planned (a :class:`SamplingRun`) is taken as is.
+        ``step_callback`` is called after every network evaluation (an exception raised there stops the sampling)."""
         runs = [r if isinstance(r, SamplingRun) else self.plan_sampling(r) for r in requests]
         groups: list[list[int]] = []  # batches of at most SAMPLING_BATCH rows, or one larger request alone
         filling: dict[Any, list[int]] = {}
@@ -274,11 +288,11 @@ class StageDiff:
         results: list[np.ndarray] = [np.empty(0)] * len(runs)
         for members in groups:
             if runs[members[0]].n > SAMPLING_BATCH:  # sampled in several batches from one generator, as alone
-                results[members[0]] = assemble(self.run_pieces(runs[members[0]]))
+                results[members[0]] = assemble(self.run_pieces(runs[members[0]], step_callback=step_callback))
                 continue
             group = [runs[i] for i in members]
             generators = [torch.Generator().manual_seed(run.seed) for run in group]
-            values = torch.cat(list(self.denoise(group, [run.n for run in group], generators)), dim=1)
+            values = torch.cat(list(self.denoise(group, [run.n for run in group], generators, step_callback)), dim=1)
             values = self.scaler.inverse_transform(values.double().numpy())
             bounds = np.cumsum([0] + [run.n for run in group])
             for i, a, b in zip(members, bounds[:-1], bounds[1:]):
@@ -346,7 +360,17 @@ class StageDiff:
                 raise DataError("the prefix contains NaN or infinite values; fill them before sampling")
         if len(values) == 0:
             raise DataError("the prefix is empty; pass at least one step of history")
-        return torch.as_tensor(self.scaler.transform(values), dtype=torch.float32)
+        scaled = self.scaler.transform(values)
+        far = np.abs(scaled) > 1 + 2 * PREFIX_RANGES
+        if far.any():
+            row, column = (int(i) for i in np.argwhere(far)[0])
+            low, high = self.scaler.inverse_transform(np.array([[-1.0 - 2 * PREFIX_RANGES], [1.0 + 2 * PREFIX_RANGES]])
+                                                      * np.ones(len(channels)))[:, column]
+            raise DataError(f"prefix record {row}: channel {channels[column]!r} is {values[row, column]:.6g}, more than "
+                            f"{PREFIX_RANGES} training ranges outside the model's training range "
+                            f"[{self.scaler.minimum[column]:.6g}, {self.scaler.maximum[column]:.6g}]; values must lie "
+                            f"within [{low:.6g}, {high:.6g}]: check the units and the channel order")
+        return torch.as_tensor(scaled, dtype=torch.float32)
 
     def sample_times(self, length: int, start: Any = None, prefix: Any = None) -> tuple[str, pd.Index]:
         """The time column name and ``length`` timestamps continuing the training frequency."""

@@ -24,8 +24,9 @@ from stagediff import StageDiff, StageDiffConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "stagediff-test"
-LIMITS = {"max_length": 20_000, "max_samples": 16, "max_values": 100_000}
-"""Small enough that no fuzzed request keeps the tiny model busy for more than seconds."""
+LIMITS = {"max_length": 20_000, "max_samples": 16, "max_values": 40_000, "max_cost": 50_000}
+"""Small enough that no fuzzed request keeps the tiny model busy for more than seconds (at most about 220 network
+evaluations); max_values below max_cost, so that either can be the limit a request meets."""
 METADATA = {
     "mlflow_run_id": "0123456789abcdef", "registered_model": "stagediff-smooth", "model_version": "7",
     "data_hash": "feedc0de", "dataset": "smooth", "metrics": {"discriminative": 0.12, "context_fid": 0.5},

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from torch import nn
 
-from serving.batching import Batcher, rows_independent
+from serving.batching import SLICE, Batcher, Turns, Work, rows_independent
 from stagediff import SampleRequest, StageDiff
 from stagediff.model import StageDiffDenoiser
 
@@ -86,3 +87,90 @@ def test_a_request_cancelled_while_waiting_is_never_sampled(served_model):
 
         asyncio.run(main())
     assert batcher.jobs == 1
+
+
+def test_the_turn_goes_to_work_that_has_gone_then_overdue_work_then_the_least_computed_per_request():
+    turns = Turns(slice_seconds=0.5, patience=2.0)
+    now = time.monotonic()
+    small, large, batch, old, gone = Work(), Work(), Work(), Work(), Work()
+    small.computed, large.computed, batch.computed, old.computed, gone.computed = 0.5, 30.0, 6.0, 50.0, 9.0
+    batch.weight = 20  # 0.3 s per request
+    small.waiting_since = large.waiting_since = batch.waiting_since = gone.waiting_since = now
+    old.waiting_since = now - 2.5  # waited more than the patience
+    gone.left = True
+    with turns.condition:
+        turns.waiting = [small, large, batch, old, gone]
+        order = []
+        for _ in range(5):
+            turns.pass_turn()
+            order.append(turns.holder)
+            turns.holder = None
+    assert order == [gone, old, batch, small, large]
+
+
+def test_a_small_request_overtakes_a_large_one_and_both_get_their_bytes(served_model):
+    """The large request (4 x 720 steps: 6 chunks of 20 network evaluations) holds the turn; the small one arrives
+    once the large one is known to need more than ``long`` seconds more, starts beside it and finishes first: it
+    waits for one network evaluation, not for the large one's end."""
+    large, small = SampleRequest(4, 720, 1, 20), SampleRequest(1, 32, 2, 5)
+    with ThreadPoolExecutor(4) as executor:
+        batcher = Batcher(served_model, executor, max_rows=16, max_jobs=16, long=0.2)
+
+        async def main():
+            finished = {}
+
+            async def timed(name, request):
+                values = await batcher.sample(request)
+                finished[name] = time.monotonic()
+                return values
+
+            big = asyncio.ensure_future(timed("large", large))
+            while not big.done() and (not batcher.running or batcher.seconds_left(next(iter(batcher.running))) < 0.5):
+                await asyncio.sleep(0.01)
+            asked = time.monotonic()
+            little = await timed("small", small)
+            return await big, little, asked, finished
+
+        big, little, asked, finished = asyncio.run(main())
+    assert finished["small"] < finished["large"]
+    assert finished["large"] - finished["small"] > finished["small"] - asked
+    assert batcher.batches == 2 and batcher.jobs == 2
+    assert np.array_equal(big, served_model.sample_array(4, 720, seed=1, steps=20, progress=False))
+    assert np.array_equal(little, served_model.sample_array(1, 32, seed=2, steps=5, progress=False))
+
+
+def test_requests_wait_for_a_batch_that_ends_soon_to_be_batched_together(served_model):
+    """Beside a batch expected to end within ``long`` seconds nothing starts: the requests that arrive meanwhile
+    are batched together when it ends."""
+    with ThreadPoolExecutor(4) as executor:
+        batcher = Batcher(served_model, executor, max_rows=16, max_jobs=16, long=60.0)
+
+        async def main():
+            first = asyncio.ensure_future(batcher.sample(SampleRequest(1, 64, 0, 5)))
+            while not batcher.running or not next(iter(batcher.running)).evaluations:
+                await asyncio.sleep(0.005)
+            later = [asyncio.ensure_future(batcher.sample(SampleRequest(1, 64, seed, 5))) for seed in (1, 2, 3)]
+            await asyncio.sleep(0.05)
+            return await first, await asyncio.gather(*later)
+
+        asyncio.run(main())
+    assert batcher.batches == 2 and batcher.jobs == 4
+
+
+def test_a_batch_whose_requests_have_all_gone_stops_at_its_next_evaluation(served_model):
+    with ThreadPoolExecutor(2) as executor:
+        batcher = Batcher(served_model, executor, max_rows=16, max_jobs=16)
+
+        async def main():
+            request = asyncio.ensure_future(batcher.sample(SampleRequest(8, 3000, 1, 20)))  # about 10 s alone
+            while not batcher.running:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(1.0)
+            request.cancel()
+            left = time.monotonic()
+            while batcher.running:
+                await asyncio.sleep(0.005)
+            return time.monotonic() - left
+
+        assert asyncio.run(main()) < 0.5  # an evaluation of 8 x 128 steps takes milliseconds
+    assert batcher.turns.cancelled == 1 and batcher.batches == 0

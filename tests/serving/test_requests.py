@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from serving.requests import GenerateRequest, Limits, RequestError, check_prefix, plan_request
-from stagediff import StageDiff, StageDiffConfig
+from serving.requests import (BodyError, GenerateRequest, Limits, RequestError, check_body, check_prefix,
+                              plan_request)
+from stagediff import DataError, StageDiff, StageDiffConfig
 from stagediff.data import MinMaxScaler
 from stagediff.model import StageDiffDenoiser
 
@@ -82,17 +83,69 @@ def test_counts_and_steps_out_of_range_name_the_range(hourly):
     assert refused(hourly, steps=21) == "steps must be an integer between 1 and 20, got 21"
 
 
-def test_a_request_over_the_value_budget_says_how_long_it_may_be(hourly):
-    message = refused(hourly, n_samples=8, length=512)
-    assert "8 * 512 * 2 = 8,192 exceeds the budget of 4,096 values" in message
-    assert "the length may be at most 256" in message
+def test_a_request_over_the_value_limit_says_how_long_it_may_be(hourly):
+    assert refused(hourly, n_samples=8, length=512) == (
+        "n_samples * length * channels = 8 * 512 * 2 = 8,192 exceeds the limit of 4,096 values per request "
+        "(max_values); with n_samples=8 and steps=5 the length may be at most 256 (or ask for fewer samples)")
+
+
+def test_a_request_over_the_cost_budget_says_how_long_it_may_be(hourly):
+    """The budget counts work: n_samples * length * channels * steps."""
+    budget = Limits(max_length=1024, max_samples=8, max_values=4096, max_cost=40_000)
+    assert plan_request(GenerateRequest(n_samples=8, length=248, steps=10), hourly, budget).length == 248  # 39,680
+    with pytest.raises(RequestError) as error:
+        plan_request(GenerateRequest(n_samples=8, length=256, steps=10), hourly, budget)
+    assert str(error.value) == (
+        "n_samples * length * channels * steps = 8 * 256 * 2 * 10 = 40,960 exceeds the budget of 40,000 per request "
+        "(max_cost); with n_samples=8 and steps=10 the length may be at most 248 (or ask for fewer samples or steps)")
+    with pytest.raises(RequestError, match="with n_samples=8 and steps=20 not even one stage of 8 steps fits"):
+        plan_request(GenerateRequest(n_samples=8, length=8, steps=20), hourly, Limits(max_cost=2000))
+    assert budget.longest(1, 2, 20, 8) == 1000 and budget.longest(8, 2, 1, 8) == 256
+
+
+@pytest.mark.parametrize(("content_type", "body", "status", "message"), [
+    ("multipart/form-data", b"x", 415, "got content-type 'multipart/form-data'"),
+    ("text/plain", b"{}", 415, "must be a JSON object sent with content-type application/json, got content-type "
+                              "'text/plain'; e.g. curl -H 'content-type: application/json'"),
+    ("application/x-www-form-urlencoded", b"n_samples=2", 415, "got content-type 'application/x-www-form-urlencoded'"),
+    ("", b"{}", 415, "got content-type ''"),
+    ("application/json", b"", 400, "the request body is empty; send a JSON object: {} for every default"),
+    (None, b"  \n", 400, "the request body is empty"),
+    ("application/json", b'{"n_samples": 1,', 400, "the request body is not valid JSON (EOF while parsing a value at "
+                                                   "line 1 column 16); send a JSON object such as"),
+    ("application/json", b'{"lenght": 64, "seed": -1}', 400, "the request body does not fit the schema (see "
+                                                            "/docs.json): seed: Input should be greater than or equal "
+                                                            "to 0, got -1; lenght: Extra inputs are not permitted, got 64"),
+    ("application/json", b"[1, 2]", 400, "must be a JSON object such as {\"n_samples\": 2, \"length\": 256} ({} for "
+                                         "every default), got an array"),
+    ("application/json", b'"text"', 400, "got a string"),
+    ("application/json", b"null", 400, "got null"),
+    ("application/json", b"12", 400, "got a number"),
+])
+def test_a_body_that_is_not_a_json_object_of_the_schema_is_refused(content_type, body, status, message):
+    with pytest.raises(BodyError) as error:
+        check_body(content_type, body, GenerateRequest)
+    assert error.value.status == status and message in str(error.value)
+    if "does not fit the schema" in message:
+        assert [problem["loc"] for problem in error.value.detail] == [("seed",), ("lenght",)]
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json", "application/json; charset=utf-8", "Application/JSON"])
+def test_a_json_object_passes_the_body_check(content_type):
+    for body in (b"{}", b' {"length": 64} ', b'{"prefix": [{"a": NaN}]}'):  # NaN: refused later, naming the record
+        check_body(content_type, body, GenerateRequest)
 
 
 def test_unknown_fields_and_wrong_types_fail_in_the_schema():
-    for body in ({"n_samples": 1, "lenght": 64}, {"n_samples": "2"}, {"length": 64.0}, {"seed": -1},
-                 {"format": "xml"}, {"n_samples": True}):
+    for body in ({"n_samples": 1, "lenght": 64}, {"n_samples": "2"}, {"length": 64.5}, {"seed": -1},
+                 {"format": "xml"}, {"n_samples": True}, {"steps": "5"}):
         with pytest.raises(ValidationError):
             GenerateRequest.model_validate(body)
+
+
+def test_a_number_without_a_fraction_is_an_integer_as_in_json_schema():
+    request = GenerateRequest.model_validate_json(b'{"n_samples": 2.0, "length": 64.0, "seed": 7.0, "steps": 3.0}')
+    assert (request.n_samples, request.length, request.seed, request.steps) == (2, 64, 7, 3)
 
 
 def test_start_is_parsed_on_the_model_time_axis(hourly, untrained):
@@ -105,6 +158,13 @@ def test_start_is_parsed_on_the_model_time_axis(hourly, untrained):
     assert plan(steps, start=100).start == 100
     for bad in ("2030-01-01", 1.5, 2**70, math.inf):
         assert "integer step number between" in refused(steps, start=bad)
+
+
+def test_timestamps_after_the_year_9999_are_refused(hourly):
+    assert plan(hourly, start="9999-12-31T08:00:00", length=16).start == pd.Timestamp("9999-12-31T08:00:00")
+    assert refused(hourly, start="9999-12-31T23:00:00", length=16) == (
+        "the 16 timestamps from start 9999-12-31 23:00:00 end in 10000-01-01 14:00:00, after the year 9999 that "
+        "ISO 8601 timestamps can name; choose an earlier start or a shorter length")
 
 
 def test_start_and_prefix_together_are_refused(hourly):
@@ -132,6 +192,7 @@ def test_a_good_prefix_becomes_a_frame(hourly):
     (records([HOURS[0], HOURS[1], HOURS[3]]), "prefix timestamps must be 0 days 01:00:00 apart (the model's "
                                                "frequency); records 1 and 2 are 0 days 02:00:00 apart"),
     (records(["2022-01-21", "tomorrow"]), "is not an ISO 8601 timestamp"),
+    (records(["2022-01-21T00:00:00", ""]), "prefix record 1: 'date' '' is not an ISO 8601 timestamp"),
     (records([1, 2]), "prefix record 0: 'date' must be an ISO 8601 timestamp string, got 1"),
 ])
 def test_bad_prefixes_are_named(hourly, prefix, expected):
@@ -168,7 +229,31 @@ def test_parquet_cannot_be_streamed(hourly):
 def test_limits_come_from_the_metadata_with_defaults():
     assert Limits.from_metadata(None) == Limits()
     assert Limits.from_metadata({"max_length": 2048}).max_length == 2048
+    assert Limits.from_metadata({"max_cost": 5}).max_cost == 5 and Limits().max_cost == 10_000_000
     with pytest.raises(ValueError, match="unknown request limit"):
         Limits.from_metadata({"max_lenght": 5})
     with pytest.raises(ValueError, match="positive integer"):
         Limits.from_metadata({"max_values": 0})
+
+
+@pytest.mark.parametrize(("value", "channel"), [(1e30, "a"), (-1e30, "b"), (1200.5, "a"), (-900.5, "b")])
+def test_a_prefix_far_outside_the_training_range_is_refused_by_the_library(hourly, value, channel):
+    """The scaler's range is 100..200: 10 ranges beyond it is [-900, 1200]. 1e30 once gave a 200 of nulls."""
+    history = records(HOURS)
+    history[2][channel] = value
+    with pytest.raises(DataError) as error:
+        plan(hourly, prefix=history)
+    assert str(error.value) == (
+        f"prefix record 2: channel {channel!r} is {value:.6g}, more than 10 training ranges outside the model's "
+        "training range [100, 200]; values must lie within [-900, 1200]: check the units and the channel order")
+    with pytest.raises(DataError, match=f"prefix record 2: channel {channel!r}"):  # the library itself refuses it
+        hourly.scale_prefix(pd.DataFrame(history).assign(date=lambda f: pd.to_datetime(f["date"])))
+
+
+def test_a_prefix_at_the_edge_of_the_allowed_range_is_sampled_to_finite_values(served_model):
+    low, high = served_model.scaler.minimum, served_model.scaler.maximum
+    edge = np.stack([high + 9.99 * (high - low), low - 9.99 * (high - low)] * 8)
+    values = served_model.sample_array(4, 32, seed=0, prefix=edge, progress=False)
+    assert np.isfinite(values).all()
+    with pytest.raises(DataError, match="more than 10 training ranges outside"):
+        served_model.sample_array(1, 32, seed=0, prefix=high + 10.01 * (high - low) + 0 * edge)

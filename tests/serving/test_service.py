@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from serving.requests import GenerateRequest
 
@@ -128,7 +129,7 @@ def test_a_short_stream_equals_generate_and_csv_streams_have_one_header(service)
 def test_closing_a_stream_stops_the_sampling(service):
     """What a disconnect does: the response's iterator is closed, which closes the library's generator
     after the chunk in progress; nothing more is computed."""
-    response = call(service, "generate_stream", length=20_000, seed=1)
+    response = call(service, "generate_stream", length=20_000, seed=1, steps=1)
 
     async def read_one_then_leave():
         iterator = response.body_iterator
@@ -150,7 +151,11 @@ def test_closing_a_stream_stops_the_sampling(service):
     ({"length": 30}, "length must be a multiple of the stage length 8 between 8 and 20000, got 30"),
     ({"length": 20_008}, "between 8 and 20000, got 20008"),
     ({"n_samples": 17}, "n_samples must be an integer between 1 and 16, got 17"),
-    ({"n_samples": 16, "length": 8_000}, "exceeds the budget of 100,000 values per request"),
+    ({"n_samples": 16, "length": 8_000}, "= 1,280,000 exceeds the budget of 50,000 per request (max_cost); with "
+                                          "n_samples=16 and steps=5 the length may be at most 312"),
+    ({"n_samples": 16, "length": 1_440, "steps": 1}, "= 46,080 exceeds the limit of 40,000 values per request "
+                                                     "(max_values); with n_samples=16 and steps=1 the length may be at "
+                                                     "most 1248"),
     ({"start": ""}, "start '' is not an ISO 8601 timestamp"),
     ({"start": "now"}, "start 'now' is not an ISO 8601 timestamp"),
     ({"steps": 21}, "steps must be an integer between 1 and 20, got 21"),
@@ -177,6 +182,18 @@ def test_info_describes_model_data_scores_and_limits(service, model_tag):
     assert info["sampling"] == {"sampler": "ddim", "steps": 5}  # what a request without sampler and steps gets
     assert info["metrics_sampling"] == {"sampler": "ddim", "steps": 5}  # what the scores were measured with
     assert info["metrics"] == {"discriminative": 0.12, "context_fid": 0.5}
-    assert info["limits"] == {"max_length": 20_000, "max_samples": 16, "max_values": 100_000,
+    assert info["limits"] == {"max_length": 20_000, "max_samples": 16, "max_values": 40_000, "max_cost": 50_000,
                               "max_body_bytes": 16 * 2**20}
     assert info["serving"]["torch_threads"] >= 1 and info["serving"]["batching"] is True
+
+
+def test_values_that_are_not_finite_are_never_sent(service_module):
+    """A model that gives NaN (here: a weight set to NaN) gets a 500 naming the value, never a 200 of nulls; a
+    prefix that could overflow the model is refused before any work (test_requests.py)."""
+    broken = service_module.StageDiffService()
+    with torch.no_grad():
+        next(broken.generator.denoiser.parameters()).fill_(float("nan"))
+    for endpoint, length in (("generate", 64), ("generate_stream", 64), ("generate_stream", 400)):
+        response = call(broken, endpoint, length=length, seed=1)
+        assert response.status_code == 500, response.body
+        assert json.loads(response.body)["error"].startswith("the model produced nan for channel 'a' of sample 0 (and ")
