@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from stagediff import StageDiff
+from stagediff import DataError, StageDiff
 from stagediff.diffusion import SAMPLERS, sampling_choice
 from stagediff.generator import SampleRequest, SamplingRun, decode_frequency
 
@@ -263,16 +263,15 @@ def check_start(start: str | int | float, model: StageDiff) -> Any:
 def check_time_axis(model: StageDiff, length: int, start: Any, prefix: pd.DataFrame | None) -> None:
     """The series' timestamps must exist: e.g. 100,000 hours after a start in the year 2250 do not."""
     try:
-        times = model.sample_times(length, start, prefix)[1]
+        times = model.sample_times(length, start, prefix)[1]  # names the year-9999 limit (a DataError)
+    except DataError as error:
+        raise RequestError(str(error)) from None
     except (ValueError, OverflowError, ArithmeticError) as error:
         raise RequestError(f"the {length} timestamps from start {start} cannot be represented ({error}); "
                            "choose an earlier start or a shorter length") from None
     if len(times) != length or pd.isna(times[-1]):
         raise RequestError(f"the {length} timestamps from start {start} cannot be represented; choose an earlier "
                            "start or a shorter length")
-    if isinstance(times[-1], pd.Timestamp) and times[-1].year > 9999:
-        raise RequestError(f"the {length} timestamps from start {start} end in {times[-1]}, after the year 9999 that "
-                           "ISO 8601 timestamps can name; choose an earlier start or a shorter length")
 
 
 def prefix_columns(model: StageDiff) -> list[str]:

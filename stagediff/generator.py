@@ -389,12 +389,11 @@ class StageDiff:
             try:
                 times = pd.date_range(first, periods=length, freq=frequency)
             except (ValueError, OverflowError) as error:
-                times, reason = None, f" ({error})"
-            else:
-                reason = ""
-            if times is None or times[-1].year > 9999:  # ISO 8601 has four-digit years
-                raise DataError(f"{length} steps of {frequency} from start {first} go past the year 9999{reason}; "
-                                "choose an earlier start or a shorter length")
+                raise DataError(f"the {length} timestamps from start {first} cannot be represented ({error}); "
+                                "choose an earlier start or a shorter length") from None
+            if times[-1].year > 9999:
+                raise DataError(f"the {length} timestamps from start {first} end in {times[-1]}, after the year 9999 "
+                                "that ISO 8601 timestamps can name; choose an earlier start or a shorter length")
             return time_column, times
         return time_column, pd.Index(parse_start(start, float, "a number") + frequency * np.arange(length))
 

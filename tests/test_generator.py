@@ -149,7 +149,7 @@ def test_start_overrides_the_first_timestamp(trained_model):
 
 @pytest.mark.parametrize("start, words", [
     ("not a date", "start must be an ISO 8601 timestamp such as"), ("now", "start must be an ISO 8601 timestamp"),
-    ("9999-12-31T23:00:00", "go past the year 9999"),
+    ("9999-12-31T23:00:00", "after the year 9999 that ISO 8601 timestamps can name"),
 ])
 def test_a_bad_start_is_a_data_error_before_any_sampling(trained_model, start, words, monkeypatch):
     monkeypatch.setattr(trained_model, "denoise", lambda *a, **k: pytest.fail("sampled before checking start"))
