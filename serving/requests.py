@@ -169,17 +169,19 @@ class Plan:
 
     prefix: the history as a DataFrame with the time column (if the model has one) and the channels."""
 
-    n_samples: int
-    length: int
-    seed: int
+    run: SamplingRun
+    """What the library samples for this plan (:meth:`StageDiff.plan_sampling`), planned once: n, length, seed,
+    sampler and steps."""
     seed_chosen: bool
-    steps: int
-    sampler: str
     start: Any
     prefix: pd.DataFrame | None
     format: str
-    run: SamplingRun
-    """What the library samples for this plan (:meth:`StageDiff.plan_sampling`), planned once."""
+
+    n_samples = property(lambda self: self.run.n)
+    length = property(lambda self: self.run.length)
+    seed = property(lambda self: self.run.seed)
+    steps = property(lambda self: self.run.steps)
+    sampler = property(lambda self: self.run.sampler)
 
     @property
     def values(self) -> int:
@@ -210,8 +212,7 @@ def plan_request(request: GenerateRequest, model: StageDiff, limits: Limits, *, 
     check_time_axis(model, length, start, prefix)
     seed = secrets.randbelow(RANDOM_SEEDS) if seed_chosen else request.seed
     run = model.plan_sampling(SampleRequest(request.n_samples, length, seed, steps, prefix, sampler))
-    return Plan(n_samples=request.n_samples, length=length, seed=seed, seed_chosen=seed_chosen, steps=steps,
-                sampler=sampler, start=start, prefix=prefix, format=request.format, run=run)
+    return Plan(run=run, seed_chosen=seed_chosen, start=start, prefix=prefix, format=request.format)
 
 
 def check_budget(n_samples: int, length: int, channels: int, steps: int, stage: int, limits: Limits) -> None:
