@@ -50,15 +50,15 @@ import psutil  # noqa: E402
 
 from machine import describe_machine  # noqa: E402
 
-from serving.requests import Limits  # noqa: E402
+from stagediff.config import RequestLimits  # noqa: E402
 
 MODEL_DIR = ROOT / "runs" / "serving-benchmark" / "model"
 ONE_SAMPLE = {"n_samples": 1, "length": 256, "steps": 50}
 LONG_SAMPLE = {"n_samples": 1, "length": 10_016, "steps": 50}
 """10,000 steps rounded up to a multiple of the stage length (32)."""
 CHANNELS, STAGE = 5, 32
-LARGEST = {"n_samples": Limits().max_samples, "steps": 50,
-           "length": Limits().longest(Limits().max_samples, CHANNELS, 50, STAGE)}
+LARGEST = {"n_samples": RequestLimits().max_samples, "steps": 50,
+           "length": RequestLimits().longest(RequestLimits().max_samples, CHANNELS, 50, STAGE)}
 """The largest request of the default limits at 50 steps: 16 x 2,496 steps, n * length * channels * steps just under
 the budget max_cost."""
 SOAK_LARGE_CLIENTS = 4

@@ -28,8 +28,7 @@ def package(params: PipelineParams, model_dir: Path = MODEL, training_report: Pa
                 "dataset": raw["source"], "metrics": metrics,
                 "metrics_sampling": dict(zip(("sampler", "steps"), sampling_choice(
                     StageDiffConfig.from_file(model_dir / "config.json"), None, params.evaluate.steps))),
-                "limits": {"max_length": settings.max_length, "max_samples": settings.max_samples,
-                           "max_values": settings.max_values}}
+                "limits": settings.limits().to_dict()}
     model_tag = store_model(model_dir, settings.name, metadata)
     bento_tag = build_bento(model_tag, PROJECT)
     with mlflow.start_run(run_id=training["mlflow_run_id"]):

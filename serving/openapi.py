@@ -17,9 +17,10 @@ import copy
 from typing import Any
 
 from serving.encoding import HEADER_PREFIX, MEDIA_TYPES, STREAM_MEDIA_TYPES
-from serving.requests import (FORMATS, MAX_SEED, MAX_STEP, STREAM_FORMATS, Limits, frequency_of, most_prefix_records,
+from serving.requests import (FORMATS, MAX_SEED, MAX_STEP, STREAM_FORMATS, frequency_of, most_prefix_records,
                               prefix_columns)
 from stagediff import StageDiff
+from stagediff.config import RequestLimits
 from stagediff.diffusion import SAMPLERS
 from stagediff.generator import PREFIX_RANGES
 
@@ -41,7 +42,7 @@ def nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-def document(base: dict[str, Any], model: StageDiff, limits: Limits) -> dict[str, Any]:
+def document(base: dict[str, Any], model: StageDiff, limits: RequestLimits) -> dict[str, Any]:
     """``base`` (BentoML's document, as a dict) with the service's operations and schemas for ``model``."""
     spec = copy.deepcopy(base)
     spec["openapi"] = "3.1.0"
@@ -60,7 +61,7 @@ def document(base: dict[str, Any], model: StageDiff, limits: Limits) -> dict[str
     return spec
 
 
-def component_schemas(model: StageDiff, limits: Limits) -> dict[str, Any]:
+def component_schemas(model: StageDiff, limits: RequestLimits) -> dict[str, Any]:
     config = model.config
     stage, window = config.effective_stage_length, config.window
     channels = list(model.metadata["channels"])
@@ -144,7 +145,7 @@ def component_schemas(model: StageDiff, limits: Limits) -> dict[str, Any]:
                          "serving"],
             "properties": {"window": {"type": "integer"}, "stage_length": {"type": "integer"},
                            "diffusion_steps": {"type": "integer"},
-                           "limits": {"type": "object", "required": [*Limits().to_dict(), "max_body_bytes"],
+                           "limits": {"type": "object", "required": [*RequestLimits().to_dict(), "max_body_bytes"],
                                       "additionalProperties": {"type": "integer"}}},
             "description": "The model, its data and scores, the request limits and the service's state.",
         },

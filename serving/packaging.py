@@ -21,8 +21,8 @@ from typing import Any
 
 import bentoml
 
-from serving.requests import Limits
 from stagediff import StageDiff
+from stagediff.config import RequestLimits
 from stagediff.diffusion import SAMPLERS
 
 MODEL_FILES = ("config.json", "scaler.json", "metadata.json", "weights.pt")
@@ -72,7 +72,7 @@ def check_metadata(metadata: dict[str, Any]) -> None:
             and isinstance(sampling["steps"], int) and not isinstance(sampling["steps"], bool) and sampling["steps"] >= 1):
         raise ValueError(f"metrics_sampling must be {{'sampler': one of {SAMPLERS}, 'steps': a positive integer}}, "
                          f"got {sampling!r}")
-    Limits.from_metadata(metadata.get("limits"))
+    RequestLimits.from_dict(metadata.get("limits"))
 
 
 def build_bento(model_tag: str, project_root: Path) -> str:

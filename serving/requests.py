@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -21,6 +21,7 @@ import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from stagediff import DataError, StageDiff
+from stagediff.config import RequestLimits
 from stagediff.diffusion import SAMPLERS, sampling_choice
 from stagediff.generator import SampleRequest, SamplingRun, decode_frequency
 
@@ -88,44 +89,6 @@ def short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-@dataclass(frozen=True)
-class Limits:
-    """How much one request may ask for: the one place for the service's limits. The pipeline stores them in the
-    model's metadata under ``limits``; absent keys take these defaults.
-
-    max_length: steps per series; max_samples: series per request (one network evaluation works on at most
-    max_samples series of 4 training windows, which bounds how long a request keeps the CPU before another gets
-    its turn, and how late a cancellation takes effect); max_values: n_samples * length * channels, the memory
-    bound (1,000,000 values are 8 MB as float64 and about 40 MB as JSON); max_cost: the budget of work,
-    n_samples * length * channels * steps (10,000,000 is one series of 100,000 steps of 5 channels at 20 steps)."""
-
-    max_length: int = 100_000
-    max_samples: int = 16
-    max_values: int = 1_000_000
-    max_cost: int = 10_000_000
-
-    @classmethod
-    def from_metadata(cls, limits: dict[str, Any] | None) -> Limits:
-        limits = dict(limits or {})
-        unknown = sorted(set(limits) - set(asdict(cls())))
-        if unknown:
-            raise ValueError(f"unknown request limit(s) {unknown} in the model metadata; known: {list(asdict(cls()))}")
-        for name, value in limits.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"request limit {name} must be a positive integer, got {value!r}")
-        return cls(**limits)
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-    def longest(self, n_samples: int, channels: int, steps: int, stage: int) -> int:
-        """The longest length (a multiple of ``stage``) within every limit for this many series and steps; 0 if
-        not even one stage fits."""
-        longest = min(self.max_length, self.max_values // (n_samples * channels),
-                      self.max_cost // (n_samples * channels * steps))
-        return longest - longest % stage
-
-
 def integral(value: Any) -> Any:
     """8.0 as 8: JSON Schema counts a number without a fraction as an integer (strings and booleans stay refused)."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
@@ -188,7 +151,7 @@ class Plan:
         return self.n_samples * self.length
 
 
-def plan_request(request: GenerateRequest, model: StageDiff, limits: Limits, *, stream: bool = False) -> Plan:
+def plan_request(request: GenerateRequest, model: StageDiff, limits: RequestLimits, *, stream: bool = False) -> Plan:
     """Check ``request`` against the model and ``limits``; raise :class:`RequestError` naming the first problem."""
     config = model.config
     stage = config.effective_stage_length
@@ -215,7 +178,7 @@ def plan_request(request: GenerateRequest, model: StageDiff, limits: Limits, *, 
     return Plan(run=run, seed_chosen=seed_chosen, start=start, prefix=prefix, format=request.format)
 
 
-def check_budget(n_samples: int, length: int, channels: int, steps: int, stage: int, limits: Limits) -> None:
+def check_budget(n_samples: int, length: int, channels: int, steps: int, stage: int, limits: RequestLimits) -> None:
     """The cost model: a request holds n_samples * length * channels values (at most max_values) and costs that many
     times its steps, the network evaluations per chunk (at most max_cost). Past either, the message names the
     longest length that fits with the same n_samples and steps."""
@@ -281,11 +244,11 @@ def prefix_columns(model: StageDiff) -> list[str]:
     return ([time_column] if time_column else []) + list(model.metadata["channels"])
 
 
-def most_prefix_records(model: StageDiff, limits: Limits) -> int:
+def most_prefix_records(model: StageDiff, limits: RequestLimits) -> int:
     return min(limits.max_length, limits.max_values // len(prefix_columns(model)))
 
 
-def check_prefix(records: list[dict[str, Any]], model: StageDiff, limits: Limits) -> pd.DataFrame:
+def check_prefix(records: list[dict[str, Any]], model: StageDiff, limits: RequestLimits) -> pd.DataFrame:
     """The prefix records as a DataFrame (time column, channels), after every check a client can fail."""
     channels = list(model.metadata["channels"])
     time_column = model.metadata.get("time_column")

@@ -39,8 +39,9 @@ from serving import openapi, timeouts
 from serving.batching import Batcher, Work, rows_independent
 from serving.encoding import (MEDIA_TYPES, STREAM_MEDIA_TYPES, NonFiniteOutput, encode, encode_piece,
                               provenance_headers)
-from serving.requests import BodyError, GenerateRequest, Limits, Plan, RequestError, check_body, plan_request
+from serving.requests import BodyError, GenerateRequest, Plan, RequestError, check_body, plan_request
 from stagediff import StageDiff, StageDiffError
+from stagediff.config import RequestLimits
 from stagediff.generator import SamplePiece
 from stagediff.diffusion import sampling_choice
 from stagediff.runtime import configure_threads
@@ -202,7 +203,7 @@ class StageDiffService:
         self.threads = configure_threads(int(os.environ["STAGEDIFF_THREADS"]) if "STAGEDIFF_THREADS" in os.environ else None)
         self.generator = StageDiff.load(self.model.path)
         self.metadata = dict(self.model.info.metadata)
-        self.limits = Limits.from_metadata(self.metadata.get("limits"))
+        self.limits = RequestLimits.from_dict(self.metadata.get("limits"))
         # A thread per request that samples at most; serving.batching.Turns lets one of them compute at a time.
         self.executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENCY, thread_name_prefix="stagediff-sampling")
         max_rows = int(os.environ.get("STAGEDIFF_MAX_BATCH", DEFAULT_MAX_BATCH))

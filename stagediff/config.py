@@ -427,23 +427,62 @@ class EvaluateParams:
 
 @_known_keywords
 @dataclass(frozen=True)
-class PackageParams:
-    """The package stage and the limits the service enforces."""
+class RequestLimits:
+    """How much one request to the service may ask for: the one place for these limits. The package stage stores
+    them in the model's metadata under ``limits`` (from params.yaml's ``package`` section); absent keys take these
+    defaults.
+
+    max_length: steps per series; max_samples: series per request (one network evaluation works on at most
+    max_samples series of 4 training windows, which bounds how long a request keeps the CPU before another gets
+    its turn, and how late a cancellation takes effect); max_values: n_samples * length * channels, the memory
+    bound (1,000,000 values are 8 MB as float64 and about 40 MB as JSON); max_cost: the budget of work,
+    n_samples * length * channels * steps (10,000,000 is one series of 100,000 steps of 5 channels at 20 steps)."""
+
+    max_length: int = 100_000
+    max_samples: int = 16
+    max_values: int = 1_000_000
+    max_cost: int = 10_000_000
+
+    def __post_init__(self) -> None:
+        _check_types(self, "request limit")
+        for f in dataclasses.fields(RequestLimits):
+            _require(getattr(self, f.name) >= 1, f"request limit {f.name} must be at least 1, got {getattr(self, f.name)}")
+
+    @classmethod
+    def from_dict(cls, limits: dict[str, Any] | None) -> RequestLimits:
+        """The limits a model's metadata names; absent keys take the defaults."""
+        limits = dict(limits or {})
+        _reject_unknown(cls, limits, "request limit")
+        return cls(**limits)
+
+    def limits(self) -> RequestLimits:
+        """Only the request limits (of a PackageParams, without its name)."""
+        return RequestLimits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(RequestLimits)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def longest(self, n_samples: int, channels: int, steps: int, stage: int) -> int:
+        """The longest length (a multiple of ``stage``) within every limit for this many series and steps; 0 if
+        not even one stage fits."""
+        longest = min(self.max_length, self.max_values // (n_samples * channels),
+                      self.max_cost // (n_samples * channels * steps))
+        return longest - longest % stage
+
+
+@_known_keywords
+@dataclass(frozen=True)
+class PackageParams(RequestLimits):
+    """The package stage: the model's name and the request limits the service enforces (RequestLimits)."""
 
     name: str = "stagediff"
     """Name of the MLflow registered model and of the BentoML model and service."""
-    max_length: int = 100_000
-    """Longest series one request may ask for (time steps)."""
-    max_samples: int = 256
-    max_values: int = 20_000_000
-    """Largest n_samples * length * channels of one request."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_types(self, "package key")
         _require(self.name.replace("_", "").replace("-", "").isalnum() and self.name == self.name.lower(),
                  f"package.name must be lower-case letters, digits, '-' or '_', got {self.name!r}")
-        for key in ("max_length", "max_samples", "max_values"):
-            _require(getattr(self, key) >= 1, f"package.{key} must be at least 1, got {getattr(self, key)}")
 
 
 @_known_keywords

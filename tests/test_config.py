@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from stagediff import StageDiff
-from stagediff.config import StageDiffConfig, field_names
+from stagediff.config import PipelineParams, RequestLimits, StageDiffConfig, field_names
 from stagediff.errors import ConfigError
 
 
@@ -149,3 +149,16 @@ def test_generator_overrides_go_through_validation():
     assert StageDiff(window=64, stage_length=16).config.stages == 4
     with pytest.raises(ConfigError, match="not divisible"):
         StageDiff(window=60, stage_length=16)
+
+
+def test_request_limits_are_one_set_that_params_yaml_sets():
+    package = PipelineParams.from_dict({"package": {"max_samples": 4, "max_cost": 1000}}).package
+    assert package.limits() == RequestLimits(max_samples=4, max_cost=1000)
+    assert package.limits().to_dict() == {**RequestLimits().to_dict(), "max_samples": 4, "max_cost": 1000}
+    assert RequestLimits.from_dict(None) == RequestLimits()
+    with pytest.raises(ConfigError, match="unknown request limit key.*did you mean 'max_length'"):
+        RequestLimits.from_dict({"max_lenght": 5})
+    with pytest.raises(ConfigError, match="max_values must be at least 1"):
+        PipelineParams.from_dict({"package": {"max_values": 0}})
+    with pytest.raises(ConfigError, match="max_cost' must be a int"):
+        RequestLimits(max_cost=True)

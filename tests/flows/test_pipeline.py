@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from stagediff.config import PipelineParams, RequestLimits
 from stagediff.data.builtin import synthetic_frame
 from stagediff.runtime import default_threads
 from test_stages import hourly, serve_folder
@@ -183,6 +184,8 @@ def test_the_model_and_the_bento_are_in_the_bentoml_store(pipeline):
     training = json.loads((clone / "reports/training.json").read_text())
     assert package["mlflow_run_id"] == training["mlflow_run_id"] and package["data_hash"] == training["data_hash"]
     assert package["metrics"] == json.loads((clone / "reports/metrics.json").read_text())
+    limits = PipelineParams.from_file(clone / "params.yaml").package.limits()
+    assert package["limits"] == limits.to_dict() and set(package["limits"]) == set(RequestLimits().to_dict())
 
 
 def test_a_second_repro_does_nothing_and_a_training_parameter_reruns_only_what_follows(pipeline):

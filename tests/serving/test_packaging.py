@@ -32,8 +32,8 @@ def test_store_model_copies_the_folder_and_keeps_the_metadata(bentoml_home, mode
     ({"metrics": [0.1]}, "metrics must be a flat dict of numbers, got list"),
     ({"metrics_sampling": {"sampler": "euler", "steps": 5}}, "metrics_sampling must be {'sampler': one of"),
     ({"metrics_sampling": {"sampler": "ddpm"}}, "metrics_sampling must be"),
-    ({"limits": {"max_steps": 5}}, "unknown request limit(s) ['max_steps']"),
-    ({"limits": {"max_values": -1}}, "request limit max_values must be a positive integer"),
+    ({"limits": {"max_steps": 5}}, "unknown request limit key(s) ['max_steps']"),
+    ({"limits": {"max_values": -1}}, "request limit max_values must be at least 1"),
 ])
 def test_store_model_refuses_bad_metadata_before_writing(bentoml_home, model_dir, metadata, message):
     before = len(bentoml.models.list())

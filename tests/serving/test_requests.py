@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from serving.requests import (BodyError, GenerateRequest, Limits, RequestError, check_body, check_prefix,
+from serving.requests import (BodyError, GenerateRequest, RequestError, check_body, check_prefix,
                               plan_request)
 from stagediff import DataError, StageDiff, StageDiffConfig
+from stagediff.config import RequestLimits
 from stagediff.data import MinMaxScaler
 from stagediff.model import StageDiffDenoiser
 
-LIMITS = Limits(max_length=1024, max_samples=8, max_values=4096)
+LIMITS = RequestLimits(max_length=1024, max_samples=8, max_values=4096)
 HOURLY = {"channels": ["a", "b"], "time_column": "date", "frequency": {"kind": "timedelta", "value": "PT1H"},
           "last_time": "2022-01-20T23:00:00"}
 STEPS = {"channels": ["a", "b"], "time_column": None, "frequency": None, "last_time": None}
@@ -91,7 +92,7 @@ def test_a_request_over_the_value_limit_says_how_long_it_may_be(hourly):
 
 def test_a_request_over_the_cost_budget_says_how_long_it_may_be(hourly):
     """The budget counts work: n_samples * length * channels * steps."""
-    budget = Limits(max_length=1024, max_samples=8, max_values=4096, max_cost=40_000)
+    budget = RequestLimits(max_length=1024, max_samples=8, max_values=4096, max_cost=40_000)
     assert plan_request(GenerateRequest(n_samples=8, length=248, steps=10), hourly, budget).length == 248  # 39,680
     with pytest.raises(RequestError) as error:
         plan_request(GenerateRequest(n_samples=8, length=256, steps=10), hourly, budget)
@@ -99,7 +100,7 @@ def test_a_request_over_the_cost_budget_says_how_long_it_may_be(hourly):
         "n_samples * length * channels * steps = 8 * 256 * 2 * 10 = 40,960 exceeds the budget of 40,000 per request "
         "(max_cost); with n_samples=8 and steps=10 the length may be at most 248 (or ask for fewer samples or steps)")
     with pytest.raises(RequestError, match="with n_samples=8 and steps=20 not even one stage of 8 steps fits"):
-        plan_request(GenerateRequest(n_samples=8, length=8, steps=20), hourly, Limits(max_cost=2000))
+        plan_request(GenerateRequest(n_samples=8, length=8, steps=20), hourly, RequestLimits(max_cost=2000))
     assert budget.longest(1, 2, 20, 8) == 1000 and budget.longest(8, 2, 1, 8) == 256
 
 
@@ -227,13 +228,13 @@ def test_parquet_cannot_be_streamed(hourly):
 
 
 def test_limits_come_from_the_metadata_with_defaults():
-    assert Limits.from_metadata(None) == Limits()
-    assert Limits.from_metadata({"max_length": 2048}).max_length == 2048
-    assert Limits.from_metadata({"max_cost": 5}).max_cost == 5 and Limits().max_cost == 10_000_000
+    assert RequestLimits.from_dict(None) == RequestLimits()
+    assert RequestLimits.from_dict({"max_length": 2048}).max_length == 2048
+    assert RequestLimits.from_dict({"max_cost": 5}).max_cost == 5 and RequestLimits().max_cost == 10_000_000
     with pytest.raises(ValueError, match="unknown request limit"):
-        Limits.from_metadata({"max_lenght": 5})
-    with pytest.raises(ValueError, match="positive integer"):
-        Limits.from_metadata({"max_values": 0})
+        RequestLimits.from_dict({"max_lenght": 5})
+    with pytest.raises(ValueError, match="at least 1"):
+        RequestLimits.from_dict({"max_values": 0})
 
 
 @pytest.mark.parametrize(("value", "channel"), [(1e30, "a"), (-1e30, "b"), (1200.5, "a"), (-900.5, "b")])
