@@ -328,7 +328,7 @@ def table(results: dict[str, dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "serving-benchmark.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks" / "serving-benchmark.json")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--single-requests", type=int, default=30, help="per server")
     parser.add_argument("--requests-8", type=int, default=48, help="per server")
@@ -337,9 +337,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="turns of the compared servers")
     parser.add_argument("--soak-seconds", type=float, default=300)
     parser.add_argument("--fairness-requests", type=int, default=20, help="1 x 256-step requests alone")
+    parser.add_argument("--server-env", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="environment variables for every server (e.g. MALLOC_ARENA_MAX=2)")
     parser.add_argument("--baseline", type=Path, help="another checkout of the project, for --sections compare")
     args = parser.parse_args()
     sections = set(args.sections)
+    server_env = dict(setting.split("=", 1) for setting in args.server_env)
 
     import torch
 
@@ -356,9 +359,9 @@ def main() -> None:
     loads = {"start": os.getloadavg()}
     results: dict[str, dict] = {}
     extra: dict[str, object] = {}
-    servers = {"batching on": Server(home, tag, log, STAGEDIFF_BATCHING="1")}
+    servers = {"batching on": Server(home, tag, log, STAGEDIFF_BATCHING="1", **server_env)}
     if sections & {"table", "long"}:
-        servers["batching off"] = Server(home, tag, log, STAGEDIFF_BATCHING="0")
+        servers["batching off"] = Server(home, tag, log, STAGEDIFF_BATCHING="0", **server_env)
     try:
         for server in servers.values():
             asyncio.run(closed_loop(server.url, ONE_SAMPLE, 1, requests_per_client=3))  # warm-up
@@ -393,7 +396,8 @@ def main() -> None:
         if "compare" in sections:
             if args.baseline is None:
                 raise SystemExit("--sections compare needs --baseline DIR, another checkout of the project")
-            servers["baseline"] = Server(home, tag, log, root=args.baseline.resolve(), STAGEDIFF_BATCHING="1")
+            servers["baseline"] = Server(home, tag, log, root=args.baseline.resolve(), STAGEDIFF_BATCHING="1",
+                                         **server_env)
             asyncio.run(closed_loop(servers["baseline"].url, ONE_SAMPLE, 1, requests_per_client=3))
             pair = {f"baseline ({args.baseline})": servers["baseline"], "this tree": batching}
             for clients, total in ((1, args.single_requests), (8, args.requests_8), (32, args.requests_32)):
@@ -403,7 +407,8 @@ def main() -> None:
             print("compare fairness", extra["compare_fairness"], flush=True)
             loads["after the comparison"] = os.getloadavg()
         if "threads" in sections:
-            servers["2 torch threads"] = Server(home, tag, log, STAGEDIFF_BATCHING="1", STAGEDIFF_THREADS="2")
+            servers["2 torch threads"] = Server(home, tag, log, STAGEDIFF_BATCHING="1", STAGEDIFF_THREADS="2",
+                                               **server_env)
             asyncio.run(closed_loop(servers["2 torch threads"].url, ONE_SAMPLE, 1, requests_per_client=3))
             pair = {"batching on, 1 torch thread": batching, "batching on, 2 torch threads": servers["2 torch threads"]}
             for label, measured in interleaved(pair, ONE_SAMPLE, 1, args.single_requests, args.rounds).items():
@@ -413,7 +418,7 @@ def main() -> None:
         for server in servers.values():
             server.stop()
     report = {"machine": describe_machine(), "started": started, "load_average": loads,
-              "command": " ".join([".venv/bin/python", *sys.argv]),
+              "command": " ".join([".venv/bin/python", *sys.argv]), "server_env": server_env,
               "model": {"dir": relative(args.model_dir), "tag": tag, "window": 256,
                         "channels": CHANNELS, "request": ONE_SAMPLE, "long_request": LONG_SAMPLE,
                         "largest_request": LARGEST},
