@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import platform
 import time
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+
 import pytest
 import torch
 
@@ -185,6 +187,8 @@ def test_info_describes_model_data_scores_and_limits(service, model_tag):
     assert info["limits"] == {"max_length": 20_000, "max_samples": 16, "max_values": 40_000, "max_cost": 50_000,
                               "max_body_bytes": 16 * 2**20}
     assert info["serving"]["torch_threads"] >= 1 and info["serving"]["batching"] is True
+    # glibc (every Linux this runs on in CI): the sampling threads share 2 malloc arenas (memory stays flat)
+    assert info["serving"]["malloc_arenas"] == (2 if platform.libc_ver()[0] == "glibc" else None)
 
 
 def test_values_that_are_not_finite_are_never_sent(service_module):
