@@ -25,17 +25,26 @@ from stagediff.recipe import WINDOW_FIELDS, preset, stage_length_for, window_set
 SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("cosine", "linear")
 MISSING_POLICIES = ("error", "interpolate")
-LOSSES = ("mse", "l1")
-LOSS_WEIGHTINGS = ("uniform", "diffusion_ts")
+
+RETIRED: dict[str, Any] = {"channel_embedding": False, "channel_attention": False, "detail_basis": False,
+                           "loss": "mse", "loss_weighting": "uniform", "fourier_loss_weight": 0.0}
+"""Switches of StageDiffConfig that lost their experiments and were removed, with the value that is what stagediff
+does now (their old default). A configuration that holds one at that value (every model saved before) loads without
+it; any other value is a ConfigError (results/decisions.md, "Retired switches")."""
+RETIRED_AFTER = "732c4aa"
+"""The last commit that has the retired switches, to reproduce their results."""
 
 
 def _known_keywords(kind: type) -> type:
     """Make a configuration dataclass refuse unknown keyword arguments with a :class:`ConfigError` (instead of
-    Python's TypeError), like every other way of building it."""
+    Python's TypeError), and drop the retired switches of StageDiffConfig at their old values (RETIRED): every way
+    of building a configuration goes through here."""
     generated = kind.__init__
 
     @functools.wraps(generated)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kind is StageDiffConfig:
+            kwargs = _without_retired(kwargs)
         _reject_unknown(kind, kwargs)
         generated(self, *args, **kwargs)
 
@@ -76,11 +85,6 @@ class StageDiffConfig:
     sigma_data: float = 0.5
     """s of the skip parametrization: the assumed standard deviation of the part of the data the input may carry
     through (Karras et al. use the data's; a smaller s passes the input through only once the noise is below s)."""
-    detail_basis: bool = False
-    """With skip_parametrization, the skip acts on the principal components of the training series' step-to-step
-    changes, each with its own sigma_data (``sigma_data`` times its step spread over the roughest component's),
-    instead of on each channel with one sigma_data: the input's detail passes through where channels move
-    together, and a channel that moves with no other keeps its own, smaller texture (beyond the paper)."""
     seam_blend: bool = True
     """Each stage also predicts its 2 x context neighbouring steps, and overlapping predictions are
     overlap-added with linear ramps (beyond the paper; needs 2 * context <= stage_length)."""
@@ -108,20 +112,12 @@ class StageDiffConfig:
     """True: each channel is one sequence of the shared network, channels meet in the fusion between stages (the
     paper); False: channels modelled jointly inside a stage (the paper's "w/o CI"), which keeps the relations of
     channels that move together. None: chosen from the training split at fit time (stagediff.recipe)."""
-    channel_embedding: bool = False
-    """With channel_independent, add a learned vector per channel (and scale) to every patch token, so the
-    shared network knows which channel it denoises and can give each its own texture (beyond the paper)."""
-    channel_attention: bool = False
-    """With channel_independent, one attention block across the channels of each patch after the stage encoder,
-    so channels inform each other within a stage (beyond the paper, whose fusion only passes each stage's trends
-    on to the next stage; on stock it cut the steps with High < Low from 33 % to 9 %, docs/benchmarks.md)."""
     stage_attention: bool = False
     """One attention block after each scale's stage encoder in which every stage's patch tokens attend to those of
     the stages fewer than window / stage_length away (a learned bias per stage offset, so longer chunks see the same
     offsets), so a stage knows more of the window than its neighbour's trend and context (beyond the paper, whose
-    stages pass on only the previous stage's fused trend; off by default: on ETTh1 at window 256 and 2,000 steps it
-    lowered the discriminative score of DDPM samples from 0.32 to 0.24 but raised DDIM's, and at window 128 it
-    changed nothing measurable, docs/benchmarks.md)."""
+    stages pass on only the previous stage's fused trend). Off by default; the presets etth1-256 and stock-256 set
+    it (why: results/decisions.md, "The default recipe")."""
     channel_fusion: bool = True
     """False is the "w/o CD" ablation: no fusion convolution, history stays per channel."""
     staged: bool = True
@@ -133,8 +129,8 @@ class StageDiffConfig:
     schedule: str = "cosine"
     sampler: str = "ddim"
     """The reverse-diffusion sampler: "ddpm" (ancestral, every diffusion step unless asked for fewer) or "ddim"
-    (with ddim_eta). The default, DDIM with eta 1 at 20 steps, is ancestral sampling on 20 evenly spaced steps: of
-    the few-step samplers tried it came closest to 200 DDPM steps (results/decisions.md, "The default sampler")."""
+    (with ddim_eta). The default, DDIM with eta 1 at 20 steps, is ancestral sampling on 20 evenly spaced steps
+    (why: results/decisions.md, "The default sampler")."""
     sampling_steps: int = 20
     """Network evaluations per chunk of every sampler but "ddpm"."""
     ddim_eta: float = 1.0
@@ -143,15 +139,6 @@ class StageDiffConfig:
     """How far samples may leave the training split's range, as a share of each channel's range on either side
     (0: never beyond it). None: chosen from the training split at fit time (how far the series went beyond its own
     earlier range, between 5 % and 50 %; stagediff.recipe)."""
-    fourier_loss_weight: float = 0.0
-    """Weight of Diffusion-TS's Fourier loss term; 0 = the paper's plain x_0 MSE."""
-    loss: str = "mse"
-    """Error on x_0: "mse" (the paper's eq. 7) or "l1" (Diffusion-TS's choice for its real-data sets); the Fourier
-    term uses the same."""
-    loss_weighting: str = "uniform"
-    """Weight of each noise level k in the loss: "uniform" (the paper) or "diffusion_ts", Diffusion-TS's
-    sqrt(1 - beta_k) sqrt(1 - abar_k) / beta_k scaled to mean 1 over k, which leaves the low-noise levels about
-    1.5x and the noisiest ones near 0 (beyond the paper)."""
 
     # --- training ---------------------------------------------------------------------------
     batch_size: int = 64
@@ -184,9 +171,7 @@ class StageDiffConfig:
     def preset(cls, name: str, **changes: Any) -> StageDiffConfig:
         """A named preset (``stagediff.recipe.PRESETS``: the benchmark cells that differ from the default recipe),
         with ``changes`` on top."""
-        settings = {**preset(name), **changes}
-        _reject_unknown(cls, settings)
-        return cls(**settings)
+        return cls(**{**preset(name), **changes})
 
     @property
     def automatic(self) -> frozenset[str]:
@@ -209,7 +194,6 @@ class StageDiffConfig:
 
     def replace(self, **changes: Any) -> StageDiffConfig:
         """A copy with some fields changed (validated like a new config)."""
-        _reject_unknown(StageDiffConfig, changes)
         reset = {name: None for name in self.automatic if name not in changes}  # they follow the new window again
         return dataclasses.replace(self, **reset, **changes)
 
@@ -225,7 +209,6 @@ class StageDiffConfig:
             raise ConfigError(f"a configuration must be a mapping of field names to values, got {type(data).__name__}")
         values = dict(data)
         name = values.pop("preset", None)
-        _reject_unknown(cls, values)
         if isinstance(values.get("pool_kernels"), list):
             values["pool_kernels"] = tuple(values["pool_kernels"])
         if name is not None:
@@ -262,6 +245,19 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"configuration file {path} must hold a mapping of keys to values, got {type(data).__name__}")
     return data
+
+
+def _without_retired(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the retired switches that hold their old value; one set otherwise is a ConfigError."""
+    kept = {}
+    for key, value in data.items():
+        if key not in RETIRED:
+            kept[key] = value
+        elif value != RETIRED[key] or isinstance(value, bool) != isinstance(RETIRED[key], bool):
+            raise ConfigError(f"{key} was retired: only {key}: {json.dumps(RETIRED[key])} (what stagediff does now) is "
+                              f"accepted, got {value!r}; commit {RETIRED_AFTER} still has the switch "
+                              f"(results/decisions.md, \"Retired switches\")")
+    return kept
 
 
 def _reject_unknown(kind: type, data: dict[str, Any], where: str = "configuration") -> None:
@@ -335,12 +331,9 @@ def _check_values(c: StageDiffConfig) -> None:
     _require(c.channels is None or c.channels >= 1, f"channels must be None or at least 1, got {c.channels}")
     _require(0.0 <= c.validation_fraction < 1.0, f"validation_fraction must be in [0, 1), got {c.validation_fraction}")
     _require(c.sigma_data > 0, f"sigma_data must be positive, got {c.sigma_data}")
-    _require(c.skip_parametrization or not c.detail_basis, "detail_basis needs skip_parametrization: true")
     _require(c.missing in MISSING_POLICIES, f"missing must be one of {MISSING_POLICIES}, got {c.missing!r}")
     _require(c.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, got {c.sampler!r}")
     _require(c.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {c.schedule!r}")
-    _require(c.loss in LOSSES, f"loss must be one of {LOSSES}, got {c.loss!r}")
-    _require(c.loss_weighting in LOSS_WEIGHTINGS, f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {c.loss_weighting!r}")
     _require(c.sampling_steps <= c.diffusion_steps,
              f"sampling_steps ({c.sampling_steps}) cannot exceed diffusion_steps ({c.diffusion_steps})")
     _require(0.0 <= c.ddim_eta <= 1.0, f"ddim_eta must be in [0, 1], got {c.ddim_eta}")
@@ -350,8 +343,8 @@ def _check_values(c: StageDiffConfig) -> None:
              f"range_margin must be in [0, 10] (a share of the training range) or None, got {c.range_margin}")
     _require(c.max_minutes is None or c.max_minutes > 0, f"max_minutes must be positive or None, got {c.max_minutes}")
     _require(c.learning_rate > 0, f"learning_rate must be positive, got {c.learning_rate}")
-    _require(c.weight_decay >= 0 and c.grad_clip > 0 and c.fourier_loss_weight >= 0,
-             "weight_decay and fourier_loss_weight must be non-negative and grad_clip positive")
+    _require(c.weight_decay >= 0, f"weight_decay must be non-negative, got {c.weight_decay}")
+    _require(c.grad_clip > 0, f"grad_clip must be positive, got {c.grad_clip}")
     _require(c.d_model % c.heads == 0, f"d_model ({c.d_model}) must be divisible by heads ({c.heads})")
     _require(len(c.pool_kernels) >= 1, "pool_kernels needs at least one kernel (one per decomposition scale)")
     _require(all(k >= 1 and k % 2 == 1 for k in c.pool_kernels),

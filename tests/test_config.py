@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from stagediff import StageDiff
-from stagediff.config import PipelineParams, RequestLimits, StageDiffConfig, field_names
+from stagediff.config import RETIRED, RETIRED_AFTER, PipelineParams, RequestLimits, StageDiffConfig, field_names
 from stagediff.errors import ConfigError
 
 
@@ -58,8 +58,6 @@ def test_numbers_accepted_where_floats_are_expected():
     (dict(sampler="euler"), "sampler must be one of"),
     (dict(schedule="sqrt"), "schedule must be one of"),
     (dict(missing="drop"), "missing must be one of"),
-    (dict(loss="huber"), "loss must be one of"),
-    (dict(loss_weighting="snr"), "loss_weighting must be one of"),
     (dict(diffusion_steps=10, sampling_steps=20), "cannot exceed diffusion_steps"),
     (dict(d_model=30, heads=4), "divisible by heads"),
     (dict(pool_kernels=(4, 1)), "odd"),
@@ -72,6 +70,28 @@ def test_numbers_accepted_where_floats_are_expected():
 def test_inconsistent_values_are_errors(changes, words):
     with pytest.raises(ConfigError, match=words):
         StageDiffConfig(**changes)
+
+
+def test_retired_switches_at_their_old_value_are_dropped():
+    default = StageDiffConfig()
+    assert StageDiffConfig.from_dict(dict(RETIRED)) == StageDiffConfig(**RETIRED) == default.replace(**RETIRED) == default
+    assert StageDiffConfig.from_dict({"preset": "stock-24", **RETIRED}) == StageDiffConfig.preset("stock-24")
+    assert StageDiffConfig(fourier_loss_weight=0) == default  # an int where the float was
+
+
+@pytest.mark.parametrize("key, value", [
+    ("channel_embedding", True), ("channel_attention", True), ("detail_basis", True), ("loss", "l1"),
+    ("loss_weighting", "diffusion_ts"), ("fourier_loss_weight", 2.26), ("channel_embedding", 0),
+])
+def test_retired_switches_set_otherwise_name_the_commit_that_has_them(tmp_path, key, value):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"window": 64, key: value}))
+    for build in (lambda: StageDiffConfig.from_file(path), lambda: StageDiffConfig(**{key: value}),
+                  lambda: StageDiffConfig().replace(**{key: value}), lambda: StageDiff(**{key: value})):
+        with pytest.raises(ConfigError, match=f"{key} was retired") as raised:
+            build()
+        assert RETIRED_AFTER in str(raised.value) and repr(value) in str(raised.value)
+    assert not set(RETIRED) & set(field_names())
 
 
 def test_window_not_divisible_by_stage_length_suggests_multiples():

@@ -9,12 +9,14 @@ with that version's code instead of rewriting these.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from stagediff import StageDiff, StageDiffConfig
+from stagediff.config import RETIRED
 
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLES = dict(n=3, length=64, seed=0)
@@ -33,6 +35,8 @@ def save_reference(folder: Path, samples: Path) -> None:
 
 
 def test_a_model_saved_by_0_1_0_loads_and_samples_the_same_bytes():
+    saved = json.loads((DATA / "model-0.1.0" / "config.json").read_text())
+    assert saved.items() >= RETIRED.items()  # it holds the switches retired since, at their old values
     model = StageDiff.load(DATA / "model-0.1.0")
     frame = model.sample(**SAMPLES)
     expected = np.load(DATA / "model-0.1.0-samples.npy")
