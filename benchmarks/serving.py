@@ -50,7 +50,7 @@ import psutil  # noqa: E402
 
 from machine import describe_machine  # noqa: E402
 
-from stagediff.config import RequestLimits  # noqa: E402
+from serving.requests import RequestLimits  # noqa: E402
 
 MODEL_DIR = ROOT / "runs" / "serving-benchmark" / "model"
 ONE_SAMPLE = {"n_samples": 1, "length": 256, "steps": 50}

@@ -13,7 +13,7 @@ from prefect import Flow, flow, get_run_logger
 from prefect.exceptions import MissingContextError
 
 from flows import PARAMS, PROJECT
-from stagediff.config import PipelineParams
+from flows.params import PipelineParams
 from stagediff.errors import StageDiffError
 from stagediff.runtime import configure_threads
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from flows.common import (EVALUATION, METRICS, MODEL, PREPARED, TRAINING_REPORT, logger, pipeline_flow, read_json,
                           read_params, relative, run_stage, write_json)
+from flows.params import EvaluateParams
 from stagediff import StageDiff
-from stagediff.config import EvaluateParams
 from stagediff.data import load_prepared
 from stagediff.evaluation import evaluate_windows, heldout_windows
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from flows.common import (RAW, RAW_DESCRIPTION, logger, pipeline_flow, read_params, relative, run_stage,
                           write_json)
-from stagediff.config import DataParams
+from flows.params import DataParams
 from stagediff.data.ingest import describe_frame, is_url, read_source
 from stagediff.data.loading import channel_columns_of
 

@@ -12,8 +12,9 @@ import mlflow
 from flows import PROJECT
 from flows.common import (METRICS, MODEL, PACKAGE_REPORT, RAW_DESCRIPTION, TRAINING_REPORT, logger, pipeline_flow,
                           read_json, read_params, relative, run_stage, write_json)
+from flows.params import PipelineParams
 from serving.packaging import build_bento, store_model
-from stagediff.config import PipelineParams, StageDiffConfig
+from stagediff.config import StageDiffConfig
 from stagediff.diffusion import sampling_choice
 
 

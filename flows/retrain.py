@@ -74,8 +74,8 @@ from flows import PROJECT
 from flows.common import (METRICS, MODEL, PACKAGE_REPORT, PREPARED, TRAINING_REPORT, logger, pipeline_flow, read_json,
                           read_params, write_json)
 from flows.evaluate import flat_metrics, held_out_windows
+from flows.params import EvaluateParams, PipelineParams
 from stagediff import StageDiff
-from stagediff.config import EvaluateParams, PipelineParams
 from stagediff.data import load_prepared
 from stagediff.errors import ConfigError, StageDiffError
 from stagediff.evaluation import evaluate_windows

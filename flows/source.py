@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from flows import PARAMS, PROJECT
-from stagediff.config import PipelineParams
+from flows.params import PipelineParams
 from stagediff.data.ingest import source_stamp
 from stagediff.errors import StageDiffError
 

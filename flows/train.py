@@ -20,8 +20,8 @@ from mlflow.types import ColSpec, Schema
 from flows import PROJECT
 from flows.common import (CHECKPOINTS, LOSS_CURVE, MODEL, PREPARED, TRAINING_REPORT, logger, pipeline_flow,
                           read_params, relative, run_stage, write_json)
+from flows.params import PipelineParams
 from stagediff import StageDiff
-from stagediff.config import PipelineParams
 from stagediff.data import PreparedData, load_prepared
 from stagediff.distributed import is_main_process
 from stagediff.train import TrainProgress

@@ -14,7 +14,7 @@ import pandas as pd
 
 from flows.common import (RAW, RAW_DESCRIPTION, VALIDATION_REPORT, VALIDATION_SUMMARY, logger, pipeline_flow,
                           read_json, read_params, relative, run_stage, write_json)
-from stagediff.config import PipelineParams
+from flows.params import PipelineParams
 from stagediff.data.expectations import (PARSED_TIME, STEP, Expectation, build_suite, channel_ranges,
                                          check_frame)
 from stagediff.errors import ConfigError, DataError

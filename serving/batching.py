@@ -8,7 +8,7 @@ it (a batch of 30 requests has computed 30 times less per request than one reque
 request overtakes a large one at the large one's next evaluation and runs to its end. Work that has waited PATIENCE
 seconds goes first, so a large request still gets a share under a flood of small ones. No request waits longer for
 the CPU than one network evaluation of the largest batch (at most ``max_samples`` series of 4 training windows,
-stagediff.config.RequestLimits) before its turn, unless others are served first by these rules.
+serving.requests.RequestLimits) before its turn, unless others are served first by these rules.
 
 Batching. On a small CPU one sample of 256 steps costs nearly as much as several: each reverse step is many small
 sequential calls (docs/benchmarks.md), so requests that wait together are sampled together, by the library's

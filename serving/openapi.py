@@ -17,10 +17,9 @@ import copy
 from typing import Any
 
 from serving.encoding import HEADER_PREFIX, MEDIA_TYPES, STREAM_MEDIA_TYPES
-from serving.requests import (FORMATS, MAX_SEED, MAX_STEP, STREAM_FORMATS, frequency_of, most_prefix_records,
-                              prefix_columns)
+from serving.requests import (FORMATS, MAX_SEED, MAX_STEP, STREAM_FORMATS, RequestLimits, frequency_of,
+                              most_prefix_records, prefix_columns)
 from stagediff import StageDiff
-from stagediff.config import RequestLimits
 from stagediff.diffusion import SAMPLERS
 from stagediff.generator import PREFIX_RANGES
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import bentoml
 
+from serving.requests import RequestLimits
 from stagediff import StageDiff
-from stagediff.config import RequestLimits
 from stagediff.diffusion import SAMPLERS
 
 MODEL_FILES = ("config.json", "scaler.json", "metadata.json", "weights.pt")

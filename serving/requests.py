@@ -3,13 +3,15 @@
 :class:`GenerateRequest` is the request body of ``/generate`` and ``/generate_stream``: pydantic checks
 field names (unknown ones are errors) and JSON types. :func:`plan_request` then checks everything that
 depends on the served model (stage length, channels, frequency, diffusion steps) and on the request
-limits, and returns a :class:`Plan` with every default filled in. Each failure raises
-:class:`RequestError` with a message that names the problem and the allowed range; the service turns
-it into HTTP 400. Nothing here imports bentoml, so the checks are plain functions to test.
+limits (:class:`RequestLimits`, which the pipeline's package stage sets), and returns a :class:`Plan` with
+every default filled in. Each failure raises :class:`RequestError` with a message that names the problem and
+the allowed range; the service turns it into HTTP 400. Nothing here imports bentoml, so the checks are plain
+functions to test.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
 from dataclasses import dataclass
@@ -21,9 +23,9 @@ import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from stagediff import DataError, StageDiff
-from stagediff.config import RequestLimits
 from stagediff.diffusion import SAMPLERS, sampling_choice
 from stagediff.generator import SampleRequest, SamplingRun, decode_frequency
+from stagediff.settings import check_types, known_keywords, reject_unknown, require
 
 FORMATS = ("json", "csv", "parquet")
 STREAM_FORMATS = ("json", "csv")
@@ -36,6 +38,52 @@ MAX_STEP = 2**62
 
 JSON = "application/json"
 EXAMPLE_BODY = '{"n_samples": 2, "length": 256}'
+
+
+@known_keywords
+@dataclass(frozen=True)
+class RequestLimits:
+    """How much one request to the service may ask for: the one place for these limits. The package stage stores
+    them in the model's metadata under ``limits`` (from params.yaml's ``package`` section, flows.params.PackageParams);
+    absent keys take these defaults.
+
+    max_length: steps per series; max_samples: series per request (one network evaluation works on at most
+    max_samples series of 4 training windows, which bounds how long a request keeps the CPU before another gets
+    its turn, and how late a cancellation takes effect); max_values: n_samples * length * channels, the memory
+    bound (1,000,000 values are 8 MB as float64 and about 40 MB as JSON); max_cost: the budget of work,
+    n_samples * length * channels * steps (10,000,000 is one series of 100,000 steps of 5 channels at 20 steps)."""
+
+    max_length: int = 100_000
+    max_samples: int = 16
+    max_values: int = 1_000_000
+    max_cost: int = 10_000_000
+
+    def __post_init__(self) -> None:
+        check_types(self, "request limit")
+        for f in dataclasses.fields(RequestLimits):
+            value = getattr(self, f.name)
+            require(value >= 1, f"request limit {f.name} must be at least 1, got {value}")
+
+    @classmethod
+    def from_dict(cls, limits: dict[str, Any] | None) -> RequestLimits:
+        """The limits a model's metadata names; absent keys take the defaults."""
+        limits = dict(limits or {})
+        reject_unknown(cls, limits, "request limit")
+        return cls(**limits)
+
+    def limits(self) -> RequestLimits:
+        """Only the request limits (of a PackageParams, without its name)."""
+        return RequestLimits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(RequestLimits)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def longest(self, n_samples: int, channels: int, steps: int, stage: int) -> int:
+        """The longest length (a multiple of ``stage``) within every limit for this many series and steps; 0 if
+        not even one stage fits."""
+        longest = min(self.max_length, self.max_values // (n_samples * channels),
+                      self.max_cost // (n_samples * channels * steps))
+        return longest - longest % stage
 
 
 class RequestError(ValueError):

@@ -40,9 +40,8 @@ from serving import openapi, timeouts
 from serving.batching import Batcher, Work, rows_independent
 from serving.encoding import (MEDIA_TYPES, STREAM_MEDIA_TYPES, NonFiniteOutput, encode, encode_piece,
                               provenance_headers)
-from serving.requests import BodyError, GenerateRequest, Plan, RequestError, check_body, plan_request
+from serving.requests import BodyError, GenerateRequest, Plan, RequestError, RequestLimits, check_body, plan_request
 from stagediff import StageDiff, StageDiffError
-from stagediff.config import RequestLimits
 from stagediff.generator import SamplePiece
 from stagediff.diffusion import sampling_choice
 from stagediff.runtime import configure_threads

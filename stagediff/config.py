@@ -8,42 +8,51 @@ Unknown keys and wrong types are errors (:class:`stagediff.errors.ConfigError`),
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import json
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from stagediff.errors import ConfigError
 from stagediff.recipe import WINDOW_FIELDS, preset, stage_length_for, window_settings
+from stagediff.settings import check_types, known_keywords, read_mapping, require
 
 SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("cosine", "linear")
 MISSING_POLICIES = ("error", "interpolate")
-LOSSES = ("mse", "l1")
-LOSS_WEIGHTINGS = ("uniform", "diffusion_ts")
+
+RETIRED: dict[str, Any] = {"channel_embedding": False, "channel_attention": False, "detail_basis": False,
+                           "loss": "mse", "loss_weighting": "uniform", "fourier_loss_weight": 0.0}
+"""Switches of StageDiffConfig that lost their experiments and were removed, with the value that is what stagediff
+does now (their old default). A configuration that holds one at that value (every model saved before) loads without
+it; any other value is a ConfigError (results/decisions.md, "Retired switches")."""
+RETIRED_AFTER = "732c4aa"
+"""The last commit that has the retired switches, to reproduce their results."""
 
 
-def _known_keywords(kind: type) -> type:
-    """Make a configuration dataclass refuse unknown keyword arguments with a :class:`ConfigError` (instead of
-    Python's TypeError), like every other way of building it."""
-    generated = kind.__init__
+def _dropping_retired(kind: type) -> type:
+    """Make StageDiffConfig drop the retired switches that hold their old value (RETIRED), so that configurations
+    saved before load; at any other value one is a ConfigError that names the commit that still has it. Every way
+    of building a configuration (keywords, replace, preset, from_dict, from_file) goes through here."""
+    checked = kind.__init__
 
-    @functools.wraps(generated)
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _reject_unknown(kind, kwargs)
-        generated(self, *args, **kwargs)
+    @functools.wraps(checked)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        for key in sorted(set(kwargs) & set(RETIRED)):
+            value, old = kwargs.pop(key), RETIRED[key]
+            if value != old or isinstance(value, bool) != isinstance(old, bool):
+                raise ConfigError(f"{key} was retired: only {key}: {json.dumps(old)} (what stagediff does now) is "
+                                  f"accepted, got {value!r}; commit {RETIRED_AFTER} still has the switch "
+                                  f"(results/decisions.md, \"Retired switches\")")
+        checked(self, *args, **kwargs)
 
     kind.__init__ = __init__
     return kind
 
 
-@_known_keywords
+@_dropping_retired
+@known_keywords
 @dataclass(frozen=True)
 class StageDiffConfig:
     """All hyperparameters of Stage-Diff (arXiv 2508.21330) and of its training and sampling.
@@ -76,11 +85,6 @@ class StageDiffConfig:
     sigma_data: float = 0.5
     """s of the skip parametrization: the assumed standard deviation of the part of the data the input may carry
     through (Karras et al. use the data's; a smaller s passes the input through only once the noise is below s)."""
-    detail_basis: bool = False
-    """With skip_parametrization, the skip acts on the principal components of the training series' step-to-step
-    changes, each with its own sigma_data (``sigma_data`` times its step spread over the roughest component's),
-    instead of on each channel with one sigma_data: the input's detail passes through where channels move
-    together, and a channel that moves with no other keeps its own, smaller texture (beyond the paper)."""
     seam_blend: bool = True
     """Each stage also predicts its 2 x context neighbouring steps, and overlapping predictions are
     overlap-added with linear ramps (beyond the paper; needs 2 * context <= stage_length)."""
@@ -108,20 +112,12 @@ class StageDiffConfig:
     """True: each channel is one sequence of the shared network, channels meet in the fusion between stages (the
     paper); False: channels modelled jointly inside a stage (the paper's "w/o CI"), which keeps the relations of
     channels that move together. None: chosen from the training split at fit time (stagediff.recipe)."""
-    channel_embedding: bool = False
-    """With channel_independent, add a learned vector per channel (and scale) to every patch token, so the
-    shared network knows which channel it denoises and can give each its own texture (beyond the paper)."""
-    channel_attention: bool = False
-    """With channel_independent, one attention block across the channels of each patch after the stage encoder,
-    so channels inform each other within a stage (beyond the paper, whose fusion only passes each stage's trends
-    on to the next stage; on stock it cut the steps with High < Low from 33 % to 9 %, docs/benchmarks.md)."""
     stage_attention: bool = False
     """One attention block after each scale's stage encoder in which every stage's patch tokens attend to those of
     the stages fewer than window / stage_length away (a learned bias per stage offset, so longer chunks see the same
     offsets), so a stage knows more of the window than its neighbour's trend and context (beyond the paper, whose
-    stages pass on only the previous stage's fused trend; off by default: on ETTh1 at window 256 and 2,000 steps it
-    lowered the discriminative score of DDPM samples from 0.32 to 0.24 but raised DDIM's, and at window 128 it
-    changed nothing measurable, docs/benchmarks.md)."""
+    stages pass on only the previous stage's fused trend). Off by default; the presets etth1-256 and stock-256 set
+    it (why: results/decisions.md, "The default recipe")."""
     channel_fusion: bool = True
     """False is the "w/o CD" ablation: no fusion convolution, history stays per channel."""
     staged: bool = True
@@ -133,8 +129,8 @@ class StageDiffConfig:
     schedule: str = "cosine"
     sampler: str = "ddim"
     """The reverse-diffusion sampler: "ddpm" (ancestral, every diffusion step unless asked for fewer) or "ddim"
-    (with ddim_eta). The default, DDIM with eta 1 at 20 steps, is ancestral sampling on 20 evenly spaced steps: of
-    the few-step samplers tried it came closest to 200 DDPM steps (results/decisions.md, "The default sampler")."""
+    (with ddim_eta). The default, DDIM with eta 1 at 20 steps, is ancestral sampling on 20 evenly spaced steps
+    (why: results/decisions.md, "The default sampler")."""
     sampling_steps: int = 20
     """Network evaluations per chunk of every sampler but "ddpm"."""
     ddim_eta: float = 1.0
@@ -143,15 +139,6 @@ class StageDiffConfig:
     """How far samples may leave the training split's range, as a share of each channel's range on either side
     (0: never beyond it). None: chosen from the training split at fit time (how far the series went beyond its own
     earlier range, between 5 % and 50 %; stagediff.recipe)."""
-    fourier_loss_weight: float = 0.0
-    """Weight of Diffusion-TS's Fourier loss term; 0 = the paper's plain x_0 MSE."""
-    loss: str = "mse"
-    """Error on x_0: "mse" (the paper's eq. 7) or "l1" (Diffusion-TS's choice for its real-data sets); the Fourier
-    term uses the same."""
-    loss_weighting: str = "uniform"
-    """Weight of each noise level k in the loss: "uniform" (the paper) or "diffusion_ts", Diffusion-TS's
-    sqrt(1 - beta_k) sqrt(1 - abar_k) / beta_k scaled to mean 1 over k, which leaves the low-noise levels about
-    1.5x and the noisiest ones near 0 (beyond the paper)."""
 
     # --- training ---------------------------------------------------------------------------
     batch_size: int = 64
@@ -170,9 +157,9 @@ class StageDiffConfig:
 
     # ----------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
-        _check_types(self)
+        check_types(self)
         given = {name: getattr(self, name) for name in WINDOW_FIELDS}
-        _require(isinstance(self.window, int) and self.window >= 1, f"window must be at least 1, got {self.window}")
+        require(isinstance(self.window, int) and self.window >= 1, f"window must be at least 1, got {self.window}")
         chosen = window_settings(self.window, given) if self.staged or given["stage_length"] is not None else \
             _unstaged_settings(self.window, given)
         for name, value in chosen.items():
@@ -184,9 +171,7 @@ class StageDiffConfig:
     def preset(cls, name: str, **changes: Any) -> StageDiffConfig:
         """A named preset (``stagediff.recipe.PRESETS``: the benchmark cells that differ from the default recipe),
         with ``changes`` on top."""
-        settings = {**preset(name), **changes}
-        _reject_unknown(cls, settings)
-        return cls(**settings)
+        return cls(**{**preset(name), **changes})
 
     @property
     def automatic(self) -> frozenset[str]:
@@ -209,7 +194,6 @@ class StageDiffConfig:
 
     def replace(self, **changes: Any) -> StageDiffConfig:
         """A copy with some fields changed (validated like a new config)."""
-        _reject_unknown(StageDiffConfig, changes)
         reset = {name: None for name in self.automatic if name not in changes}  # they follow the new window again
         return dataclasses.replace(self, **reset, **changes)
 
@@ -225,7 +209,6 @@ class StageDiffConfig:
             raise ConfigError(f"a configuration must be a mapping of field names to values, got {type(data).__name__}")
         values = dict(data)
         name = values.pop("preset", None)
-        _reject_unknown(cls, values)
         if isinstance(values.get("pool_kernels"), list):
             values["pool_kernels"] = tuple(values["pool_kernels"])
         if name is not None:
@@ -237,82 +220,10 @@ class StageDiffConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> StageDiffConfig:
         """Read a YAML or JSON file whose top level is a mapping of field names."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"configuration file {path} does not exist")
         return cls.from_dict(read_mapping(path))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
-
-
-def field_names(kind: type | None = None) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(kind or StageDiffConfig))
-
-
-def read_mapping(path: str | Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML/JSON file (empty file: {})."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"configuration file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"configuration file {path} is not valid YAML/JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise ConfigError(f"configuration file {path} must hold a mapping of keys to values, got {type(data).__name__}")
-    return data
-
-
-def _reject_unknown(kind: type, data: dict[str, Any], where: str = "configuration") -> None:
-    names = field_names(kind)
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        guesses = {key: difflib.get_close_matches(key, names, 1) for key in unknown}
-        hint = "".join(f"; did you mean {close[0]!r} for {key!r}?" for key, close in guesses.items() if close)
-        raise ConfigError(f"unknown {where} key(s) {unknown}{hint} Valid keys are: {', '.join(names)}")
-
-
-def _check_types(config: Any, where: str = "configuration key") -> None:
-    hints = typing.get_type_hints(type(config))
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if not _matches(value, hints[f.name]):
-            raise ConfigError(
-                f"{where} {f.name!r} must be {_describe(hints[f.name])}, got {value!r} ({type(value).__name__})"
-            )
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin is tuple:
-        (item,) = typing.get_args(hint)[:1]
-        return isinstance(value, tuple) and all(_matches(v, item) for v in value)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _describe(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
-    if origin is tuple:
-        return f"a list of {_describe(typing.get_args(hint)[0])}"
-    return "None" if hint is type(None) else f"a {hint.__name__}"
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
 
 
 def _unstaged_settings(window: int, given: dict[str, Any]) -> dict[str, Any]:
@@ -329,34 +240,31 @@ def _check_values(c: StageDiffConfig) -> None:
     for name in ("window", "stage_length", "patch_length", "patch_stride", "d_model", "heads", "encoder_layers",
                  "decoder_layers", "feedforward", "fusion_kernel", "diffusion_steps", "sampling_steps",
                  "batch_size", "max_steps", "checkpoint_every"):
-        _require(getattr(c, name) >= 1, f"{name} must be at least 1, got {getattr(c, name)}")
+        require(getattr(c, name) >= 1, f"{name} must be at least 1, got {getattr(c, name)}")
     for name in ("context", "warmup_steps"):
-        _require(getattr(c, name) >= 0, f"{name} must be non-negative, got {getattr(c, name)}")
-    _require(c.channels is None or c.channels >= 1, f"channels must be None or at least 1, got {c.channels}")
-    _require(0.0 <= c.validation_fraction < 1.0, f"validation_fraction must be in [0, 1), got {c.validation_fraction}")
-    _require(c.sigma_data > 0, f"sigma_data must be positive, got {c.sigma_data}")
-    _require(c.skip_parametrization or not c.detail_basis, "detail_basis needs skip_parametrization: true")
-    _require(c.missing in MISSING_POLICIES, f"missing must be one of {MISSING_POLICIES}, got {c.missing!r}")
-    _require(c.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, got {c.sampler!r}")
-    _require(c.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {c.schedule!r}")
-    _require(c.loss in LOSSES, f"loss must be one of {LOSSES}, got {c.loss!r}")
-    _require(c.loss_weighting in LOSS_WEIGHTINGS, f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {c.loss_weighting!r}")
-    _require(c.sampling_steps <= c.diffusion_steps,
-             f"sampling_steps ({c.sampling_steps}) cannot exceed diffusion_steps ({c.diffusion_steps})")
-    _require(0.0 <= c.ddim_eta <= 1.0, f"ddim_eta must be in [0, 1], got {c.ddim_eta}")
-    _require(0.0 <= c.dropout < 1.0, f"dropout must be in [0, 1), got {c.dropout}")
-    _require(0.0 < c.ema_decay < 1.0, f"ema_decay must be in (0, 1), got {c.ema_decay}")
-    _require(c.range_margin is None or 0.0 <= c.range_margin <= 10.0,
-             f"range_margin must be in [0, 10] (a share of the training range) or None, got {c.range_margin}")
-    _require(c.max_minutes is None or c.max_minutes > 0, f"max_minutes must be positive or None, got {c.max_minutes}")
-    _require(c.learning_rate > 0, f"learning_rate must be positive, got {c.learning_rate}")
-    _require(c.weight_decay >= 0 and c.grad_clip > 0 and c.fourier_loss_weight >= 0,
-             "weight_decay and fourier_loss_weight must be non-negative and grad_clip positive")
-    _require(c.d_model % c.heads == 0, f"d_model ({c.d_model}) must be divisible by heads ({c.heads})")
-    _require(len(c.pool_kernels) >= 1, "pool_kernels needs at least one kernel (one per decomposition scale)")
-    _require(all(k >= 1 and k % 2 == 1 for k in c.pool_kernels),
-             f"pool_kernels must be odd positive integers (length-preserving AvgPool), got {list(c.pool_kernels)}")
-    _require(c.fusion_kernel % 2 == 1, f"fusion_kernel must be odd (length-preserving convolution), got {c.fusion_kernel}")
+        require(getattr(c, name) >= 0, f"{name} must be non-negative, got {getattr(c, name)}")
+    require(c.channels is None or c.channels >= 1, f"channels must be None or at least 1, got {c.channels}")
+    require(0.0 <= c.validation_fraction < 1.0, f"validation_fraction must be in [0, 1), got {c.validation_fraction}")
+    require(c.sigma_data > 0, f"sigma_data must be positive, got {c.sigma_data}")
+    require(c.missing in MISSING_POLICIES, f"missing must be one of {MISSING_POLICIES}, got {c.missing!r}")
+    require(c.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, got {c.sampler!r}")
+    require(c.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {c.schedule!r}")
+    require(c.sampling_steps <= c.diffusion_steps,
+            f"sampling_steps ({c.sampling_steps}) cannot exceed diffusion_steps ({c.diffusion_steps})")
+    require(0.0 <= c.ddim_eta <= 1.0, f"ddim_eta must be in [0, 1], got {c.ddim_eta}")
+    require(0.0 <= c.dropout < 1.0, f"dropout must be in [0, 1), got {c.dropout}")
+    require(0.0 < c.ema_decay < 1.0, f"ema_decay must be in (0, 1), got {c.ema_decay}")
+    require(c.range_margin is None or 0.0 <= c.range_margin <= 10.0,
+            f"range_margin must be in [0, 10] (a share of the training range) or None, got {c.range_margin}")
+    require(c.max_minutes is None or c.max_minutes > 0, f"max_minutes must be positive or None, got {c.max_minutes}")
+    require(c.learning_rate > 0, f"learning_rate must be positive, got {c.learning_rate}")
+    require(c.weight_decay >= 0, f"weight_decay must be non-negative, got {c.weight_decay}")
+    require(c.grad_clip > 0, f"grad_clip must be positive, got {c.grad_clip}")
+    require(c.d_model % c.heads == 0, f"d_model ({c.d_model}) must be divisible by heads ({c.heads})")
+    require(len(c.pool_kernels) >= 1, "pool_kernels needs at least one kernel (one per decomposition scale)")
+    require(all(k >= 1 and k % 2 == 1 for k in c.pool_kernels),
+            f"pool_kernels must be odd positive integers (length-preserving AvgPool), got {list(c.pool_kernels)}")
+    require(c.fusion_kernel % 2 == 1, f"fusion_kernel must be odd (length-preserving convolution), got {c.fusion_kernel}")
     if c.staged and c.window % c.stage_length != 0:
         lower = max(c.stage_length, c.window // c.stage_length * c.stage_length)
         raise ConfigError(
@@ -364,186 +272,12 @@ def _check_values(c: StageDiffConfig) -> None:
             f"multiple of stage_length (e.g. {lower} or {lower + c.stage_length}) or another stage_length"
         )
     stage = c.effective_stage_length
-    _require(c.effective_context <= stage, f"context ({c.context}) cannot exceed stage_length ({stage})")
-    _require(not c.seam_blend or 2 * c.effective_context <= stage,
-             f"seam_blend needs 2 * context ({2 * c.context}) <= stage_length ({stage}); lower context or set seam_blend false")
+    require(c.effective_context <= stage, f"context ({c.context}) cannot exceed stage_length ({stage})")
+    require(not c.seam_blend or 2 * c.effective_context <= stage,
+            f"seam_blend needs 2 * context ({2 * c.context}) <= stage_length ({stage}); lower context or set seam_blend false")
     span = stage + 2 * c.effective_context
-    _require(c.patch_length <= stage, f"patch_length ({c.patch_length}) cannot exceed stage_length ({stage})")
+    require(c.patch_length <= stage, f"patch_length ({c.patch_length}) cannot exceed stage_length ({stage})")
     for length, what in ((span, "stage_length + 2 * context"), (stage, "stage_length")):
-        _require((length - c.patch_length) % c.patch_stride == 0,
-                 f"patches must tile the stage exactly: ({what} = {length}) - patch_length ({c.patch_length}) must be "
-                 f"a multiple of patch_stride ({c.patch_stride})")
-
-
-# ----------------------------------------------------------------------------------------------- params.yaml
-# The pipeline's parameters (dvc.yaml reads them per key): one section per concern, each typed and validated
-# like StageDiffConfig; ``model`` *is* a StageDiffConfig.
-
-
-@_known_keywords
-@dataclass(frozen=True)
-class DataParams:
-    """Where the data comes from and what the validate stage demands of it."""
-
-    source: str = "synthetic"
-    """A built-in name (synthetic, etth1, stock, exchange: the benchmark files are read from the data directory,
-    STAGEDIFF_DATA_DIR), a path to a .csv/.parquet file, or an http(s) URL of one (downloaded at ingest)."""
-    time_column: str | None = None
-    """The time column; None: the built-in's own, or no time column for a file."""
-    columns: tuple[str, ...] | None = None
-    """The channel columns to model, in this order; None: every column but the time column."""
-    frequency: str | None = None
-    """The declared step between rows (a pandas offset such as "1h" or "1D"); None: the data's most common step,
-    and every step must equal it."""
-    max_missing_fraction: float = 0.0
-    """Largest share of missing values (NaN) allowed per channel; above 0 needs model.missing: interpolate."""
-
-    def __post_init__(self) -> None:
-        _check_types(self, "data key")
-        _require(bool(self.source), "data.source must name a dataset, a file or a URL")
-        _require(0.0 <= self.max_missing_fraction < 1.0,
-                 f"data.max_missing_fraction must be in [0, 1), got {self.max_missing_fraction}")
-
-
-@_known_keywords
-@dataclass(frozen=True)
-class EvaluateParams:
-    """The evaluate stage: held-out protocol (docs/evaluation.md)."""
-
-    windows: int = 100
-    """Real held-out windows scored (as many synthetic ones are sampled)."""
-    repeats: int = 1
-    fast: bool = True
-    """Shorter judge training (metrics.evaluate fast mode); False for publishable numbers."""
-    seed: int = 0
-    steps: int | None = None
-    """Sampler steps for the samples; None: the model's own (stagediff.diffusion.sampling_choice)."""
-
-    def __post_init__(self) -> None:
-        _check_types(self, "evaluate key")
-        _require(self.windows >= 10, f"evaluate.windows must be at least 10, got {self.windows}")
-        _require(self.repeats >= 1, f"evaluate.repeats must be at least 1, got {self.repeats}")
-
-
-@_known_keywords
-@dataclass(frozen=True)
-class RequestLimits:
-    """How much one request to the service may ask for: the one place for these limits. The package stage stores
-    them in the model's metadata under ``limits`` (from params.yaml's ``package`` section); absent keys take these
-    defaults.
-
-    max_length: steps per series; max_samples: series per request (one network evaluation works on at most
-    max_samples series of 4 training windows, which bounds how long a request keeps the CPU before another gets
-    its turn, and how late a cancellation takes effect); max_values: n_samples * length * channels, the memory
-    bound (1,000,000 values are 8 MB as float64 and about 40 MB as JSON); max_cost: the budget of work,
-    n_samples * length * channels * steps (10,000,000 is one series of 100,000 steps of 5 channels at 20 steps)."""
-
-    max_length: int = 100_000
-    max_samples: int = 16
-    max_values: int = 1_000_000
-    max_cost: int = 10_000_000
-
-    def __post_init__(self) -> None:
-        _check_types(self, "request limit")
-        for f in dataclasses.fields(RequestLimits):
-            _require(getattr(self, f.name) >= 1, f"request limit {f.name} must be at least 1, got {getattr(self, f.name)}")
-
-    @classmethod
-    def from_dict(cls, limits: dict[str, Any] | None) -> RequestLimits:
-        """The limits a model's metadata names; absent keys take the defaults."""
-        limits = dict(limits or {})
-        _reject_unknown(cls, limits, "request limit")
-        return cls(**limits)
-
-    def limits(self) -> RequestLimits:
-        """Only the request limits (of a PackageParams, without its name)."""
-        return RequestLimits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(RequestLimits)})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def longest(self, n_samples: int, channels: int, steps: int, stage: int) -> int:
-        """The longest length (a multiple of ``stage``) within every limit for this many series and steps; 0 if
-        not even one stage fits."""
-        longest = min(self.max_length, self.max_values // (n_samples * channels),
-                      self.max_cost // (n_samples * channels * steps))
-        return longest - longest % stage
-
-
-@_known_keywords
-@dataclass(frozen=True)
-class PackageParams(RequestLimits):
-    """The package stage: the model's name and the request limits the service enforces (RequestLimits)."""
-
-    name: str = "stagediff"
-    """Name of the MLflow registered model and of the BentoML model and service."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_types(self, "package key")
-        _require(self.name.replace("_", "").replace("-", "").isalnum() and self.name == self.name.lower(),
-                 f"package.name must be lower-case letters, digits, '-' or '_', got {self.name!r}")
-
-
-@_known_keywords
-@dataclass(frozen=True)
-class RetrainParams:
-    """Scheduled retraining (flows/retrain.py): when it runs and when a new model (challenger) replaces the
-    serving one (champion)."""
-
-    cron: str = "0 3 * * 1"
-    """When the deployment runs (cron syntax, in UTC); default Mondays 03:00 UTC."""
-    metrics: tuple[str, ...] = ("detection", "texture", "predictive")
-    """Held-out metrics (lower is better) compared on the same data; each must pass the margin (the detection AUC
-    and the texture error see what the noisy GRU discriminative score misses, docs/evaluation.md)."""
-    margin: float = 0.05
-    """The challenger may be worse than the champion by at most this fraction on each metric."""
-    alias: str = "champion"
-    """MLflow registry alias of the serving model version."""
-
-    def __post_init__(self) -> None:
-        _check_types(self, "retrain key")
-        _require(len(self.cron.split()) == 5, f"retrain.cron must have 5 fields (minute hour day month weekday), "
-                                              f"got {self.cron!r}")
-        _require(len(self.metrics) >= 1, "retrain.metrics needs at least one metric")
-        _require(0.0 <= self.margin < 1.0, f"retrain.margin must be in [0, 1), got {self.margin}")
-        _require(self.alias.replace("_", "").replace("-", "").isalnum(),
-                 f"retrain.alias must be letters, digits, '-' or '_', got {self.alias!r}")
-
-
-@_known_keywords
-@dataclass(frozen=True)
-class PipelineParams:
-    """params.yaml: the sections data, model (a StageDiffConfig), evaluate, package and retrain."""
-
-    data: DataParams = dataclasses.field(default_factory=DataParams)
-    model: StageDiffConfig = dataclasses.field(default_factory=StageDiffConfig)
-    evaluate: EvaluateParams = dataclasses.field(default_factory=EvaluateParams)
-    package: PackageParams = dataclasses.field(default_factory=PackageParams)
-    retrain: RetrainParams = dataclasses.field(default_factory=RetrainParams)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PipelineParams:
-        _reject_unknown(cls, data, "params.yaml section")
-        sections = {}
-        for f in dataclasses.fields(cls):
-            section = data.get(f.name) or {}
-            if not isinstance(section, dict):
-                raise ConfigError(f"params.yaml section {f.name!r} must be a mapping, got {section!r}")
-            kind = typing.get_type_hints(cls)[f.name]
-            if kind is StageDiffConfig:
-                sections[f.name] = StageDiffConfig.from_dict(section)
-            else:
-                _reject_unknown(kind, section, f"{f.name}")
-                sections[f.name] = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()})
-        return cls(**sections)
-
-    @classmethod
-    def from_file(cls, path: str | Path = "params.yaml") -> PipelineParams:
-        return cls.from_dict(read_mapping(path))
-
-    def to_dict(self) -> dict[str, Any]:
-        sections = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {name: value.to_dict() if name == "model" else
-                {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(value).items()}
-                for name, value in sections.items()}
+        require((length - c.patch_length) % c.patch_stride == 0,
+                f"patches must tile the stage exactly: ({what} = {length}) - patch_length ({c.patch_length}) must be "
+                f"a multiple of patch_stride ({c.patch_stride})")

@@ -40,12 +40,6 @@ class NoiseSchedule:
     def steps(self) -> int:
         return self.betas.numel()
 
-    def diffusion_ts_weights(self) -> torch.Tensor:
-        """Diffusion-TS's loss weight per noise level (its ``loss_weight``: sqrt(1 - beta_k) sqrt(1 - abar_k) /
-        beta_k), scaled to mean 1 over the levels."""
-        weights = (1 - self.betas).sqrt() * (1 - self.alphas_cumprod).sqrt() / self.betas
-        return weights / weights.mean()
-
     def abar(self, k: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """abar_k broadcast to ``like``'s shape (k: (batch,))."""
         values = self.alphas_cumprod.to(like.device)[k].to(like.dtype)

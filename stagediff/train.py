@@ -96,25 +96,11 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return chosen
 
 
-def diffusion_loss(prediction: torch.Tensor, target: torch.Tensor, fourier_weight: float,
-                   weights: torch.Tensor | None = None, norm: str = "mse") -> torch.Tensor:
-    """Error on x_0 (Stage-Diff eq. 7: ``norm`` "mse"; "l1" is Diffusion-TS's), optionally weighted (``weights``
-    broadcast against (batch, length, channels)), plus optionally Diffusion-TS's Fourier term (Yuan & Qiao 2024,
-    eq. 9) in the same norm and with the same weights. The unweighted MSE and its Fourier term do not change under
-    an orthonormal change of the channel basis."""
-    error = _error(prediction, target, norm)
-    if fourier_weight > 0:
-        spectrum_prediction = torch.fft.rfft(prediction, dim=1, norm="forward")
-        spectrum_target = torch.fft.rfft(target, dim=1, norm="forward")
-        spectrum = (_error(spectrum_prediction.real, spectrum_target.real, norm)
-                    + _error(spectrum_prediction.imag, spectrum_target.imag, norm))
-        error = error.mean(dim=1, keepdim=True) + fourier_weight * spectrum.mean(dim=1, keepdim=True)
+def diffusion_loss(prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared error on x_0 (Stage-Diff eq. 7), optionally weighted (``weights`` broadcast against (batch, length,
+    channels))."""
+    error = (prediction - target) ** 2
     return error.mean() if weights is None else (weights * error).mean()
-
-
-def _error(prediction: torch.Tensor, target: torch.Tensor, norm: str) -> torch.Tensor:
-    difference = prediction - target
-    return difference**2 if norm == "mse" else difference.abs()
 
 
 def learning_rate_factor(step: int, config: StageDiffConfig) -> float:
@@ -174,16 +160,12 @@ class Trainer:
         self.config, self.device = config, self.distributed.device(resolve_device(device))
         self.max_minutes = config.max_minutes  # the budget asked for (the planned config has None)
         self.model = denoiser.to(self.device)
-        if config.detail_basis:
-            self.model.fit_detail_basis(series)
         self.network: torch.nn.Module = self.model  # what train_step calls: the model, or its DDP wrapper in run
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.windows = _window_view(series, config.window)
         self.data_fingerprint = hashlib.sha256(np.ascontiguousarray(series, dtype=np.float32).tobytes()).hexdigest()
         self.validation = _window_view(validation, config.window) if validation is not None and len(validation) >= config.window else None
         self.schedule = NoiseSchedule.create(config.diffusion_steps, config.schedule)
-        self.level_weights = (self.schedule.diffusion_ts_weights().to(self.device, torch.float32)
-                              if config.loss_weighting == "diffusion_ts" else None)  # once, not per step
         if cuda_graph is None:
             cuda_graph = os.environ.get("STAGEDIFF_CUDA_GRAPH", "1") != "0"
         self.graphed = cuda_graph and self.device.type == "cuda" and self.distributed.world_size == 1
@@ -247,8 +229,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda",
                             cache_enabled=False):
             prediction = self.network(x_k, k)
-        loss = diffusion_loss(self.model.to_components(prediction.float()), self.model.to_components(x0),
-                              self.config.fourier_loss_weight, self.loss_weights(k), self.config.loss)
+        loss = diffusion_loss(prediction.float(), x0, self.loss_weights(k))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -282,20 +263,15 @@ class Trainer:
         return self.graph_loss
 
     def loss_weights(self, k: torch.Tensor) -> torch.Tensor | None:
-        """The weight of each row's error, (batch, 1, 1 or components), or None for uniform weights.
+        """The weight of each row's error, (batch, 1, 1), or None for uniform weights.
 
-        With the skip parametrization, sigma_data^2 / c_out(k)^2 (Karras et al. 2022, eq. 8) per component: the
-        network's own target then has unit scale at every noise level; without it, low-noise steps would barely
-        train the network and their leftover noise would stay in the samples (measured: 2.5x too rough). With
-        ``loss_weighting`` "diffusion_ts", times Diffusion-TS's weight of noise level k."""
-        weights = None
-        if self.config.skip_parametrization:
-            _, output = self.model.coefficients(k)
-            weights = self.model.sigmas.view(1, 1, -1) ** 2 / output**2
-        if self.level_weights is not None:
-            level = self.level_weights[k].view(-1, 1, 1)
-            weights = level if weights is None else weights * level
-        return weights
+        With the skip parametrization, sigma_data^2 / c_out(k)^2 (Karras et al. 2022, eq. 8): the network's own
+        target then has unit scale at every noise level; without it, low-noise steps would barely train the network
+        and their leftover noise would stay in the samples."""
+        if not self.config.skip_parametrization:
+            return None
+        _, output = self.model.coefficients(k)
+        return self.model.sigma_data**2 / output**2
 
     @torch.no_grad()
     def validation_loss(self) -> float | None:

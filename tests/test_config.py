@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from stagediff import StageDiff
-from stagediff.config import PipelineParams, RequestLimits, StageDiffConfig, field_names
+from stagediff.config import RETIRED, RETIRED_AFTER, StageDiffConfig
 from stagediff.errors import ConfigError
+from stagediff.settings import field_names
 
 
 def test_defaults_are_valid_and_consistent():
@@ -58,8 +59,6 @@ def test_numbers_accepted_where_floats_are_expected():
     (dict(sampler="euler"), "sampler must be one of"),
     (dict(schedule="sqrt"), "schedule must be one of"),
     (dict(missing="drop"), "missing must be one of"),
-    (dict(loss="huber"), "loss must be one of"),
-    (dict(loss_weighting="snr"), "loss_weighting must be one of"),
     (dict(diffusion_steps=10, sampling_steps=20), "cannot exceed diffusion_steps"),
     (dict(d_model=30, heads=4), "divisible by heads"),
     (dict(pool_kernels=(4, 1)), "odd"),
@@ -72,6 +71,29 @@ def test_numbers_accepted_where_floats_are_expected():
 def test_inconsistent_values_are_errors(changes, words):
     with pytest.raises(ConfigError, match=words):
         StageDiffConfig(**changes)
+
+
+def test_retired_switches_at_their_old_value_are_dropped():
+    default = StageDiffConfig()
+    assert StageDiffConfig.from_dict(dict(RETIRED)) == default
+    assert StageDiffConfig(**RETIRED) == default.replace(**RETIRED) == default
+    assert StageDiffConfig.from_dict({"preset": "stock-24", **RETIRED}) == StageDiffConfig.preset("stock-24")
+    assert StageDiffConfig(fourier_loss_weight=0) == default  # an int where the float was
+
+
+@pytest.mark.parametrize("key, value", [
+    ("channel_embedding", True), ("channel_attention", True), ("detail_basis", True), ("loss", "l1"),
+    ("loss_weighting", "diffusion_ts"), ("fourier_loss_weight", 2.26), ("channel_embedding", 0),
+])
+def test_retired_switches_set_otherwise_name_the_commit_that_has_them(tmp_path, key, value):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"window": 64, key: value}))
+    for build in (lambda: StageDiffConfig.from_file(path), lambda: StageDiffConfig(**{key: value}),
+                  lambda: StageDiffConfig().replace(**{key: value}), lambda: StageDiff(**{key: value})):
+        with pytest.raises(ConfigError, match=f"{key} was retired") as raised:
+            build()
+        assert RETIRED_AFTER in str(raised.value) and repr(value) in str(raised.value)
+    assert not set(RETIRED) & set(field_names(StageDiffConfig))
 
 
 def test_window_not_divisible_by_stage_length_suggests_multiples():
@@ -99,7 +121,7 @@ def test_patches_must_tile_the_stage():
 
 def test_dict_round_trip_is_exact(tiny_config):
     data = tiny_config.to_dict()
-    assert set(data) == set(field_names())
+    assert set(data) == set(field_names(StageDiffConfig))
     assert isinstance(data["pool_kernels"], list)  # JSON/YAML friendly
     assert StageDiffConfig.from_dict(data) == tiny_config
     assert StageDiffConfig.from_dict(yaml.safe_load(tiny_config.to_json())) == tiny_config
@@ -149,16 +171,3 @@ def test_generator_overrides_go_through_validation():
     assert StageDiff(window=64, stage_length=16).config.stages == 4
     with pytest.raises(ConfigError, match="not divisible"):
         StageDiff(window=60, stage_length=16)
-
-
-def test_request_limits_are_one_set_that_params_yaml_sets():
-    package = PipelineParams.from_dict({"package": {"max_samples": 4, "max_cost": 1000}}).package
-    assert package.limits() == RequestLimits(max_samples=4, max_cost=1000)
-    assert package.limits().to_dict() == {**RequestLimits().to_dict(), "max_samples": 4, "max_cost": 1000}
-    assert RequestLimits.from_dict(None) == RequestLimits()
-    with pytest.raises(ConfigError, match="unknown request limit key.*did you mean 'max_length'"):
-        RequestLimits.from_dict({"max_lenght": 5})
-    with pytest.raises(ConfigError, match="max_values must be at least 1"):
-        PipelineParams.from_dict({"package": {"max_values": 0}})
-    with pytest.raises(ConfigError, match="max_cost' must be a int"):
-        RequestLimits(max_cost=True)

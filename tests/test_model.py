@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from stagediff.config import StageDiffConfig
 from stagediff.diffusion import NoiseSchedule
-from stagediff.errors import ConfigError
 from stagediff.model import DecompositionLayer, PatchEmbedding, StageDiffDenoiser, StepEmbedding, add_context, moving_average
 from stagediff.train import Trainer, build_denoiser
 
@@ -242,15 +240,6 @@ def test_without_channel_independence_channels_mix_within_a_stage(tiny_config, m
     assert (base[:, :stage, 1] - changed[:, :stage, 1]).abs().max() > 1e-4
 
 
-def test_channel_attention_mixes_channels_within_a_stage_with_weights_of_any_channel_count(tiny_config, make_denoiser):
-    stage = tiny_config.stage_length
-    config = tiny_config.replace(context=0, channel_fusion=False, channel_attention=True)
-    base, changed = stage_two_response(make_denoiser(config), stage)
-    assert (base[:, :stage, 1] - changed[:, :stage, 1]).abs().max() > 1e-4  # within stage 1, unlike without it
-    shapes = lambda channels: [p.shape for p in make_denoiser(config, channels).layers[0].across_channels.parameters()]  # noqa: E731
-    assert shapes(2) == shapes(5)  # the block's weights do not depend on the channel count
-
-
 @pytest.mark.parametrize("independent", [True, False])
 def test_stage_attention_lets_a_stage_see_later_stages_within_reach_only(tiny_config, make_denoiser, independent):
     # context 0 and no fusion: without stage attention a stage sees no later stage at all. One scale, since each
@@ -271,17 +260,6 @@ def test_stage_attention_lets_a_stage_see_later_stages_within_reach_only(tiny_co
     attending = make_denoiser(config.replace(stage_attention=True))
     assert first_stage_change(attending, stages - 1) > 1e-4  # the farthest stage of a training window
     assert first_stage_change(attending, stages) < 1e-6  # one stage beyond the training window's reach
-
-
-@pytest.mark.parametrize("embedding", [False, True])
-def test_only_the_channel_embedding_tells_channel_independent_channels_apart(tiny_config, make_denoiser, embedding):
-    # one stage, so neither the fusion nor the per-channel initial history (zero at first) separates the channels
-    config = tiny_config.replace(window=tiny_config.stage_length, context=0, channel_embedding=embedding)
-    same = torch.randn(3, config.window, 1, generator=torch.Generator().manual_seed(0)).expand(-1, -1, 2)
-    with torch.no_grad():
-        out = make_denoiser(config)(same, torch.tensor([1, 50, 150]))
-    assert (out[..., 0] - out[..., 1]).abs().max() > 1e-4 if embedding else torch.equal(out[..., 0], out[..., 1])
-    assert ("channel_embedding" in dict(make_denoiser(config).named_parameters())) == embedding
 
 
 def test_seam_blend_weights_sum_to_one_and_blending_is_exact_for_agreeing_stages():
@@ -347,45 +325,3 @@ def test_a_smaller_sigma_data_passes_the_input_through_only_at_lower_noise():
     assert abs(float(narrow_output[-1]) - 0.1) < 1e-3
     # EDM's closed form
     assert torch.allclose(narrow_output, 0.1 * (1 - abar).sqrt() / (1 - abar + 0.01 * abar).sqrt(), atol=1e-6)
-
-
-def test_detail_basis_gives_channels_that_move_together_one_rough_component():
-    from stagediff.model.denoiser import detail_basis
-
-    generator = np.random.default_rng(0)
-    common, own = generator.normal(size=(2000, 1)).cumsum(0) * 0.01, generator.normal(size=(2000, 1)) * 0.001
-    series = np.concatenate([common, common + own, np.sin(np.arange(2000) / 500)[:, None]], axis=1)
-    basis, sigmas = detail_basis(series, 0.05)
-    assert torch.allclose(basis.T @ basis, torch.eye(3), atol=1e-5)
-    assert abs(float(sigmas[0]) - 0.05) < 1e-6 and float(sigmas[2]) < 0.05 * 0.2
-    # the roughest component is the two random walks together, the smoothest their difference
-    assert abs(abs(float(basis[0, 0])) - 2**-0.5) < 0.02 and abs(float(basis[2, 0])) < 0.05
-    difference = int(sigmas.argmin())
-    assert float(basis[0, difference] * basis[1, difference]) < 0 and abs(float(basis[2, difference])) < 0.2
-
-
-def test_detail_basis_is_the_channel_skip_in_a_rotated_basis_and_is_saved(tiny_config):
-    config = tiny_config.replace(skip_parametrization=True, detail_basis=True, sigma_data=0.1)
-    series = (torch.rand(300, 2).numpy() * 2 - 1).cumsum(0) / 30
-    trainer = Trainer(config, build_denoiser(config, 2), series, device="cpu")
-    model = trainer.model
-    assert torch.allclose(model.basis @ model.basis.T, torch.eye(2), atol=1e-5) and float(model.sigmas[0]) == pytest.approx(0.1)
-    k = torch.tensor([0, 5, config.diffusion_steps - 1])
-    weights = trainer.loss_weights(k)
-    assert weights.shape == (3, 1, 2) and abs(float(weights[2].max()) - 1.0) < 1e-2 and bool((weights[0] > weights[1]).all())
-    x = torch.rand(3, config.window, 2)
-    with torch.no_grad():
-        estimate = model(x, k)
-    # with equal sigmas the rotated skip is the plain one
-    plain = build_denoiser(config.replace(detail_basis=False), 2)
-    plain.load_state_dict({k_: v for k_, v in model.state_dict().items() if k_ not in ("basis", "sigmas")})
-    model.sigmas.fill_(0.1)
-    with torch.no_grad():
-        assert torch.allclose(model(x, k), plain(x, k), atol=1e-5)
-    assert not torch.allclose(estimate, plain(x, k).detach(), atol=1e-5)  # the fitted sigmas differ
-    assert set(model.state_dict()) - set(plain.state_dict()) == {"basis", "sigmas"}
-    reloaded = build_denoiser(config, 2)
-    reloaded.load_state_dict(trainer.model.state_dict())
-    assert torch.equal(reloaded.basis, model.basis) and torch.equal(reloaded.sigmas, model.sigmas)
-    with pytest.raises(ConfigError, match="detail_basis needs skip_parametrization"):
-        tiny_config.replace(detail_basis=True)

@@ -3,7 +3,6 @@ cross-channel fusion between stages (arXiv 2508.21330, section 3; our decisions 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from einops import rearrange, repeat
 from torch import nn
@@ -65,22 +64,6 @@ def output_coefficients(abar: torch.Tensor, s: torch.Tensor | float) -> tuple[to
     return s**2 * abar.sqrt() / denominator, s * (1 - abar).sqrt() / denominator.sqrt()
 
 
-def detail_basis(series: np.ndarray, sigma_data: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The principal components of a scaled series' step-to-step changes and a sigma_data per component.
-
-    series (length, channels) -> basis (channels, channels), orthonormal columns, the roughest component first,
-    and sigmas (channels,): ``sigma_data`` times each component's step standard deviation over the roughest one's
-    (at least sigma_data / 1000). Channels that move together share one rough component; what one does without
-    the others is a smooth component with a small sigma, so the skip passes detail through where channels agree."""
-    steps = np.diff(np.asarray(series, dtype=np.float64), axis=0)
-    variances, vectors = np.linalg.eigh(np.cov(steps, rowvar=False).reshape(series.shape[1], series.shape[1]))
-    order = np.argsort(variances)[::-1]
-    spread = np.sqrt(np.clip(variances[order], 0.0, None))
-    relative = spread / spread[0] if spread[0] > 0 else np.ones_like(spread)
-    sigmas = sigma_data * np.clip(relative, 1e-3, None)
-    return torch.from_numpy(vectors[:, order]).float(), torch.from_numpy(sigmas).float()
-
-
 class StageDiffDenoiser(nn.Module):
     """Predicts x_0 from a noisy series x_k at diffusion step k; all stages are denoised jointly.
 
@@ -102,23 +85,17 @@ class StageDiffDenoiser(nn.Module):
         self.register_buffer("seam_weights", seam_weights(self.stage_length, self.blend_context), persistent=False)
         abar = NoiseSchedule.create(config.diffusion_steps, config.schedule).alphas_cumprod.float()
         self.register_buffer("abar", abar, persistent=False)
-        # With detail_basis, set from the training data by fit_detail_basis and saved with the weights.
-        self.register_buffer("basis", torch.eye(channels) if config.detail_basis else None)
-        self.register_buffer("sigmas", torch.full((channels if config.detail_basis else 1,), config.sigma_data),
-                             persistent=config.detail_basis)
+        # s of the skip parametrization, as a float32 tensor (so the coefficients round as they always have)
+        self.register_buffer("sigma_data", torch.tensor(config.sigma_data), persistent=False)
         self.kernels = config.pool_kernels
         per_sequence = 1 if config.channel_independent else channels
         self.step_embedding = StepEmbedding(config.d_model)
-        # Which channel a channel-independent sequence is: added to its tokens like the step embedding.
-        self.channel_embedding = (nn.Parameter(torch.randn(len(self.kernels), channels, config.d_model) * 0.02)
-                                  if config.channel_embedding and config.channel_independent else None)
         self.layers = nn.ModuleList(
             DecompositionLayer(per_sequence, self.stage_length + 2 * self.context, self.stage_length,
                                config.patch_length, config.patch_stride, config.d_model, config.heads,
                                config.feedforward, config.encoder_layers, config.decoder_layers, config.dropout,
                                inputs_per_channel=2 if config.input_skip else 1,
                                output_length=self.stage_length + 2 * self.blend_context,
-                               channel_attention=config.channel_attention and config.channel_independent,
                                stage_reach=config.stages if config.stage_attention and config.staged else 0)
             for _ in self.kernels
         )
@@ -152,12 +129,8 @@ class StageDiffDenoiser(nn.Module):
             if noisy is not None:
                 segments = torch.cat([segments, noisy], dim=3)
             if self.config.channel_independent:
-                conditioning = repeat(step, "b e -> b m d e", m=stages, d=channels)
-                if self.channel_embedding is not None:
-                    conditioning = conditioning + self.channel_embedding[scale][None, None]
                 tokens = layer.encode(rearrange(segments, "b m d c l -> (b m d) c l"),
-                                      rearrange(conditioning, "b m d e -> (b m d) e"))
-                tokens = layer.attend_across_channels(tokens, channels)
+                                      repeat(step, "b e -> (b m d) e", m=stages, d=channels))
                 tokens = layer.attend_across_stages(rearrange(tokens, "(b m d) p e -> (b d) m p e", b=batch, m=stages))
                 tokens = rearrange(tokens, "(b d) m p e -> m (b d) p e", b=batch)
             else:
@@ -183,24 +156,11 @@ class StageDiffDenoiser(nn.Module):
         if not self.config.skip_parametrization:
             return network
         skip, output = self.coefficients(k)
-        return self.from_components(skip * self.to_components(x) + output * self.to_components(network))
-
-    def fit_detail_basis(self, series: np.ndarray) -> None:
-        """With ``detail_basis``: the components and their sigma_data from the scaled training series."""
-        basis, sigmas = detail_basis(series, self.config.sigma_data)
-        self.basis.copy_(basis)
-        self.sigmas.copy_(sigmas)
+        return skip * x + output * network
 
     def coefficients(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """c_skip and c_out of the skip parametrization at steps k (batch,), each (batch, 1, 1 or components)."""
-        return output_coefficients(self.abar[k].view(-1, 1, 1), self.sigmas.view(1, 1, -1))
-
-    def to_components(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, length, channels) in the basis the skip acts in (the channels themselves without detail_basis)."""
-        return x if self.basis is None else x @ self.basis
-
-    def from_components(self, z: torch.Tensor) -> torch.Tensor:
-        return z if self.basis is None else z @ self.basis.T
+        """c_skip and c_out of the skip parametrization at steps k (batch,), each (batch, 1, 1)."""
+        return output_coefficients(self.abar[k].view(-1, 1, 1), self.sigma_data)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -172,7 +172,7 @@ class DecompositionLayer(nn.Module):
     def __init__(self, in_channels: int, span: int, stage_length: int, patch_length: int, stride: int,
                  d_model: int, heads: int, feedforward: int, encoder_layers: int, decoder_layers: int,
                  dropout: float, inputs_per_channel: int = 1, output_length: int | None = None,
-                 channel_attention: bool = False, stage_reach: int = 0):
+                 stage_reach: int = 0):
         super().__init__()
         self.in_channels, self.stage_length = in_channels, stage_length
         self.output_length = output_length or stage_length
@@ -182,21 +182,11 @@ class DecompositionLayer(nn.Module):
         self.history_encoder = Encoder(d_model, heads, feedforward, encoder_layers, dropout)
         self.decoder = Decoder(d_model, heads, feedforward, decoder_layers, dropout)
         self.head = nn.Linear(self.stage_patches.count * d_model, in_channels * self.output_length)
-        # Channel-independent sequences of one window see each other through this block (None: they do not).
-        self.across_channels = EncoderBlock(d_model, heads, feedforward, dropout) if channel_attention else None
         # Each stage's tokens attend to those of the stages fewer than stage_reach away (0: no such block), with a
         # learned score bias per stage offset; a chunk longer than the training window sees the same offsets.
         self.stage_reach = stage_reach
         self.across_stages = EncoderBlock(d_model, heads, feedforward, dropout) if stage_reach else None
         self.stage_offset_bias = nn.Parameter(torch.zeros(2 * stage_reach - 1)) if stage_reach else None
-
-    def attend_across_channels(self, tokens: torch.Tensor, channels: int) -> torch.Tensor:
-        """tokens ((n channels), patches, d_model) -> the same, each patch's token having attended to the same
-        patch of the other channels (a no-op without ``across_channels``)."""
-        if self.across_channels is None:
-            return tokens
-        mixed = self.across_channels(rearrange(tokens, "(n d) p e -> (n p) d e", d=channels))
-        return rearrange(mixed, "(n p) d e -> (n d) p e", p=tokens.shape[1])
 
     def attend_across_stages(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (n, stages, patches, d_model) -> the same, each stage's tokens having attended to the tokens of

@@ -24,7 +24,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from stagediff.config import PipelineParams, RequestLimits
+from flows.params import PipelineParams
+from serving.requests import RequestLimits
 from stagediff.data.builtin import synthetic_frame
 from stagediff.runtime import default_threads
 from test_stages import hourly, serve_folder

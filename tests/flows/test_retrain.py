@@ -30,7 +30,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.retrain import (FAILED, LOWER_IS_BETTER, PROMOTED, REJECTED, TOLERANCE, UNCHANGED, check_metric_names,
                            comparison_table, decide, failed_stage, find_champion, judge, limit, log_decision, main)
-from stagediff.config import PipelineParams
+from flows.params import PipelineParams
 from stagediff.errors import ConfigError
 from test_pipeline import environment, make_clone, run
 

@@ -23,11 +23,11 @@ from prefect import Flow
 import flows
 from flows.evaluate import flat_metrics
 from flows.ingest import ingest
+from flows.params import DataParams, PipelineParams
 from flows.segment import segment
 from flows.source import write_stamp
 from flows.train import checkpoint_folder
 from flows.validate import ValidationFailed, validate
-from stagediff.config import DataParams, PipelineParams
 from stagediff.data import load_prepared
 from stagediff.data.builtin import BUILTIN_DATASETS, resolve_data_dir
 from stagediff.data.expectations import required_rows

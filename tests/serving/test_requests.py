@@ -10,10 +10,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from serving.requests import (BodyError, GenerateRequest, RequestError, check_body, check_prefix,
+from serving.requests import (BodyError, GenerateRequest, RequestError, RequestLimits, check_body, check_prefix,
                               plan_request)
 from stagediff import DataError, StageDiff, StageDiffConfig
-from stagediff.config import RequestLimits
 from stagediff.data import MinMaxScaler
 from stagediff.model import StageDiffDenoiser
 
