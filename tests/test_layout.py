@@ -1,11 +1,12 @@
-"""Dependencies point one way (docs: guide): the library never imports orchestration or serving code."""
+"""Dependencies point one way (docs/architecture.md): the library never imports orchestration, serving or
+benchmark code."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-FORBIDDEN = {"prefect", "mlflow", "bentoml", "dvc", "great_expectations", "flows", "serving"}
+FORBIDDEN = {"prefect", "mlflow", "bentoml", "dvc", "great_expectations", "flows", "serving", "benchmarks"}
 LIBRARY = Path(__file__).resolve().parents[1] / "stagediff"
 
 
