@@ -8,7 +8,8 @@
 #
 #   benchmarks/lanes.sh BUDGET JUDGES "LABEL DATASET WINDOW [--set KEY=VALUE ...]" ...
 #
-# The GPU run of docs/benchmarks.md ("A lent GPU: ETTh1 at 128 and 256 with a budget of minutes") used
+# Run it from the repository root: each lane runs python -m benchmarks.variants.
+# The GPU runs of results/decisions.md ("Training on a GPU: the step in a CUDA graph", 2026-12-04) used
 # PYTHON=python3, the accelerator machine's own. Set STAGEDIFF_DATA_DIR to the datasets' folder.
 set -euo pipefail
 python=${PYTHON:-.venv/bin/python}

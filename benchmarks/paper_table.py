@@ -4,7 +4,7 @@ For each (dataset, window) cell: train with the cell's preset (or, with --recipe
 budget, sample, score under both protocols with repeats, and write a JSON file plus a markdown table beside
 the paper's numbers. The budget and the machine are recorded with every number.
 
-    # the whole table (hours on a 2-core CPU; see docs/benchmarks.md for what was run)
+    # the whole table (hours on a 2-core CPU; what was run: results/README.md)
     .venv/bin/python -m benchmarks.paper_table --steps 3000 --out results/benchmarks/paper-table.json
     # one cell, quickly
     .venv/bin/python -m benchmarks.paper_table --datasets etth1 --windows 24 --steps 200 --repeats 1 --n 200

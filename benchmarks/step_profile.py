@@ -1,7 +1,7 @@
 """Where one training step of a benchmark cell spends its time: seconds per step on a device with the
 default and with one torch thread, then the torch profiler's heaviest operators over a few steps.
 
-    # the window-128 and window-256 ETTh1 cells of docs/benchmarks.md ("On a lent GPU"), on CUDA
+    # the window-128 and window-256 ETTh1 cells of docs/benchmarks.md ("Training on a GPU"), on CUDA
     STAGEDIFF_DATA_DIR=../shared/datasets python3 -m benchmarks.step_profile etth1 128 --device cuda
     STAGEDIFF_DATA_DIR=../shared/datasets python3 -m benchmarks.step_profile etth1 256 --device cuda \\
         --set d_model=64 --set feedforward=128 --set stage_attention=true
