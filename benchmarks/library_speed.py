@@ -28,8 +28,11 @@ DIFFUSION_TS = {24: (0.64, 3.6), 64: (1.6, 7.2), 128: (5.2, 21.0), 256: (13.3, 8
 
 
 def config_for(window: int, **extra):
-    """The default configuration, with a stage length that divides the window."""
+    """The default configuration, with a stage length that divides the window, and channels modelled apart (the
+    default recipe chooses that from the data at fit time; these measurements build the denoiser directly)."""
     from stagediff import StageDiffConfig
+
+    extra = {"channel_independent": True, **extra}
 
     if window % 32 == 0:
         return StageDiffConfig(window=window, **extra)
