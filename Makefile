@@ -47,7 +47,7 @@ test: setup datasets
 	$(PYTHON) -m pytest
 
 bench: setup
-	$(PYTHON) benchmarks/library_speed.py --out results/benchmarks/benchmarks-library.json
+	$(PYTHON) -m benchmarks.library_speed --out results/benchmarks/benchmarks-library.json
 
 lock: setup
 	$(VENV)/bin/uv pip freeze --python $(PYTHON) | grep -v -E "^(torch|-e |stagediff)" > constraints.txt.new

@@ -12,7 +12,7 @@ For each: train, then score held-out windows (the last tenth, never trained on) 
 training windows against the same held-out windows (each score's "real_own": the floor that drift between the two
 parts sets, stagediff.evaluation).
 
-    .venv/bin/python benchmarks/default_recipe.py --minutes 4 --n 500 --repeats 2 --out results/default-recipe/unseen-128-4min.json
+    .venv/bin/python -m benchmarks.default_recipe --minutes 4 --n 500 --repeats 2 --out results/default-recipe/unseen-128-4min.json
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from machine import describe_machine
-from paper_table import BULKY
 
+from benchmarks.machine import describe_machine
+from benchmarks.paper_table import BULKY
 from stagediff import StageDiff, StageDiffConfig
 from stagediff.data.builtin import synthetic_frame
 from stagediff.evaluation import evaluate_windows, heldout_windows

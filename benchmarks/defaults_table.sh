@@ -16,13 +16,13 @@ common=(--recipe default --minutes "$M" --protocols paper --repeats 2 --threads 
         --metrics discriminative predictive detection detection_cnn texture copy)
 mkdir -p "$out" runs
 (
-  $python benchmarks/paper_table.py "${common[@]}" --windows 128 --out "$out/paper-128-${M}min.json" \
+  $python -m benchmarks.paper_table "${common[@]}" --windows 128 --out "$out/paper-128-${M}min.json" \
       > runs/default-table-128.log 2>&1
-  $python benchmarks/default_recipe.py --minutes 4 --windows 128 --n 500 --repeats 2 --threads 1 \
+  $python -m benchmarks.default_recipe --minutes 4 --windows 128 --n 500 --repeats 2 --threads 1 \
       --out "$out/unseen-128-4min.json" > runs/default-unseen.log 2>&1
 ) &
 lane=$!
-$python benchmarks/paper_table.py "${common[@]}" --windows 256 --out "$out/paper-256-${M}min.json" \
+$python -m benchmarks.paper_table "${common[@]}" --windows 256 --out "$out/paper-256-${M}min.json" \
     > runs/default-table-256.log 2>&1
 wait "$lane"
-$python benchmarks/paper_table.py --table "$out"/paper-*-"${M}"min.json --quality
+$python -m benchmarks.paper_table --table "$out"/paper-*-"${M}"min.json --quality

@@ -3,12 +3,12 @@
 Samples a trained model's windows, rounds them to each channel's grid (the spacing of its lowest distinct values),
 and scores both with the gradient-boosting detector (two seeds) against random real windows of the series.
 
-    .venv/bin/python benchmarks/grid_probe.py runs/default-table/etth1-128-full-paper/model \
+    .venv/bin/python -m benchmarks.grid_probe runs/default-table/etth1-128-full-paper/model \
         ../shared/datasets/ETTh1.csv 1000 > results/default-recipe/etth1-128-grid.json
 
 (the model: benchmarks/defaults_table.sh)"""
+import argparse
 import json
-import sys
 import time
 
 import numpy as np
@@ -22,8 +22,13 @@ from stagediff.runtime import configure_threads
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", help="a saved model")
+    parser.add_argument("data", help="the CSV of the series it was trained on")
+    parser.add_argument("n", type=int, help="windows: as many real as synthetic")
+    args = parser.parse_args()
     configure_threads(1)
-    model_dir, data, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    model_dir, data, n = args.model_dir, args.data, args.n
     frame = pd.read_csv(data).select_dtypes("number").to_numpy(dtype=np.float64)
     model = StageDiff.load(model_dir)
     real = subsample(sliding_windows(frame, model.config.window), n, 0)

@@ -8,7 +8,8 @@
 #
 #   benchmarks/lanes.sh BUDGET JUDGES "LABEL DATASET WINDOW [--set KEY=VALUE ...]" ...
 #
-# The GPU run of docs/benchmarks.md ("A lent GPU: ETTh1 at 128 and 256 with a budget of minutes") used
+# Run it from the repository root: each lane runs python -m benchmarks.variants.
+# The GPU runs of results/decisions.md ("Training on a GPU: the step in a CUDA graph", 2026-12-04) used
 # PYTHON=python3, the accelerator machine's own. Set STAGEDIFF_DATA_DIR to the datasets' folder.
 set -euo pipefail
 python=${PYTHON:-.venv/bin/python}
@@ -26,7 +27,7 @@ lane() {
   shift 3
   local model=runs/variants/model-$label log=runs/variants/$label.log
   if [ -e "$model" ]; then echo "$model exists; choose another label" >&2; return 1; fi
-  $python benchmarks/variants.py train "$dataset" "$window" "${budget_args[@]}" --label "$label" \
+  $python -m benchmarks.variants train "$dataset" "$window" "${budget_args[@]}" --label "$label" \
       --set validation_fraction=0.0 "$@" --samplers ddpm --n "$n" >"$log" 2>&1 &
   local trainer=$!
   # the model folder appears whole (saved through a staging folder): the extra judges start then, while the
@@ -35,7 +36,7 @@ lane() {
   if [ ! -d "$model" ]; then echo "lane $label failed: see $log" >&2; return 1; fi
   local seed pids=("$trainer")
   for seed in $(seq 1 "$judges"); do
-    $python benchmarks/variants.py judge "$model" "$dataset" --n "$n" --repeats 1 --seed "$seed" --samplers ddpm \
+    $python -m benchmarks.variants judge "$model" "$dataset" --n "$n" --repeats 1 --seed "$seed" --samplers ddpm \
         --device auto >>"$log.judges" 2>&1 &
     pids+=($!)
   done

@@ -4,21 +4,21 @@ For each (dataset, window) cell: train with the cell's preset (or, with --recipe
 budget, sample, score under both protocols with repeats, and write a JSON file plus a markdown table beside
 the paper's numbers. The budget and the machine are recorded with every number.
 
-    # the whole table (hours on a 2-core CPU; see docs/benchmarks.md for what was run)
-    .venv/bin/python benchmarks/paper_table.py --steps 3000 --out results/benchmarks/paper-table.json
+    # the whole table (hours on a 2-core CPU; what was run: results/README.md)
+    .venv/bin/python -m benchmarks.paper_table --steps 3000 --out results/benchmarks/paper-table.json
     # one cell, quickly
-    .venv/bin/python benchmarks/paper_table.py --datasets etth1 --windows 24 --steps 200 --repeats 1 --n 200
+    .venv/bin/python -m benchmarks.paper_table --datasets etth1 --windows 24 --steps 200 --repeats 1 --n 200
     # a budget in minutes of training instead of steps (StageDiffConfig.max_minutes)
-    .venv/bin/python benchmarks/paper_table.py --datasets etth1 --windows 128 --minutes 60 --protocols paper
+    .venv/bin/python -m benchmarks.paper_table --datasets etth1 --windows 128 --minutes 60 --protocols paper
     # the default recipe, no per-dataset settings
-    .venv/bin/python benchmarks/paper_table.py --recipe default --windows 128 256 --minutes 60 --protocols paper
-    .venv/bin/python benchmarks/paper_table.py --table results/default-recipe/paper-*.json --quality  # its table
+    .venv/bin/python -m benchmarks.paper_table --recipe default --windows 128 256 --minutes 60 --protocols paper
+    .venv/bin/python -m benchmarks.paper_table --table results/default-recipe/paper-*.json --quality  # its table
     # one table from the result files of several runs
-    .venv/bin/python benchmarks/paper_table.py --table results/benchmarks/paper-table-*.json
+    .venv/bin/python -m benchmarks.paper_table --table results/benchmarks/paper-table-*.json
     # the ablations (ETTh1, windows 24 and 256)
-    .venv/bin/python benchmarks/paper_table.py --ablations --steps 3000 --out results/benchmarks/ablations.json
-    .venv/bin/python benchmarks/paper_table.py --ablations --windows 24 --steps 1500 --protocols paper --repeats 1
-    .venv/bin/python benchmarks/paper_table.py --ablations --windows 256 --variants "w/o CI" "w/o Stage" ...
+    .venv/bin/python -m benchmarks.paper_table --ablations --steps 3000 --out results/benchmarks/ablations.json
+    .venv/bin/python -m benchmarks.paper_table --ablations --windows 24 --steps 1500 --protocols paper --repeats 1
+    .venv/bin/python -m benchmarks.paper_table --ablations --windows 256 --variants "w/o CI" "w/o Stage" ...
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ import time
 from pathlib import Path
 
 import yaml
-from machine import describe_machine
 
-from stagediff import StageDiff, StageDiffConfig
+from benchmarks.machine import describe_machine
+from stagediff import StageDiff
 from stagediff.evaluation import evaluate_generator
-from stagediff.recipe import PRESETS
+from stagediff.recipe import RECIPES, cell_config
 from stagediff.runtime import configure_threads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,21 +52,7 @@ PAPER_ABLATIONS = {  # ETTh, L=256 (disc, pred); at L=24 the paper gives only "w
 ABLATIONS = {"full": {"channel_independent": True}, "w/o CI": {"channel_independent": False},
              "w/o CD": {"channel_independent": True, "channel_fusion": False},
              "w/o Stage": {"channel_independent": True, "staged": False}}
-RECIPES = ("preset", "default")
 BULKY = ("values", "fold_aucs", "per_channel", "seconds")  # what the result files leave out of each metric's entry
-
-
-def cell_config(dataset: str, window: int, steps: int, recipe: str = "preset", **changes) -> StageDiffConfig:
-    """The configuration of a cell: under ``recipe`` "preset" the cell's named preset (stagediff.recipe.PRESETS,
-    ``dataset-window``) where it has one, else (and under "default") the default recipe at the window; then
-    ``max_steps`` and ``changes``. Training steps are 64 windows a batch and a checkpoint every 500 steps."""
-    if recipe not in RECIPES:
-        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
-    name = f"{dataset}-{window}"
-    settings = {"batch_size": 64, "checkpoint_every": 500, "max_steps": steps, **changes}
-    if recipe == "preset" and name in PRESETS:
-        return StageDiffConfig.preset(name, **settings)
-    return StageDiffConfig(window=window, **settings)
 
 
 def parse_settings(items: list[str]) -> dict:

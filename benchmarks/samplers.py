@@ -8,11 +8,11 @@ predictive score, the detection AUC (boosted trees on per-window features) and t
 windows are timed apart, after a warm-up, on one thread. Settings are ``sampler:steps`` or ``ddim:steps:eta``.
 Each result is one JSON line, appended to ``--out`` as soon as it is scored (a rerun skips what is there).
 
-    .venv/bin/python benchmarks/samplers.py --models runs/default-table --cells etth1-128 stock-128 exchange-128 \\
+    .venv/bin/python -m benchmarks.samplers --models runs/default-table --cells etth1-128 stock-128 exchange-128 \\
         --out results/samplers/default-8min.jsonl
-    .venv/bin/python benchmarks/samplers.py --models runs/default-recipe --cells synthetic-7-128 weather-128 \
+    .venv/bin/python -m benchmarks.samplers --models runs/default-recipe --cells synthetic-7-128 weather-128 \
         --out results/samplers/unseen.jsonl
-    .venv/bin/python benchmarks/samplers.py --table results/samplers/default-8min.jsonl
+    .venv/bin/python -m benchmarks.samplers --table results/samplers/default-8min.jsonl
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from default_recipe import DATASETS as UNSEEN
-from machine import describe_machine
 
+from benchmarks.default_recipe import DATASETS as UNSEEN
+from benchmarks.machine import describe_machine
 from stagediff import StageDiff
 from stagediff.evaluation import heldout_windows, protocol_windows
 from stagediff.metrics import evaluate

@@ -4,7 +4,7 @@ attention against torch's fused ``scaled_dot_product_attention``. Weights are fr
 depend on them); every variant's samples are checked against the eager ones. Each measurement is the median of
 ``--repeats`` after one warm-up call.
 
-    .venv/bin/python benchmarks/sampling_speed.py --out results/samplers/speed.json
+    .venv/bin/python -m benchmarks.sampling_speed --out results/samplers/speed.json
 
 Not a test: timings on a shared machine are noisy; compare ratios measured in one run.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from machine import describe_machine
 
+from benchmarks.machine import describe_machine
 from stagediff import StageDiffConfig
 from stagediff.diffusion import Noise, make_sampler
 from stagediff.generator import CHUNK_WINDOWS

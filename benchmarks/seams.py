@@ -1,8 +1,8 @@
 """The two defects of the literal Stage-Diff reading (stage-diff.md section 5), measured: roughness of the
 samples and jumps at stage seams, for the literal model and for the defaults.
 
-    .venv/bin/python benchmarks/seams.py --variant default --steps 600 --out results/benchmarks/seams-default.json
-    .venv/bin/python benchmarks/seams.py --variant literal --steps 600 --out results/benchmarks/seams-literal.json
+    .venv/bin/python -m benchmarks.seams --variant default --steps 600 --out results/benchmarks/seams-default.json
+    .venv/bin/python -m benchmarks.seams --variant literal --steps 600 --out results/benchmarks/seams-literal.json
 
 Trains on ETTh1 (window 256, held-out last 10 %), samples 64 windows with DDIM-50 and with DDPM (200 steps) and compares with 64
 real windows, all in the model's scaled units [-1, 1]:

@@ -1,6 +1,6 @@
 """Latency, throughput and stability of the BentoML service against a real `bentoml serve`.
 
-    .venv/bin/python benchmarks/serving.py --out results/benchmarks/serving-benchmark.json
+    .venv/bin/python -m benchmarks.serving --out results/benchmarks/serving-benchmark.json
 
 A window-256 model (default StageDiffConfig, 5 synthetic channels, trained for 50 steps: speed does not
 depend on quality; trained once into runs/serving-benchmark/model) is stored in a temporary BentoML home
@@ -41,17 +41,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import httpx
+import numpy as np
+import psutil
+
+from benchmarks.machine import describe_machine
+from serving.requests import RequestLimits
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # before this folder, so that `serving` is the package, not this script
-
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
-
-from machine import describe_machine  # noqa: E402
-
-from serving.requests import RequestLimits  # noqa: E402
-
 MODEL_DIR = ROOT / "runs" / "serving-benchmark" / "model"
 ONE_SAMPLE = {"n_samples": 1, "length": 256, "steps": 50}
 LONG_SAMPLE = {"n_samples": 1, "length": 10_016, "steps": 50}
@@ -418,7 +415,8 @@ def main() -> None:
         for server in servers.values():
             server.stop()
     report = {"machine": describe_machine(), "started": started, "load_average": loads,
-              "command": " ".join([".venv/bin/python", *sys.argv]), "server_env": server_env,
+              "command": " ".join([".venv/bin/python", "-m", "benchmarks.serving", *sys.argv[1:]]),
+              "server_env": server_env,
               "model": {"dir": relative(args.model_dir), "tag": tag, "window": 256,
                         "channels": CHANNELS, "request": ONE_SAMPLE, "long_request": LONG_SAMPLE,
                         "largest_request": LARGEST},

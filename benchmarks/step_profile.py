@@ -1,9 +1,9 @@
 """Where one training step of a benchmark cell spends its time: seconds per step on a device with the
 default and with one torch thread, then the torch profiler's heaviest operators over a few steps.
 
-    # the window-128 and window-256 ETTh1 cells of docs/benchmarks.md ("On a lent GPU"), on CUDA
-    STAGEDIFF_DATA_DIR=../shared/datasets python3 benchmarks/step_profile.py etth1 128 --device cuda
-    STAGEDIFF_DATA_DIR=../shared/datasets python3 benchmarks/step_profile.py etth1 256 --device cuda \\
+    # the window-128 and window-256 ETTh1 cells of docs/benchmarks.md ("Training on a GPU"), on CUDA
+    STAGEDIFF_DATA_DIR=../shared/datasets python3 -m benchmarks.step_profile etth1 128 --device cuda
+    STAGEDIFF_DATA_DIR=../shared/datasets python3 -m benchmarks.step_profile etth1 256 --device cuda \\
         --set d_model=64 --set feedforward=128 --set stage_attention=true
 
 On CUDA the step is captured in a CUDA graph (stagediff.train); ``--eager`` launches each kernel from Python instead.
@@ -17,12 +17,13 @@ import json
 import time
 
 import torch
-from machine import describe_machine
-from paper_table import cell_config, parse_settings
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
+from benchmarks.machine import describe_machine
+from benchmarks.paper_table import parse_settings
 from stagediff.data import load_series, prepare
+from stagediff.recipe import cell_config
 from stagediff.train import Trainer, build_denoiser
 
 

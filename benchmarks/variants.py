@@ -2,38 +2,38 @@
 
     # train one variant of a benchmark cell (its preset, stagediff.recipe.PRESETS, plus --set changes), save it, and score
     # 500 synthetic windows per sampler against 500 real ones (paper protocol, one judge)
-    .venv/bin/python benchmarks/variants.py train etth1 128 3000 --label d64 --set validation_fraction=0.0 \\
+    .venv/bin/python -m benchmarks.variants train etth1 128 3000 --label d64 --set validation_fraction=0.0 \\
         --set d_model=64 --set feedforward=128 --samplers ddim ddpm
     # the same with a budget of minutes of training on this machine (CUDA when present) instead of steps
-    .venv/bin/python benchmarks/variants.py train etth1 128 --minutes 60 --label d64-1h --set validation_fraction=0.0
+    .venv/bin/python -m benchmarks.variants train etth1 128 --minutes 60 --label d64-1h --set validation_fraction=0.0
     # score a saved variant again with other seeds, more windows and repeats of the judge
-    .venv/bin/python benchmarks/variants.py judge runs/variants/model-d64 etth1 --n 1000 --repeats 2 --seed 1 --samplers ddpm ddim
+    .venv/bin/python -m benchmarks.variants judge runs/variants/model-d64 etth1 --n 1000 --repeats 2 --seed 1 --samplers ddpm ddim
     # the same, on windows cut from the middle of longer samples (no sample's first or last stage)
-    .venv/bin/python benchmarks/variants.py judge runs/variants/model-d64 etth1 --length 192 --start 32 --samplers ddpm
+    .venv/bin/python -m benchmarks.variants judge runs/variants/model-d64 etth1 --length 192 --start 32 --samplers ddpm
     # diagnostics: each channel's within-window spread matched to the real windows', or each value moved to the
     # nearest one the dataset takes (its recording resolution)
-    .venv/bin/python benchmarks/variants.py judge runs/variants/model-d64 etth1 --match-spread --samplers ddpm
-    .venv/bin/python benchmarks/variants.py judge runs/variants/model-d64 etth1 --snap --samplers ddpm
+    .venv/bin/python -m benchmarks.variants judge runs/variants/model-d64 etth1 --match-spread --samplers ddpm
+    .venv/bin/python -m benchmarks.variants judge runs/variants/model-d64 etth1 --snap --samplers ddpm
     # the predictive score and its real floor with a chosen sampler (`stagediff evaluate` uses the model's own)
-    .venv/bin/python benchmarks/variants.py judge runs/variants/model-d64 etth1 --n 1000 --repeats 1 --seed 0 \
+    .venv/bin/python -m benchmarks.variants judge runs/variants/model-d64 etth1 --n 1000 --repeats 1 --seed 0 \
         --samplers ddpm --metrics predictive predictive_real
     # roughness of the denoiser's x_0 estimate at each noise level, on real windows, overall and per channel
     # (is detail lost in the network?)
-    .venv/bin/python benchmarks/variants.py denoise runs/variants/model-d64 etth1
+    .venv/bin/python -m benchmarks.variants denoise runs/variants/model-d64 etth1
     # per channel: roughness of 64 real and 64 synthetic windows, the correlation between channels of their
     # step-to-step changes, and the share of steps where High < Low
-    .venv/bin/python benchmarks/variants.py channels runs/paper-table/stock-256-full-paper/model stock
+    .venv/bin/python -m benchmarks.variants channels runs/paper-table/stock-256-full-paper/model stock
     # per channel: mean autocorrelation at lags 1-120 of 200 real and 200 DDPM windows (long-range memory)
-    .venv/bin/python benchmarks/variants.py lags runs/variants/model-etth1-256-s5000-skip etth1
+    .venv/bin/python -m benchmarks.variants lags runs/variants/model-etth1-256-s5000-skip etth1
     # copying under the paper protocol (trained on every window, none held out): distance of 300 DDPM windows to
     # their nearest training window against that of 300 real windows to their nearest non-overlapping one
     # (the library's detector, as `stagediff evaluate --protocol paper --metrics copy`, without the pictures)
-    .venv/bin/python benchmarks/variants.py nearest runs/variants/model-d64 etth1
+    .venv/bin/python -m benchmarks.variants nearest runs/variants/model-d64 etth1
     # which simple per-window feature (level, spread, autocorrelation, step size, step kurtosis, step correlation
     # between channels) tells 1,000 real from 1,000 DDPM windows, alone (AUC) and by kind (boosted trees)
-    .venv/bin/python benchmarks/variants.py features runs/variants/model-etth1-128-s10000 etth1
+    .venv/bin/python -m benchmarks.variants features runs/variants/model-etth1-128-s10000 etth1
     # what the discriminative judge can see at all: real windows against real windows changed in one known way
-    .venv/bin/python benchmarks/variants.py sensitivity etth1 128 same smooth:3 spread:HUFL,HULL,MUFL,MULL:0.9
+    .venv/bin/python -m benchmarks.variants sensitivity etth1 128 same smooth:3 spread:HUFL,HULL,MUFL,MULL:0.9
 
 Roughness: mean |x[t+1] - x[t]|, with each channel min-max scaled on the real windows (``train``) or in the
 model's scaled units [-1, 1] (``denoise``). Results are appended to runs/variants/results.jsonl.
@@ -48,9 +48,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe_machine
-from paper_table import cell_config, parse_settings
 
+from benchmarks.machine import describe_machine
+from benchmarks.paper_table import parse_settings
 from stagediff import StageDiff
 from stagediff.data import load_series, sliding_windows
 from stagediff.diffusion import NoiseSchedule
@@ -59,6 +59,7 @@ from stagediff.metrics import evaluate
 from stagediff.metrics.autocorrelation import mean_autocorrelation
 from stagediff.metrics.inputs import subsample
 from stagediff.model import moving_average
+from stagediff.recipe import cell_config
 from stagediff.runtime import configure_threads
 
 WORK = Path("runs/variants")

@@ -1,5 +1,5 @@
 """The default recipe: the settings a configuration leaves open (None), chosen from the window and from the training
-data, and the named presets of the benchmark cells.
+data, and the named presets of the benchmark cells (:func:`cell_config` gives a cell's configuration).
 
 - From the window (when the configuration is made): ``stage_length`` (the largest of 32, 16, 8 that gives at least
   3 stages, else the largest divisor of the window from 4 to 32 that does), then from the stage length the
@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from stagediff.errors import ConfigError
+
+if TYPE_CHECKING:
+    from stagediff.config import StageDiffConfig
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +74,26 @@ def preset(name: str) -> dict[str, Any]:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; the presets are: {', '.join(PRESETS)}")
     return dict(PRESETS[name])
+
+
+RECIPES = ("preset", "default")
+"""How a benchmark cell is configured (:func:`cell_config`): its named preset where it has one, or the default
+recipe everywhere."""
+
+
+def cell_config(dataset: str, window: int, steps: int, recipe: str = "preset", **changes) -> StageDiffConfig:
+    """The configuration of a cell: under ``recipe`` "preset" the cell's named preset (stagediff.recipe.PRESETS,
+    ``dataset-window``) where it has one, else (and under "default") the default recipe at the window; then
+    ``max_steps`` and ``changes``. Training steps are 64 windows a batch and a checkpoint every 500 steps."""
+    from stagediff.config import StageDiffConfig  # config imports this module
+
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+    name = f"{dataset}-{window}"
+    settings = {"batch_size": 64, "checkpoint_every": 500, "max_steps": steps, **changes}
+    if recipe == "preset" and name in PRESETS:
+        return StageDiffConfig.preset(name, **settings)
+    return StageDiffConfig(window=window, **settings)
 
 
 def stage_length_for(window: int) -> int:

@@ -18,8 +18,9 @@ SHARED_DATASETS = Path(os.environ.get("STAGEDIFF_DATA_DIR") or ROOT.parent / "sh
 
 
 def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "STAGEDIFF_DATA_DIR": str(SHARED_DATASETS)}
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paper_table.py"), *args], cwd=cwd,
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # `benchmarks` from any folder
+    environment = {**os.environ, "STAGEDIFF_DATA_DIR": str(SHARED_DATASETS), "PYTHONPATH": path}
+    return subprocess.run([sys.executable, "-m", "benchmarks.paper_table", *args], cwd=cwd,
                           env=environment, capture_output=True, text=True, check=True, timeout=600)
 
 
@@ -44,31 +45,11 @@ def test_paper_table_runs_a_cell_under_both_protocols_and_merges_tables(tmp_path
     assert len(rows) == 4 and "0.093 / 0.037" in rows[0]  # the paper's stock numbers at window 24
 
 
-def test_cell_config_is_the_cells_preset_or_the_default_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    from paper_table import cell_config
-
-    from stagediff.recipe import PRESETS
-
-    exchange = cell_config("exchange", 256, 7, validation_fraction=0.0)
-    assert (exchange.stage_length, exchange.d_model, exchange.channel_independent) == (64, 32, True)
-    assert (exchange.max_steps, exchange.batch_size, exchange.validation_fraction) == (7, 64, 0.0)
-    default = cell_config("exchange", 256, 7, recipe="default")
-    assert (default.stage_length, default.d_model, default.channel_independent) == (32, 64, None)  # chosen at fit
-    assert cell_config("etth1", 256, 7, d_model=8).d_model == 8  # a change overrides the preset
-    for name, settings in PRESETS.items():  # every preset is a valid configuration of its cell
-        dataset, window = name.split("-")
-        config = cell_config(dataset, int(window), 7)
-        assert all(getattr(config, k) == v for k, v in settings.items()), name
-    with pytest.raises(ValueError, match="recipe"):
-        cell_config("etth1", 24, 7, recipe="cells")
-
-
 def test_snap_moves_each_value_to_the_nearest_value_its_channel_takes(monkeypatch):
     import numpy as np
 
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    from variants import snap_to_values
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks.variants import snap_to_values
 
     series = np.array([[0.0, 10.0], [0.5, 20.0], [2.0, 10.0]])
     windows = np.array([[[0.2, 14.0], [0.3, 16.0], [5.0, -3.0], [1.3, 20.0]]])
@@ -79,8 +60,8 @@ def test_snap_moves_each_value_to_the_nearest_value_its_channel_takes(monkeypatc
 def test_decorrelate_keeps_each_channels_texture_and_stops_channels_moving_together(monkeypatch):
     import numpy as np
 
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    from variants import alter, roughness
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks.variants import alter, roughness
 
     rng = np.random.default_rng(0)
     common = rng.normal(size=(400, 64, 1))

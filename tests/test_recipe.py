@@ -1,5 +1,5 @@
 """The default recipe (stagediff.recipe): settings that follow the window, choices made from the training data,
-presets, and the range margin of the samples."""
+presets and the benchmark cells' configurations, and the range margin of the samples."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from stagediff import StageDiff, StageDiffConfig
 from stagediff.diffusion import make_sampler
 from stagediff.errors import ConfigError
-from stagediff.recipe import JOINT_MIN_WINDOWS, PRESETS, data_choices, held_bounds, stage_length_for
+from stagediff.recipe import JOINT_MIN_WINDOWS, PRESETS, cell_config, data_choices, held_bounds, stage_length_for
 
 
 @pytest.mark.parametrize(("window", "stage", "patch", "context", "kernels", "width"), [
@@ -63,6 +63,21 @@ def coupled(length: int, coupling: float, seed: int = 0) -> np.ndarray:
     walk = np.cumsum(steps, axis=0)
     low, high = walk.min(0), walk.max(0)
     return 2 * (walk - low) / (high - low) - 1
+
+
+def test_cell_config_is_the_cells_preset_or_the_default_recipe():
+    exchange = cell_config("exchange", 256, 7, validation_fraction=0.0)
+    assert (exchange.stage_length, exchange.d_model, exchange.channel_independent) == (64, 32, True)
+    assert (exchange.max_steps, exchange.batch_size, exchange.validation_fraction) == (7, 64, 0.0)
+    default = cell_config("exchange", 256, 7, recipe="default")
+    assert (default.stage_length, default.d_model, default.channel_independent) == (32, 64, None)  # chosen at fit
+    assert cell_config("etth1", 256, 7, d_model=8).d_model == 8  # a change overrides the preset
+    for name, settings in PRESETS.items():  # every preset is a valid configuration of its cell
+        dataset, window = name.split("-")
+        config = cell_config(dataset, int(window), 7)
+        assert all(getattr(config, k) == v for k, v in settings.items()), name
+    with pytest.raises(ValueError, match="recipe"):
+        cell_config("etth1", 24, 7, recipe="cells")
 
 
 def test_channels_are_modelled_jointly_only_where_they_move_together_and_the_data_suffice():
