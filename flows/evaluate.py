@@ -4,6 +4,11 @@ plots), and logged to the training run in MLflow."""
 
 from __future__ import annotations
 
+from flows import configure_environment
+
+if __name__ == "__main__":  # `python -m flows.evaluate`: before prefect, mlflow and torch read it
+    configure_environment()
+
 from pathlib import Path
 from typing import Any
 

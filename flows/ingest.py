@@ -4,6 +4,11 @@ ETag and the sha256 of the bytes downloaded). DVC re-runs it when data/source.js
 
 from __future__ import annotations
 
+from flows import configure_environment
+
+if __name__ == "__main__":  # `python -m flows.ingest`: before prefect, mlflow and torch read it
+    configure_environment()
+
 from pathlib import Path
 from typing import Any
 

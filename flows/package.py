@@ -4,12 +4,16 @@ serving/ service into a Bento (offline). Writes reports/package.json."""
 
 from __future__ import annotations
 
+from flows import PROJECT, configure_environment
+
+if __name__ == "__main__":  # `python -m flows.package`: before prefect, mlflow and torch read it
+    configure_environment()
+
 from pathlib import Path
 from typing import Any
 
 import mlflow
 
-from flows import PROJECT
 from flows.common import (METRICS, MODEL, PACKAGE_REPORT, RAW_DESCRIPTION, TRAINING_REPORT, logger, pipeline_flow,
                           read_json, read_params, relative, run_stage, write_json)
 from flows.params import PipelineParams

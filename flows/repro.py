@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from flows import PROJECT
+from flows import PROJECT, configure_environment
 
 STARTUP_SECONDS = 120
 
@@ -91,6 +91,7 @@ def stop(process: subprocess.Popen, grace: float = 15.0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_environment()  # first: the Prefect server and dvc's stages inherit it
     arguments = list(sys.argv[1:] if argv is None else argv) or ["repro"]
     dvc = Path(sys.executable).with_name("dvc")
     environment_path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"

@@ -47,6 +47,11 @@ fails; the alias and the Bento are then unchanged. A rerun continues: DVC skips 
 
 from __future__ import annotations
 
+from flows import PROJECT, configure_environment
+
+if __name__ == "__main__":  # `python -m flows.retrain`: before prefect, mlflow and torch read it
+    configure_environment()
+
 import argparse
 import math
 import os
@@ -70,7 +75,6 @@ from prefect.context import FlowRunContext
 from prefect.flows import EntrypointType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows import PROJECT
 from flows.common import (METRICS, MODEL, PACKAGE_REPORT, PREPARED, TRAINING_REPORT, logger, pipeline_flow, read_json,
                           read_params, write_json)
 from flows.evaluate import flat_metrics, held_out_windows

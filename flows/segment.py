@@ -3,6 +3,11 @@ stage-segmented windows, written to data/prepared/ (stagediff.data.save_prepared
 
 from __future__ import annotations
 
+from flows import configure_environment
+
+if __name__ == "__main__":  # `python -m flows.segment`: before prefect, mlflow and torch read it
+    configure_environment()
+
 from pathlib import Path
 from typing import Any
 

@@ -4,6 +4,11 @@ checkpoints/ let an interrupted stage resume, in the same MLflow run."""
 
 from __future__ import annotations
 
+from flows import PROJECT, configure_environment
+
+if __name__ == "__main__":  # `python -m flows.train`: before prefect, mlflow and torch read it
+    configure_environment()
+
 import csv
 import hashlib
 import importlib.metadata
@@ -17,7 +22,6 @@ from mlflow.entities import Metric
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from flows import PROJECT
 from flows.common import (CHECKPOINTS, LOSS_CURVE, MODEL, PREPARED, TRAINING_REPORT, logger, pipeline_flow,
                           read_params, relative, run_stage, write_json)
 from flows.params import PipelineParams

@@ -5,6 +5,11 @@ stops ``dvc repro``) naming each failed expectation with example offending rows.
 
 from __future__ import annotations
 
+from flows import configure_environment
+
+if __name__ == "__main__":  # `python -m flows.validate`: before prefect, mlflow and torch read it
+    configure_environment()
+
 import logging
 from pathlib import Path
 from typing import Any

@@ -17,8 +17,6 @@ between network evaluations, so a small request does not wait for a large one to
 
 from __future__ import annotations
 
-import stagediff  # noqa: F401  # first: sets OMP_WAIT_POLICY=PASSIVE before torch is imported
-
 import asyncio
 import ctypes
 import functools
@@ -41,7 +39,7 @@ from serving.batching import Batcher, Work, rows_independent
 from serving.encoding import (MEDIA_TYPES, STREAM_MEDIA_TYPES, NonFiniteOutput, encode, encode_piece,
                               provenance_headers)
 from serving.requests import BodyError, GenerateRequest, Plan, RequestError, RequestLimits, check_body, plan_request
-from stagediff import StageDiff, StageDiffError
+from stagediff import StageDiff, StageDiffError, runtime
 from stagediff.generator import SamplePiece
 from stagediff.diffusion import sampling_choice
 from stagediff.runtime import configure_threads
@@ -210,7 +208,10 @@ async def get_openapi(_: Request) -> Response:
 info_app = Starlette(routes=[Route("/info", get_info, methods=["GET"]), Route("/docs.json", get_openapi, methods=["GET"])])
 
 
-@bentoml.service(name="stagediff", workers=1, traffic={"timeout": 600, "max_concurrency": MAX_CONCURRENCY})
+# envs: BentoML starts the worker with these where the server's environment lacks them, so they precede torch's
+# import (a built Bento carries them too).
+@bentoml.service(name="stagediff", workers=1, traffic={"timeout": 600, "max_concurrency": MAX_CONCURRENCY},
+                 envs=[{"name": name, "value": value} for name, value in runtime.ENVIRONMENT.items()])
 @bentoml.asgi_app(info_app, path="/")
 class StageDiffService:
     """Stage-Diff synthetic multivariate time series in the data's units, with timestamps."""

@@ -6,6 +6,9 @@
     stagediff evaluate DIR --data DATA [--protocol paper|heldout] [--n N] [--repeats 5] --out DIR
     stagediff info DIR
 
+The process environment (stagediff.runtime.configure_environment) is set first, before any command imports torch;
+this module imports torch only inside the commands.
+
 `fit` also runs under torchrun (`torchrun --nproc-per-node N -m stagediff.cli fit ...`): the processes train
 one model together and rank 0 saves it (docs/scaling.md).
 """
@@ -25,6 +28,7 @@ import yaml
 
 from stagediff.config import SAMPLERS
 from stagediff.errors import StageDiffError
+from stagediff.runtime import configure_environment, configure_threads, default_threads
 
 OUTPUT_FORMATS = (".parquet", ".csv")
 
@@ -233,10 +237,10 @@ COMMANDS = {"fit": fit_command, "sample": sample_command, "evaluate": evaluate_c
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    configure_environment()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from stagediff.distributed import local_world_size
-    from stagediff.runtime import configure_threads, default_threads
 
     try:
         # torchrun's processes on one machine share its cores: each takes its part of the default.

@@ -1,10 +1,23 @@
-"""Process-level runtime choices: CPU thread count (see docs/benchmarks.md for the measurements)."""
+"""Process-level runtime choices, made by the entry points (the CLI, the pipeline's flows, the service) and never
+on import: OpenMP's wait policy and torch's CPU thread count (see docs/benchmarks.md for the measurements).
+
+This module does not import torch (configure_threads imports it when called), so that an entry point can call
+:func:`configure_environment` before anything loads torch."""
 
 from __future__ import annotations
 
 import os
 
-import torch
+ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
+"""The process environment the entry points set where it is not set: OpenMP threads that busy-wait made small
+tensor ops 5-200x slower on a shared 2-core machine. OpenMP reads it once, when torch loads it."""
+
+
+def configure_environment() -> None:
+    """Set :data:`ENVIRONMENT` where not already set. Call it before torch is first imported: later it reaches only
+    the processes this one starts."""
+    for name, value in ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
 
 
 def available_cores() -> int:
@@ -26,10 +39,9 @@ def default_threads() -> int:
 
 
 def configure_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads: ``threads`` if given, else :func:`default_threads`.
+    """Set torch's intra-op threads: ``threads`` if given, else :func:`default_threads`."""
+    import torch
 
-    OpenMP's wait policy is set to PASSIVE on import of stagediff (before torch loads): with busy-waiting
-    threads, small ops on a shared 2-core machine ran 5-200x slower."""
     chosen = threads if threads is not None else default_threads()
     if chosen < 1:
         raise ValueError(f"threads must be at least 1, got {chosen}")

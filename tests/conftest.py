@@ -3,15 +3,17 @@ tiny model trained on it once per session, shared by the sampling and persistenc
 
 from __future__ import annotations
 
-import stagediff  # noqa: F401  # first, so that its OMP_WAIT_POLICY setting precedes torch's import
+from stagediff import runtime
 
-import numpy as np
-import pandas as pd
-import pytest
-import torch
+runtime.configure_environment()  # the test process's own entry point: before torch is imported
 
-from stagediff import StageDiff, StageDiffConfig
-from stagediff.train import build_denoiser
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from stagediff import StageDiff, StageDiffConfig  # noqa: E402
+from stagediff.train import build_denoiser  # noqa: E402
 
 # The tests use models of a few thousand parameters, whose many tiny ops run several times faster on one
 # thread than on two busy-waiting ones on a small shared CPU.

@@ -22,10 +22,10 @@ def shared_datasets() -> Path:
     return Path(os.environ.get("STAGEDIFF_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
 
 
-def stagediff(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "STAGEDIFF_DATA_DIR": str(shared_datasets())}
+def stagediff(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environment = {**(os.environ if env is None else env), "STAGEDIFF_DATA_DIR": str(shared_datasets())}
     result = subprocess.run([sys.executable, "-m", "stagediff.cli", "--threads", "1", *args],
-                            capture_output=True, text=True, env=env, timeout=300)
+                            capture_output=True, text=True, env=environment, timeout=300)
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -47,6 +47,22 @@ def test_round_trip_on_synthetic(tmp_path: Path) -> None:
     again = tmp_path / "again.csv"
     stagediff("sample", str(model), "--n", "2", "--length", "100", "--seed", "3", "--out", str(again), "--no-progress")
     pd.testing.assert_frame_equal(pd.read_csv(again, parse_dates=["date"]), frame, check_dtype=False)
+
+
+@pytest.mark.slow
+def test_openmp_waits_passively_unless_told_otherwise(tmp_path: Path) -> None:
+    """The command sets OMP_WAIT_POLICY=PASSIVE where it is not set, before torch loads (stagediff.runtime), as
+    torch's OpenMP runtime reports when it starts (OMP_DISPLAY_ENV; GNU libgomp spins 0 times before it sleeps when
+    passive, 300,000 times when the variable is unset)."""
+    unset = {name: value for name, value in os.environ.items() if name != "OMP_WAIT_POLICY"}
+    model = tmp_path / "model"
+    fitted = stagediff("fit", "synthetic", *TINY, "--out", str(model), "--no-progress",
+                       env={**unset, "OMP_DISPLAY_ENV": "VERBOSE"})
+    if "GOMP_SPINCOUNT" not in fitted.stderr:
+        pytest.skip("torch's OpenMP runtime here is not GNU libgomp, whose report this reads")
+    assert "GOMP_SPINCOUNT = '0'" in fitted.stderr and "GOMP_SPINCOUNT = '300000'" not in fitted.stderr
+    active = stagediff("info", str(model), env={**unset, "OMP_DISPLAY_ENV": "VERBOSE", "OMP_WAIT_POLICY": "ACTIVE"})
+    assert "OMP_WAIT_POLICY = 'ACTIVE'" in active.stderr and json.loads(active.stdout)["config"]["window"] == 32
 
 
 @pytest.mark.slow

@@ -4,8 +4,6 @@ and a global batch that does not split evenly is refused before any work."""
 
 from __future__ import annotations
 
-import stagediff  # noqa: F401  # first, so that its OMP_WAIT_POLICY setting precedes torch's import
-
 import os
 import shutil
 import socket

@@ -1,12 +1,17 @@
 """Dependencies point one way (docs/architecture.md): the library never imports orchestration, serving or
-benchmark code."""
+benchmark code. Importing it sets nothing in the environment and does not load torch."""
 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
+
+from stagediff import runtime
 
 FORBIDDEN = {"prefect", "mlflow", "bentoml", "dvc", "great_expectations", "flows", "serving", "benchmarks"}
 LIBRARY = Path(__file__).resolve().parents[1] / "stagediff"
@@ -47,3 +52,23 @@ def test_every_result_file_is_listed_in_the_results_index_and_every_listed_file_
     assert missing == [], f"results/README.md does not list {missing}"
     absent = sorted(target for target in targets if not (RESULTS / target).exists())
     assert absent == [], f"results/README.md lists files that do not exist: {absent}"
+
+
+IMPORT_PROBE = """
+import json, os, sys
+before = dict(os.environ)
+import stagediff, stagediff.cli
+loaded = "torch" in sys.modules
+stagediff.StageDiff, stagediff.evaluate
+changed = sorted(name for name in {*before, *os.environ} if before.get(name) != os.environ.get(name))
+print(json.dumps({"torch_on_import": loaded, "torch_on_use": "torch" in sys.modules, "changed": changed}))
+"""
+
+
+def test_importing_the_library_sets_nothing_and_loads_torch_only_when_used() -> None:
+    """The entry points set the environment (stagediff.runtime); the CLI's, before torch loads (tests/test_cli.py)."""
+    environment = {name: value for name, value in os.environ.items() if name not in runtime.ENVIRONMENT}
+    shown = subprocess.run([sys.executable, "-c", IMPORT_PROBE], env=environment, capture_output=True, text=True,
+                           timeout=300)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert json.loads(shown.stdout) == {"torch_on_import": False, "torch_on_use": True, "changed": []}

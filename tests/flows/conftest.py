@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import pytest
+import flows
 
-from flows.repro import local_prefect_server
+flows.configure_environment()  # this process's, as a stage's: before prefect and mlflow are imported
+
+import pytest  # noqa: E402
+
+from flows.repro import local_prefect_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -326,3 +326,68 @@ def test_every_flow_sets_torch_threads_by_the_library_rule_whatever_omp_num_thre
                            text=True, timeout=300)
     assert shown.returncode == 0, shown.stderr[-3000:]
     assert shown.stdout.split() == [str(default_threads() + 1), str(default_threads())]
+
+
+# ------------------------------------------------------------------------------------------------ environment
+
+FIRST_READ = """
+import json, os, runpy, subprocess, sys
+
+
+def report(event):
+    print(json.dumps({"event": event, "environment": dict(os.environ)}), flush=True)
+    os._exit(0)
+
+
+class FirstReader:
+    \"\"\"Ends the process at the first import of a module that reads its settings from the environment once.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name in {"prefect", "mlflow", "torch", "great_expectations", "bentoml"}:
+            report(name)
+
+
+sys.meta_path.insert(0, FirstReader())
+subprocess.Popen = lambda *args, **kwargs: report("subprocess")  # flows.repro starts dvc (or a server) first
+runpy.run_module(sys.argv[1], run_name=sys.argv[2], alter_sys=True)
+report("end")
+"""
+
+
+def programs() -> list[str]:
+    """The flows modules run as ``python -m flows.X``, but flows.source, which imports none of those modules and
+    sets nothing (run as a program here, it would rewrite data/source.json)."""
+    return [f"flows.{module.name}" for module in pkgutil.iter_modules(flows.__path__)
+            if 'if __name__ == "__main__"' in (Path(flows.__path__[0]) / f"{module.name}.py").read_text()
+            and module.name != "source"]
+
+
+def first_read(module: str, run_name: str) -> dict:
+    """What the environment holds when ``module``, run as ``run_name``, first imports prefect, mlflow, torch, great
+    expectations or bentoml, or starts a process; started without flows.ENVIRONMENT."""
+    environment = {name: value for name, value in os.environ.items() if name not in flows.ENVIRONMENT}
+    environment["PREFECT_API_URL"] = "http://127.0.0.1:9/api"  # flows.repro: no server of its own
+    shown = subprocess.run([sys.executable, "-c", FIRST_READ, module, run_name], cwd=flows.PROJECT, env=environment,
+                           capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    return json.loads(shown.stdout.splitlines()[-1])  # flows.repro says first that its server is ready
+
+
+def test_every_program_sets_the_environment_before_prefect_mlflow_and_torch_read_it():
+    assert {"flows.ingest", "flows.train", "flows.package", "flows.repro", "flows.retrain"} <= set(programs())
+    for module in programs():
+        seen = first_read(module, "__main__")
+        assert {name: seen["environment"].get(name) for name in flows.ENVIRONMENT} == flows.ENVIRONMENT, \
+            (module, seen["event"])
+
+
+def test_importing_flows_sets_nothing():
+    probe = ("import json, os, pkgutil, importlib\nbefore = dict(os.environ)\nimport flows\n"
+             "for module in pkgutil.iter_modules(flows.__path__):\n    importlib.import_module(f'flows.{module.name}')\n"
+             "print(json.dumps(sorted(name for name in {*before, *os.environ} if before.get(name) != os.environ.get(name))))")
+    environment = {name: value for name, value in os.environ.items() if name not in flows.ENVIRONMENT}
+    shown = subprocess.run([sys.executable, "-c", probe], cwd=flows.PROJECT, env=environment, capture_output=True,
+                           text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    # mlflow notes its telemetry session on import (_MLFLOW_TELEMETRY_SESSION_ID) where telemetry is not disabled.
+    assert [name for name in json.loads(shown.stdout) if not name.startswith("_MLFLOW_")] == []

@@ -305,6 +305,15 @@ def test_info_by_get_and_post(client, model_tag):
     assert got.json()["data"]["channels"] == ["a", "b"] and got.json()["limits"]["max_samples"] == 16
 
 
+def test_the_worker_starts_with_openmp_waiting_passively(server):
+    """The server starts without OMP_WAIT_POLICY (serving_env); the service has BentoML start its worker with it
+    (stagediff.runtime.ENVIRONMENT), so torch's OpenMP reads it whatever the import order."""
+    arbiter = psutil.Process(server.process.pid)
+    workers = arbiter.children(recursive=True)
+    assert "OMP_WAIT_POLICY" not in arbiter.environ() and workers
+    assert [worker.environ().get("OMP_WAIT_POLICY") for worker in workers] == ["PASSIVE"] * len(workers)
+
+
 def test_thousands_of_requests_do_not_grow_the_memory(server, client):
     """BentoML's own timeout middleware kept every request's context (about 5 KB) for the timeout, 600 s
     here: 10 MB for these requests; serving/timeouts.py lets go of them."""

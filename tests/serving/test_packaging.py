@@ -54,6 +54,8 @@ def test_build_bento_packs_the_service_and_the_model(bentoml_home, model_tag, pr
     bento = bentoml.get(build_bento(model_tag, project_root))
     manifest = yaml.safe_load(Path(bento.path_of("bento.yaml")).read_text())
     assert manifest["service"] == "serving.service:StageDiffService"
+    assert {"name": "OMP_WAIT_POLICY", "value": "PASSIVE"} in [{key: env[key] for key in ("name", "value")}
+                                                             for env in manifest["envs"]]
     assert [model["tag"] for model in manifest["services"][0]["models"]] == [model_tag]
     source = Path(bento.path_of("src"))
     files = {path.relative_to(source).as_posix() for path in source.rglob("*.py")}
