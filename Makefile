@@ -1,5 +1,5 @@
 # Two commands: `make run` (set up, then the whole pipeline, dvc repro, on params.yaml) and `make test` (set up,
-# then the test suite). Both create .venv if it is missing. `make quickstart`: the library alone.
+# then the test suite). Both create .venv if it is missing. `make lint`: ruff. `make quickstart`: the library alone.
 SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -16,7 +16,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DVC_NO_ANALYTICS ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup datasets run quickstart test bench lock clean
+.PHONY: setup datasets run quickstart test lint format bench lock clean
 
 # pip installs uv and torch (here the CPU wheel on disk; elsewhere set PIP_INDEX_URL to PyTorch's CPU index),
 # then uv installs everything else exactly as constraints.txt pins it (about 20 s instead of pip's 4 min).
@@ -45,6 +45,15 @@ datasets:
 
 test: setup datasets
 	$(PYTHON) -m pytest
+
+# ruff (pyproject.toml, [tool.ruff]): lint and the format check; `make format` rewrites.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 bench: setup
 	$(PYTHON) -m benchmarks.library_speed --out results/benchmarks/benchmarks-library.json

@@ -12,7 +12,8 @@ For each: train, then score held-out windows (the last tenth, never trained on) 
 training windows against the same held-out windows (each score's "real_own": the floor that drift between the two
 parts sets, stagediff.evaluation).
 
-    .venv/bin/python -m benchmarks.default_recipe --minutes 4 --n 500 --repeats 2 --out results/default-recipe/unseen-128-4min.json
+    .venv/bin/python -m benchmarks.default_recipe --minutes 4 --n 500 --repeats 2 \
+        --out results/default-recipe/unseen-128-4min.json
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def weather_frame(years: int = 3, seed: int = 11) -> pd.DataFrame:
     pressure = 1013 + np.cumsum(rng.normal(0, 0.3, len(hours))) * 0.2
     pressure = pressure - np.convolve(pressure - 1013, np.ones(24 * 30) / (24 * 30), mode="same")
     dates = pd.date_range("2019-01-01", periods=len(hours), freq="h", name="date")
-    return pd.DataFrame({"date": dates, "temperature": temperature, "humidity": humidity, "wind": wind,
-                         "pressure": pressure})
+    return pd.DataFrame(
+        {"date": dates, "temperature": temperature, "humidity": humidity, "wind": wind, "pressure": pressure}
+    )
 
 
 DATASETS = {"synthetic-7": lambda: synthetic_frame(seed=7), "weather": weather_frame}
@@ -62,7 +64,8 @@ def run(name: str, window: int, args: argparse.Namespace) -> dict:
     frame = DATASETS[name]()
     started = time.perf_counter()
     model = StageDiff(StageDiffConfig(window=window, max_minutes=args.minutes, seed=args.seed)).fit(
-        frame, "date", progress=False)
+        frame, "date", progress=False
+    )
     train_seconds = time.perf_counter() - started
     values = frame.drop(columns="date").to_numpy()
     cut = len(values) - int(len(values) * model.config.validation_fraction)
@@ -70,15 +73,36 @@ def run(name: str, window: int, args: argparse.Namespace) -> dict:
     out = Path(args.work) / f"{name}-{window}"
     model.save(out / "model")
     started = time.perf_counter()
-    scores = evaluate_windows(model, real, training, values, out, protocol="heldout", repeats=args.repeats,
-                              seed=args.seed, fast=args.fast, metrics=args.metrics)
-    summary = {metric: {k: v for k, v in entry.items() if k not in BULKY}
-               for metric, entry in scores.items() if isinstance(entry, dict) and "mean" in entry}
-    result = {"data": name, "window": window, "minutes": args.minutes, "train_seconds": round(train_seconds, 1),
-              "steps": model.metadata["training"]["steps"], "choices": model.metadata["choices"],
-              "warnings": model.metadata.get("warnings", []), "scores": summary,
-              "evaluation_seconds": round(time.perf_counter() - started, 1), "machine": describe_machine(),
-              "fast_judges": args.fast}
+    scores = evaluate_windows(
+        model,
+        real,
+        training,
+        values,
+        out,
+        protocol="heldout",
+        repeats=args.repeats,
+        seed=args.seed,
+        fast=args.fast,
+        metrics=args.metrics,
+    )
+    summary = {
+        metric: {k: v for k, v in entry.items() if k not in BULKY}
+        for metric, entry in scores.items()
+        if isinstance(entry, dict) and "mean" in entry
+    }
+    result = {
+        "data": name,
+        "window": window,
+        "minutes": args.minutes,
+        "train_seconds": round(train_seconds, 1),
+        "steps": model.metadata["training"]["steps"],
+        "choices": model.metadata["choices"],
+        "warnings": model.metadata.get("warnings", []),
+        "scores": summary,
+        "evaluation_seconds": round(time.perf_counter() - started, 1),
+        "machine": describe_machine(),
+        "fast_judges": args.fast,
+    }
     print(json.dumps({k: v for k, v in result.items() if k != "choices"}), flush=True)
     return result
 

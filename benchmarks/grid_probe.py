@@ -7,6 +7,7 @@ and scores both with the gradient-boosting detector (two seeds) against random r
         ../shared/datasets/ETTh1.csv 1000 > results/default-recipe/etth1-128-grid.json
 
 (the model: benchmarks/defaults_table.sh)"""
+
 import argparse
 import json
 import time
@@ -46,8 +47,11 @@ def main() -> None:
     result = {"grids": grids, "sampling_seconds": round(sampling, 1)}
     for name, s in (("as sampled", synthetic), ("rounded to the grid", rounded)):
         scores = [detection_score(real, s, seed=seed) for seed in (0, 1)]
-        result[name] = {"auc": [round(x["auc"], 4) for x in scores], "top_features": scores[0]["top_features"][:3],
-                        "zero_step_share": float(np.mean(np.diff(s, axis=1) == 0))}
+        result[name] = {
+            "auc": [round(x["auc"], 4) for x in scores],
+            "top_features": scores[0]["top_features"][:3],
+            "zero_step_share": float(np.mean(np.diff(s, axis=1) == 0)),
+        }
     result["real_zero_step_share"] = float(np.mean(np.diff(real, axis=1) == 0))
     print(json.dumps(result, indent=1))
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from benchmarks.machine import describe_machine
 
-
 WINDOWS = (24, 64, 128, 256)
 # Diffusion-TS reference for ETTh on this kind of 2-core machine (issue 2): s/step at batch 256, s per
 # 64 windows with DDIM-50.
@@ -36,8 +35,9 @@ def config_for(window: int, **extra):
 
     if window % 32 == 0:
         return StageDiffConfig(window=window, **extra)
-    return StageDiffConfig(window=window, stage_length=8, context=4, patch_length=4, patch_stride=4,
-                           pool_kernels=(7, 3, 1), **extra)
+    return StageDiffConfig(
+        window=window, stage_length=8, context=4, patch_length=4, patch_stride=4, pool_kernels=(7, 3, 1), **extra
+    )
 
 
 def etth1_windows(window: int):
@@ -63,8 +63,11 @@ def measure_training(window: int, batch: int, steps: int) -> dict:
         trainer.train_step()
         times.append(time.perf_counter() - started)
     seconds = sorted(times)[len(times) // 2]
-    return {"parameters": trainer.model.parameter_count(), "seconds_per_step": seconds,
-            "windows_per_second": batch / seconds}
+    return {
+        "parameters": trainer.model.parameter_count(),
+        "seconds_per_step": seconds,
+        "windows_per_second": batch / seconds,
+    }
 
 
 def measure_sampling(window: int, n: int, sampler: str) -> dict:
@@ -82,20 +85,25 @@ def measure_sampling(window: int, n: int, sampler: str) -> dict:
 
 def measure_long(length: int, window: int) -> dict:
     from stagediff.diffusion import Noise, make_sampler
+    from stagediff.generator import CHUNK_WINDOWS
     from stagediff.sampling import generate
     from stagediff.train import build_denoiser
-
-    from stagediff.generator import CHUNK_WINDOWS
 
     config = config_for(window)
     denoiser = build_denoiser(config, 7).eval().batch_invariant()
     chunk, overlap = CHUNK_WINDOWS * window, window // 4  # the library's defaults for long samples
     started = time.perf_counter()
-    out = generate(denoiser, make_sampler(config, "ddim", 50), Noise.seeded(0, 1), length, chunk_length=chunk,
-                   overlap=overlap)
+    out = generate(
+        denoiser, make_sampler(config, "ddim", 50), Noise.seeded(0, 1), length, chunk_length=chunk, overlap=overlap
+    )
     assert out.shape == (1, length, 7)
-    return {"seconds": time.perf_counter() - started, "length": length, "window": window, "chunk": chunk,
-            "overlap": overlap}
+    return {
+        "seconds": time.perf_counter() - started,
+        "length": length,
+        "window": window,
+        "chunk": chunk,
+        "overlap": overlap,
+    }
 
 
 def child(task: dict) -> None:
@@ -137,27 +145,44 @@ def main() -> None:
     threads = args.threads
     rows = {}
     for window in WINDOWS:
-        row = {"train_b64": run({"kind": "train", "window": window, "batch": 64, "steps": args.train_steps, "threads": threads}),
-               "ddim50_64": run({"kind": "sample", "window": window, "n": 64, "sampler": "ddim", "threads": threads})}
+        row = {
+            "train_b64": run(
+                {"kind": "train", "window": window, "batch": 64, "steps": args.train_steps, "threads": threads}
+            ),
+            "ddim50_64": run({"kind": "sample", "window": window, "n": 64, "sampler": "ddim", "threads": threads}),
+        }
         if not args.skip_ddpm:
             row["ddpm_64"] = run({"kind": "sample", "window": window, "n": 64, "sampler": "ddpm", "threads": threads})
         rows[window] = row
-    threads_compare = {f"{t}_{policy}": run({"kind": "train", "window": 256, "batch": 64, "steps": 3, "threads": t,
-                                             "wait_policy": policy})
-                       for t in (1, 2) for policy in ("PASSIVE", "ACTIVE")}
+    threads_compare = {
+        f"{t}_{policy}": run(
+            {"kind": "train", "window": 256, "batch": 64, "steps": 3, "threads": t, "wait_policy": policy}
+        )
+        for t in (1, 2)
+        for policy in ("PASSIVE", "ACTIVE")
+    }
     long = run({"kind": "long", "length": args.long_length, "window": 256, "threads": threads})
-    report = {"machine": describe_machine(), "threads": threads, "date": time.strftime("%Y-%m-%d"), "windows": rows,
-              "threads_comparison_train_w256_b64": threads_compare, "long_series": long}
+    report = {
+        "machine": describe_machine(),
+        "threads": threads,
+        "date": time.strftime("%Y-%m-%d"),
+        "windows": rows,
+        "threads_comparison_train_w256_b64": threads_compare,
+        "long_series": long,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(table(report))
 
 
 def table(report: dict) -> str:
-    lines = [f"Machine: {report['machine']}; torch threads {report['threads']}; {report['date']}.", "",
-             "| window | parameters | train s/step (b64) | windows/s | Diffusion-TS windows/s | ratio | peak MB (train) "
-             "| 64 windows DDIM-50 s | Diffusion-TS s | 64 windows DDPM s (steps) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {report['machine']}; torch threads {report['threads']}; {report['date']}.",
+        "",
+        "| window | parameters | train s/step (b64) | windows/s | Diffusion-TS windows/s | ratio | peak MB (train) "
+        "| 64 windows DDIM-50 s | Diffusion-TS s | 64 windows DDPM s (steps) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for window, row in report["windows"].items():
         window = int(window)
         train, ddim = row["train_b64"], row["ddim50_64"]
@@ -165,14 +190,21 @@ def table(report: dict) -> str:
         dts_rate = 256 / dts_step
         ddpm = row.get("ddpm_64")
         ddpm_text = f"{ddpm['seconds']:.1f} ({ddpm['reverse_steps']})" if ddpm else "-"
-        lines.append(f"| {window} | {train['parameters']:,} | {train['seconds_per_step']:.3f} | "
-                     f"{train['windows_per_second']:.0f} | {dts_rate:.0f} | {train['windows_per_second'] / dts_rate:.1f}x | "
-                     f"{train['peak_rss_mb']:.0f} | {ddim['seconds']:.1f} | {dts_sample:.1f} | {ddpm_text} |")
+        lines.append(
+            f"| {window} | {train['parameters']:,} | {train['seconds_per_step']:.3f} | "
+            f"{train['windows_per_second']:.0f} | {dts_rate:.0f} | {train['windows_per_second'] / dts_rate:.1f}x | "
+            f"{train['peak_rss_mb']:.0f} | {ddim['seconds']:.1f} | {dts_sample:.1f} | {ddpm_text} |"
+        )
     long = report["long_series"]
-    lines += ["", f"One {long['length']:,}-step 7-channel series (window {long['window']}, chunks of {long['chunk']} "
-              f"with {long['overlap']} steps of overlap, DDIM-50): "
-              f"{long['seconds']:.1f} s, peak RSS {long['peak_rss_mb']:.0f} MB.", "",
-              "| threads, OMP_WAIT_POLICY | train s/step, window 256, batch 64 |", "|---|---|"]
+    lines += [
+        "",
+        f"One {long['length']:,}-step 7-channel series (window {long['window']}, chunks of {long['chunk']} "
+        f"with {long['overlap']} steps of overlap, DDIM-50): "
+        f"{long['seconds']:.1f} s, peak RSS {long['peak_rss_mb']:.0f} MB.",
+        "",
+        "| threads, OMP_WAIT_POLICY | train s/step, window 256, batch 64 |",
+        "|---|---|",
+    ]
     for name, result in report["threads_comparison_train_w256_b64"].items():
         lines.append(f"| {name.replace('_', ', ')} | {result['seconds_per_step']:.3f} |")
     return "\n".join(lines)

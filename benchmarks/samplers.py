@@ -3,9 +3,10 @@
 For each saved model (a ``model`` folder under ``--models``, named ``<dataset>-<window>...``), draw ``--n`` windows
 with each sampler setting and score them against ``--n`` real windows: for ETTh1, stock and exchange those of the
 paper protocol (every stride-1 window of the whole series, subsampled with ``--seed``), for the unseen data of
-benchmarks/default_recipe.py (``synthetic-7``, ``weather``) its held-out windows. Scores: the discriminative score (``--repeats`` GRU judges), the
-predictive score, the detection AUC (boosted trees on per-window features) and the texture figures. Seconds per 64
-windows are timed apart, after a warm-up, on one thread. Settings are ``sampler:steps`` or ``ddim:steps:eta``.
+benchmarks/default_recipe.py (``synthetic-7``, ``weather``) its held-out windows. Scores: the discriminative score
+(``--repeats`` GRU judges), the predictive score, the detection AUC (boosted trees on per-window features) and the
+texture figures. Seconds per 64 windows are timed apart, after a warm-up, on one thread. Settings are
+``sampler:steps`` or ``ddim:steps:eta``.
 Each result is one JSON line, appended to ``--out`` as soon as it is scored (a rerun skips what is there).
 
     .venv/bin/python -m benchmarks.samplers --models runs/default-table --cells etth1-128 stock-128 exchange-128 \\
@@ -79,22 +80,56 @@ def run(args: argparse.Namespace) -> None:
             started = time.perf_counter()
             synthetic = model.sample_array(len(real), seed=args.seed, sampler=sampler, steps=steps, progress=False)
             sampling = time.perf_counter() - started
-            scores = evaluate(real, synthetic, metrics=METRICS, repeats=args.repeats, seed=args.seed,
-                              channels=[str(c) for c in base.metadata["channels"]])
+            scores = evaluate(
+                real,
+                synthetic,
+                metrics=METRICS,
+                repeats=args.repeats,
+                seed=args.seed,
+                channels=[str(c) for c in base.metadata["channels"]],
+            )
             texture = scores["texture"]
-            row = {"cell": cell, "setting": setting, "sampler": sampler, "steps": steps, "eta": eta,
-                   "discriminative": scores["discriminative"]["values"], "predictive": scores["predictive"]["values"],
-                   "detection": scores["detection"]["mean"], "detection_baseline": scores["detection"]["real_baseline"],
-                   "step_spread_ratio": texture["step_spread_ratio"], "roughness_ratio": texture["roughness_ratio"],
-                   "step_correlation_error": texture["step_correlation_error"],
-                   "seconds_per_64": seconds_per_64(model, sampler, steps), "sampling_seconds": sampling,
-                   "scoring_seconds": sum(v["seconds"] for k, v in scores.items() if k != "settings"),
-                   "n": len(real), "repeats": args.repeats, "seed": args.seed, "model": str(folder),
-                   "machine": machine}
+            row = {
+                "cell": cell,
+                "setting": setting,
+                "sampler": sampler,
+                "steps": steps,
+                "eta": eta,
+                "discriminative": scores["discriminative"]["values"],
+                "predictive": scores["predictive"]["values"],
+                "detection": scores["detection"]["mean"],
+                "detection_baseline": scores["detection"]["real_baseline"],
+                "step_spread_ratio": texture["step_spread_ratio"],
+                "roughness_ratio": texture["roughness_ratio"],
+                "step_correlation_error": texture["step_correlation_error"],
+                "seconds_per_64": seconds_per_64(model, sampler, steps),
+                "sampling_seconds": sampling,
+                "scoring_seconds": sum(v["seconds"] for k, v in scores.items() if k != "settings"),
+                "n": len(real),
+                "repeats": args.repeats,
+                "seed": args.seed,
+                "model": str(folder),
+                "machine": machine,
+            }
             with out.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
-            print(json.dumps({k: row[k] for k in ("cell", "setting", "discriminative", "predictive", "detection",
-                                                  "step_spread_ratio", "seconds_per_64")}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        k: row[k]
+                        for k in (
+                            "cell",
+                            "setting",
+                            "discriminative",
+                            "predictive",
+                            "detection",
+                            "step_spread_ratio",
+                            "seconds_per_64",
+                        )
+                    }
+                ),
+                flush=True,
+            )
 
 
 def read(path: Path) -> list[dict]:
@@ -103,23 +138,29 @@ def read(path: Path) -> list[dict]:
 
 def table(paths: list[str]) -> str:
     rows = [r for p in paths for r in read(Path(p))]
-    lines = ["| cell | sampler | evaluations | disc (judges) | pred | detection AUC (real vs real) | step spread | "
-             "roughness | step corr err | s / 64 windows |", "|---" * 10 + "|"]
+    lines = [
+        "| cell | sampler | evaluations | disc (judges) | pred | detection AUC (real vs real) | step spread | "
+        "roughness | step corr err | s / 64 windows |",
+        "|---" * 10 + "|",
+    ]
     for r in rows:
         disc = r["discriminative"]
         name = r["sampler"] + (f" eta={r['eta']:g}" if r["eta"] is not None else "")
-        lines.append(f"| {r['cell']} | {name} | {r['steps']} | {np.mean(disc):.3f} ({', '.join(f'{d:.3f}' for d in disc)})"
-                     f" | {np.mean(r['predictive']):.3f} | {r['detection']:.3f} ({r['detection_baseline']:.3f}) | "
-                     f"{r['step_spread_ratio']:.2f} | {r['roughness_ratio']:.2f} | {r['step_correlation_error']:.2f} | "
-                     f"{r['seconds_per_64']:.2f} |")
+        lines.append(
+            f"| {r['cell']} | {name} | {r['steps']} | {np.mean(disc):.3f} ({', '.join(f'{d:.3f}' for d in disc)})"
+            f" | {np.mean(r['predictive']):.3f} | {r['detection']:.3f} ({r['detection_baseline']:.3f}) | "
+            f"{r['step_spread_ratio']:.2f} | {r['roughness_ratio']:.2f} | {r['step_correlation_error']:.2f} | "
+            f"{r['seconds_per_64']:.2f} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="runs/default-table")
-    parser.add_argument("--cells", nargs="+", default=[f"{d}-{w}" for w in (128, 256)
-                                                        for d in ("etth1", "stock", "exchange")])
+    parser.add_argument(
+        "--cells", nargs="+", default=[f"{d}-{w}" for w in (128, 256) for d in ("etth1", "stock", "exchange")]
+    )
     parser.add_argument("--settings", nargs="+", default=SETTINGS)
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=2)

@@ -33,8 +33,9 @@ from stagediff.train import build_denoiser
 CHANNELS = 7
 
 
-def fused_attention(self: Attention, queries: torch.Tensor, keys_values: torch.Tensor,
-                    bias: torch.Tensor | None = None) -> torch.Tensor:
+def fused_attention(
+    self: Attention, queries: torch.Tensor, keys_values: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
     """Attention.forward with torch's fused kernel in place of the hand-written product and softmax."""
     q = rearrange(self.query(queries), "n p (h e) -> n h p e", h=self.heads)
     k, v = rearrange(self.key_value(keys_values), "n q (two h e) -> two n h q e", two=2, h=self.heads)
@@ -62,12 +63,17 @@ def measure(config: StageDiffConfig, sampler: str, steps: int, variant: str, rep
         chosen = make_sampler(config, sampler, steps)
         window = config.window
         started = time.perf_counter()
-        windows, batch = timed(lambda: generate(model, chosen, Noise.seeded(0, 64), window, chunk_length=window,
-                                                overlap=config.effective_stage_length), repeats)
+        windows, batch = timed(
+            lambda: generate(
+                model, chosen, Noise.seeded(0, 64), window, chunk_length=window, overlap=config.effective_stage_length
+            ),
+            repeats,
+        )
         first_call = time.perf_counter() - started - windows * (repeats + 1)
         chunk = CHUNK_WINDOWS * window
-        series, _ = timed(lambda: generate(model, chosen, Noise.seeded(0, 1), long, chunk_length=chunk,
-                                           overlap=window // 4), 1)
+        series, _ = timed(
+            lambda: generate(model, chosen, Noise.seeded(0, 1), long, chunk_length=chunk, overlap=window // 4), 1
+        )
     finally:
         Attention.forward = original
     return {"windows_64": windows, "series": series, "warmup_extra": max(first_call, 0.0), "batch": batch}
@@ -93,19 +99,37 @@ def main() -> None:
                 result = measure(config, sampler, int(steps), variant, args.repeats, args.length)
                 batch = result.pop("batch")
                 reference = batch if reference is None else reference
-                row = {"threads": threads, "setting": setting, "variant": variant, **result,
-                       "max_difference_from_eager": float((batch - reference).abs().max())}
+                row = {
+                    "threads": threads,
+                    "setting": setting,
+                    "variant": variant,
+                    **result,
+                    "max_difference_from_eager": float((batch - reference).abs().max()),
+                }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": describe_machine(), "window": 256, "channels": CHANNELS,
-                               "series_length": args.length, "config": config.to_dict(), "rows": rows}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": describe_machine(),
+                "window": 256,
+                "channels": CHANNELS,
+                "series_length": args.length,
+                "config": config.to_dict(),
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print("| threads | sampler | variant | 64 windows of 256 (s) | 10,000-step series (s) | max diff from eager |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['threads']} | {r['setting']} | {r['variant']} | {r['windows_64']:.2f} | {r['series']:.2f} | "
-              f"{r['max_difference_from_eager']:.1e} |")
+        print(
+            f"| {r['threads']} | {r['setting']} | {r['variant']} | {r['windows_64']:.2f} | {r['series']:.2f} | "
+            f"{r['max_difference_from_eager']:.1e} |"
+        )
 
 
 if __name__ == "__main__":

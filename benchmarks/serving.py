@@ -38,8 +38,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import numpy as np
@@ -54,8 +54,11 @@ ONE_SAMPLE = {"n_samples": 1, "length": 256, "steps": 50}
 LONG_SAMPLE = {"n_samples": 1, "length": 10_016, "steps": 50}
 """10,000 steps rounded up to a multiple of the stage length (32)."""
 CHANNELS, STAGE = 5, 32
-LARGEST = {"n_samples": RequestLimits().max_samples, "steps": 50,
-           "length": RequestLimits().longest(RequestLimits().max_samples, CHANNELS, 50, STAGE)}
+LARGEST = {
+    "n_samples": RequestLimits().max_samples,
+    "steps": 50,
+    "length": RequestLimits().longest(RequestLimits().max_samples, CHANNELS, 50, STAGE),
+}
 """The largest request of the default limits at 50 steps: 16 x 2,496 steps, n * length * channels * steps just under
 the budget max_cost."""
 SOAK_LARGE_CLIENTS = 4
@@ -88,13 +91,34 @@ class Server:
 
     def __init__(self, home: Path, tag: str, log: Path, root: Path = ROOT, **settings: str):
         self.url = f"http://127.0.0.1:{free_port()}"
-        env = {**os.environ, **TELEMETRY_OFF, "BENTOML_HOME": str(home), "STAGEDIFF_MODEL_TAG": tag,
-               "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(root), **settings}
+        env = {
+            **os.environ,
+            **TELEMETRY_OFF,
+            "BENTOML_HOME": str(home),
+            "STAGEDIFF_MODEL_TAG": tag,
+            "OMP_WAIT_POLICY": "PASSIVE",
+            "PYTHONPATH": str(root),
+            **settings,
+        }
         with open(log, "ab") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bentoml", "serve", "serving.service:StageDiffService", "--host", "127.0.0.1",
-                 "--port", self.url.rsplit(":", 1)[1]], cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "bentoml",
+                    "serve",
+                    "serving.service:StageDiffService",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    self.url.rsplit(":", 1)[1],
+                ],
+                cwd=root,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         started = time.monotonic()
         while time.monotonic() - started < 120:
             if self.process.poll() is not None:
@@ -127,9 +151,15 @@ class Server:
                 self.process.wait(30)
 
 
-async def closed_loop(url: str, body: dict | list[dict], clients: int, requests_per_client: int | None = None,
-                      seconds: float | None = None, first_seed: int = 0,
-                      on_tick: Callable[[], None] | None = None) -> dict:
+async def closed_loop(
+    url: str,
+    body: dict | list[dict],
+    clients: int,
+    requests_per_client: int | None = None,
+    seconds: float | None = None,
+    first_seed: int = 0,
+    on_tick: Callable[[], None] | None = None,
+) -> dict:
     """``clients`` concurrent clients, each sending ``body`` (client i: ``body[i % len(body)]`` for a list) again
     as soon as its previous answer arrived, for a number of requests each or for ``seconds``. Latencies of the
     successful requests (by request size for a list); errors counted. ``on_tick`` is called every 10 s while it
@@ -147,10 +177,13 @@ async def closed_loop(url: str, body: dict | list[dict], clients: int, requests_
             mine = body[index % len(body)] if isinstance(body, list) else body
             sent = 0
             while (requests_per_client is None or sent < requests_per_client) and (
-                    deadline is None or time.monotonic() < deadline):
+                deadline is None or time.monotonic() < deadline
+            ):
                 started = time.monotonic()
                 try:
-                    response = await client.post("/generate", json={**mine, "seed": first_seed + index * 1_000_003 + sent})
+                    response = await client.post(
+                        "/generate", json={**mine, "seed": first_seed + index * 1_000_003 + sent}
+                    )
                     if response.status_code == 200:
                         latencies.append(time.monotonic() - started)
                         by_size.setdefault(f"{mine['n_samples']} x {mine['length']}", []).append(latencies[-1])
@@ -172,8 +205,14 @@ async def closed_loop(url: str, body: dict | list[dict], clients: int, requests_
         wall = time.monotonic() - started
         if ticker:
             ticker.cancel()
-    return {"clients": clients, "latencies": latencies, "errors": errors, "seconds": wall, "steps": steps,
-            "by_size": {size: percentiles(values) | {"requests": len(values)} for size, values in by_size.items()}}
+    return {
+        "clients": clients,
+        "latencies": latencies,
+        "errors": errors,
+        "seconds": wall,
+        "steps": steps,
+        "by_size": {size: percentiles(values) | {"requests": len(values)} for size, values in by_size.items()},
+    }
 
 
 def merge(rounds: list[dict]) -> dict:
@@ -184,17 +223,26 @@ def merge(rounds: list[dict]) -> dict:
         for kind, count in measured["errors"].items():
             errors[kind] = errors.get(kind, 0) + count
     seconds = sum(measured["seconds"] for measured in rounds)
-    return {"clients": rounds[0]["clients"], "requests": len(latencies), "errors": errors,
-            "seconds": round(seconds, 2), **percentiles(latencies),
-            "steps_per_second": round(sum(measured["steps"] for measured in rounds) / seconds, 1)}
+    return {
+        "clients": rounds[0]["clients"],
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": round(seconds, 2),
+        **percentiles(latencies),
+        "steps_per_second": round(sum(measured["steps"] for measured in rounds) / seconds, 1),
+    }
 
 
 def percentiles(latencies: list[float]) -> dict:
     if not latencies:
         return {"p50": None, "p95": None, "p99": None}
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
-    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3),
-            "mean": round(float(np.mean(latencies)), 3)}
+    return {
+        "p50": round(float(p50), 3),
+        "p95": round(float(p95), 3),
+        "p99": round(float(p99), 3),
+        "mean": round(float(np.mean(latencies)), 3),
+    }
 
 
 def interleaved(servers: dict[str, Server], body: dict, clients: int, requests: int, rounds: int) -> dict[str, dict]:
@@ -204,8 +252,13 @@ def interleaved(servers: dict[str, Server], body: dict, clients: int, requests: 
     measured: dict[str, list[dict]] = {label: [] for label in servers}
     for round_ in range(rounds):
         for label, server in servers.items():
-            measured[label].append(asyncio.run(closed_loop(server.url, body, clients, requests_per_client=per_round,
-                                                           first_seed=round_ * 10_000_019)))
+            measured[label].append(
+                asyncio.run(
+                    closed_loop(
+                        server.url, body, clients, requests_per_client=per_round, first_seed=round_ * 10_000_019
+                    )
+                )
+            )
     merged = {label: merge(rounds_) for label, rounds_ in measured.items()}
     for label, result in merged.items():
         print(f"{label}, {clients} client(s), length {body['length']}:", result, flush=True)
@@ -217,11 +270,17 @@ def soak(server: Server, seconds: float) -> dict:
     sample: errors, latency by request size, and the server's memory every 10 s."""
     memory = [round(server.rss_mb(), 1)]
     bodies = [LARGEST] * SOAK_LARGE_CLIENTS + [ONE_SAMPLE] * (32 - SOAK_LARGE_CLIENTS)
-    measured = asyncio.run(closed_loop(server.url, bodies, 32, seconds=seconds,
-                                       on_tick=lambda: memory.append(round(server.rss_mb(), 1))))
+    measured = asyncio.run(
+        closed_loop(server.url, bodies, 32, seconds=seconds, on_tick=lambda: memory.append(round(server.rss_mb(), 1)))
+    )
     memory.append(round(server.rss_mb(), 1))
-    return {**merge([measured]), "by_size": measured["by_size"], "rss_mb_before": memory[0],
-            "rss_mb_after": memory[-1], "rss_mb_every_10_s": memory}
+    return {
+        **merge([measured]),
+        "by_size": measured["by_size"],
+        "rss_mb_before": memory[0],
+        "rss_mb_after": memory[-1],
+        "rss_mb_every_10_s": memory,
+    }
 
 
 def fairness(server: Server, small_requests: int) -> dict:
@@ -249,9 +308,13 @@ def fairness(server: Server, small_requests: int) -> dict:
             assert response.status_code == 200, response.text
             latencies.append(time.monotonic() - started)
     thread.join()
-    return {"large_request": LARGEST, "large_alone": {"status": large_alone, "seconds": large_alone_seconds},
-            "large": large, "small_alone": merge([alone]),
-            "small_sent_while_large_runs": {"requests": len(latencies), **percentiles(latencies)}}
+    return {
+        "large_request": LARGEST,
+        "large_alone": {"status": large_alone, "seconds": large_alone_seconds},
+        "large": large,
+        "small_alone": merge([alone]),
+        "small_sent_while_large_runs": {"requests": len(latencies), **percentiles(latencies)},
+    }
 
 
 def cpu_seconds(server: Server) -> float:
@@ -278,21 +341,33 @@ def leave_and_watch(server: Server, endpoint: str, body: dict, leave_after: floa
         samples.append((now - left, cpu_seconds(server)))
         time.sleep(0.1)
     times, cpu = np.array(samples).T
-    stopped = next((times[i] for i in range(len(times))
-                    if all(cpu[j] - cpu[i] < 0.05 * (times[j] - times[i]) + 0.025 for j in range(i + 1, len(times)))),
-                   None)
+    stopped = next(
+        (
+            times[i]
+            for i in range(len(times))
+            if all(cpu[j] - cpu[i] < 0.05 * (times[j] - times[i]) + 0.025 for j in range(i + 1, len(times)))
+        ),
+        None,
+    )
     info = httpx.get(f"{server.url}/info", timeout=60).json()["serving"]
-    return {"endpoint": endpoint, "request": body, "left_after_seconds": round(left - started, 2),
-            "cpu_seconds_in_the_first_second": round(float(np.interp(1.0, times, cpu) - cpu[0]), 3),
-            "cpu_seconds_from_1_s_to_the_end": round(float(cpu[-1] - np.interp(1.0, times, cpu)), 3),
-            "stopped_after_seconds": None if stopped is None else round(float(stopped), 2),
-            "watched_seconds": watch, "cancelled_so_far": info["cancelled"]}
+    return {
+        "endpoint": endpoint,
+        "request": body,
+        "left_after_seconds": round(left - started, 2),
+        "cpu_seconds_in_the_first_second": round(float(np.interp(1.0, times, cpu) - cpu[0]), 3),
+        "cpu_seconds_from_1_s_to_the_end": round(float(cpu[-1] - np.interp(1.0, times, cpu)), 3),
+        "stopped_after_seconds": None if stopped is None else round(float(stopped), 2),
+        "watched_seconds": watch,
+        "cancelled_so_far": info["cancelled"],
+    }
 
 
 def leaving(server: Server) -> list[dict]:
-    return [leave_and_watch(server, "/generate", {**LARGEST, "seed": 2}, 3.0),
-            leave_and_watch(server, "/generate_stream", {**LARGEST, "seed": 3}, 1.0),
-            leave_and_watch(server, "/generate_stream", {"length": 100_000, "seed": 4}, None)]
+    return [
+        leave_and_watch(server, "/generate", {**LARGEST, "seed": 2}, 3.0),
+        leave_and_watch(server, "/generate_stream", {**LARGEST, "seed": 3}, 1.0),
+        leave_and_watch(server, "/generate_stream", {"length": 100_000, "seed": 4}, None),
+    ]
 
 
 def first_record_of_a_long_stream(url: str, length: int = 100_000) -> dict:
@@ -307,18 +382,27 @@ def first_record_of_a_long_stream(url: str, length: int = 100_000) -> dict:
     info = httpx.get(f"{url}/info", timeout=60).json()["serving"]
     time.sleep(2)
     later = httpx.get(f"{url}/info", timeout=60).json()["serving"]
-    return {"length": length, "first_record_seconds": round(first, 2), "streams_open_after_leaving": later["streams_open"],
-            "pieces_computed": later["pieces_streamed"], "stopped": later["pieces_streamed"] == info["pieces_streamed"]}
+    return {
+        "length": length,
+        "first_record_seconds": round(first, 2),
+        "streams_open_after_leaving": later["streams_open"],
+        "pieces_computed": later["pieces_streamed"],
+        "stopped": later["pieces_streamed"] == info["pieces_streamed"],
+    }
 
 
 def table(results: dict[str, dict]) -> str:
-    rows = ["| server | request | clients | requests | p50 s | p95 s | p99 s | steps/s | errors |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| server | request | clients | requests | p50 s | p95 s | p99 s | steps/s | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for key, measured in results.items():
         label, request, _ = key.split(" | ")
-        rows.append(f"| {label} | {request} | {measured['clients']} | {measured['requests']} | {measured['p50']} | "
-                    f"{measured['p95']} | {measured['p99']} | {measured['steps_per_second']:,.0f} | "
-                    f"{sum(measured['errors'].values())} |")
+        rows.append(
+            f"| {label} | {request} | {measured['clients']} | {measured['requests']} | {measured['p50']} | "
+            f"{measured['p95']} | {measured['p99']} | {measured['steps_per_second']:,.0f} | "
+            f"{sum(measured['errors'].values())} |"
+        )
     return "\n".join(rows)
 
 
@@ -334,8 +418,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="turns of the compared servers")
     parser.add_argument("--soak-seconds", type=float, default=300)
     parser.add_argument("--fairness-requests", type=int, default=20, help="1 x 256-step requests alone")
-    parser.add_argument("--server-env", nargs="+", default=[], metavar="NAME=VALUE",
-                        help="environment variables for every server (e.g. MALLOC_ARENA_MAX=2)")
+    parser.add_argument(
+        "--server-env",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment variables for every server (e.g. MALLOC_ARENA_MAX=2)",
+    )
     parser.add_argument("--baseline", type=Path, help="another checkout of the project, for --sections compare")
     args = parser.parse_args()
     sections = set(args.sections)
@@ -389,23 +478,29 @@ def main() -> None:
         if "stream" in sections:
             extra["stream"] = first_record_of_a_long_stream(batching.url)
             print("stream", extra["stream"], flush=True)
-        extra["batches"] = {key: batching.info()["serving"][key] for key in ("batches", "batched_requests", "cancelled")}
+        extra["batches"] = {
+            key: batching.info()["serving"][key] for key in ("batches", "batched_requests", "cancelled")
+        }
         if "compare" in sections:
             if args.baseline is None:
                 raise SystemExit("--sections compare needs --baseline DIR, another checkout of the project")
-            servers["baseline"] = Server(home, tag, log, root=args.baseline.resolve(), STAGEDIFF_BATCHING="1",
-                                         **server_env)
+            servers["baseline"] = Server(
+                home, tag, log, root=args.baseline.resolve(), STAGEDIFF_BATCHING="1", **server_env
+            )
             asyncio.run(closed_loop(servers["baseline"].url, ONE_SAMPLE, 1, requests_per_client=3))
             pair = {f"baseline ({args.baseline})": servers["baseline"], "this tree": batching}
             for clients, total in ((1, args.single_requests), (8, args.requests_8), (32, args.requests_32)):
                 for label, measured in interleaved(pair, ONE_SAMPLE, clients, total, args.rounds).items():
                     results[f"{label} | 1 x 256 steps | {clients} clients"] = measured
-            extra["compare_fairness"] = {label: fairness(server, args.fairness_requests) for label, server in pair.items()}
+            extra["compare_fairness"] = {
+                label: fairness(server, args.fairness_requests) for label, server in pair.items()
+            }
             print("compare fairness", extra["compare_fairness"], flush=True)
             loads["after the comparison"] = os.getloadavg()
         if "threads" in sections:
-            servers["2 torch threads"] = Server(home, tag, log, STAGEDIFF_BATCHING="1", STAGEDIFF_THREADS="2",
-                                               **server_env)
+            servers["2 torch threads"] = Server(
+                home, tag, log, STAGEDIFF_BATCHING="1", STAGEDIFF_THREADS="2", **server_env
+            )
             asyncio.run(closed_loop(servers["2 torch threads"].url, ONE_SAMPLE, 1, requests_per_client=3))
             pair = {"batching on, 1 torch thread": batching, "batching on, 2 torch threads": servers["2 torch threads"]}
             for label, measured in interleaved(pair, ONE_SAMPLE, 1, args.single_requests, args.rounds).items():
@@ -414,13 +509,24 @@ def main() -> None:
     finally:
         for server in servers.values():
             server.stop()
-    report = {"machine": describe_machine(), "started": started, "load_average": loads,
-              "command": " ".join([".venv/bin/python", "-m", "benchmarks.serving", *sys.argv[1:]]),
-              "server_env": server_env,
-              "model": {"dir": relative(args.model_dir), "tag": tag, "window": 256,
-                        "channels": CHANNELS, "request": ONE_SAMPLE, "long_request": LONG_SAMPLE,
-                        "largest_request": LARGEST},
-              "results": results, **extra}
+    report = {
+        "machine": describe_machine(),
+        "started": started,
+        "load_average": loads,
+        "command": " ".join([".venv/bin/python", "-m", "benchmarks.serving", *sys.argv[1:]]),
+        "server_env": server_env,
+        "model": {
+            "dir": relative(args.model_dir),
+            "tag": tag,
+            "window": 256,
+            "channels": CHANNELS,
+            "request": ONE_SAMPLE,
+            "long_request": LONG_SAMPLE,
+            "largest_request": LARGEST,
+        },
+        "results": results,
+        **extra,
+    }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(table(results))
     print(f"written to {args.out}; server log {log}")

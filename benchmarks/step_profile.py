@@ -50,14 +50,25 @@ def main() -> None:
     config = cell_config(args.dataset, args.window, 10**6, validation_fraction=0.0, **changes)
     prepared = prepare(load_series(args.dataset, min_length=args.window), args.window, 0.0)
     config = config.replace(channels=prepared.n_channels)
-    trainer = Trainer(config, build_denoiser(config, prepared.n_channels), prepared.train, device=args.device,
-                      cuda_graph=False if args.eager else None)
+    trainer = Trainer(
+        config,
+        build_denoiser(config, prepared.n_channels),
+        prepared.train,
+        device=args.device,
+        cuda_graph=False if args.eager else None,
+    )
     default_threads = torch.get_num_threads()
     seconds_per_step(trainer, 20)
-    result = {"dataset": args.dataset, "window": args.window, "changes": changes, "device": str(trainer.device),
-              "cuda_graph": trainer.graphed,
-              "machine": describe_machine(), "parameters": trainer.model.parameter_count(),
-              f"s_per_step_{default_threads}_threads": round(seconds_per_step(trainer, args.steps), 4)}
+    result = {
+        "dataset": args.dataset,
+        "window": args.window,
+        "changes": changes,
+        "device": str(trainer.device),
+        "cuda_graph": trainer.graphed,
+        "machine": describe_machine(),
+        "parameters": trainer.model.parameter_count(),
+        f"s_per_step_{default_threads}_threads": round(seconds_per_step(trainer, args.steps), 4),
+    }
     torch.set_num_threads(1)
     result["s_per_step_1_thread"] = round(seconds_per_step(trainer, args.steps), 4)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])

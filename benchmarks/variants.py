@@ -1,13 +1,14 @@
 """Quick quality probes of configuration variants (how the per-window benchmark settings were chosen).
 
-    # train one variant of a benchmark cell (its preset, stagediff.recipe.PRESETS, plus --set changes), save it, and score
-    # 500 synthetic windows per sampler against 500 real ones (paper protocol, one judge)
+    # train one variant of a benchmark cell (its preset, stagediff.recipe.PRESETS, plus --set changes), save it,
+    # and score 500 synthetic windows per sampler against 500 real ones (paper protocol, one judge)
     .venv/bin/python -m benchmarks.variants train etth1 128 3000 --label d64 --set validation_fraction=0.0 \\
         --set d_model=64 --set feedforward=128 --samplers ddim ddpm
     # the same with a budget of minutes of training on this machine (CUDA when present) instead of steps
     .venv/bin/python -m benchmarks.variants train etth1 128 --minutes 60 --label d64-1h --set validation_fraction=0.0
     # score a saved variant again with other seeds, more windows and repeats of the judge
-    .venv/bin/python -m benchmarks.variants judge runs/variants/model-d64 etth1 --n 1000 --repeats 2 --seed 1 --samplers ddpm ddim
+    .venv/bin/python -m benchmarks.variants judge runs/variants/model-d64 etth1 --n 1000 --repeats 2 --seed 1 \\
+        --samplers ddpm ddim
     # the same, on windows cut from the middle of longer samples (no sample's first or last stage)
     .venv/bin/python -m benchmarks.variants judge runs/variants/model-d64 etth1 --length 192 --start 32 --samplers ddpm
     # diagnostics: each channel's within-window spread matched to the real windows', or each value moved to the
@@ -67,8 +68,12 @@ LAGS = [1, 2, 6, 12, 24, 48, 72, 96, 120]  # `lags`: hourly data, up to five day
 SHORT = {"discriminative": "disc", "predictive": "pred", "predictive_real": "pred_real"}  # keys in results.jsonl
 
 
-def roughness(windows: np.ndarray, low: np.ndarray | float = 0.0, high: np.ndarray | float = 1.0,
-              axis: tuple[int, ...] | None = None):
+def roughness(
+    windows: np.ndarray,
+    low: np.ndarray | float = 0.0,
+    high: np.ndarray | float = 1.0,
+    axis: tuple[int, ...] | None = None,
+):
     """Mean |x[t+1] - x[t]| of (n, length, channels) windows min-max scaled by ``low``/``high`` (default: as
     they are); one number, or one per channel with ``axis=(0, 1)``."""
     steps = np.abs(np.diff((windows - low) / (high - low), axis=1))
@@ -85,24 +90,41 @@ def train(args: argparse.Namespace) -> dict:
     real = protocol_windows(model, args.dataset, "paper", args.n, 0)[0]
     flat = real.reshape(-1, real.shape[-1])
     low, high = flat.min(0), flat.max(0)
-    result = {"label": args.label, "dataset": args.dataset, "window": args.window, "steps": model.config.max_steps,
-              "minutes": args.minutes, "changes": args.set, "train_s": round(seconds), "final_loss": float(np.mean(model.losses[-50:])),
-              "rough_real": roughness(real, low, high), "machine": describe_machine()}
+    result = {
+        "label": args.label,
+        "dataset": args.dataset,
+        "window": args.window,
+        "steps": model.config.max_steps,
+        "minutes": args.minutes,
+        "changes": args.set,
+        "train_s": round(seconds),
+        "final_loss": float(np.mean(model.losses[-50:])),
+        "rough_real": roughness(real, low, high),
+        "machine": describe_machine(),
+    }
     for sampler in args.samplers:
         synthetic = model.sample_array(args.n, seed=0, sampler=sampler, progress=False)
         scores = evaluate(real, synthetic, metrics=["discriminative", "marginal", "autocorrelation"], repeats=1)
-        result[sampler] = {"disc": scores["discriminative"]["mean"], "marg": scores["marginal"]["mean"],
-                           "acf": scores["autocorrelation"]["mean"], "rough": roughness(synthetic, low, high)}
+        result[sampler] = {
+            "disc": scores["discriminative"]["mean"],
+            "marg": scores["marginal"]["mean"],
+            "acf": scores["autocorrelation"]["mean"],
+            "rough": roughness(synthetic, low, high),
+        }
     return result
 
 
-def windows_from_longer(model: StageDiff, n: int, seed: int, sampler: str, length: int | None, start: int) -> np.ndarray:
+def windows_from_longer(
+    model: StageDiff, n: int, seed: int, sampler: str, length: int | None, start: int
+) -> np.ndarray:
     """n synthetic windows, each cut at ``start`` from a sample of ``length`` steps (default: the window itself),
     so that a window need not begin or end where a sample does."""
     window = model.config.window
     if start < 0 or start + window > (length or window):
         raise SystemExit(f"--start {start} leaves no full window of {window} in a sample of {length or window} steps")
-    return model.sample_array(n, length=length or window, seed=seed, sampler=sampler, progress=False)[:, start:start + window]
+    return model.sample_array(n, length=length or window, seed=seed, sampler=sampler, progress=False)[
+        :, start : start + window
+    ]
 
 
 def snap_to_values(windows: np.ndarray, series: np.ndarray) -> np.ndarray:
@@ -148,16 +170,26 @@ def denoise(args: argparse.Namespace) -> dict:
     x0 = torch.tensor(windows[np.random.default_rng(0).choice(len(windows), 128, replace=False)], dtype=torch.float32)
     schedule = NoiseSchedule.create(model.config.diffusion_steps, model.config.schedule)
     generator = torch.Generator().manual_seed(0)
-    result = {"model": str(args.model), "rough_real": roughness(x0.numpy()),
-              "rough_real_per_channel": np.round(roughness(x0.numpy(), axis=(0, 1)), 4).tolist(), "steps": []}
+    result = {
+        "model": str(args.model),
+        "rough_real": roughness(x0.numpy()),
+        "rough_real_per_channel": np.round(roughness(x0.numpy(), axis=(0, 1)), 4).tolist(),
+        "steps": [],
+    }
     for k in [0, 2, 5, 10, 20, 40, 80, 120, 160, model.config.diffusion_steps - 1]:
         ks = torch.full((len(x0),), k)
         x_k = schedule.add_noise(x0, torch.randn(x0.shape, generator=generator), ks)
         with torch.no_grad():
             estimate = network(x_k, ks)
-        result["steps"].append({"k": k, "abar": round(float(schedule.alphas_cumprod[k]), 4),
-                                "mse": float(((estimate - x0) ** 2).mean()), "rough_estimate": roughness(estimate.numpy()),
-                                "rough_estimate_per_channel": np.round(roughness(estimate.numpy(), axis=(0, 1)), 4).tolist()})
+        result["steps"].append(
+            {
+                "k": k,
+                "abar": round(float(schedule.alphas_cumprod[k]), 4),
+                "mse": float(((estimate - x0) ** 2).mean()),
+                "rough_estimate": roughness(estimate.numpy()),
+                "rough_estimate_per_channel": np.round(roughness(estimate.numpy(), axis=(0, 1)), 4).tolist(),
+            }
+        )
     return result
 
 
@@ -168,12 +200,15 @@ def channels(args: argparse.Namespace) -> dict:
     names = list(model.metadata["channels"])
     result = {"model": str(args.model), "channels": names}
     for name, windows in (("real", real), ("synthetic", model.sample_array(64, seed=0, progress=False))):
-        result[name] = {"roughness": np.round(roughness(windows, low, high, axis=(0, 1)), 4).tolist(),
-                        "mean": ((windows - low) / (high - low)).mean(axis=(0, 1)).round(3).tolist(),
-                        "step_correlation": np.corrcoef(np.diff(windows, axis=1).reshape(-1, len(names)).T).round(2).tolist()}
+        result[name] = {
+            "roughness": np.round(roughness(windows, low, high, axis=(0, 1)), 4).tolist(),
+            "mean": ((windows - low) / (high - low)).mean(axis=(0, 1)).round(3).tolist(),
+            "step_correlation": np.corrcoef(np.diff(windows, axis=1).reshape(-1, len(names)).T).round(2).tolist(),
+        }
         if {"High", "Low"} <= set(names):
-            result[name]["high_below_low"] = float((windows[..., names.index("High")]
-                                                    < windows[..., names.index("Low")]).mean())
+            result[name]["high_below_low"] = float(
+                (windows[..., names.index("High")] < windows[..., names.index("Low")]).mean()
+            )
     return result
 
 
@@ -186,8 +221,12 @@ def nearest(args: argparse.Namespace) -> dict:
     training = protocol_windows(model, args.dataset, "paper", 1, 0)[1]
     synthetic = model.sample_array(args.n, seed=0, sampler="ddpm", progress=False)
     found = evaluate(training, synthetic, metrics=["copy"], training=training, real_in_training=True)["copy"]
-    return {"model": str(args.model), "n": args.n, "ratio": found["mean"],
-            **{key: found[key] for key in ("copy_fraction", "median_to_training", "median_real_to_training")}}
+    return {
+        "model": str(args.model),
+        "n": args.n,
+        "ratio": found["mean"],
+        **{key: found[key] for key in ("copy_fraction", "median_to_training", "median_real_to_training")},
+    }
 
 
 def lags(args: argparse.Namespace) -> dict:
@@ -200,9 +239,11 @@ def lags(args: argparse.Namespace) -> dict:
     result = {"model": str(args.model), "channels": list(model.metadata["channels"]), "lags": LAGS}
     for name, windows in (("real", real), ("synthetic", synthetic)):
         correlation = mean_autocorrelation(windows, max(LAGS))[np.array(LAGS) - 1]  # (lags, channels)
-        result[name] = {"acf": correlation.T.round(2).tolist(),
-                        "window_std": windows.std(1).mean(0).round(2).tolist(),
-                        "window_mean_spread": windows.mean(1).std(0).round(2).tolist()}
+        result[name] = {
+            "acf": correlation.T.round(2).tolist(),
+            "window_std": windows.std(1).mean(0).round(2).tolist(),
+            "window_mean_spread": windows.mean(1).std(0).round(2).tolist(),
+        }
     return result
 
 
@@ -212,13 +253,17 @@ def window_features(windows: np.ndarray, names: list[str]) -> dict[str, np.ndarr
     correlation of the step changes."""
     steps = np.diff(windows, axis=1)
     centred = windows - windows.mean(1, keepdims=True)
-    variance = (centred ** 2).mean(1) + 1e-12
+    variance = (centred**2).mean(1) + 1e-12
     step_centred = steps - steps.mean(1, keepdims=True)
-    step_variance = (step_centred ** 2).mean(1) + 1e-12
-    per_channel = {"mean": windows.mean(1), "std": windows.std(1),
-                   "acf1": (centred[:, 1:] * centred[:, :-1]).mean(1) / variance,
-                   "step": np.abs(steps).mean(1), "max_step": np.abs(steps).max(1),
-                   "step_kurtosis": (step_centred ** 4).mean(1) / step_variance ** 2}
+    step_variance = (step_centred**2).mean(1) + 1e-12
+    per_channel = {
+        "mean": windows.mean(1),
+        "std": windows.std(1),
+        "acf1": (centred[:, 1:] * centred[:, :-1]).mean(1) / variance,
+        "step": np.abs(steps).mean(1),
+        "max_step": np.abs(steps).max(1),
+        "step_kurtosis": (step_centred**4).mean(1) / step_variance**2,
+    }
     result = {f"{name} {kind}": values[:, c] for kind, values in per_channel.items() for c, name in enumerate(names)}
     unit = step_centred / np.sqrt(step_variance)[:, None, :]
     for a in range(len(names)):
@@ -247,15 +292,24 @@ def features(args: argparse.Namespace) -> dict:
     auc = {key: round(float(roc_auc_score(is_real, column)), 3) for key, column in table.items()}
 
     def score(keys: list[str]) -> float:
-        accuracy = cross_val_score(HistGradientBoostingClassifier(random_state=0), np.stack([table[k] for k in keys], 1),
-                                   is_real, cv=5).mean()
+        accuracy = cross_val_score(
+            HistGradientBoostingClassifier(random_state=0), np.stack([table[k] for k in keys], 1), is_real, cv=5
+        ).mean()
         return round(abs(0.5 - float(accuracy)), 3)
 
     kinds = sorted({key.split(" ")[-1] for key in table})
-    return {"model": str(args.model), "n": args.n, "length": args.length, "start": args.start,
-            "machine": describe_machine(), "auc": dict(sorted(auc.items(), key=lambda item: -abs(item[1] - 0.5))),
-            "trees": {"all": score(list(table)), **{kind: score([k for k in table if k.endswith(" " + kind)])
-                                                   for kind in kinds}}}
+    return {
+        "model": str(args.model),
+        "n": args.n,
+        "length": args.length,
+        "start": args.start,
+        "machine": describe_machine(),
+        "auc": dict(sorted(auc.items(), key=lambda item: -abs(item[1] - 0.5))),
+        "trees": {
+            "all": score(list(table)),
+            **{kind: score([k for k in table if k.endswith(" " + kind)]) for kind in kinds},
+        },
+    }
 
 
 def moving_mean(windows: np.ndarray, kernel: int) -> np.ndarray:
@@ -309,8 +363,9 @@ def sensitivity(args: argparse.Namespace) -> dict:
     reference, other = (subsample(windows, args.n, seed) for seed in (0, 1))
     result = {"dataset": args.dataset, "window": args.window, "n": args.n, "machine": describe_machine()}
     for alteration in args.alterations:
-        scores = evaluate(reference, alter(other, alteration, names, seed=0), metrics=["discriminative"],
-                          repeats=args.repeats, seed=0)
+        scores = evaluate(
+            reference, alter(other, alteration, names, seed=0), metrics=["discriminative"], repeats=args.repeats, seed=0
+        )
         result[alteration] = scores["discriminative"]["values"]
         print(alteration, result[alteration], flush=True)
     return result
@@ -339,10 +394,16 @@ def main() -> None:
     again.add_argument("--metrics", nargs="+", default=["discriminative"], help="names as in stagediff.metrics")
     again.add_argument("--length", type=int, help="sample this many steps and judge the window cut at --start")
     again.add_argument("--start", type=int, default=0)
-    again.add_argument("--match-spread", action="store_true",
-                       help="scale each synthetic channel about its window means to the real windows' mean within-window std")
-    again.add_argument("--snap", action="store_true",
-                       help="move each synthetic value to the nearest value its channel takes in the dataset")
+    again.add_argument(
+        "--match-spread",
+        action="store_true",
+        help="scale each synthetic channel about its window means to the real windows' mean within-window std",
+    )
+    again.add_argument(
+        "--snap",
+        action="store_true",
+        help="move each synthetic value to the nearest value its channel takes in the dataset",
+    )
     steps = commands.add_parser("denoise")
     steps.add_argument("model")
     steps.add_argument("dataset")
@@ -374,8 +435,16 @@ def main() -> None:
         if (args.steps is None) == (args.minutes is None):
             parser.error("train takes a budget: STEPS or --minutes, not both")
         args.set = parse_settings(args.set)
-    result = {"train": train, "judge": judge, "denoise": denoise, "channels": channels, "nearest": nearest,
-              "lags": lags, "features": features, "sensitivity": sensitivity}[args.command](args)
+    result = {
+        "train": train,
+        "judge": judge,
+        "denoise": denoise,
+        "channels": channels,
+        "nearest": nearest,
+        "lags": lags,
+        "features": features,
+        "sensitivity": sensitivity,
+    }[args.command](args)
     print(json.dumps(result), flush=True)
     WORK.mkdir(parents=True, exist_ok=True)
     with open(WORK / "results.jsonl", "a") as out:

@@ -14,10 +14,16 @@ PARAMS = PROJECT / "params.yaml"
 
 ENVIRONMENT = {
     **runtime.ENVIRONMENT,
-    "DO_NOT_TRACK": "true", "BENTOML_DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "false",
-    "PREFECT_HOME": str(PROJECT / ".prefect"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-    "MLFLOW_TRACKING_URI": f"sqlite:///{PROJECT / 'mlflow.db'}", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "DO_NOT_TRACK": "true",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "GX_ANALYTICS_ENABLED": "false",
+    "PREFECT_HOME": str(PROJECT / ".prefect"),
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "MLFLOW_TRACKING_URI": f"sqlite:///{PROJECT / 'mlflow.db'}",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 """The pipeline's environment where not set: offline and telemetry-free (shared/docs/stack.md), Prefect's home
 and MLflow's store in the project, and the library's (stagediff.runtime.ENVIRONMENT)."""

@@ -15,16 +15,29 @@ from typing import Any
 import mlflow
 import numpy as np
 
-from flows.common import (EVALUATION, METRICS, MODEL, PREPARED, TRAINING_REPORT, logger, pipeline_flow, read_json,
-                          read_params, relative, run_stage, write_json)
+from flows.common import (
+    EVALUATION,
+    METRICS,
+    MODEL,
+    PREPARED,
+    TRAINING_REPORT,
+    logger,
+    pipeline_flow,
+    read_json,
+    read_params,
+    relative,
+    run_stage,
+    write_json,
+)
 from flows.params import EvaluateParams
 from stagediff import StageDiff
 from stagediff.data import load_prepared
 from stagediff.evaluation import evaluate_windows, heldout_windows
 
 
-def held_out_windows(prepared_dir: Path, window: int, count: int, seed: int
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def held_out_windows(
+    prepared_dir: Path, window: int, count: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(up to ``count`` held-out windows, all training windows, the whole series), all in data units."""
     prepared = load_prepared(prepared_dir)
     train = prepared.scaler.inverse_transform(prepared.train)
@@ -48,24 +61,50 @@ def flat_metrics(scores: dict[str, Any], repeats: int) -> dict[str, float]:
     return flat
 
 
-def evaluate(settings: EvaluateParams, model_dir: Path = MODEL, prepared_dir: Path = PREPARED,
-             training_report: Path = TRAINING_REPORT, metrics_path: Path = METRICS,
-             pictures: Path = EVALUATION) -> dict[str, float]:
+def evaluate(
+    settings: EvaluateParams,
+    model_dir: Path = MODEL,
+    prepared_dir: Path = PREPARED,
+    training_report: Path = TRAINING_REPORT,
+    metrics_path: Path = METRICS,
+    pictures: Path = EVALUATION,
+) -> dict[str, float]:
     log = logger()
     generator = StageDiff.load(model_dir)
     real, training, series = held_out_windows(prepared_dir, generator.config.window, settings.windows, settings.seed)
-    log.info("read %s and %s: scoring %d held-out windows (repeats %d, fast %s)", relative(model_dir),
-             relative(prepared_dir), len(real), settings.repeats, settings.fast)
-    scores = evaluate_windows(generator, real, training, series, pictures, protocol="heldout",
-                              repeats=settings.repeats, seed=settings.seed, fast=settings.fast, steps=settings.steps)
+    log.info(
+        "read %s and %s: scoring %d held-out windows (repeats %d, fast %s)",
+        relative(model_dir),
+        relative(prepared_dir),
+        len(real),
+        settings.repeats,
+        settings.fast,
+    )
+    scores = evaluate_windows(
+        generator,
+        real,
+        training,
+        series,
+        pictures,
+        protocol="heldout",
+        repeats=settings.repeats,
+        seed=settings.seed,
+        fast=settings.fast,
+        steps=settings.steps,
+    )
     metrics = flat_metrics(scores, settings.repeats)
     write_json(metrics_path, metrics)
     run_id = read_json(training_report)["mlflow_run_id"]
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"eval_{name}": value for name, value in metrics.items()})
         mlflow.log_artifacts(str(pictures), "evaluation")
-    log.info("wrote %s and %s; logged to MLflow run %s: %s", relative(metrics_path), relative(pictures), run_id,
-             {k: v for k, v in metrics.items() if not k.endswith("_std")})
+    log.info(
+        "wrote %s and %s; logged to MLflow run %s: %s",
+        relative(metrics_path),
+        relative(pictures),
+        run_id,
+        {k: v for k, v in metrics.items() if not k.endswith("_std")},
+    )
     return metrics
 
 

@@ -12,8 +12,7 @@ if __name__ == "__main__":  # `python -m flows.ingest`: before prefect, mlflow a
 from pathlib import Path
 from typing import Any
 
-from flows.common import (RAW, RAW_DESCRIPTION, logger, pipeline_flow, read_params, relative, run_stage,
-                          write_json)
+from flows.common import RAW, RAW_DESCRIPTION, logger, pipeline_flow, read_params, relative, run_stage, write_json
 from flows.params import DataParams
 from stagediff.data.ingest import describe_frame, is_url, read_source
 from stagediff.data.loading import channel_columns_of
@@ -35,8 +34,9 @@ def ingest(data: DataParams, out: Path = RAW, description_out: Path = RAW_DESCRI
     temporary.replace(out)
     description = describe_frame(frame, time_column, source, origin)
     write_json(description_out, description)
-    log.info("wrote %s and %s (content hash %s)", relative(out), relative(description_out),
-             description["content_hash"][:12])
+    log.info(
+        "wrote %s and %s (content hash %s)", relative(out), relative(description_out), description["content_hash"][:12]
+    )
     return description
 
 

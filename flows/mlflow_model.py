@@ -22,10 +22,13 @@ class GeneratorModel(PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         request = model_input.iloc[0]
         steps, sampler = request.get("steps"), request.get("sampler")
-        return self.generator.sample(n=int(request.get("n_samples", 1)), length=int(request["length"]),
-                                     seed=int(request.get("seed", 0)),
-                                     steps=None if steps is None or pd.isna(steps) else int(steps),
-                                     sampler=None if sampler is None or pd.isna(sampler) else str(sampler))
+        return self.generator.sample(
+            n=int(request.get("n_samples", 1)),
+            length=int(request["length"]),
+            seed=int(request.get("seed", 0)),
+            steps=None if steps is None or pd.isna(steps) else int(steps),
+            sampler=None if sampler is None or pd.isna(sampler) else str(sampler),
+        )
 
 
 mlflow.models.set_model(GeneratorModel())

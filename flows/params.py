@@ -37,8 +37,10 @@ class DataParams:
     def __post_init__(self) -> None:
         check_types(self, "data key")
         require(bool(self.source), "data.source must name a dataset, a file or a URL")
-        require(0.0 <= self.max_missing_fraction < 1.0,
-                f"data.max_missing_fraction must be in [0, 1), got {self.max_missing_fraction}")
+        require(
+            0.0 <= self.max_missing_fraction < 1.0,
+            f"data.max_missing_fraction must be in [0, 1), got {self.max_missing_fraction}",
+        )
 
 
 @known_keywords
@@ -72,8 +74,10 @@ class PackageParams(RequestLimits):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_types(self, "package key")
-        require(self.name.replace("_", "").replace("-", "").isalnum() and self.name == self.name.lower(),
-                f"package.name must be lower-case letters, digits, '-' or '_', got {self.name!r}")
+        require(
+            self.name.replace("_", "").replace("-", "").isalnum() and self.name == self.name.lower(),
+            f"package.name must be lower-case letters, digits, '-' or '_', got {self.name!r}",
+        )
 
 
 @known_keywords
@@ -94,12 +98,16 @@ class RetrainParams:
 
     def __post_init__(self) -> None:
         check_types(self, "retrain key")
-        require(len(self.cron.split()) == 5, f"retrain.cron must have 5 fields (minute hour day month weekday), "
-                                             f"got {self.cron!r}")
+        require(
+            len(self.cron.split()) == 5,
+            f"retrain.cron must have 5 fields (minute hour day month weekday), got {self.cron!r}",
+        )
         require(len(self.metrics) >= 1, "retrain.metrics needs at least one metric")
         require(0.0 <= self.margin < 1.0, f"retrain.margin must be in [0, 1), got {self.margin}")
-        require(self.alias.replace("_", "").replace("-", "").isalnum(),
-                f"retrain.alias must be letters, digits, '-' or '_', got {self.alias!r}")
+        require(
+            self.alias.replace("_", "").replace("-", "").isalnum(),
+            f"retrain.alias must be letters, digits, '-' or '_', got {self.alias!r}",
+        )
 
 
 @known_keywords
@@ -135,6 +143,9 @@ class PipelineParams:
 
     def to_dict(self) -> dict[str, Any]:
         sections = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {name: value.to_dict() if name == "model" else
-                {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(value).items()}
-                for name, value in sections.items()}
+        return {
+            name: value.to_dict()
+            if name == "model"
+            else {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(value).items()}
+            for name, value in sections.items()
+        }

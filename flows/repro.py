@@ -13,9 +13,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from flows import PROJECT, configure_environment
 
@@ -50,9 +50,25 @@ def local_prefect_server(home: Path) -> Iterator[str]:
     environment = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
     environment["PREFECT_HOME"] = str(home)
     with log.open("w") as output:
-        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                   "--port", str(port), "--no-services", "--no-ui"], stdout=output,
-                                  stderr=subprocess.STDOUT, env=environment, start_new_session=True)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-services",
+                "--no-ui",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,
+        )
     try:
         wait_until_healthy(url, server, log)
         yield url

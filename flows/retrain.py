@@ -60,10 +60,11 @@ import subprocess
 import sys
 import tempfile
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import mlflow
 import torch
@@ -75,8 +76,18 @@ from prefect.context import FlowRunContext
 from prefect.flows import EntrypointType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.common import (METRICS, MODEL, PACKAGE_REPORT, PREPARED, TRAINING_REPORT, logger, pipeline_flow, read_json,
-                          read_params, write_json)
+from flows.common import (
+    METRICS,
+    MODEL,
+    PACKAGE_REPORT,
+    PREPARED,
+    TRAINING_REPORT,
+    logger,
+    pipeline_flow,
+    read_json,
+    read_params,
+    write_json,
+)
 from flows.evaluate import flat_metrics, held_out_windows
 from flows.params import EvaluateParams, PipelineParams
 from stagediff import StageDiff
@@ -85,8 +96,19 @@ from stagediff.errors import ConfigError, StageDiffError
 from stagediff.evaluation import evaluate_windows
 
 RETRAIN_REPORT = PROJECT / "reports" / "retrain.json"
-LOWER_IS_BETTER = ("detection", "detection_cnn", "texture", "horizon", "discriminative", "predictive", "context_fid",
-                   "correlational", "marginal", "autocorrelation", "spectral")
+LOWER_IS_BETTER = (
+    "detection",
+    "detection_cnn",
+    "texture",
+    "horizon",
+    "discriminative",
+    "predictive",
+    "context_fid",
+    "correlational",
+    "marginal",
+    "autocorrelation",
+    "spectral",
+)
 """Metrics of stagediff.metrics that the gate can compare (boundary and copy are not lower-is-better)."""
 TOLERANCE = 1e-6
 """Absolute slack of the gate: reports/metrics.json holds metrics rounded to 6 decimals."""
@@ -130,8 +152,10 @@ def check_metric_names(metrics: Sequence[str]) -> None:
     """Raise before any work if retrain.metrics names a metric the gate cannot compare."""
     unknown = [m for m in metrics if m not in LOWER_IS_BETTER]
     if unknown:
-        raise ConfigError(f"retrain.metrics {unknown} cannot be compared; choose lower-is-better held-out metrics "
-                          f"from: {', '.join(LOWER_IS_BETTER)}")
+        raise ConfigError(
+            f"retrain.metrics {unknown} cannot be compared; choose lower-is-better held-out metrics "
+            f"from: {', '.join(LOWER_IS_BETTER)}"
+        )
 
 
 def limit(champion: float, margin: float, tolerance: float = TOLERANCE) -> float:
@@ -151,8 +175,13 @@ def finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def judge(challenger: Mapping[str, float], champion: Mapping[str, float] | None, metrics: Sequence[str],
-          margin: float, tolerance: float = TOLERANCE) -> Verdict:
+def judge(
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    metrics: Sequence[str],
+    margin: float,
+    tolerance: float = TOLERANCE,
+) -> Verdict:
     """The gate (module docstring) on flat metric dicts; ``champion`` None: there is no champion yet."""
     checks = []
     for metric in metrics:
@@ -170,38 +199,55 @@ def judge(challenger: Mapping[str, float], champion: Mapping[str, float] | None,
         return Verdict(False, "; ".join(describe(c, margin) for c in failed), tuple(checks))
     if champion is None:
         return Verdict(True, "no champion yet: the first challenger is promoted", tuple(checks))
-    return Verdict(True, f"every metric within {margin:.0%} of the champion's: "
-                         + "; ".join(describe(c, margin) for c in checks), tuple(checks))
+    return Verdict(
+        True,
+        f"every metric within {margin:.0%} of the champion's: " + "; ".join(describe(c, margin) for c in checks),
+        tuple(checks),
+    )
 
 
 def describe(check: Check, margin: float) -> str:
     if check.challenger is None:
-        return (f"{check.metric}: the challenger has no value: the evaluate stage skipped it "
-                f"(reports/evaluation/metrics.json says why); gate on metrics the data allows (retrain.metrics)")
+        return (
+            f"{check.metric}: the challenger has no value: the evaluate stage skipped it "
+            f"(reports/evaluation/metrics.json says why); gate on metrics the data allows (retrain.metrics)"
+        )
     if not finite(check.challenger):
         return f"{check.metric}: the challenger has no finite value ({check.challenger})"
     if check.limit is None:
         return f"{check.metric} {check.challenger:.6g} (no champion value to compare)"
     relation = "<=" if check.passed else ">"
-    allowance = f"{margin:.0%}" if check.limit <= limit(check.champion, margin) + 1e-12 else \
-        f"the judges' noise {check.limit - check.champion - TOLERANCE:.3g}"
-    return (f"{check.metric} {check.challenger:.6g} {relation} {check.limit:.6g} "
-            f"(champion {check.champion:.6g} + {allowance})")
+    allowance = (
+        f"{margin:.0%}"
+        if check.limit <= limit(check.champion, margin) + 1e-12
+        else f"the judges' noise {check.limit - check.champion - TOLERANCE:.3g}"
+    )
+    return (
+        f"{check.metric} {check.challenger:.6g} {relation} {check.limit:.6g} "
+        f"(champion {check.champion:.6g} + {allowance})"
+    )
 
 
 def comparison_table(decision: dict[str, Any]) -> str:
     """The decision as Markdown (the Prefect artifact)."""
     champion = decision.get("champion") or {}
-    lines = [f"# Retraining: {decision['decision']}", "", decision["reason"], "",
-             f"Model `{decision.get('model')}`, alias `{decision.get('alias')}`; challenger version "
-             f"{(decision.get('challenger') or {}).get('version')}, champion version {champion.get('version')}; "
-             f"margin {decision.get('margin')}"]
+    lines = [
+        f"# Retraining: {decision['decision']}",
+        "",
+        decision["reason"],
+        "",
+        f"Model `{decision.get('model')}`, alias `{decision.get('alias')}`; challenger version "
+        f"{(decision.get('challenger') or {}).get('version')}, champion version {champion.get('version')}; "
+        f"margin {decision.get('margin')}",
+    ]
     if decision.get("checks"):
         lines += ["", "| metric | challenger | champion | limit | passed |", "|---|---|---|---|---|"]
         cell = lambda v: "" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)  # noqa: E731
         for c in decision["checks"]:
-            lines.append(f"| {c['metric']} | {cell(c['challenger'])} | {cell(c['champion'])} | {cell(c['limit'])} | "
-                         f"{'yes' if c['passed'] else '**no**'} |")
+            lines.append(
+                f"| {c['metric']} | {cell(c['challenger'])} | {cell(c['champion'])} | {cell(c['limit'])} | "
+                f"{'yes' if c['passed'] else '**no**'} |"
+            )
     if decision.get("bento"):
         lines += ["", f"Bento `{decision['bento']}` (BentoML model `{decision['bentoml_model']}`)"]
     return "\n".join(lines) + "\n"
@@ -220,8 +266,9 @@ def dvc(*arguments: str, api_url: str | None = None) -> str:
         env["PREFECT_API_URL"] = api_url  # the stages' flows report to the same server
     command = [str(binaries / "dvc"), *arguments]
     log.info("$ dvc %s", " ".join(arguments))
-    process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, bufsize=1)
+    process = subprocess.Popen(
+        command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
     output, tail = [], deque(maxlen=OUTPUT_LINES)
     assert process.stdout is not None
     for line in process.stdout:
@@ -232,10 +279,14 @@ def dvc(*arguments: str, api_url: str | None = None) -> str:
     text = "".join(output)
     if status != 0:
         stage = failed_stage(text)
-        raise RetrainFailed(f"`dvc {' '.join(arguments)}` failed (exit {status})"
-                            + (f" at stage '{stage}'" if stage else "") + "; nothing was promoted (the champion "
-                            "alias and the served Bento are unchanged). Fix the cause and run again: finished stages "
-                            "are skipped and training resumes from checkpoints/.\n" + "".join(tail), stage)
+        raise RetrainFailed(
+            f"`dvc {' '.join(arguments)}` failed (exit {status})"
+            + (f" at stage '{stage}'" if stage else "")
+            + "; nothing was promoted (the champion "
+            "alias and the served Bento are unchanged). Fix the cause and run again: finished stages "
+            "are skipped and training resumes from checkpoints/.\n" + "".join(tail),
+            stage,
+        )
     return text
 
 
@@ -273,8 +324,19 @@ def score(generator: StageDiff, settings: EvaluateParams, prepared_dir: Path, ou
     """``generator``'s held-out metrics exactly as the evaluate stage computes them (same windows, seed and
     settings), without the pictures; the full scores go to ``out``/metrics.json."""
     real, training, series = held_out_windows(prepared_dir, generator.config.window, settings.windows, settings.seed)
-    scores = evaluate_windows(generator, real, training, series, out, protocol="heldout", repeats=settings.repeats,
-                              seed=settings.seed, fast=settings.fast, steps=settings.steps, pictures=False)
+    scores = evaluate_windows(
+        generator,
+        real,
+        training,
+        series,
+        out,
+        protocol="heldout",
+        repeats=settings.repeats,
+        seed=settings.seed,
+        fast=settings.fast,
+        steps=settings.steps,
+        pictures=False,
+    )
     return flat_metrics(scores, settings.repeats)
 
 
@@ -290,8 +352,15 @@ def incompatibility(champion: StageDiff, window: int, channels: Sequence[str]) -
 # ---------------------------------------------------------------------------------------------- one run, in steps
 
 
-def decide(params: PipelineParams, client: mlflow.MlflowClient, workdir: Path, training_report: Path = TRAINING_REPORT,
-           metrics_path: Path = METRICS, prepared_dir: Path = PREPARED, model_dir: Path = MODEL) -> dict[str, Any]:
+def decide(
+    params: PipelineParams,
+    client: mlflow.MlflowClient,
+    workdir: Path,
+    training_report: Path = TRAINING_REPORT,
+    metrics_path: Path = METRICS,
+    prepared_dir: Path = PREPARED,
+    model_dir: Path = MODEL,
+) -> dict[str, Any]:
     """Compare the challenger (the pipeline's last trained version) with the champion; the decision as a dict.
 
     With a champion, both are scored here, one after the other in this process (see the module docstring: the
@@ -300,16 +369,32 @@ def decide(params: PipelineParams, client: mlflow.MlflowClient, workdir: Path, t
     log = logger()
     name, alias, gate = params.package.name, params.retrain.alias, params.retrain
     training, metrics = read_json(training_report), read_json(metrics_path)
-    challenger = {"version": str(training["model_version"]), "run_id": training["mlflow_run_id"],
-                  "data_hash": training["data_hash"], "metrics": metrics}
-    decision: dict[str, Any] = {"model": name, "alias": alias, "metrics": list(gate.metrics), "margin": gate.margin,
-                                "tolerance": TOLERANCE, "evaluate": asdict(params.evaluate), "challenger": challenger,
-                                "champion": None, "checks": []}
+    challenger = {
+        "version": str(training["model_version"]),
+        "run_id": training["mlflow_run_id"],
+        "data_hash": training["data_hash"],
+        "metrics": metrics,
+    }
+    decision: dict[str, Any] = {
+        "model": name,
+        "alias": alias,
+        "metrics": list(gate.metrics),
+        "margin": gate.margin,
+        "tolerance": TOLERANCE,
+        "evaluate": asdict(params.evaluate),
+        "challenger": challenger,
+        "champion": None,
+        "checks": [],
+    }
     held = find_champion(client, name, alias)
     if held is not None and str(held.version) == challenger["version"]:
-        return {**decision, "decision": UNCHANGED, "champion": {"version": str(held.version), "run_id": held.run_id},
-                "reason": f"version {held.version} already holds alias '{alias}': no new model was trained (data and "
-                          "parameters unchanged since)"}
+        return {
+            **decision,
+            "decision": UNCHANGED,
+            "champion": {"version": str(held.version), "run_id": held.run_id},
+            "reason": f"version {held.version} already holds alias '{alias}': no new model was trained (data and "
+            "parameters unchanged since)",
+        }
     champion_metrics = None
     if held is not None:
         generator = load_registered_generator(name, str(held.version), workdir / "champion-model")
@@ -317,31 +402,52 @@ def decide(params: PipelineParams, client: mlflow.MlflowClient, workdir: Path, t
         problem = incompatibility(generator, params.model.window, channels)
         decision["champion"] = {"version": str(held.version), "run_id": held.run_id}
         if problem:
-            return {**decision, "decision": REJECTED,
-                    "reason": f"the champion (version {held.version}) cannot be scored on the challenger's held-out "
-                              f"data: {problem}; it is kept. Promote by hand if the change is intended "
-                              "(docs/operations.md)"}
-        log.info("scoring the champion (version %s) and the challenger (version %s) on the same held-out windows "
-                 "with %d torch threads", held.version, challenger["version"], torch.get_num_threads())
+            return {
+                **decision,
+                "decision": REJECTED,
+                "reason": f"the champion (version {held.version}) cannot be scored on the challenger's held-out "
+                f"data: {problem}; it is kept. Promote by hand if the change is intended "
+                "(docs/operations.md)",
+            }
+        log.info(
+            "scoring the champion (version %s) and the challenger (version %s) on the same held-out windows "
+            "with %d torch threads",
+            held.version,
+            challenger["version"],
+            torch.get_num_threads(),
+        )
         champion_metrics = score(generator, params.evaluate, prepared_dir, workdir / "champion-scores")
-        challenger_metrics = score(StageDiff.load(model_dir), params.evaluate, prepared_dir,
-                                   workdir / "challenger-scores")
+        challenger_metrics = score(
+            StageDiff.load(model_dir), params.evaluate, prepared_dir, workdir / "challenger-scores"
+        )
         decision["champion"]["metrics"] = champion_metrics
         challenger.update(metrics=challenger_metrics, evaluate_stage_metrics=metrics)
         decision["threads"] = torch.get_num_threads()
     verdict = judge(challenger["metrics"], champion_metrics, gate.metrics, gate.margin)
-    return {**decision, "decision": PROMOTED if verdict.promote else REJECTED, "reason": verdict.reason,
-            "checks": [asdict(c) for c in verdict.checks]}
+    return {
+        **decision,
+        "decision": PROMOTED if verdict.promote else REJECTED,
+        "reason": verdict.reason,
+        "checks": [asdict(c) for c in verdict.checks],
+    }
 
 
-def promote(params: PipelineParams, client: mlflow.MlflowClient, version: str, api_url: str | None,
-            package_report: Path = PACKAGE_REPORT) -> dict[str, str]:
+def promote(
+    params: PipelineParams,
+    client: mlflow.MlflowClient,
+    version: str,
+    api_url: str | None,
+    package_report: Path = PACKAGE_REPORT,
+) -> dict[str, str]:
     """Package the challenger (new BentoML model and Bento), then point the alias at it."""
     dvc("repro", "package", api_url=api_url)
     package = read_json(package_report)
     if str(package["model_version"]) != version:
-        raise RetrainFailed(f"reports/package.json describes version {package['model_version']}, not the challenger "
-                            f"{version}; the alias is unchanged", "package")
+        raise RetrainFailed(
+            f"reports/package.json describes version {package['model_version']}, not the challenger "
+            f"{version}; the alias is unchanged",
+            "package",
+        )
     client.set_registered_model_alias(params.package.name, params.retrain.alias, version)
     return {"bento": package["bento"], "bentoml_model": package["bentoml_model"]}
 
@@ -351,10 +457,14 @@ def log_decision(client: mlflow.MlflowClient, decision: dict[str, Any]) -> str:
     challenger's training run and model version. Returns the decision run's id."""
     name, verdict = decision["model"], decision["decision"]
     challenger, champion = decision.get("challenger") or {}, decision.get("champion") or {}
-    tags = {"retrain.decision": verdict, "retrain.reason": decision["reason"][:4900],
-            "retrain.champion_version": champion.get("version") or "none",
-            "retrain.challenger_version": challenger.get("version") or "none",
-            "retrain.margin": str(decision.get("margin")), "retrain.time": decision["finished"]}
+    tags = {
+        "retrain.decision": verdict,
+        "retrain.reason": decision["reason"][:4900],
+        "retrain.champion_version": champion.get("version") or "none",
+        "retrain.challenger_version": challenger.get("version") or "none",
+        "retrain.margin": str(decision.get("margin")),
+        "retrain.time": decision["finished"],
+    }
     if decision.get("stage"):
         tags["retrain.failed_stage"] = decision["stage"]
     for key in ("bento", "bentoml_model"):
@@ -362,8 +472,9 @@ def log_decision(client: mlflow.MlflowClient, decision: dict[str, Any]) -> str:
             tags[f"retrain.{key}"] = decision[key]
     experiment = client.get_experiment_by_name(f"{name}-retrain")
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(f"{name}-retrain")
-    with mlflow.start_run(experiment_id=experiment_id,
-                          run_name=f"{verdict}-v{tags['retrain.challenger_version']}") as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"{verdict}-v{tags['retrain.challenger_version']}"
+    ) as run:
         mlflow.set_tags(tags)
         mlflow.log_metrics({f"challenger_{k}": v for k, v in (challenger.get("metrics") or {}).items() if finite(v)})
         mlflow.log_metrics({f"champion_{k}": v for k, v in (champion.get("metrics") or {}).items() if finite(v)})
@@ -376,8 +487,9 @@ def log_decision(client: mlflow.MlflowClient, decision: dict[str, Any]) -> str:
     return run.info.run_id
 
 
-def set_tags_on_run(client: mlflow.MlflowClient, run_id: str, tags: dict[str, str],
-                    champion_metrics: Mapping[str, float] | None) -> None:
+def set_tags_on_run(
+    client: mlflow.MlflowClient, run_id: str, tags: dict[str, str], champion_metrics: Mapping[str, float] | None
+) -> None:
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
     for key, value in (champion_metrics or {}).items():
@@ -393,12 +505,13 @@ def record(decision: dict[str, Any], report_path: Path = RETRAIN_REPORT) -> None
         write_json(report_path, decision)
     finally:
         if FlowRunContext.get() is not None:  # outside a flow run there is no API to hold an artifact
-            create_markdown_artifact(comparison_table(decision), key=ARTIFACT_KEY,
-                                     description=f"retraining decision: {decision['decision']}")
+            create_markdown_artifact(
+                comparison_table(decision), key=ARTIFACT_KEY, description=f"retraining decision: {decision['decision']}"
+            )
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # --------------------------------------------------------------------------------------------------- the flow
@@ -439,10 +552,17 @@ def retrain_flow() -> dict[str, Any]:
             decision.update(package_and_promote(params, client, decision["challenger"]["version"], api_url))
     except Exception as error:
         stage = getattr(error, "stage", None)
-        failure = {"decision": FAILED, "model": params.package.name, "alias": params.retrain.alias,
-                   "margin": params.retrain.margin, "stage": stage, "started": started, "finished": now(),
-                   "reason": f"failed{f' at stage {stage!r}' if stage else ''}: {str(error).splitlines()[0]}",
-                   "error": str(error)}
+        failure = {
+            "decision": FAILED,
+            "model": params.package.name,
+            "alias": params.retrain.alias,
+            "margin": params.retrain.margin,
+            "stage": stage,
+            "started": started,
+            "finished": now(),
+            "reason": f"failed{f' at stage {stage!r}' if stage else ''}: {str(error).splitlines()[0]}",
+            "error": str(error),
+        }
         log.error("retraining failed; the champion is unchanged: %s", failure["reason"])
         try:
             record(failure)
@@ -461,14 +581,20 @@ def retrain_flow() -> dict[str, Any]:
 def serve(params: PipelineParams) -> None:
     """The deployment 'retrain/retrain' on retrain.cron, run by this process until it is stopped."""
     if not PREFECT_API_URL.value():
-        raise ConfigError("serving the deployment needs a Prefect server: start one (`prefect server start`) and set "
-                          "PREFECT_API_URL=http://127.0.0.1:4200/api (docs/operations.md)")
+        raise ConfigError(
+            "serving the deployment needs a Prefect server: start one (`prefect server start`) and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api (docs/operations.md)"
+        )
     # Under `python -m flows.retrain` this module is __main__, which a deployment's entrypoint must not name.
     from flows.retrain import retrain_flow as importable
 
-    importable.serve(name=DEPLOYMENT, cron=params.retrain.cron, limit=1, entrypoint_type=EntrypointType.MODULE_PATH,
-                     description=f"Scheduled retraining of {params.package.name} with a quality gate "
-                                 "(flows/retrain.py)")
+    importable.serve(
+        name=DEPLOYMENT,
+        cron=params.retrain.cron,
+        limit=1,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+        description=f"Scheduled retraining of {params.package.name} with a quality gate (flows/retrain.py)",
+    )
 
 
 def run_once() -> dict[str, Any]:

@@ -34,5 +34,7 @@ if __name__ == "__main__":
     except StageDiffError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    print(f"data/source.json: {written['kind']} {written['source']}"
-          + (f", sha256 {written['sha256'][:12]}" if written.get("sha256") else ""))
+    print(
+        f"data/source.json: {written['kind']} {written['source']}"
+        + (f", sha256 {written['sha256'][:12]}" if written.get("sha256") else "")
+    )

@@ -22,8 +22,19 @@ from mlflow.entities import Metric
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from flows.common import (CHECKPOINTS, LOSS_CURVE, MODEL, PREPARED, TRAINING_REPORT, logger, pipeline_flow,
-                          read_params, relative, run_stage, write_json)
+from flows.common import (
+    CHECKPOINTS,
+    LOSS_CURVE,
+    MODEL,
+    PREPARED,
+    TRAINING_REPORT,
+    logger,
+    pipeline_flow,
+    read_params,
+    relative,
+    run_stage,
+    write_json,
+)
 from flows.params import PipelineParams
 from stagediff import StageDiff
 from stagediff.data import PreparedData, load_prepared
@@ -31,9 +42,16 @@ from stagediff.distributed import is_main_process
 from stagediff.train import TrainProgress
 
 RUN_ID_FILE = "mlflow_run_id"
-SIGNATURE = ModelSignature(inputs=Schema([ColSpec("long", "n_samples"), ColSpec("long", "length"),
-                                          ColSpec("long", "seed", required=False),
-                                          ColSpec("long", "steps", required=False)]))
+SIGNATURE = ModelSignature(
+    inputs=Schema(
+        [
+            ColSpec("long", "n_samples"),
+            ColSpec("long", "length"),
+            ColSpec("long", "seed", required=False),
+            ColSpec("long", "steps", required=False),
+        ]
+    )
+)
 """What flows/mlflow_model.py's predict takes: one row per request."""
 LOG_EVERY = 50
 """Training metrics go to MLflow in batches of this many steps (one database write per batch)."""
@@ -49,9 +67,11 @@ class MetricBatcher:
         if not is_main_process():
             return  # under torchrun every process reports the same numbers; one copy is enough
         now = int(time.time() * 1000)
-        self.pending += [Metric("loss", progress.loss, now, progress.step),
-                         Metric("learning_rate", progress.learning_rate, now, progress.step),
-                         Metric("train_seconds", progress.seconds, now, progress.step)]
+        self.pending += [
+            Metric("loss", progress.loss, now, progress.step),
+            Metric("learning_rate", progress.learning_rate, now, progress.step),
+            Metric("train_seconds", progress.seconds, now, progress.step),
+        ]
         if progress.validation_loss is not None:
             self.pending.append(Metric("validation_loss", progress.validation_loss, now, progress.step))
         if progress.step % self.every == 0 or progress.step == progress.max_steps:
@@ -74,9 +94,14 @@ def flat_params(params: PipelineParams) -> dict[str, Any]:
     return {f"{section}.{key}": value for section in ("data", "model") for key, value in sections[section].items()}
 
 
-def train(params: PipelineParams, prepared_dir: Path = PREPARED, model_dir: Path = MODEL,
-          checkpoints: Path = CHECKPOINTS, report_path: Path = TRAINING_REPORT,
-          loss_path: Path = LOSS_CURVE) -> dict[str, Any]:
+def train(
+    params: PipelineParams,
+    prepared_dir: Path = PREPARED,
+    model_dir: Path = MODEL,
+    checkpoints: Path = CHECKPOINTS,
+    report_path: Path = TRAINING_REPORT,
+    loss_path: Path = LOSS_CURVE,
+) -> dict[str, Any]:
     log = logger()
     prepared = load_prepared(prepared_dir)
     folder = checkpoint_folder(params, prepared, checkpoints)
@@ -86,15 +111,22 @@ def train(params: PipelineParams, prepared_dir: Path = PREPARED, model_dir: Path
     folder.mkdir(parents=True, exist_ok=True)
     run_file = folder / RUN_ID_FILE
     resumed_run = run_file.read_text().strip() if run_file.is_file() else None
-    log.info("read %s (%d training rows, %d channels); checkpoints in %s%s", relative(prepared_dir),
-             len(prepared.train), prepared.n_channels, relative(folder),
-             f", resuming MLflow run {resumed_run}" if resumed_run else "")
+    log.info(
+        "read %s (%d training rows, %d channels); checkpoints in %s%s",
+        relative(prepared_dir),
+        len(prepared.train),
+        prepared.n_channels,
+        relative(folder),
+        f", resuming MLflow run {resumed_run}" if resumed_run else "",
+    )
     mlflow.set_experiment(params.package.name)
     with mlflow.start_run(run_id=resumed_run, run_name=None if resumed_run else f"train-{folder.name[:8]}") as run:
         run_file.write_text(run.info.run_id)
         if resumed_run is None:
             mlflow.log_params(flat_params(params))
-            mlflow.set_tags({"data_hash": prepared.description["content_hash"], "source": prepared.description["source"]})
+            mlflow.set_tags(
+                {"data_hash": prepared.description["content_hash"], "source": prepared.description["source"]}
+            )
         batcher = MetricBatcher(run.info.run_id)
         generator = StageDiff(params.model).fit_prepared(prepared, checkpoint_dir=folder, callback=batcher)
         batcher.flush()
@@ -103,19 +135,39 @@ def train(params: PipelineParams, prepared_dir: Path = PREPARED, model_dir: Path
         training = generator.metadata["training"]
         mlflow.log_metrics({"final_loss": training["final_loss"], "parameters": training["parameters"]})
         logged = mlflow.pyfunc.log_model(
-            name="generator", python_model=str(Path(__file__).with_name("mlflow_model.py")),
-            artifacts={"generator": str(model_dir)}, registered_model_name=params.package.name,
-            code_paths=[str(PROJECT / "stagediff")], pip_requirements=library_requirements(), signature=SIGNATURE)
-        report = {"mlflow_run_id": run.info.run_id, "experiment": params.package.name,
-                  "registered_model": params.package.name, "model_version": str(logged.registered_model_version),
-                  "model_uri": f"models:/{params.package.name}/{logged.registered_model_version}",
-                  "data_hash": prepared.description["content_hash"], "steps": training["steps"],
-                  "seconds": training["seconds"], "device": training["device"], "final_loss": training["final_loss"],
-                  "parameters": training["parameters"]}
+            name="generator",
+            python_model=str(Path(__file__).with_name("mlflow_model.py")),
+            artifacts={"generator": str(model_dir)},
+            registered_model_name=params.package.name,
+            code_paths=[str(PROJECT / "stagediff")],
+            pip_requirements=library_requirements(),
+            signature=SIGNATURE,
+        )
+        report = {
+            "mlflow_run_id": run.info.run_id,
+            "experiment": params.package.name,
+            "registered_model": params.package.name,
+            "model_version": str(logged.registered_model_version),
+            "model_uri": f"models:/{params.package.name}/{logged.registered_model_version}",
+            "data_hash": prepared.description["content_hash"],
+            "steps": training["steps"],
+            "seconds": training["seconds"],
+            "device": training["device"],
+            "final_loss": training["final_loss"],
+            "parameters": training["parameters"],
+        }
     write_json(report_path, report)
-    log.info("trained %d steps in %.1f s on %s; wrote %s, %s, %s; registered %s version %s", training["steps"],
-             training["seconds"], training["device"], relative(model_dir), relative(loss_path), relative(report_path),
-             params.package.name, report["model_version"])
+    log.info(
+        "trained %d steps in %.1f s on %s; wrote %s, %s, %s; registered %s version %s",
+        training["steps"],
+        training["seconds"],
+        training["device"],
+        relative(model_dir),
+        relative(loss_path),
+        relative(report_path),
+        params.package.name,
+        report["model_version"],
+    )
     return report
 
 

@@ -30,10 +30,11 @@ import asyncio
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -284,8 +285,9 @@ class Batcher:
 
     async def run_batch(self, batch: Batch) -> None:
         try:
-            results = await self.compute(batch, self.model.sample_many, [job.run for job in batch.jobs],
-                                         self.checkpoint(batch))
+            results = await self.compute(
+                batch, self.model.sample_many, [job.run for job in batch.jobs], self.checkpoint(batch)
+            )
         except Cancelled:
             pass
         except Exception as error:  # handed to every waiting request; the service maps it to a status

@@ -26,8 +26,11 @@ JSON_DIGITS = 15
 
 def provenance_headers(provenance: dict[str, Any]) -> dict[str, str]:
     """The provenance as response headers: X-StageDiff-Model-Version, -Seed, -Steps, ... (None left out)."""
-    return {HEADER_PREFIX + "-".join(part.capitalize() for part in key.split("_")): str(value)
-            for key, value in provenance.items() if value is not None}
+    return {
+        HEADER_PREFIX + "-".join(part.capitalize() for part in key.split("_")): str(value)
+        for key, value in provenance.items()
+        if value is not None
+    }
 
 
 def to_json(frame: pd.DataFrame, provenance: dict[str, Any]) -> bytes:
@@ -39,10 +42,17 @@ def to_json(frame: pd.DataFrame, provenance: dict[str, Any]) -> bytes:
 def records(frame: pd.DataFrame, lines: bool = False) -> str:
     """JSON records (an array, or one object per line ending in a newline); datetimes as ISO 8601 strings,
     to the second when every timestamp is whole seconds."""
-    whole_seconds = all(not pd.api.types.is_datetime64_any_dtype(frame[c]) or (frame[c] == frame[c].dt.floor("s")).all()
-                        for c in frame.columns)
-    text = frame.to_json(orient="records", lines=lines, date_format="iso", date_unit="s" if whole_seconds else "ns",
-                         double_precision=JSON_DIGITS)
+    whole_seconds = all(
+        not pd.api.types.is_datetime64_any_dtype(frame[c]) or (frame[c] == frame[c].dt.floor("s")).all()
+        for c in frame.columns
+    )
+    text = frame.to_json(
+        orient="records",
+        lines=lines,
+        date_format="iso",
+        date_unit="s" if whole_seconds else "ns",
+        double_precision=JSON_DIGITS,
+    )
     return text if not lines or text.endswith("\n") else text + "\n"
 
 
@@ -72,7 +82,8 @@ def require_finite(frame: pd.DataFrame) -> None:
         raise NonFiniteOutput(
             f"the model produced {values.iat[row, column]} for channel {values.columns[column]!r} of sample "
             f"{frame['sample'].iat[row]} (and {int(bad.sum()) - 1} more non-finite values); nothing of it was sent. "
-            "This is a fault of the served model, not of the request: please report the request")
+            "This is a fault of the served model, not of the request: please report the request"
+        )
 
 
 def encode(frame: pd.DataFrame, provenance: dict[str, Any], format: str) -> bytes:

@@ -17,8 +17,16 @@ import copy
 from typing import Any
 
 from serving.encoding import HEADER_PREFIX, MEDIA_TYPES, STREAM_MEDIA_TYPES
-from serving.requests import (FORMATS, MAX_SEED, MAX_STEP, STREAM_FORMATS, RequestLimits, frequency_of,
-                              most_prefix_records, prefix_columns)
+from serving.requests import (
+    FORMATS,
+    MAX_SEED,
+    MAX_STEP,
+    STREAM_FORMATS,
+    RequestLimits,
+    frequency_of,
+    most_prefix_records,
+    prefix_columns,
+)
 from stagediff import StageDiff
 from stagediff.diffusion import SAMPLERS
 from stagediff.generator import PREFIX_RANGES
@@ -27,8 +35,8 @@ REF = "#/components/schemas/{}"
 OWN_PATHS = ("/generate", "/generate_stream", "/info")
 ERRORS = {
     "400": "A request the service refuses before any work: the body is not a JSON object of the schema, or breaks a "
-           "rule of the served model (length, budget, start, prefix); `error` names the problem and the fix, and "
-           "`detail` lists the schema's problems where there are any.",
+    "rule of the served model (length, budget, start, prefix); `error` names the problem and the fix, and "
+    "`detail` lists the schema's problems where there are any.",
     "413": "The body is over the size limit (limits.max_body_bytes in /info).",
     "415": "The body is not sent as application/json.",
     "429": "The service holds as many requests as it takes at once; retry later.",
@@ -45,13 +53,23 @@ def document(base: dict[str, Any], model: StageDiff, limits: RequestLimits) -> d
     """``base`` (BentoML's document, as a dict) with the service's operations and schemas for ``model``."""
     spec = copy.deepcopy(base)
     spec["openapi"] = "3.1.0"
-    spec["info"] = {**spec.get("info", {}), "title": "stagediff", "description": (
-        "Synthetic multivariate time series from a Stage-Diff model, in the data's units with timestamps, "
-        "reproducible by seed. See docs/serving.md.")}
+    spec["info"] = {
+        **spec.get("info", {}),
+        "title": "stagediff",
+        "description": (
+            "Synthetic multivariate time series from a Stage-Diff model, in the data's units with timestamps, "
+            "reproducible by seed. See docs/serving.md."
+        ),
+    }
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for name in list(schemas):
-        if name.endswith("IODescriptor") or name in ("InvalidArgument", "NotFound", "InternalServerError", "info__Input",
-                                                     "TaskStatusResponse"):
+        if name.endswith("IODescriptor") or name in (
+            "InvalidArgument",
+            "NotFound",
+            "InternalServerError",
+            "info__Input",
+            "TaskStatusResponse",
+        ):
             del schemas[name]
     schemas.update(component_schemas(model, limits))
     paths = {path: item for path, item in spec.get("paths", {}).items() if path not in OWN_PATHS}
@@ -75,87 +93,186 @@ def component_schemas(model: StageDiff, limits: RequestLimits) -> dict[str, Any]
             "Every field is optional; `{}` asks for every default. Beyond what the schema says: n_samples * length "
             f"* {len(channels)} channels must be at most {limits.max_values:,} (max_values), and n_samples * length * "
             f"{len(channels)} * steps at most {limits.max_cost:,} (max_cost, the budget of work); give start or "
-            "prefix, not both; the timestamps must end by the year 9999."),
+            "prefix, not both; the timestamps must end by the year 9999."
+        ),
         "properties": {
-            "n_samples": {"type": "integer", "minimum": 1, "maximum": limits.max_samples, "default": 1,
-                          "description": "How many series."},
-            "length": nullable({"type": "integer", "minimum": stage, "maximum": largest, "multipleOf": stage,
-                                "description": f"Steps per series, a multiple of the stage length {stage}. Default: "
-                                               f"the training window, {window}."}),
-            "seed": nullable({"type": "integer", "minimum": 0, "maximum": MAX_SEED,
-                              "description": "The same seed and fields give the same series. Default: a random "
-                                             "seed, returned in the provenance."}),
-            "sampler": nullable({"type": "string", "enum": list(SAMPLERS),
-                                 "description": "Default: the model's own (see sampling in /info)."}),
-            "steps": nullable({"type": "integer", "minimum": 1, "maximum": config.diffusion_steps,
-                               "description": "Network evaluations per chunk. Default: every diffusion step for ddpm, "
-                                              "else the model's sampling steps."}),
-            "start": nullable({**time_schema, "description": "Timestamp of the first step. Default: right after the "
-                                                             "training data, or after the prefix."}),
-            "prefix": nullable({
-                "type": "array", "minItems": 1, "maxItems": most_prefix_records(model, limits),
-                "description": (
-                    "A real history to continue, oldest first"
-                    + ("" if frequency is None else f", {frequency} apart (the model's frequency)")
-                    + f"; each value within {PREFIX_RANGES} training ranges of its channel's training range."),
-                "items": {"$ref": REF.format("PrefixRecord")}}),
+            "n_samples": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": limits.max_samples,
+                "default": 1,
+                "description": "How many series.",
+            },
+            "length": nullable(
+                {
+                    "type": "integer",
+                    "minimum": stage,
+                    "maximum": largest,
+                    "multipleOf": stage,
+                    "description": f"Steps per series, a multiple of the stage length {stage}. Default: "
+                    f"the training window, {window}.",
+                }
+            ),
+            "seed": nullable(
+                {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": MAX_SEED,
+                    "description": "The same seed and fields give the same series. Default: a random "
+                    "seed, returned in the provenance.",
+                }
+            ),
+            "sampler": nullable(
+                {
+                    "type": "string",
+                    "enum": list(SAMPLERS),
+                    "description": "Default: the model's own (see sampling in /info).",
+                }
+            ),
+            "steps": nullable(
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": config.diffusion_steps,
+                    "description": "Network evaluations per chunk. Default: every diffusion step for ddpm, "
+                    "else the model's sampling steps.",
+                }
+            ),
+            "start": nullable(
+                {
+                    **time_schema,
+                    "description": "Timestamp of the first step. Default: right after the "
+                    "training data, or after the prefix.",
+                }
+            ),
+            "prefix": nullable(
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": most_prefix_records(model, limits),
+                    "description": (
+                        "A real history to continue, oldest first"
+                        + ("" if frequency is None else f", {frequency} apart (the model's frequency)")
+                        + f"; each value within {PREFIX_RANGES} training ranges of its channel's training range."
+                    ),
+                    "items": {"$ref": REF.format("PrefixRecord")},
+                }
+            ),
             "format": {"type": "string", "enum": list(FORMATS), "default": "json"},
         },
     }
     stream_request = copy.deepcopy(request)
     stream_request["properties"]["format"]["enum"] = list(STREAM_FORMATS)
-    record_properties = {column: time_schema if column == time_column else {"type": "number"}
-                         for column in prefix_columns(model)}
+    record_properties = {
+        column: time_schema if column == time_column else {"type": "number"} for column in prefix_columns(model)
+    }
     series_time = time_column or "step"
     record = {
-        "type": "object", "additionalProperties": False, "required": ["sample", series_time, *channels],
-        "properties": {"sample": {"type": "integer", "minimum": 0},
-                       series_time: time_schema if time_column else {"type": "integer"},
-                       **{channel: {"type": "number"} for channel in channels}},
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["sample", series_time, *channels],
+        "properties": {
+            "sample": {"type": "integer", "minimum": 0},
+            series_time: time_schema if time_column else {"type": "integer"},
+            **{channel: {"type": "number"} for channel in channels},
+        },
         "description": "One step of one series: its sample number, timestamp and channels, in data units.",
     }
     text = {"type": "string"}
     return {
         "GenerateRequest": request,
         "StreamRequest": stream_request,
-        "PrefixRecord": {"type": "object", "additionalProperties": False, "required": list(record_properties),
-                         "properties": record_properties},
+        "PrefixRecord": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": list(record_properties),
+            "properties": record_properties,
+        },
         "Record": record,
         "Provenance": {
-            "type": "object", "additionalProperties": False,
-            "required": ["model", "model_version", "seed", "seed_chosen", "steps", "sampler", "n_samples", "length",
-                         "start", "prefix_rows"],
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "model",
+                "model_version",
+                "seed",
+                "seed_chosen",
+                "steps",
+                "sampler",
+                "n_samples",
+                "length",
+                "start",
+                "prefix_rows",
+            ],
             "properties": {
-                "model": text, "model_version": text, "registered_model": nullable(text),
-                "mlflow_run_id": nullable(text), "seed": {"type": "integer"}, "seed_chosen": {"type": "boolean"},
-                "steps": {"type": "integer"}, "sampler": {"type": "string", "enum": list(SAMPLERS)},
-                "n_samples": {"type": "integer"}, "length": {"type": "integer"}, "start": time_schema,
-                "prefix_rows": {"type": "integer", "minimum": 0}},
+                "model": text,
+                "model_version": text,
+                "registered_model": nullable(text),
+                "mlflow_run_id": nullable(text),
+                "seed": {"type": "integer"},
+                "seed_chosen": {"type": "boolean"},
+                "steps": {"type": "integer"},
+                "sampler": {"type": "string", "enum": list(SAMPLERS)},
+                "n_samples": {"type": "integer"},
+                "length": {"type": "integer"},
+                "start": time_schema,
+                "prefix_rows": {"type": "integer", "minimum": 0},
+            },
         },
         "GenerateResponse": {
-            "type": "object", "additionalProperties": False, "required": ["provenance", "columns", "records"],
-            "properties": {"provenance": {"$ref": REF.format("Provenance")},
-                           "columns": {"type": "array", "items": text},
-                           "records": {"type": "array", "items": {"$ref": REF.format("Record")}}},
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["provenance", "columns", "records"],
+            "properties": {
+                "provenance": {"$ref": REF.format("Provenance")},
+                "columns": {"type": "array", "items": text},
+                "records": {"type": "array", "items": {"$ref": REF.format("Record")}},
+            },
         },
         "Info": {
             "type": "object",
-            "required": ["model", "data", "window", "stage_length", "diffusion_steps", "sampling", "metrics", "limits",
-                         "serving"],
-            "properties": {"window": {"type": "integer"}, "stage_length": {"type": "integer"},
-                           "diffusion_steps": {"type": "integer"},
-                           "limits": {"type": "object", "required": [*RequestLimits().to_dict(), "max_body_bytes"],
-                                      "additionalProperties": {"type": "integer"}}},
+            "required": [
+                "model",
+                "data",
+                "window",
+                "stage_length",
+                "diffusion_steps",
+                "sampling",
+                "metrics",
+                "limits",
+                "serving",
+            ],
+            "properties": {
+                "window": {"type": "integer"},
+                "stage_length": {"type": "integer"},
+                "diffusion_steps": {"type": "integer"},
+                "limits": {
+                    "type": "object",
+                    "required": [*RequestLimits().to_dict(), "max_body_bytes"],
+                    "additionalProperties": {"type": "integer"},
+                },
+            },
             "description": "The model, its data and scores, the request limits and the service's state.",
         },
         "Error": {
-            "type": "object", "required": ["error"], "additionalProperties": False,
+            "type": "object",
+            "required": ["error"],
+            "additionalProperties": False,
             "properties": {
                 "error": {"type": "string", "description": "The problem and its fix."},
-                "detail": {"type": "array", "description": "The problems the schema found (pydantic's errors).",
-                           "items": {"type": "object", "required": ["loc", "msg", "type"],
-                                     "properties": {"loc": {"type": "array", "items": {"type": ["string", "integer"]}},
-                                                    "msg": text, "type": text}}},
+                "detail": {
+                    "type": "array",
+                    "description": "The problems the schema found (pydantic's errors).",
+                    "items": {
+                        "type": "object",
+                        "required": ["loc", "msg", "type"],
+                        "properties": {
+                            "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                            "msg": text,
+                            "type": text,
+                        },
+                    },
+                },
             },
         },
     }
@@ -172,9 +289,10 @@ def time_value_schema(model: StageDiff) -> dict[str, Any]:
 
 def errors(*statuses: str, fault: bool = False) -> dict[str, Any]:
     described = {**{status: ERRORS[status] for status in statuses}, **(MODEL_FAULT if fault else {})}
-    return {status: {"description": description,
-                     "content": {"application/json": {"schema": {"$ref": REF.format("Error")}}}}
-            for status, description in described.items()}
+    return {
+        status: {"description": description, "content": {"application/json": {"schema": {"$ref": REF.format("Error")}}}}
+        for status, description in described.items()
+    }
 
 
 def headers(*names: str) -> dict[str, Any]:
@@ -190,40 +308,61 @@ def service_paths() -> dict[str, Any]:
     provenance = ("Model", "Seed", "Steps", "Sampler", "N-Samples", "Length", "Start", "Prefix-Rows")
     generate = {
         "post": {
-            "operationId": "generate", "tags": tags,
+            "operationId": "generate",
+            "tags": tags,
             "summary": "Synthetic series: JSON records with provenance, CSV or parquet.",
             "requestBody": body("GenerateRequest"),
             "responses": {
-                "200": {"description": "The series; the provenance is also in the X-StageDiff-* headers.",
-                        "headers": headers(*provenance),
-                        "content": {MEDIA_TYPES["json"]: {"schema": {"$ref": REF.format("GenerateResponse")}},
-                                    MEDIA_TYPES["csv"]: {"schema": {"type": "string"}},
-                                    MEDIA_TYPES["parquet"]: {"schema": {"type": "string", "format": "binary"}}}},
-                **errors("400", "413", "415", "429", "504", fault=True)},
+                "200": {
+                    "description": "The series; the provenance is also in the X-StageDiff-* headers.",
+                    "headers": headers(*provenance),
+                    "content": {
+                        MEDIA_TYPES["json"]: {"schema": {"$ref": REF.format("GenerateResponse")}},
+                        MEDIA_TYPES["csv"]: {"schema": {"type": "string"}},
+                        MEDIA_TYPES["parquet"]: {"schema": {"type": "string", "format": "binary"}},
+                    },
+                },
+                **errors("400", "413", "415", "429", "504", fault=True),
+            },
         },
     }
     stream = {
         "post": {
-            "operationId": "generate_stream", "tags": tags,
+            "operationId": "generate_stream",
+            "tags": tags,
             "summary": "Like /generate, sent piece by piece as the series is denoised: one JSON record per line, or "
-                       "CSV. A client that disconnects stops the sampling.",
+            "CSV. A client that disconnects stops the sampling.",
             "requestBody": body("StreamRequest"),
             "responses": {
-                "200": {"description": "The records, chunk by chunk; X-StageDiff-Rows says how many a complete stream "
-                                       "has.",
-                        "headers": headers(*provenance, "Rows"),
-                        "content": {STREAM_MEDIA_TYPES["json"]: {"schema": {"$ref": REF.format("Record")}},
-                                    STREAM_MEDIA_TYPES["csv"]: {"schema": {"type": "string"}}}},
-                **errors("400", "413", "415", "429", "504", fault=True)},
+                "200": {
+                    "description": "The records, chunk by chunk; X-StageDiff-Rows says how many a complete stream has.",
+                    "headers": headers(*provenance, "Rows"),
+                    "content": {
+                        STREAM_MEDIA_TYPES["json"]: {"schema": {"$ref": REF.format("Record")}},
+                        STREAM_MEDIA_TYPES["csv"]: {"schema": {"type": "string"}},
+                    },
+                },
+                **errors("400", "413", "415", "429", "504", fault=True),
+            },
         },
     }
-    info_answer = {"description": "The model, its data and scores, the request limits and the service's state.",
-                   "content": {"application/json": {"schema": {"$ref": REF.format("Info")}}}}
+    info_answer = {
+        "description": "The model, its data and scores, the request limits and the service's state.",
+        "content": {"application/json": {"schema": {"$ref": REF.format("Info")}}},
+    }
     info = {
-        "get": {"operationId": "info", "tags": tags, "summary": "What is served, and the limits of a request.",
-                "responses": {"200": info_answer, **errors("413", "429", "504")}},
-        "post": {"operationId": "info_post", "tags": tags, "summary": "The same as GET /info.",
-                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
-                 "responses": {"200": info_answer, **errors("400", "413", "415", "429", "504")}},
+        "get": {
+            "operationId": "info",
+            "tags": tags,
+            "summary": "What is served, and the limits of a request.",
+            "responses": {"200": info_answer, **errors("413", "429", "504")},
+        },
+        "post": {
+            "operationId": "info_post",
+            "tags": tags,
+            "summary": "The same as GET /info.",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {"200": info_answer, **errors("400", "413", "415", "429", "504")},
+        },
     }
     return {"/generate": generate, "/generate_stream": stream, "/info": info}

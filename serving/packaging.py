@@ -28,8 +28,16 @@ from stagediff.diffusion import SAMPLERS
 MODEL_FILES = ("config.json", "scaler.json", "metadata.json", "weights.pt")
 """What ``StageDiff.save(dir)`` writes (stagediff.artifacts)."""
 BENTOFILE = Path("serving") / "bentofile.yaml"
-METADATA_KEYS = ("mlflow_run_id", "registered_model", "model_version", "data_hash", "dataset", "metrics",
-                 "metrics_sampling", "limits")
+METADATA_KEYS = (
+    "mlflow_run_id",
+    "registered_model",
+    "model_version",
+    "data_hash",
+    "dataset",
+    "metrics",
+    "metrics_sampling",
+    "limits",
+)
 
 
 def store_model(model_dir: Path, name: str = "stagediff", metadata: dict[str, Any] | None = None) -> str:
@@ -44,11 +52,16 @@ def store_model(model_dir: Path, name: str = "stagediff", metadata: dict[str, An
     metadata = dict(metadata or {})
     check_metadata(metadata)
     # BentoML's metadata takes no None: a value not known, or a score not computed, is left out.
-    metadata = {key: ({k: v for k, v in value.items() if v is not None} if key == "metrics" else value)
-                for key, value in metadata.items() if value is not None}
+    metadata = {
+        key: ({k: v for k, v in value.items() if v is not None} if key == "metrics" else value)
+        for key, value in metadata.items()
+        if value is not None
+    }
     missing = [f for f in MODEL_FILES if not (model_dir / f).is_file()]
     if missing:
-        raise ValueError(f"{model_dir} is not a saved stagediff model (missing {missing}); write it with StageDiff.save")
+        raise ValueError(
+            f"{model_dir} is not a saved stagediff model (missing {missing}); write it with StageDiff.save"
+        )
     StageDiff.load(model_dir)  # a folder that cannot be served fails here, not at the service's start
     with bentoml.models.create(name, metadata=metadata, labels={"framework": "stagediff"}) as model:
         for file in MODEL_FILES:
@@ -63,15 +76,25 @@ def check_metadata(metadata: dict[str, Any]) -> None:
     metrics = metadata.get("metrics", {})
     if not isinstance(metrics, dict):
         raise ValueError(f"metrics must be a flat dict of numbers, got {type(metrics).__name__}")
-    bad = {k: v for k, v in metrics.items()
-           if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v))}
+    bad = {
+        k: v
+        for k, v in metrics.items()
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v))
+    }
     if bad:
         raise ValueError(f"metrics must be a flat dict of finite numbers (or null for a score not computed), got {bad}")
     sampling = metadata.get("metrics_sampling", {"sampler": SAMPLERS[0], "steps": 1})
-    if not (isinstance(sampling, dict) and set(sampling) == {"sampler", "steps"} and sampling["sampler"] in SAMPLERS
-            and isinstance(sampling["steps"], int) and not isinstance(sampling["steps"], bool) and sampling["steps"] >= 1):
-        raise ValueError(f"metrics_sampling must be {{'sampler': one of {SAMPLERS}, 'steps': a positive integer}}, "
-                         f"got {sampling!r}")
+    if not (
+        isinstance(sampling, dict)
+        and set(sampling) == {"sampler", "steps"}
+        and sampling["sampler"] in SAMPLERS
+        and isinstance(sampling["steps"], int)
+        and not isinstance(sampling["steps"], bool)
+        and sampling["steps"] >= 1
+    ):
+        raise ValueError(
+            f"metrics_sampling must be {{'sampler': one of {SAMPLERS}, 'steps': a positive integer}}, got {sampling!r}"
+        )
     RequestLimits.from_dict(metadata.get("limits"))
 
 
@@ -83,17 +106,39 @@ def build_bento(model_tag: str, project_root: Path) -> str:
     project_root = Path(project_root).resolve()
     home = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml")).resolve()
     if home.is_relative_to(project_root):
-        raise ValueError(f"BENTOML_HOME {home} lies inside the build context {project_root}; set it to a folder "
-                         "outside the project, or the build copies the store into itself")
+        raise ValueError(
+            f"BENTOML_HOME {home} lies inside the build context {project_root}; set it to a folder "
+            "outside the project, or the build copies the store into itself"
+        )
     bentoml.models.get(model_tag)  # a clear NotFound before a build starts
     binaries = str(Path(sys.executable).parent)
-    env = {**os.environ, "STAGEDIFF_MODEL_TAG": model_tag, "BENTOML_HOME": str(home),
-           "BENTOML_DO_NOT_TRACK": "true", "DO_NOT_TRACK": "true",
-           "PATH": binaries + os.pathsep + os.environ.get("PATH", "")}
+    env = {
+        **os.environ,
+        "STAGEDIFF_MODEL_TAG": model_tag,
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "DO_NOT_TRACK": "true",
+        "PATH": binaries + os.pathsep + os.environ.get("PATH", ""),
+    }
     result = subprocess.run(
-        [sys.executable, "-m", "bentoml", "build", "-f", str(project_root / BENTOFILE), "--label",
-         f"model={model_tag.replace(':', '-')}", "--output", "tag", str(project_root)],
-        cwd=project_root, env=env, capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "build",
+            "-f",
+            str(project_root / BENTOFILE),
+            "--label",
+            f"model={model_tag.replace(':', '-')}",
+            "--output",
+            "tag",
+            str(project_root),
+        ],
+        cwd=project_root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"bentoml build failed ({result.returncode}):\n{result.stderr[-4000:]}")
     lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]

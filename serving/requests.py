@@ -81,8 +81,9 @@ class RequestLimits:
     def longest(self, n_samples: int, channels: int, steps: int, stage: int) -> int:
         """The longest length (a multiple of ``stage``) within every limit for this many series and steps; 0 if
         not even one stage fits."""
-        longest = min(self.max_length, self.max_values // (n_samples * channels),
-                      self.max_cost // (n_samples * channels * steps))
+        longest = min(
+            self.max_length, self.max_values // (n_samples * channels), self.max_cost // (n_samples * channels * steps)
+        )
         return longest - longest % stage
 
 
@@ -106,35 +107,54 @@ def check_body(content_type: str | None, body: bytes, schema: type[BaseModel]) -
     JSON that is not an object, or fields that do not fit (unknown, of the wrong type, out of range)."""
     media_type = (content_type if content_type is not None else JSON).split(";")[0].strip().lower()
     if media_type != JSON:
-        raise BodyError(f"the request body must be a JSON object sent with content-type {JSON}, got content-type "
-                        f"{content_type!r}; e.g. curl -H 'content-type: {JSON}' -d '{EXAMPLE_BODY}'", 415)
+        raise BodyError(
+            f"the request body must be a JSON object sent with content-type {JSON}, got content-type "
+            f"{content_type!r}; e.g. curl -H 'content-type: {JSON}' -d '{EXAMPLE_BODY}'",
+            415,
+        )
     if not body.strip():
-        raise BodyError(f"the request body is empty; send a JSON object: {{}} for every default, or e.g. {EXAMPLE_BODY}")
+        raise BodyError(
+            f"the request body is empty; send a JSON object: {{}} for every default, or e.g. {EXAMPLE_BODY}"
+        )
     try:
         schema.model_validate_json(body)
     except ValidationError as error:
         problems = error.errors(include_url=False)
         first = problems[0]
         if first["type"] == "json_invalid":
-            raise BodyError(f"the request body is not valid JSON ({first['msg'].removeprefix('Invalid JSON: ')}); "
-                            f"send a JSON object such as {EXAMPLE_BODY}") from None
+            raise BodyError(
+                f"the request body is not valid JSON ({first['msg'].removeprefix('Invalid JSON: ')}); "
+                f"send a JSON object such as {EXAMPLE_BODY}"
+            ) from None
         if first["loc"] == ():
-            raise BodyError(f"the request body must be a JSON object such as {EXAMPLE_BODY} ({{}} for every default), "
-                            f"got {json_kind(first['input'])}") from None
-        raise BodyError("the request body does not fit the schema (see /docs.json): " + "; ".join(
-            f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}, got {short(problem['input'])}"
-            for problem in problems), detail=[{key: problem[key] for key in ("loc", "msg", "type")}
-                                              for problem in problems]) from None
+            raise BodyError(
+                f"the request body must be a JSON object such as {EXAMPLE_BODY} ({{}} for every default), "
+                f"got {json_kind(first['input'])}"
+            ) from None
+        raise BodyError(
+            "the request body does not fit the schema (see /docs.json): "
+            + "; ".join(
+                f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}, got {short(problem['input'])}"
+                for problem in problems
+            ),
+            detail=[{key: problem[key] for key in ("loc", "msg", "type")} for problem in problems],
+        ) from None
 
 
 def json_kind(value: Any) -> str:
-    return {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number",
-            type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def short(value: Any, limit: int = 60) -> str:
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def integral(value: Any) -> Any:
@@ -152,26 +172,44 @@ class GenerateRequest(BaseModel):
 
     n_samples: Integer = Field(1, ge=1, description="How many series (at most the limit max_samples, see /info).")
     length: Integer | None = Field(
-        None, ge=1, description="Steps per series: a multiple of the model's stage length, at most max_length; "
-                                "may be far longer than the training window. Default: the training window.")
+        None,
+        ge=1,
+        description="Steps per series: a multiple of the model's stage length, at most max_length; "
+        "may be far longer than the training window. Default: the training window.",
+    )
     seed: Integer | None = Field(
-        None, ge=0, le=MAX_SEED, description="Random seed; the same seed and fields give the same series. "
-                                             "Default: a random seed, returned in the response.")
+        None,
+        ge=0,
+        le=MAX_SEED,
+        description="Random seed; the same seed and fields give the same series. "
+        "Default: a random seed, returned in the response.",
+    )
     sampler: Literal[SAMPLERS] | None = Field(
-        None, description="Reverse-diffusion sampler. Default: the model's own, the one its scores in /info were "
-                          "measured with.")
+        None,
+        description="Reverse-diffusion sampler. Default: the model's own, the one its scores in /info were "
+        "measured with.",
+    )
     steps: Integer | None = Field(
-        None, ge=1, description="Network evaluations per chunk, at most the model's diffusion steps. Default: "
-                                "every diffusion step for ddpm, else the model's sampling steps.")
+        None,
+        ge=1,
+        description="Network evaluations per chunk, at most the model's diffusion steps. Default: "
+        "every diffusion step for ddpm, else the model's sampling steps.",
+    )
     start: str | int | float | None = Field(
-        None, description="Timestamp of the first step (ISO 8601 for a model with dates, a number otherwise). "
-                          "Default: continue after the training data, or after the prefix.")
+        None,
+        description="Timestamp of the first step (ISO 8601 for a model with dates, a number otherwise). "
+        "Default: continue after the training data, or after the prefix.",
+    )
     prefix: list[dict[str, Any]] | None = Field(
-        None, description="A real history to continue, as records with the time column and every channel, "
-                          "oldest first, at the model's frequency. The series start right after it.")
+        None,
+        description="A real history to continue, as records with the time column and every channel, "
+        "oldest first, at the model's frequency. The series start right after it.",
+    )
     format: Literal["json", "csv", "parquet"] = Field(
-        "json", description="json: records with provenance; csv; parquet (Arrow, provenance in the schema "
-                            "metadata). Streams: json (one record per line) or csv.")
+        "json",
+        description="json: records with provenance; csv; parquet (Arrow, provenance in the schema "
+        "metadata). Streams: json (one record per line) or csv.",
+    )
 
 
 @dataclass(frozen=True)
@@ -208,8 +246,9 @@ def plan_request(request: GenerateRequest, model: StageDiff, limits: RequestLimi
     check_range("n_samples", request.n_samples, 1, limits.max_samples)
     largest = limits.max_length - limits.max_length % stage
     if length % stage or not stage <= length <= largest:
-        raise RequestError(f"length must be a multiple of the stage length {stage} between {stage} and {largest}, "
-                           f"got {length}")
+        raise RequestError(
+            f"length must be a multiple of the stage length {stage} between {stage} and {largest}, got {length}"
+        )
     sampler, steps = sampling_choice(config, request.sampler, request.steps)
     check_range("steps", steps, 1, config.diffusion_steps)
     check_budget(request.n_samples, length, len(channels), steps, stage, limits)
@@ -234,15 +273,20 @@ def check_budget(n_samples: int, length: int, channels: int, steps: int, stage: 
     if values <= limits.max_values and cost <= limits.max_cost:
         return
     longest = limits.longest(n_samples, channels, steps, stage)
-    fix = (f"with n_samples={n_samples} and steps={steps} the length may be at most {longest}" if longest else
-           f"with n_samples={n_samples} and steps={steps} not even one stage of {stage} steps fits")
+    fix = (
+        f"with n_samples={n_samples} and steps={steps} the length may be at most {longest}"
+        if longest
+        else f"with n_samples={n_samples} and steps={steps} not even one stage of {stage} steps fits"
+    )
     if cost > limits.max_cost:
         raise RequestError(
             f"n_samples * length * channels * steps = {n_samples} * {length} * {channels} * {steps} = {cost:,} exceeds "
-            f"the budget of {limits.max_cost:,} per request (max_cost); {fix} (or ask for fewer samples or steps)")
+            f"the budget of {limits.max_cost:,} per request (max_cost); {fix} (or ask for fewer samples or steps)"
+        )
     raise RequestError(
         f"n_samples * length * channels = {n_samples} * {length} * {channels} = {values:,} exceeds the limit of "
-        f"{limits.max_values:,} values per request (max_values); {fix} (or ask for fewer samples)")
+        f"{limits.max_values:,} values per request (max_values); {fix} (or ask for fewer samples)"
+    )
 
 
 def check_range(name: str, value: int, low: int, high: int) -> None:
@@ -255,18 +299,22 @@ def check_start(start: str | int | float, model: StageDiff) -> Any:
     time_column, frequency = model.metadata.get("time_column"), frequency_of(model)
     if time_column is None or frequency is None:
         if isinstance(start, str) or isinstance(start, float) and not start.is_integer() or abs(start) > MAX_STEP:
-            raise RequestError(f"start must be an integer step number between {-MAX_STEP} and {MAX_STEP} (this "
-                               f"model has no time column), got {start!r}")
+            raise RequestError(
+                f"start must be an integer step number between {-MAX_STEP} and {MAX_STEP} (this "
+                f"model has no time column), got {start!r}"
+            )
         return int(start)
     if isinstance(frequency, pd.Timedelta):
         if not isinstance(start, str):
-            raise RequestError(f"start must be an ISO 8601 timestamp such as {model.metadata['last_time']!r}, "
-                               f"got {start!r}")
+            raise RequestError(
+                f"start must be an ISO 8601 timestamp such as {model.metadata['last_time']!r}, got {start!r}"
+            )
         try:  # strictly ISO 8601: pandas would also read "" (as NaT) and "now" (a different time per call)
             return pd.Timestamp(datetime.fromisoformat(start))
         except (ValueError, TypeError, OverflowError) as error:
-            raise RequestError(f"start {start!r} is not an ISO 8601 timestamp (e.g. "
-                               f"{model.metadata['last_time']!r}): {error}") from None
+            raise RequestError(
+                f"start {start!r} is not an ISO 8601 timestamp (e.g. {model.metadata['last_time']!r}): {error}"
+            ) from None
     if isinstance(start, str) or not math.isfinite(start):
         raise RequestError(f"start must be a finite number on the model's time axis {time_column!r}, got {start!r}")
     return start
@@ -279,11 +327,15 @@ def check_time_axis(model: StageDiff, length: int, start: Any, prefix: pd.DataFr
     except DataError as error:
         raise RequestError(str(error)) from None
     except (ValueError, OverflowError, ArithmeticError) as error:
-        raise RequestError(f"the {length} timestamps from start {start} cannot be represented ({error}); "
-                           "choose an earlier start or a shorter length") from None
+        raise RequestError(
+            f"the {length} timestamps from start {start} cannot be represented ({error}); "
+            "choose an earlier start or a shorter length"
+        ) from None
     if len(times) != length or pd.isna(times[-1]):
-        raise RequestError(f"the {length} timestamps from start {start} cannot be represented; choose an earlier "
-                           "start or a shorter length")
+        raise RequestError(
+            f"the {length} timestamps from start {start} cannot be represented; choose an earlier "
+            "start or a shorter length"
+        )
 
 
 def prefix_columns(model: StageDiff) -> list[str]:
@@ -305,14 +357,18 @@ def check_prefix(records: list[dict[str, Any]], model: StageDiff, limits: Reques
         raise RequestError("prefix is empty; send at least one record, or leave prefix out")
     most = most_prefix_records(model, limits)
     if len(records) > most:
-        raise RequestError(f"prefix has {len(records)} records; at most {most} are accepted (the model "
-                           f"conditions on the last {4 * model.config.window - model.config.effective_stage_length} "
-                           "at most)")
+        raise RequestError(
+            f"prefix has {len(records)} records; at most {most} are accepted (the model "
+            f"conditions on the last {4 * model.config.window - model.config.effective_stage_length} "
+            "at most)"
+        )
     for row, record in enumerate(records):
         missing = [c for c in columns if c not in record]
         extra = [c for c in record if c not in columns]
         if missing or extra:
-            problem = "; ".join(part for part in (missing and f"lacks {missing}", extra and f"has unknown {extra}") if part)
+            problem = "; ".join(
+                part for part in (missing and f"lacks {missing}", extra and f"has unknown {extra}") if part
+            )
             raise RequestError(f"prefix record {row} {problem}: every record needs exactly the columns {columns}")
     for channel in channels:
         for row, record in enumerate(records):
@@ -320,8 +376,10 @@ def check_prefix(records: list[dict[str, Any]], model: StageDiff, limits: Reques
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise RequestError(f"prefix record {row}: channel {channel!r} must be a number, got {value!r}")
             if not math.isfinite(value):
-                raise RequestError(f"prefix record {row}: channel {channel!r} is {value!r}; NaN and infinite "
-                                   "values are not accepted, fill them before sending")
+                raise RequestError(
+                    f"prefix record {row}: channel {channel!r} is {value!r}; NaN and infinite "
+                    "values are not accepted, fill them before sending"
+                )
     frame = pd.DataFrame({c: np.array([r[c] for r in records], dtype=np.float64) for c in channels})
     if time_column:
         frame.insert(0, time_column, check_prefix_times([r[time_column] for r in records], model))
@@ -334,20 +392,28 @@ def check_prefix_times(times: list[Any], model: StageDiff) -> pd.Index:
     if isinstance(frequency, pd.Timedelta):
         bad = next((row for row, value in enumerate(times) if not isinstance(value, str)), None)
         if bad is not None:
-            raise RequestError(f"prefix record {bad}: {time_column!r} must be an ISO 8601 timestamp string, "
-                               f"got {times[bad]!r}")
+            raise RequestError(
+                f"prefix record {bad}: {time_column!r} must be an ISO 8601 timestamp string, got {times[bad]!r}"
+            )
         try:
             index = pd.DatetimeIndex(pd.to_datetime(times, format="ISO8601"))
         except (ValueError, TypeError, OverflowError) as error:
-            raise RequestError(f"prefix column {time_column!r} has a value that is not an ISO 8601 timestamp "
-                               f"({error})") from None
+            raise RequestError(
+                f"prefix column {time_column!r} has a value that is not an ISO 8601 timestamp ({error})"
+            ) from None
         missing = np.flatnonzero(np.asarray(index.isna()))
         if missing.size:  # pandas reads "" as a missing timestamp
             row = int(missing[0])
             raise RequestError(f"prefix record {row}: {time_column!r} {times[row]!r} is not an ISO 8601 timestamp")
     else:
-        bad = next((row for row, value in enumerate(times)
-                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)), None)
+        bad = next(
+            (
+                row
+                for row, value in enumerate(times)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            ),
+            None,
+        )
         if bad is not None:
             raise RequestError(f"prefix record {bad}: {time_column!r} must be a finite number, got {times[bad]!r}")
         index = pd.Index(times)
@@ -356,8 +422,10 @@ def check_prefix_times(times: list[Any], model: StageDiff) -> pd.Index:
         back = np.flatnonzero(np.asarray(index[1:] <= index[:-1]))
         if back.size:
             row = int(back[0]) + 1
-            raise RequestError(f"prefix timestamps must be strictly increasing; record {row} ({index[row]}) does not "
-                               f"come after record {row - 1} ({index[row - 1]})")
+            raise RequestError(
+                f"prefix timestamps must be strictly increasing; record {row} ({index[row]}) does not "
+                f"come after record {row - 1} ({index[row - 1]})"
+            )
         if frequency is not None:
             if isinstance(frequency, pd.Timedelta):
                 off = np.flatnonzero(np.asarray(steps != frequency))
@@ -365,8 +433,10 @@ def check_prefix_times(times: list[Any], model: StageDiff) -> pd.Index:
                 off = np.flatnonzero(~np.isclose(np.asarray(steps, dtype=np.float64), frequency, rtol=1e-9, atol=0))
             if off.size:
                 row = int(off[0]) + 1
-                raise RequestError(f"prefix timestamps must be {frequency} apart (the model's frequency); records "
-                                   f"{row - 1} and {row} are {steps[row - 1]} apart")
+                raise RequestError(
+                    f"prefix timestamps must be {frequency} apart (the model's frequency); records "
+                    f"{row - 1} and {row} are {steps[row - 1]} apart"
+                )
     return index
 
 

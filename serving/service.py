@@ -22,9 +22,10 @@ import ctypes
 import functools
 import logging
 import os
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import bentoml
 import pandas as pd
@@ -36,12 +37,11 @@ from starlette.routing import Route
 
 from serving import openapi, timeouts
 from serving.batching import Batcher, Work, rows_independent
-from serving.encoding import (MEDIA_TYPES, STREAM_MEDIA_TYPES, NonFiniteOutput, encode, encode_piece,
-                              provenance_headers)
+from serving.encoding import MEDIA_TYPES, STREAM_MEDIA_TYPES, NonFiniteOutput, encode, encode_piece, provenance_headers
 from serving.requests import BodyError, GenerateRequest, Plan, RequestError, RequestLimits, check_body, plan_request
 from stagediff import StageDiff, StageDiffError, runtime
-from stagediff.generator import SamplePiece
 from stagediff.diffusion import sampling_choice
+from stagediff.generator import SamplePiece
 from stagediff.runtime import configure_threads
 
 logger = logging.getLogger(__name__)
@@ -109,8 +109,9 @@ class ClientGuard:
         if scope["method"] == "POST" and scope["path"] in self.schemas:
             content_type = headers.get(b"content-type")
             try:
-                check_body(None if content_type is None else content_type.decode("latin-1"), body,
-                           self.schemas[scope["path"]])
+                check_body(
+                    None if content_type is None else content_type.decode("latin-1"), body, self.schemas[scope["path"]]
+                )
             except BodyError as error:
                 answer = {"error": str(error), **({"detail": error.detail} if error.detail else {})}
                 return await JSONResponse(answer, status_code=error.status)(scope, receive, send)
@@ -192,8 +193,11 @@ class Stream:
 
     def frame(self, model: StageDiff, piece: SamplePiece) -> pd.DataFrame:
         time_column, index = self.times
-        return model.to_frame(piece.values, (time_column, index[piece.step:piece.step + piece.values.shape[1]]),
-                              first_sample=piece.sample)
+        return model.to_frame(
+            piece.values,
+            (time_column, index[piece.step : piece.step + piece.values.shape[1]]),
+            first_sample=piece.sample,
+        )
 
 
 async def get_info(_: Request) -> Response:
@@ -205,13 +209,19 @@ async def get_openapi(_: Request) -> Response:
 
 
 # Mounted before BentoML's own routes for these paths: GET /info, and the OpenAPI document of serving.openapi.
-info_app = Starlette(routes=[Route("/info", get_info, methods=["GET"]), Route("/docs.json", get_openapi, methods=["GET"])])
+info_app = Starlette(
+    routes=[Route("/info", get_info, methods=["GET"]), Route("/docs.json", get_openapi, methods=["GET"])]
+)
 
 
 # envs: BentoML starts the worker with these where the server's environment lacks them, so they precede torch's
 # import (a built Bento carries them too).
-@bentoml.service(name="stagediff", workers=1, traffic={"timeout": 600, "max_concurrency": MAX_CONCURRENCY},
-                 envs=[{"name": name, "value": value} for name, value in runtime.ENVIRONMENT.items()])
+@bentoml.service(
+    name="stagediff",
+    workers=1,
+    traffic={"timeout": 600, "max_concurrency": MAX_CONCURRENCY},
+    envs=[{"name": name, "value": value} for name, value in runtime.ENVIRONMENT.items()],
+)
 @bentoml.asgi_app(info_app, path="/")
 class StageDiffService:
     """Stage-Diff synthetic multivariate time series in the data's units, with timestamps."""
@@ -219,7 +229,9 @@ class StageDiffService:
     model = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
-        self.threads = configure_threads(int(os.environ["STAGEDIFF_THREADS"]) if "STAGEDIFF_THREADS" in os.environ else None)
+        self.threads = configure_threads(
+            int(os.environ["STAGEDIFF_THREADS"]) if "STAGEDIFF_THREADS" in os.environ else None
+        )
         self.malloc_arenas = limit_malloc_arenas()
         self.generator = StageDiff.load(self.model.path)
         self.metadata = dict(self.model.info.metadata)
@@ -232,8 +244,13 @@ class StageDiffService:
         self.batcher = Batcher(self.generator, self.executor, max_rows=max_rows, max_jobs=max_rows if batching else 1)
         self.streams_open = 0
         self.pieces_streamed = 0
-        logger.info("serving %s with %d torch thread(s); batching %s%s", self.model.tag, self.threads,
-                    "on" if batching else "off", "" if exact else " (rows depend on the batch on this machine)")
+        logger.info(
+            "serving %s with %d torch thread(s); batching %s%s",
+            self.model.tag,
+            self.threads,
+            "on" if batching else "off",
+            "" if exact else " (rows depend on the batch on this machine)",
+        )
 
     # -- endpoints --------------------------------------------------------------------------------
     @bentoml.api(route="/generate", output_spec=GenerateResponse)
@@ -267,8 +284,9 @@ class StageDiffService:
             return model_fault(error)
         provenance = self.provenance(plan, first)
         headers = {**provenance_headers(provenance), "X-StageDiff-Rows": str(plan.n_samples * plan.length)}
-        return StreamingResponse(self.stream(head, rest, plan.format), media_type=STREAM_MEDIA_TYPES[plan.format],
-                                 headers=headers)
+        return StreamingResponse(
+            self.stream(head, rest, plan.format), media_type=STREAM_MEDIA_TYPES[plan.format], headers=headers
+        )
 
     @bentoml.api(route="/info")
     async def info(self) -> dict[str, Any]:
@@ -290,8 +308,11 @@ class StageDiffService:
         if plan.run.chunks == 1:
             return None, await self.sample(plan)
         work = Work()
-        rest = Stream(work, self.generator.run_pieces(plan.run, step_callback=self.batcher.checkpoint(work)),
-                      self.generator.sample_times(plan.length, plan.start, plan.prefix))
+        rest = Stream(
+            work,
+            self.generator.run_pieces(plan.run, step_callback=self.batcher.checkpoint(work)),
+            self.generator.sample_times(plan.length, plan.start, plan.prefix),
+        )
         return rest, rest.frame(self.generator, await self.batcher.compute(work, next, rest.pieces))
 
     async def stream(self, head: bytes, rest: Stream | None, format: str) -> AsyncIterator[bytes]:
@@ -314,7 +335,8 @@ class StageDiffService:
                 rest.work.left = True
 
     # -- descriptions ---------------------------------------------------------------------------------
-    @functools.cache
+    # one service object per worker process, alive as long as the process: caching on it holds nothing longer
+    @functools.cache  # noqa: B019
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI document of this service and model (serving.openapi), served at /docs.json."""
         return openapi.document(StageDiffService.openapi_spec.asdict(), self.generator, self.limits)
@@ -326,18 +348,25 @@ class StageDiffService:
             "model_version": str(self.metadata.get("model_version") or self.model.tag.version),
             "registered_model": self.metadata.get("registered_model"),
             "mlflow_run_id": self.metadata.get("mlflow_run_id"),
-            "seed": plan.seed, "seed_chosen": plan.seed_chosen, "steps": plan.steps, "sampler": plan.sampler,
-            "n_samples": plan.n_samples, "length": plan.length,
-            "start": first_time.isoformat() if isinstance(first_time, pd.Timestamp) else getattr(first_time, "item", lambda: first_time)(),
+            "seed": plan.seed,
+            "seed_chosen": plan.seed_chosen,
+            "steps": plan.steps,
+            "sampler": plan.sampler,
+            "n_samples": plan.n_samples,
+            "length": plan.length,
+            "start": first_time.isoformat()
+            if isinstance(first_time, pd.Timestamp)
+            else getattr(first_time, "item", lambda: first_time)(),
             "prefix_rows": 0 if plan.prefix is None else len(plan.prefix),
         }
 
     def describe(self) -> dict[str, Any]:
-        model, config, metadata = self.generator, self.generator.config, self.generator.metadata
+        config, metadata = self.generator.config, self.generator.metadata
         frequency = metadata.get("frequency")
         return {
             "model": {
-                "name": self.model.tag.name, "tag": str(self.model.tag),
+                "name": self.model.tag.name,
+                "tag": str(self.model.tag),
                 "version": str(self.metadata.get("model_version") or self.model.tag.version),
                 "registered_model": self.metadata.get("registered_model"),
                 "mlflow_run_id": self.metadata.get("mlflow_run_id"),
@@ -347,22 +376,30 @@ class StageDiffService:
             "data": {
                 "dataset": self.metadata.get("dataset") or metadata.get("source"),
                 "hash": self.metadata.get("data_hash") or metadata.get("content_hash"),
-                "channels": list(metadata["channels"]), "time_column": metadata.get("time_column"),
+                "channels": list(metadata["channels"]),
+                "time_column": metadata.get("time_column"),
                 "frequency": None if frequency is None else frequency["value"],
-                "first_time": metadata.get("first_time"), "last_time": metadata.get("last_time"),
+                "first_time": metadata.get("first_time"),
+                "last_time": metadata.get("last_time"),
             },
-            "window": config.window, "stage_length": config.effective_stage_length,
+            "window": config.window,
+            "stage_length": config.effective_stage_length,
             "diffusion_steps": config.diffusion_steps,
             "sampling": dict(zip(("sampler", "steps"), sampling_choice(config))),
             "metrics_sampling": self.metadata.get("metrics_sampling"),
             "metrics": self.metadata.get("metrics", {}),
             "limits": {**self.limits.to_dict(), "max_body_bytes": max_body_bytes()},
             "serving": {
-                "torch_threads": self.threads, "malloc_arenas": self.malloc_arenas, "batching": self.batcher.max_jobs > 1,
+                "torch_threads": self.threads,
+                "malloc_arenas": self.malloc_arenas,
+                "batching": self.batcher.max_jobs > 1,
                 "max_batch_rows": self.batcher.max_rows,
-                "batches": self.batcher.batches, "batched_requests": self.batcher.jobs,
-                "queued_requests": len(self.batcher.pending), "running_batches": len(self.batcher.running),
-                "streams_open": self.streams_open, "pieces_streamed": self.pieces_streamed,
+                "batches": self.batcher.batches,
+                "batched_requests": self.batcher.jobs,
+                "queued_requests": len(self.batcher.pending),
+                "running_batches": len(self.batcher.running),
+                "streams_open": self.streams_open,
+                "pieces_streamed": self.pieces_streamed,
                 "cancelled": self.batcher.turns.cancelled,
             },
         }
@@ -383,6 +420,9 @@ def max_body_bytes() -> int:
     return int(os.environ.get("STAGEDIFF_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
 
 
-StageDiffService.add_asgi_middleware(ClientGuard, max_bytes=max_body_bytes(),
-                                     schemas={api.route: api.input_spec for api in StageDiffService.apis.values()})
+StageDiffService.add_asgi_middleware(
+    ClientGuard,
+    max_bytes=max_body_bytes(),
+    schemas={api.route: api.input_spec for api in StageDiffService.apis.values()},
+)
 timeouts.install()  # before BentoML builds the app: its own timeout middleware keeps every request for 600 s

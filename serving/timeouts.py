@@ -47,12 +47,12 @@ class RequestTimeout:
             settle()
             await send(message)
 
-        timer = loop.call_later(self.timeout, settle, asyncio.TimeoutError())
+        timer = loop.call_later(self.timeout, settle, TimeoutError())
         task = asyncio.ensure_future(self.app(scope, receive, send_started))
         task.add_done_callback(lambda _: settle())
         try:
             await started
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if task.cancel():
                 message = f"Not able to process the request in {self.timeout} seconds"
                 await JSONResponse({"error": message}, status_code=504)(scope, receive, send)

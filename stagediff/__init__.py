@@ -39,4 +39,13 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-__all__ = ["ConfigError", "DataError", "SampleRequest", "StageDiff", "StageDiffConfig", "StageDiffError", "__version__", "evaluate"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "SampleRequest",
+    "StageDiff",
+    "StageDiffConfig",
+    "StageDiffError",
+    "__version__",
+    "evaluate",
+]

@@ -78,6 +78,8 @@ def load_generator(path: str | os.PathLike) -> SavedGenerator:
     scaler = MinMaxScaler.from_dict(json.loads((source / "scaler.json").read_text()))
     metadata = json.loads((source / "metadata.json").read_text())
     if metadata.get("format_version") != FORMAT_VERSION:
-        raise StageDiffError(f"{source} has model format {metadata.get('format_version')}, this stagediff reads {FORMAT_VERSION}")
+        raise StageDiffError(
+            f"{source} has model format {metadata.get('format_version')}, this stagediff reads {FORMAT_VERSION}"
+        )
     weights = torch.load(source / "weights.pt", map_location="cpu", weights_only=True)
     return SavedGenerator(config=config, scaler=scaler, metadata=metadata, weights=weights)

@@ -21,8 +21,8 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 
@@ -36,10 +36,13 @@ OUTPUT_FORMATS = (".parquet", ".csv")
 def add_common_options(parser: argparse.ArgumentParser, default: object) -> None:
     """--threads and --verbose, accepted before and after the command (``default``: argparse.SUPPRESS after it, so
     that a value given before it stands)."""
-    parser.add_argument("--threads", type=int, default=default,
-                        help="CPU threads for torch (default: 1 on up to 2 cores, else half the cores, at most 8)")
-    parser.add_argument("--verbose", "-v", action="store_true", default=default or False,
-                        help="log progress details")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=default,
+        help="CPU threads for torch (default: 1 on up to 2 cores, else half the cores, at most 8)",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", default=default or False, help="log progress details")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,22 +55,38 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, help="folder to write the trained model to")
     fit.add_argument("--time-column", help="name of the time column (default: built-in's own, else none)")
     fit.add_argument("--config", help="YAML/JSON file of StageDiffConfig fields")
-    fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override one configuration field (YAML value), repeatable")
+    fit.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one configuration field (YAML value), repeatable",
+    )
     fit.add_argument("--preset", help="start from a named preset (stagediff.recipe.PRESETS) instead of the defaults")
-    fit.add_argument("--columns", help="comma-separated channel columns to model (default: every column but the "
-                                       "time column)")
+    fit.add_argument(
+        "--columns", help="comma-separated channel columns to model (default: every column but the time column)"
+    )
     fit.add_argument("--window", type=int, help="training window length (stages, patches and width follow it)")
-    fit.add_argument("--stage-length", type=int, help="steps per stage (default: follows the window); the window "
-                                                      "must be a multiple of it")
+    fit.add_argument(
+        "--stage-length",
+        type=int,
+        help="steps per stage (default: follows the window); the window must be a multiple of it",
+    )
     fit.add_argument("--max-steps", type=int, help="training steps")
-    fit.add_argument("--minutes", type=float, help="train for this many minutes of wall-clock time instead of "
-                                                   "--max-steps (the steps reached are saved with the model)")
+    fit.add_argument(
+        "--minutes",
+        type=float,
+        help="train for this many minutes of wall-clock time instead of "
+        "--max-steps (the steps reached are saved with the model)",
+    )
     fit.add_argument("--seed", type=int, help="random seed of initialisation and training")
     fit.add_argument("--interpolate", action="store_true", help="interpolate NaN/inf values instead of failing")
     fit.add_argument("--data-dir", help="folder of the benchmark files (default: $STAGEDIFF_DATA_DIR, else ./data)")
-    fit.add_argument("--checkpoint-dir", help="checkpoint folder; an interrupted fit resumes from it (default: "
-                                              "OUT/../<name>-checkpoints, removed once the model is saved)")
+    fit.add_argument(
+        "--checkpoint-dir",
+        help="checkpoint folder; an interrupted fit resumes from it (default: "
+        "OUT/../<name>-checkpoints, removed once the model is saved)",
+    )
     fit.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="show a progress bar")
 
@@ -77,33 +96,49 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=int, default=1, help="number of series")
     sample.add_argument("--length", type=int, help="steps per series (default: the training window)")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--steps", type=int, help="network evaluations of the sampler per chunk (default: every "
-                        "diffusion step for ddpm, else the model's sampling_steps)")
+    sample.add_argument(
+        "--steps",
+        type=int,
+        help="network evaluations of the sampler per chunk (default: every "
+        "diffusion step for ddpm, else the model's sampling_steps)",
+    )
     sample.add_argument("--sampler", choices=SAMPLERS, help="default: the model's configured sampler")
-    sample.add_argument("--prefix", help="CSV/parquet of real history to continue (channel columns, optional time column)")
+    sample.add_argument(
+        "--prefix", help="CSV/parquet of real history to continue (channel columns, optional time column)"
+    )
     sample.add_argument("--start", help="first timestamp of the samples (default: continue after the data or prefix)")
-    sample.add_argument("--chunk-length", type=int, help="steps denoised jointly per chunk (default: up to 4 training windows)")
+    sample.add_argument(
+        "--chunk-length", type=int, help="steps denoised jointly per chunk (default: up to 4 training windows)"
+    )
     sample.add_argument("--plot", help="also write a PNG of the samples")
     sample.add_argument("--plot-data", help="real data (file or built-in name) to draw beside the samples in --plot")
     sample.add_argument("--data-dir", help="folder of the benchmark files for --plot-data")
     sample.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     sample.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
 
-    evaluate = commands.add_parser("evaluate", help="score a trained generator against real data; writes "
-                                                   "metrics.json and PNG pictures")
+    evaluate = commands.add_parser(
+        "evaluate", help="score a trained generator against real data; writes metrics.json and PNG pictures"
+    )
     evaluate.add_argument("model", help="model folder written by `stagediff fit`")
     evaluate.add_argument("--data", required=True, help="real data: CSV/parquet path or built-in name")
     evaluate.add_argument("--time-column", help="the data's time column (default: the model's)")
     evaluate.add_argument("--out", required=True, help="folder for metrics.json and the pictures")
-    evaluate.add_argument("--protocol", choices=("paper", "heldout"), default="heldout",
-                          help="paper: all windows of the series; heldout: the model's held-out part (default)")
+    evaluate.add_argument(
+        "--protocol",
+        choices=("paper", "heldout"),
+        default="heldout",
+        help="paper: all windows of the series; heldout: the model's held-out part (default)",
+    )
     evaluate.add_argument("--n", type=int, default=1000, help="real windows (and as many synthetic ones), at most")
     evaluate.add_argument("--repeats", type=int, default=5, help="seeded repeats of the trained judges")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--steps", type=int, help="DDIM reverse steps for sampling")
-    evaluate.add_argument("--fast", action="store_true", help="few judge iterations: for smoke tests, not for reporting")
-    evaluate.add_argument("--metrics", nargs="+", help="only these metrics (names as in metrics.json; default: all "
-                                                      "the protocol allows)")
+    evaluate.add_argument(
+        "--fast", action="store_true", help="few judge iterations: for smoke tests, not for reporting"
+    )
+    evaluate.add_argument(
+        "--metrics", nargs="+", help="only these metrics (names as in metrics.json; default: all the protocol allows)"
+    )
     evaluate.add_argument("--data-dir", help="folder of the benchmark files")
 
     info = commands.add_parser("info", help="print a trained generator's configuration and metadata as JSON")
@@ -119,13 +154,25 @@ def fit_command(args: argparse.Namespace) -> int:
     from stagediff.generator import StageDiff
 
     if args.config and args.preset:
-        raise StageDiffError("--config and --preset both choose where the configuration starts; give one "
-                             "(a config file can name its preset with a `preset:` key)")
-    config = StageDiffConfig.from_file(args.config) if args.config else \
-        StageDiffConfig.preset(args.preset) if args.preset else StageDiffConfig()
+        raise StageDiffError(
+            "--config and --preset both choose where the configuration starts; give one "
+            "(a config file can name its preset with a `preset:` key)"
+        )
+    config = (
+        StageDiffConfig.from_file(args.config)
+        if args.config
+        else StageDiffConfig.preset(args.preset)
+        if args.preset
+        else StageDiffConfig()
+    )
     overrides = parse_overrides(args.set)
-    for name, value in (("window", args.window), ("stage_length", args.stage_length), ("max_steps", args.max_steps),
-                        ("max_minutes", args.minutes), ("seed", args.seed)):
+    for name, value in (
+        ("window", args.window),
+        ("stage_length", args.stage_length),
+        ("max_steps", args.max_steps),
+        ("max_minutes", args.minutes),
+        ("seed", args.seed),
+    ):
         if value is not None:
             overrides[name] = value
     if args.interpolate:
@@ -134,8 +181,15 @@ def fit_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else out.parent / f"{out.name}-checkpoints"
     columns = [column.strip() for column in args.columns.split(",")] if args.columns else None
-    model = StageDiff(config).fit(args.data, args.time_column, columns=columns, data_dir=args.data_dir,
-                                  checkpoint_dir=checkpoints, device=args.device, progress=args.progress)
+    model = StageDiff(config).fit(
+        args.data,
+        args.time_column,
+        columns=columns,
+        data_dir=args.data_dir,
+        checkpoint_dir=checkpoints,
+        device=args.device,
+        progress=args.progress,
+    )
     if not is_main_process():
         return 0  # under torchrun: rank 0 saves the model that every rank holds
     model.save(out)
@@ -144,8 +198,10 @@ def fit_command(args: argparse.Namespace) -> int:
     training = model.metadata["training"]
     for name, choice in model.metadata.get("choices", {}).items():
         print(f"chose {name} = {choice['value']}: {choice['because']} (override with --set {name}=...)")
-    print(f"trained {training['steps']} steps in {training['seconds']:.1f} s on {training['device']} "
-          f"(final loss {training['final_loss']:.4f}, {training['parameters']:,} parameters); model saved to {out}")
+    print(
+        f"trained {training['steps']} steps in {training['seconds']:.1f} s on {training['device']} "
+        f"(final loss {training['final_loss']:.4f}, {training['parameters']:,} parameters); model saved to {out}"
+    )
     for warning in model.metadata.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -162,9 +218,17 @@ def sample_command(args: argparse.Namespace) -> int:
         raise StageDiffError(f"--plot must be a .png file, got {args.plot}")
     model = StageDiff.load(args.model, device=args.device)
     prefix = load_frame(Path(args.prefix))[0] if args.prefix else None
-    frame = model.sample(n=args.n, length=args.length, seed=args.seed, steps=args.steps, prefix=prefix,
-                         sampler=args.sampler, start=args.start, chunk_length=args.chunk_length,
-                         progress=args.progress)
+    frame = model.sample(
+        n=args.n,
+        length=args.length,
+        seed=args.seed,
+        steps=args.steps,
+        prefix=prefix,
+        sampler=args.sampler,
+        start=args.start,
+        chunk_length=args.chunk_length,
+        progress=args.progress,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
         frame.to_csv(out, index=False)
@@ -194,22 +258,37 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from stagediff.generator import StageDiff
 
     model = StageDiff.load(args.model)
-    scores = evaluate_generator(model, args.data, args.out, protocol=args.protocol, n=args.n, repeats=args.repeats,
-                                seed=args.seed, fast=args.fast, steps=args.steps, data_dir=args.data_dir,
-                                metrics=args.metrics, time_column=args.time_column)
+    scores = evaluate_generator(
+        model,
+        args.data,
+        args.out,
+        protocol=args.protocol,
+        n=args.n,
+        repeats=args.repeats,
+        seed=args.seed,
+        fast=args.fast,
+        steps=args.steps,
+        data_dir=args.data_dir,
+        metrics=args.metrics,
+        time_column=args.time_column,
+    )
     for name, entry in scores.items():
         if not isinstance(entry, dict) or "mean" not in entry:
             continue
         if entry["mean"] is None:
             print(f"{name:>16}: skipped ({entry.get('skipped', 'not enough windows')})")
             continue
-        floors = [f"{label} {entry[key]:.4f}" for key, label in (("real_baseline", "real vs real"),
-                                                                 ("real_own", "training vs held-out"))
-                  if isinstance(entry.get(key), float)]
+        floors = [
+            f"{label} {entry[key]:.4f}"
+            for key, label in (("real_baseline", "real vs real"), ("real_own", "training vs held-out"))
+            if isinstance(entry.get(key), float)
+        ]
         print(f"{name:>16}: {entry['mean']:.4f} +- {entry['std']:.4f}" + (f"  ({'; '.join(floors)})" if floors else ""))
         if entry.get("top_features"):
-            print(f"{'':>16}  what gives the windows away (feature, its own AUC): "
-                  + ", ".join(f"{feature} {auc:.2f}" for feature, auc in entry["top_features"][:3]))
+            print(
+                f"{'':>16}  what gives the windows away (feature, its own AUC): "
+                + ", ".join(f"{feature} {auc:.2f}" for feature, auc in entry["top_features"][:3])
+            )
     print(f"wrote {Path(args.out) / 'metrics.json'} and {len(scores.get('pictures', []))} pictures")
     return 0
 
@@ -239,7 +318,9 @@ COMMANDS = {"fit": fit_command, "sample": sample_command, "evaluate": evaluate_c
 def main(argv: Sequence[str] | None = None) -> int:
     configure_environment()
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     from stagediff.distributed import local_world_size
 
     try:

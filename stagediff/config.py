@@ -22,8 +22,14 @@ SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("cosine", "linear")
 MISSING_POLICIES = ("error", "interpolate")
 
-RETIRED: dict[str, Any] = {"channel_embedding": False, "channel_attention": False, "detail_basis": False,
-                           "loss": "mse", "loss_weighting": "uniform", "fourier_loss_weight": 0.0}
+RETIRED: dict[str, Any] = {
+    "channel_embedding": False,
+    "channel_attention": False,
+    "detail_basis": False,
+    "loss": "mse",
+    "loss_weighting": "uniform",
+    "fourier_loss_weight": 0.0,
+}
 """Switches of StageDiffConfig that lost their experiments and were removed, with the value that is what stagediff
 does now (their old default). A configuration that holds one at that value (every model saved before) loads without
 it; any other value is a ConfigError (results/decisions.md, "Retired switches")."""
@@ -42,9 +48,11 @@ def _dropping_retired(kind: type) -> type:
         for key in sorted(set(kwargs) & set(RETIRED)):
             value, old = kwargs.pop(key), RETIRED[key]
             if value != old or isinstance(value, bool) != isinstance(old, bool):
-                raise ConfigError(f"{key} was retired: only {key}: {json.dumps(old)} (what stagediff does now) is "
-                                  f"accepted, got {value!r}; commit {RETIRED_AFTER} still has the switch "
-                                  f"(results/decisions.md, \"Retired switches\")")
+                raise ConfigError(
+                    f"{key} was retired: only {key}: {json.dumps(old)} (what stagediff does now) is "
+                    f"accepted, got {value!r}; commit {RETIRED_AFTER} still has the switch "
+                    f'(results/decisions.md, "Retired switches")'
+                )
         checked(self, *args, **kwargs)
 
     kind.__init__ = __init__
@@ -160,8 +168,11 @@ class StageDiffConfig:
         check_types(self)
         given = {name: getattr(self, name) for name in WINDOW_FIELDS}
         require(isinstance(self.window, int) and self.window >= 1, f"window must be at least 1, got {self.window}")
-        chosen = window_settings(self.window, given) if self.staged or given["stage_length"] is not None else \
-            _unstaged_settings(self.window, given)
+        chosen = (
+            window_settings(self.window, given)
+            if self.staged or given["stage_length"] is not None
+            else _unstaged_settings(self.window, given)
+        )
         for name, value in chosen.items():
             object.__setattr__(self, name, value)
         object.__setattr__(self, "_automatic", frozenset(chosen))
@@ -237,9 +248,23 @@ def _unstaged_settings(window: int, given: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_values(c: StageDiffConfig) -> None:
-    for name in ("window", "stage_length", "patch_length", "patch_stride", "d_model", "heads", "encoder_layers",
-                 "decoder_layers", "feedforward", "fusion_kernel", "diffusion_steps", "sampling_steps",
-                 "batch_size", "max_steps", "checkpoint_every"):
+    for name in (
+        "window",
+        "stage_length",
+        "patch_length",
+        "patch_stride",
+        "d_model",
+        "heads",
+        "encoder_layers",
+        "decoder_layers",
+        "feedforward",
+        "fusion_kernel",
+        "diffusion_steps",
+        "sampling_steps",
+        "batch_size",
+        "max_steps",
+        "checkpoint_every",
+    ):
         require(getattr(c, name) >= 1, f"{name} must be at least 1, got {getattr(c, name)}")
     for name in ("context", "warmup_steps"):
         require(getattr(c, name) >= 0, f"{name} must be non-negative, got {getattr(c, name)}")
@@ -249,35 +274,48 @@ def _check_values(c: StageDiffConfig) -> None:
     require(c.missing in MISSING_POLICIES, f"missing must be one of {MISSING_POLICIES}, got {c.missing!r}")
     require(c.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, got {c.sampler!r}")
     require(c.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {c.schedule!r}")
-    require(c.sampling_steps <= c.diffusion_steps,
-            f"sampling_steps ({c.sampling_steps}) cannot exceed diffusion_steps ({c.diffusion_steps})")
+    require(
+        c.sampling_steps <= c.diffusion_steps,
+        f"sampling_steps ({c.sampling_steps}) cannot exceed diffusion_steps ({c.diffusion_steps})",
+    )
     require(0.0 <= c.ddim_eta <= 1.0, f"ddim_eta must be in [0, 1], got {c.ddim_eta}")
     require(0.0 <= c.dropout < 1.0, f"dropout must be in [0, 1), got {c.dropout}")
     require(0.0 < c.ema_decay < 1.0, f"ema_decay must be in (0, 1), got {c.ema_decay}")
-    require(c.range_margin is None or 0.0 <= c.range_margin <= 10.0,
-            f"range_margin must be in [0, 10] (a share of the training range) or None, got {c.range_margin}")
+    require(
+        c.range_margin is None or 0.0 <= c.range_margin <= 10.0,
+        f"range_margin must be in [0, 10] (a share of the training range) or None, got {c.range_margin}",
+    )
     require(c.max_minutes is None or c.max_minutes > 0, f"max_minutes must be positive or None, got {c.max_minutes}")
     require(c.learning_rate > 0, f"learning_rate must be positive, got {c.learning_rate}")
     require(c.weight_decay >= 0, f"weight_decay must be non-negative, got {c.weight_decay}")
     require(c.grad_clip > 0, f"grad_clip must be positive, got {c.grad_clip}")
     require(c.d_model % c.heads == 0, f"d_model ({c.d_model}) must be divisible by heads ({c.heads})")
     require(len(c.pool_kernels) >= 1, "pool_kernels needs at least one kernel (one per decomposition scale)")
-    require(all(k >= 1 and k % 2 == 1 for k in c.pool_kernels),
-            f"pool_kernels must be odd positive integers (length-preserving AvgPool), got {list(c.pool_kernels)}")
-    require(c.fusion_kernel % 2 == 1, f"fusion_kernel must be odd (length-preserving convolution), got {c.fusion_kernel}")
+    require(
+        all(k >= 1 and k % 2 == 1 for k in c.pool_kernels),
+        f"pool_kernels must be odd positive integers (length-preserving AvgPool), got {list(c.pool_kernels)}",
+    )
+    require(
+        c.fusion_kernel % 2 == 1, f"fusion_kernel must be odd (length-preserving convolution), got {c.fusion_kernel}"
+    )
     if c.staged and c.window % c.stage_length != 0:
         lower = max(c.stage_length, c.window // c.stage_length * c.stage_length)
         raise ConfigError(
-            f"window {c.window} is not divisible into stages of stage_length {c.stage_length}: choose a window that is a "
-            f"multiple of stage_length (e.g. {lower} or {lower + c.stage_length}) or another stage_length"
+            f"window {c.window} is not divisible into stages of stage_length {c.stage_length}: choose a window that "
+            f"is a multiple of stage_length (e.g. {lower} or {lower + c.stage_length}) or another stage_length"
         )
     stage = c.effective_stage_length
     require(c.effective_context <= stage, f"context ({c.context}) cannot exceed stage_length ({stage})")
-    require(not c.seam_blend or 2 * c.effective_context <= stage,
-            f"seam_blend needs 2 * context ({2 * c.context}) <= stage_length ({stage}); lower context or set seam_blend false")
+    require(
+        not c.seam_blend or 2 * c.effective_context <= stage,
+        f"seam_blend needs 2 * context ({2 * c.context}) <= stage_length ({stage}); "
+        "lower context or set seam_blend false",
+    )
     span = stage + 2 * c.effective_context
     require(c.patch_length <= stage, f"patch_length ({c.patch_length}) cannot exceed stage_length ({stage})")
     for length, what in ((span, "stage_length + 2 * context"), (stage, "stage_length")):
-        require((length - c.patch_length) % c.patch_stride == 0,
-                f"patches must tile the stage exactly: ({what} = {length}) - patch_length ({c.patch_length}) must be "
-                f"a multiple of patch_stride ({c.patch_stride})")
+        require(
+            (length - c.patch_length) % c.patch_stride == 0,
+            f"patches must tile the stage exactly: ({what} = {length}) - patch_length ({c.patch_length}) must be "
+            f"a multiple of patch_stride ({c.patch_stride})",
+        )

@@ -128,8 +128,9 @@ class DDPMSampler(Sampler):
         prev = self.previous(index)
         abar_t, abar_prev = self._abar(t), self._abar(prev)
         beta_t = 1 - abar_t / abar_prev
-        mean = (math.sqrt(abar_prev) * beta_t / (1 - abar_t)) * x0_pred \
-            + (math.sqrt(1 - beta_t) * (1 - abar_prev) / (1 - abar_t)) * x_t
+        mean = (math.sqrt(abar_prev) * beta_t / (1 - abar_t)) * x0_pred + (
+            math.sqrt(1 - beta_t) * (1 - abar_prev) / (1 - abar_t)
+        ) * x_t
         if prev < 0:
             return mean
         variance = beta_t * (1 - abar_prev) / (1 - abar_t)

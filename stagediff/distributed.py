@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -40,11 +40,14 @@ class DistributedContext:
         if world_size <= 1:
             return cls()
         if "RANK" not in os.environ:
-            raise ConfigError(f"WORLD_SIZE is {world_size} but RANK is not set; start the processes with torchrun, "
-                              "which sets both")
+            raise ConfigError(
+                f"WORLD_SIZE is {world_size} but RANK is not set; start the processes with torchrun, which sets both"
+            )
         if not dist.is_available():
-            raise ConfigError("WORLD_SIZE > 1 asks for multi-process training, but this PyTorch build has no "
-                              "torch.distributed; run a single process (unset WORLD_SIZE)")
+            raise ConfigError(
+                "WORLD_SIZE > 1 asks for multi-process training, but this PyTorch build has no "
+                "torch.distributed; run a single process (unset WORLD_SIZE)"
+            )
         rank = int(os.environ["RANK"])
         return cls(world_size, rank, int(os.environ.get("LOCAL_RANK", rank)))
 
@@ -64,9 +67,11 @@ class DistributedContext:
     def shard(self, batch_size: int) -> slice:
         """This process's contiguous rows of a global batch of ``batch_size``."""
         if batch_size % self.world_size:
-            raise ConfigError(f"batch_size {batch_size} (the global batch) must be divisible by the number of "
-                              f"processes, {self.world_size}; choose a batch_size that is a multiple of "
-                              f"{self.world_size} or start another number of processes")
+            raise ConfigError(
+                f"batch_size {batch_size} (the global batch) must be divisible by the number of "
+                f"processes, {self.world_size}; choose a batch_size that is a multiple of "
+                f"{self.world_size} or start another number of processes"
+            )
         rows = batch_size // self.world_size
         return slice(self.rank * rows, (self.rank + 1) * rows)
 
@@ -95,8 +100,12 @@ class DistributedContext:
         process does. The buffers are constants, so they are not broadcast at every forward."""
         if not self.enabled:
             return model
-        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                       forward_sync_buffers=False, static_graph=True)
+        return DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            forward_sync_buffers=False,
+            static_graph=True,
+        )
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         """The mean of ``value`` over the processes (equal shards: the mean over the global batch)."""

@@ -43,8 +43,9 @@ SAMPLED_METRICS = ("horizon",)
 """Metrics scored here, not in :func:`stagediff.metrics.evaluate`: they draw long samples from the generator."""
 
 
-def protocol_windows(model: StageDiff, data: Any, protocol: str, n: int, seed: int, data_dir: Any = None,
-                     time_column: str | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def protocol_windows(
+    model: StageDiff, data: Any, protocol: str, n: int, seed: int, data_dir: Any = None, time_column: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(at most ``n`` real windows, the training windows, the whole series) in data units: the model's channel
     columns of ``data`` (its time column: ``time_column``, default the model's). Under ``paper`` the training
     windows are every stride-1 window of the series (None for a series shorter than two windows: no two of them
@@ -52,8 +53,14 @@ def protocol_windows(model: StageDiff, data: Any, protocol: str, n: int, seed: i
     if protocol not in PROTOCOLS:
         raise DataError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     window = model.config.window
-    series = load_series(data, time_column or model.metadata.get("time_column"), data_dir=data_dir,
-                         missing=model.config.missing, min_length=window, columns=list(model.metadata["channels"]))
+    series = load_series(
+        data,
+        time_column or model.metadata.get("time_column"),
+        data_dir=data_dir,
+        missing=model.config.missing,
+        min_length=window,
+        columns=list(model.metadata["channels"]),
+    )
     if protocol == "paper":
         windows = sliding_windows(series.values, window)  # no copy detector without two that do not overlap
         return subsample(windows, n, seed), windows if has_apart_windows(windows) else None, series.values
@@ -62,23 +69,42 @@ def protocol_windows(model: StageDiff, data: Any, protocol: str, n: int, seed: i
     return real, training, series.values
 
 
-def heldout_windows(train: np.ndarray, heldout: np.ndarray, window: int, n: int, seed: int,
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def heldout_windows(
+    train: np.ndarray,
+    heldout: np.ndarray,
+    window: int,
+    n: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """(at most ``n`` seeded held-out windows, all training windows) of a chronological split (rows, channels);
     the held-out part must hold HELD_OUT_WINDOWS windows."""
     needed = window + HELD_OUT_WINDOWS - 1
     if len(heldout) < needed:
-        raise DataError(f"the held-out part has {len(heldout)} rows; the heldout protocol needs at least {needed} "
-                        f"({HELD_OUT_WINDOWS} windows of {window}); raise validation_fraction, lower the window, "
-                        "or use --protocol paper")
+        raise DataError(
+            f"the held-out part has {len(heldout)} rows; the heldout protocol needs at least {needed} "
+            f"({HELD_OUT_WINDOWS} windows of {window}); raise validation_fraction, lower the window, "
+            "or use --protocol paper"
+        )
     return subsample(sliding_windows(heldout, window), n, seed), sliding_windows(train, window)
 
 
-def evaluate_generator(model: StageDiff, data: Any, out: str | os.PathLike, protocol: str = "heldout",
-                       n: int = MAX_WINDOWS, repeats: int = 5, seed: int = 0, fast: bool = False,
-                       steps: int | None = None, data_dir: Any = None, long_windows: int = 10,
-                       pictures: bool = True, metrics: list[str] | None = None, long_samples: int = LONG_SAMPLES,
-                       time_column: str | None = None) -> dict[str, Any]:
+def evaluate_generator(
+    model: StageDiff,
+    data: Any,
+    out: str | os.PathLike,
+    protocol: str = "heldout",
+    n: int = MAX_WINDOWS,
+    repeats: int = 5,
+    seed: int = 0,
+    fast: bool = False,
+    steps: int | None = None,
+    data_dir: Any = None,
+    long_windows: int = 10,
+    pictures: bool = True,
+    metrics: list[str] | None = None,
+    long_samples: int = LONG_SAMPLES,
+    time_column: str | None = None,
+) -> dict[str, Any]:
     """Sample as many windows as real ones, score them, draw the pictures; write ``metrics.json`` and PNGs to
     ``out`` and return the metrics. ``long_windows``: length of the long samples for "horizon" and the
     rolling-statistics picture, in training windows (capped by the series length); ``long_samples``: how many;
@@ -87,15 +113,41 @@ def evaluate_generator(model: StageDiff, data: Any, out: str | os.PathLike, prot
     if isinstance(n, bool) or not isinstance(n, int) or n < 10:
         raise DataError(f"n must be an integer of at least 10 windows, got {n!r}")
     real, training, series = protocol_windows(model, data, protocol, n, seed, data_dir, time_column)
-    return evaluate_windows(model, real, training, series, out, protocol=protocol, repeats=repeats, seed=seed,
-                            fast=fast, steps=steps, long_windows=long_windows, pictures=pictures, metrics=metrics,
-                            long_samples=long_samples)
+    return evaluate_windows(
+        model,
+        real,
+        training,
+        series,
+        out,
+        protocol=protocol,
+        repeats=repeats,
+        seed=seed,
+        fast=fast,
+        steps=steps,
+        long_windows=long_windows,
+        pictures=pictures,
+        metrics=metrics,
+        long_samples=long_samples,
+    )
 
 
-def evaluate_windows(model: StageDiff, real: np.ndarray, training: np.ndarray | None, series: np.ndarray,
-                     out: str | os.PathLike, *, protocol: str, repeats: int = 5, seed: int = 0, fast: bool = False,
-                     steps: int | None = None, long_windows: int = 10, pictures: bool = True,
-                     metrics: list[str] | None = None, long_samples: int = LONG_SAMPLES) -> dict[str, Any]:
+def evaluate_windows(
+    model: StageDiff,
+    real: np.ndarray,
+    training: np.ndarray | None,
+    series: np.ndarray,
+    out: str | os.PathLike,
+    *,
+    protocol: str,
+    repeats: int = 5,
+    seed: int = 0,
+    fast: bool = False,
+    steps: int | None = None,
+    long_windows: int = 10,
+    pictures: bool = True,
+    metrics: list[str] | None = None,
+    long_samples: int = LONG_SAMPLES,
+) -> dict[str, Any]:
     """The scoring half of :func:`evaluate_generator`, for callers that chose the real windows themselves.
 
     real: (n, window, channels) real windows in data units; training: the training windows (for the copy
@@ -110,17 +162,35 @@ def evaluate_windows(model: StageDiff, real: np.ndarray, training: np.ndarray | 
             raise DataError(f"{name} must be a positive integer, got {value!r}")
     channels = [str(c) for c in model.metadata["channels"]]
     synthetic = model.sample_array(len(real), seed=seed, steps=steps)
-    scores = evaluate(real, synthetic, metrics=chosen, repeats=repeats, seed=seed, fast=fast, training=training,
-                      stage_length=seams, real_in_training=protocol == "paper", channels=channels)
+    scores = evaluate(
+        real,
+        synthetic,
+        metrics=chosen,
+        repeats=repeats,
+        seed=seed,
+        fast=fast,
+        training=training,
+        stage_length=seams,
+        real_in_training=protocol == "paper",
+        channels=channels,
+    )
     sampler, steps = sampling_choice(model.config, None, steps)
-    scores["settings"].update({"protocol": protocol, "window": model.config.window, "sampler": sampler,
-                               "sampling_steps": steps})
+    scores["settings"].update(
+        {"protocol": protocol, "window": model.config.window, "sampler": sampler, "sampling_steps": steps}
+    )
     own = [m for m in OWN_FLOOR if m in chosen and scores[m].get("mean") is not None]
     if protocol == "heldout" and training is not None and own:
         # the real data's own score: training windows judged against the held-out ones, the floor that drift
         # between the two parts sets for any generator trained on the first
-        mine = evaluate(real, subsample(training, len(real), seed), metrics=own, repeats=repeats, seed=seed,
-                        fast=fast, channels=channels)
+        mine = evaluate(
+            real,
+            subsample(training, len(real), seed),
+            metrics=own,
+            repeats=repeats,
+            seed=seed,
+            fast=fast,
+            channels=channels,
+        )
         for name in own:
             scores[name]["real_own"] = mine[name]["mean"]
     long_sample = None
@@ -132,23 +202,36 @@ def evaluate_windows(model: StageDiff, real: np.ndarray, training: np.ndarray | 
     if horizon:
         started = time.perf_counter()
         found = horizon_excursions(series, long_sample, model.config.window, channels)
-        entry = {"mean": found.pop("mean"), "std": 0.0, **found, "samples": long_samples,
-                 "sample_length": long_sample.shape[1], "seconds": time.perf_counter() - started,
-                 "sampling_seconds": sampling}
+        entry = {
+            "mean": found.pop("mean"),
+            "std": 0.0,
+            **found,
+            "samples": long_samples,
+            "sample_length": long_sample.shape[1],
+            "seconds": time.perf_counter() - started,
+            "sampling_seconds": sampling,
+        }
         entry["values"] = [entry["mean"]]
         settings = scores.pop("settings")
         scores.update({"horizon": entry, "settings": settings})
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     if pictures:
-        scores["pictures"] = [str(p.name) for p in draw_pictures(model, real, synthetic, series, target, seed,
-                                                                long_sample, scores.get("horizon", {}).get("mean"))]
+        scores["pictures"] = [
+            str(p.name)
+            for p in draw_pictures(
+                model, real, synthetic, series, target, seed, long_sample, scores.get("horizon", {}).get("mean")
+            )
+        ]
     (target / "metrics.json").write_text(json.dumps(scores, indent=2))
     return scores
 
 
-def choose_all_metrics(metrics: list[str] | None, stage_length: int | None, training: Any,
-                       ) -> tuple[list[str], bool]:
+def choose_all_metrics(
+    metrics: list[str] | None,
+    stage_length: int | None,
+    training: Any,
+) -> tuple[list[str], bool]:
     """(the :func:`stagediff.metrics.evaluate` metrics to compute, whether to score "horizon"): every metric the
     inputs allow when ``metrics`` is None; an error names unknown or unavailable ones."""
     if metrics is None:
@@ -158,12 +241,21 @@ def choose_all_metrics(metrics: list[str] | None, stage_length: int | None, trai
     unknown = [m for m in metrics if m not in METRICS + SAMPLED_METRICS]
     if unknown:
         raise DataError(f"unknown metric name(s) {unknown}; valid names: {list(METRICS + SAMPLED_METRICS)}")
-    return choose_metrics([m for m in metrics if m not in SAMPLED_METRICS], stage_length, training), \
-        "horizon" in metrics
+    return choose_metrics(
+        [m for m in metrics if m not in SAMPLED_METRICS], stage_length, training
+    ), "horizon" in metrics
 
 
-def draw_pictures(model: StageDiff, real: np.ndarray, synthetic: np.ndarray, series: np.ndarray, out: Path,
-                  seed: int, long_sample: np.ndarray, excursions: float | None = None) -> list[Path]:
+def draw_pictures(
+    model: StageDiff,
+    real: np.ndarray,
+    synthetic: np.ndarray,
+    series: np.ndarray,
+    out: Path,
+    seed: int,
+    long_sample: np.ndarray,
+    excursions: float | None = None,
+) -> list[Path]:
     """The PNGs beside metrics.json; ``long_sample``: (n, length, channels) long samples in data units."""
     from stagediff.data import MinMaxScaler
     from stagediff.plots import plot_autocorrelation, plot_embeddings, plot_long_sample_statistics, plot_overlays
@@ -174,7 +266,15 @@ def draw_pictures(model: StageDiff, real: np.ndarray, synthetic: np.ndarray, ser
     written = plot_embeddings(real_scaled, synthetic_scaled, out, seed=seed)
     written.append(plot_overlays(real, synthetic, out / "overlays.png", channels, seed=seed))
     written.append(plot_autocorrelation(real_scaled, synthetic_scaled, out / "autocorrelation.png", channels))
-    written.append(plot_long_sample_statistics(series[-long_sample.shape[1]:], long_sample, out / "long_sample.png",
-                                               channels, model.config.window, reference=series,
-                                               excursions=excursions))
+    written.append(
+        plot_long_sample_statistics(
+            series[-long_sample.shape[1] :],
+            long_sample,
+            out / "long_sample.png",
+            channels,
+            model.config.window,
+            reference=series,
+            excursions=excursions,
+        )
+    )
     return written

@@ -10,10 +10,11 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,7 @@ CHUNK_WINDOWS = 4
 @dataclass(frozen=True)
 class SampleRequest:
     """One request of :meth:`StageDiff.sample_many`: the arguments of :meth:`StageDiff.sample_array`."""
+
     n: int = 1
     length: int | None = None
     seed: int = 0
@@ -66,6 +68,7 @@ class SampleRequest:
 @dataclass(frozen=True)
 class SamplingRun:
     """A request checked against a model, its defaults filled in (:meth:`StageDiff.plan_sampling`)."""
+
     n: int
     length: int
     seed: int
@@ -86,14 +89,21 @@ class SamplingRun:
     @property
     def batch_key(self) -> tuple[Any, ...]:
         """Runs with the same key can share the denoiser's batches."""
-        return (self.length, self.sampler, self.steps, self.chunk_length, self.overlap,
-                0 if self.known is None else self.known.shape[1])
+        return (
+            self.length,
+            self.sampler,
+            self.steps,
+            self.chunk_length,
+            self.overlap,
+            0 if self.known is None else self.known.shape[1],
+        )
 
 
 @dataclass(frozen=True)
 class SamplePiece:
     """One piece of a sampling run: ``values`` (samples, steps, channels) in data units, for samples
     ``sample ..`` and steps ``step ..`` of series ``length`` steps long."""
+
     sample: int
     step: int
     length: int
@@ -116,25 +126,49 @@ class StageDiff:
         self.losses: list[float] = []
 
     # -- training -------------------------------------------------------------------------------
-    def fit(self, data: str | os.PathLike | pd.DataFrame, time_column: str | None = None, *,
-            columns: Sequence[str] | None = None, data_dir: str | os.PathLike | None = None,
-            checkpoint_dir: str | os.PathLike | None = None, callback: Callable[[TrainProgress], None] | None = None,
-            device: str | None = "auto", progress: bool | None = None, check: bool = True) -> StageDiff:
+    def fit(
+        self,
+        data: str | os.PathLike | pd.DataFrame,
+        time_column: str | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+        data_dir: str | os.PathLike | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        callback: Callable[[TrainProgress], None] | None = None,
+        device: str | None = "auto",
+        progress: bool | None = None,
+        check: bool = True,
+    ) -> StageDiff:
         """Train on a DataFrame, a CSV/parquet path or a built-in dataset name (synthetic, etth1, stock, exchange).
 
         columns: the channel columns to model (default: every column but the time column). All validation
         happens before training starts. With ``checkpoint_dir``, an interrupted fit resumes from its last
         checkpoint there and reaches the same weights."""
         config = self.config
-        series = load_series(data, time_column, data_dir=data_dir, missing=config.missing,
-                             max_channels=config.channels, min_length=config.window, columns=columns)
+        series = load_series(
+            data,
+            time_column,
+            data_dir=data_dir,
+            missing=config.missing,
+            max_channels=config.channels,
+            min_length=config.window,
+            columns=columns,
+        )
         prepared = prepare(series, config.window, config.validation_fraction)
-        return self.fit_prepared(prepared, checkpoint_dir=checkpoint_dir, callback=callback, device=device,
-                                 progress=progress, check=check)
+        return self.fit_prepared(
+            prepared, checkpoint_dir=checkpoint_dir, callback=callback, device=device, progress=progress, check=check
+        )
 
-    def fit_prepared(self, prepared: PreparedData, *, checkpoint_dir: str | os.PathLike | None = None,
-                     callback: Callable[[TrainProgress], None] | None = None, device: str | None = "auto",
-                     progress: bool | None = None, check: bool = True) -> StageDiff:
+    def fit_prepared(
+        self,
+        prepared: PreparedData,
+        *,
+        checkpoint_dir: str | os.PathLike | None = None,
+        callback: Callable[[TrainProgress], None] | None = None,
+        device: str | None = "auto",
+        progress: bool | None = None,
+        check: bool = True,
+    ) -> StageDiff:
         """Train on data already split and scaled (:func:`stagediff.data.prepare`, or the pipeline's segment
         stage through :func:`stagediff.data.load_prepared`).
 
@@ -146,11 +180,14 @@ class StageDiff:
         if config.channels is None:
             config = config.replace(channels=prepared.n_channels)
         elif config.channels != prepared.n_channels:
-            raise DataError(f"the data has {prepared.n_channels} channels but the configuration says channels: "
-                            f"{config.channels}")
+            raise DataError(
+                f"the data has {prepared.n_channels} channels but the configuration says channels: {config.channels}"
+            )
         if len(prepared.train) < config.window:
-            raise DataError(f"the training split has {len(prepared.train)} rows, shorter than one window of "
-                            f"{config.window}; lower validation_fraction or window")
+            raise DataError(
+                f"the training split has {len(prepared.train)} rows, shorter than one window of "
+                f"{config.window}; lower validation_fraction or window"
+            )
         choices = data_choices(prepared.train, config.window, config.to_dict())
         config = config.replace(**{name: choice["value"] for name, choice in choices.items()})
         validation = prepared.validation if len(prepared.validation) else None
@@ -164,11 +201,16 @@ class StageDiff:
             **prepared.description,
             "choices": choices,
             "held_bounds": held_bounds(prepared.train),
-            "training": {"steps": result.steps, "seconds": round(result.seconds, 3),
-                         "final_loss": result.losses[-1] if result.losses else None,
-                         "validation_losses": result.validation_losses, "device": str(trainer.device),
-                         "parameters": self.denoiser.parameter_count(), "budget": result.budget,
-                         "stopped_early": result.stopped_early},
+            "training": {
+                "steps": result.steps,
+                "seconds": round(result.seconds, 3),
+                "final_loss": result.losses[-1] if result.losses else None,
+                "validation_losses": result.validation_losses,
+                "device": str(trainer.device),
+                "parameters": self.denoiser.parameter_count(),
+                "budget": result.budget,
+                "stopped_early": result.stopped_early,
+            },
             "versions": {"stagediff": stagediff.__version__, "torch": torch.__version__},
         }
         self.losses = result.losses
@@ -184,58 +226,136 @@ class StageDiff:
         from stagediff.metrics.texture import texture_warnings
 
         real = subsample(sliding_windows(series, self.config.window), 4 * windows, seed)
-        found = texture_warnings(real, self.sample_array(windows, seed=seed, progress=False),
-                                 list(self.metadata["channels"]), self.config.channel_independent)
+        found = texture_warnings(
+            real,
+            self.sample_array(windows, seed=seed, progress=False),
+            list(self.metadata["channels"]),
+            self.config.channel_independent,
+        )
         for warning in found:
             logger.warning(warning)
         return found
 
     # -- sampling -------------------------------------------------------------------------------
-    def sample(self, n: int = 1, length: int | None = None, seed: int = 0, steps: int | None = None,
-               prefix: pd.DataFrame | np.ndarray | None = None, *, sampler: str | None = None,
-               start: Any = None, chunk_length: int | None = None, overlap: int | None = None,
-               device: str | None = None, progress: bool | None = None) -> pd.DataFrame:
+    def sample(
+        self,
+        n: int = 1,
+        length: int | None = None,
+        seed: int = 0,
+        steps: int | None = None,
+        prefix: pd.DataFrame | np.ndarray | None = None,
+        *,
+        sampler: str | None = None,
+        start: Any = None,
+        chunk_length: int | None = None,
+        overlap: int | None = None,
+        device: str | None = None,
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
         """``n`` synthetic series of ``length`` steps (default: the training window) as a long DataFrame
         with columns ``sample``, the time column and the channels, in the data's units.
 
         sampler: one of stagediff.config.SAMPLERS (default: the model's); steps: its network evaluations per chunk
-        (default: every diffusion step for "ddpm", else config.sampling_steps; :func:`stagediff.diffusion.sampling_choice`).
+        (default: every diffusion step for "ddpm", else config.sampling_steps;
+        :func:`stagediff.diffusion.sampling_choice`).
         prefix: a real history (DataFrame with the channel columns, or an array (p, channels)) to continue;
         the samples start right after it. start: first timestamp (default: continue after the prefix, or
         after the training data). chunk_length / overlap: see :func:`stagediff.sampling.generate`."""
-        pieces = self.sample_pieces(n, length, seed, steps, prefix, sampler=sampler, chunk_length=chunk_length,
-                                    overlap=overlap, device=device, progress=progress)  # checked, nothing sampled yet
+        pieces = self.sample_pieces(
+            n,
+            length,
+            seed,
+            steps,
+            prefix,
+            sampler=sampler,
+            chunk_length=chunk_length,
+            overlap=overlap,
+            device=device,
+            progress=progress,
+        )  # checked, nothing sampled yet
         times = self.sample_times(self.config.window if length is None else length, start, prefix)  # so is start
         return self.to_frame(assemble(pieces), times)
 
-    def sample_array(self, n: int = 1, length: int | None = None, seed: int = 0, steps: int | None = None,
-                     prefix: pd.DataFrame | np.ndarray | None = None, *, sampler: str | None = None,
-                     chunk_length: int | None = None, overlap: int | None = None, device: str | None = None,
-                     progress: bool | None = None) -> np.ndarray:
+    def sample_array(
+        self,
+        n: int = 1,
+        length: int | None = None,
+        seed: int = 0,
+        steps: int | None = None,
+        prefix: pd.DataFrame | np.ndarray | None = None,
+        *,
+        sampler: str | None = None,
+        chunk_length: int | None = None,
+        overlap: int | None = None,
+        device: str | None = None,
+        progress: bool | None = None,
+    ) -> np.ndarray:
         """Like :meth:`sample`, as an array (n, length, channels) in data units."""
-        return assemble(self.sample_pieces(n, length, seed, steps, prefix, sampler=sampler, chunk_length=chunk_length,
-                                           overlap=overlap, device=device, progress=progress))
+        return assemble(
+            self.sample_pieces(
+                n,
+                length,
+                seed,
+                steps,
+                prefix,
+                sampler=sampler,
+                chunk_length=chunk_length,
+                overlap=overlap,
+                device=device,
+                progress=progress,
+            )
+        )
 
-    def sample_stream(self, n: int = 1, length: int | None = None, seed: int = 0, steps: int | None = None,
-                      prefix: pd.DataFrame | np.ndarray | None = None, *, sampler: str | None = None,
-                      start: Any = None, chunk_length: int | None = None, overlap: int | None = None,
-                      device: str | None = None) -> Iterator[pd.DataFrame]:
+    def sample_stream(
+        self,
+        n: int = 1,
+        length: int | None = None,
+        seed: int = 0,
+        steps: int | None = None,
+        prefix: pd.DataFrame | np.ndarray | None = None,
+        *,
+        sampler: str | None = None,
+        start: Any = None,
+        chunk_length: int | None = None,
+        overlap: int | None = None,
+        device: str | None = None,
+    ) -> Iterator[pd.DataFrame]:
         """Like :meth:`sample`, but yields the long DataFrame piece by piece as chunks are denoised (for long
         horizons: the first steps arrive before the rest is computed). All validation happens on the first
         ``next``; the pieces concatenated equal ``sample(...)`` with the same arguments, up to row order when
         n exceeds one sampling batch."""
-        pieces = self.sample_pieces(n, length, seed, steps, prefix, sampler=sampler, chunk_length=chunk_length,
-                                    overlap=overlap, device=device, progress=False)
+        pieces = self.sample_pieces(
+            n,
+            length,
+            seed,
+            steps,
+            prefix,
+            sampler=sampler,
+            chunk_length=chunk_length,
+            overlap=overlap,
+            device=device,
+            progress=False,
+        )
         first = next(pieces)  # validates the request before the caller sees anything
         time_column, index = self.sample_times(first.length, start, prefix)
         for piece in itertools.chain([first], pieces):
-            times = (time_column, index[piece.step:piece.step + piece.values.shape[1]])
+            times = (time_column, index[piece.step : piece.step + piece.values.shape[1]])
             yield self.to_frame(piece.values, times, first_sample=piece.sample)
 
-    def sample_pieces(self, n: int = 1, length: int | None = None, seed: int = 0, steps: int | None = None,
-                      prefix: pd.DataFrame | np.ndarray | None = None, *, sampler: str | None = None,
-                      chunk_length: int | None = None, overlap: int | None = None, device: str | None = None,
-                      progress: bool | None = None) -> Iterator[SamplePiece]:
+    def sample_pieces(
+        self,
+        n: int = 1,
+        length: int | None = None,
+        seed: int = 0,
+        steps: int | None = None,
+        prefix: pd.DataFrame | np.ndarray | None = None,
+        *,
+        sampler: str | None = None,
+        chunk_length: int | None = None,
+        overlap: int | None = None,
+        device: str | None = None,
+        progress: bool | None = None,
+    ) -> Iterator[SamplePiece]:
         """The engine of all sampling: validates everything at once (a :class:`DataError` names the first problem),
         then yields data-unit pieces in order (sampling batch by sampling batch, chunk by chunk) from the first
         ``next`` on."""
@@ -244,15 +364,20 @@ class StageDiff:
             self.require_trained().to(resolve_device(device))
         return self.run_pieces(run, progress)
 
-    def run_pieces(self, run: SamplingRun, progress: bool | None = False,
-                   step_callback: Callable[[], None] | None = None) -> Iterator[SamplePiece]:
+    def run_pieces(
+        self, run: SamplingRun, progress: bool | None = False, step_callback: Callable[[], None] | None = None
+    ) -> Iterator[SamplePiece]:
         """The pieces of a planned run (:meth:`plan_sampling`), batch by batch from one generator. ``step_callback``
         is called after every network evaluation (an exception raised there stops the sampling)."""
         denoiser = self.require_trained()
         denoiser.eval()
         generator = torch.Generator().manual_seed(run.seed)
-        bar = tqdm(total=run.evaluations * -(-run.n // SAMPLING_BATCH), desc="sampling", unit="step",
-                   disable=None if progress is None else not progress)
+        bar = tqdm(
+            total=run.evaluations * -(-run.n // SAMPLING_BATCH),
+            desc="sampling",
+            unit="step",
+            disable=None if progress is None else not progress,
+        )
 
         def step() -> None:
             bar.update(1)
@@ -264,13 +389,16 @@ class StageDiff:
                 produced = 0
                 size = min(SAMPLING_BATCH, run.n - first)
                 for chunk in self.denoise([run], [size], [generator], step):
-                    yield SamplePiece(first, produced, run.length, self.scaler.inverse_transform(chunk.double().numpy()))
+                    yield SamplePiece(
+                        first, produced, run.length, self.scaler.inverse_transform(chunk.double().numpy())
+                    )
                     produced += chunk.shape[1]
         finally:
             bar.close()
 
-    def sample_many(self, requests: list[SampleRequest | SamplingRun],
-                    step_callback: Callable[[], None] | None = None) -> list[np.ndarray]:
+    def sample_many(
+        self, requests: list[SampleRequest | SamplingRun], step_callback: Callable[[], None] | None = None
+    ) -> list[np.ndarray]:
         """Several requests, each with its own seed, size, length, sampler, steps and prefix, sampled together where
         they can share the denoiser's batches (:attr:`SamplingRun.batch_key`): one array (n, length, channels) in
         data units per request, each the same bytes as :meth:`sample_array` gives that request alone. Every
@@ -299,16 +427,31 @@ class StageDiff:
                 results[i] = values[a:b]
         return results
 
-    def denoise(self, runs: list[SamplingRun], rows: list[int], generators: list[torch.Generator],
-                step_callback: Callable[[], None] | None = None) -> Iterator[torch.Tensor]:
+    def denoise(
+        self,
+        runs: list[SamplingRun],
+        rows: list[int],
+        generators: list[torch.Generator],
+        step_callback: Callable[[], None] | None = None,
+    ) -> Iterator[torch.Tensor]:
         """Scaled chunks (sum of rows, new steps, channels) for ``rows[i]`` series of ``runs[i]`` (runs of one
         :attr:`SamplingRun.batch_key`), run i's noise drawn from ``generators[i]``."""
         first = runs[0]
-        known = None if first.known is None else torch.cat([run.known.expand(count, -1, -1)
-                                                           for run, count in zip(runs, rows)])
-        yield from generate_chunks(self.require_trained(), self.make_sampler(first.sampler, first.steps),
-                                   Noise(generators, rows), first.length, first.chunk_length, first.overlap,
-                                   prefix=known, step_callback=step_callback)
+        known = (
+            None
+            if first.known is None
+            else torch.cat([run.known.expand(count, -1, -1) for run, count in zip(runs, rows)])
+        )
+        yield from generate_chunks(
+            self.require_trained(),
+            self.make_sampler(first.sampler, first.steps),
+            Noise(generators, rows),
+            first.length,
+            first.chunk_length,
+            first.overlap,
+            prefix=known,
+            step_callback=step_callback,
+        )
 
     def plan_sampling(self, request: SampleRequest) -> SamplingRun:
         """``request`` checked against this model, with its defaults filled in; a :class:`DataError` names the
@@ -322,15 +465,27 @@ class StageDiff:
             chunk_length = max(config.window, min(CHUNK_WINDOWS * config.window, round_up(length, stage)))
         if overlap is None:
             overlap = max(stage, min(round_up(config.window // 4, stage), chunk_length - stage))
-        if request.chunk_length is not None or request.overlap is not None or request.prefix is not None \
-                or length > chunk_length:
+        if (
+            request.chunk_length is not None
+            or request.overlap is not None
+            or request.prefix is not None
+            or length > chunk_length
+        ):
             check_chunks(chunk_length, overlap, stage)
         check_sampler(request.sampler, request.steps, config.diffusion_steps)
         sampler, steps = sampling_choice(config, request.sampler, request.steps)
         known = None if request.prefix is None else self.scale_prefix(request.prefix)
-        return SamplingRun(int(request.n), length, int(request.seed), sampler, steps, chunk_length, overlap,
-                           None if known is None else known[-(chunk_length - stage):].unsqueeze(0),
-                           chunk_plan(length, chunk_length, overlap, stage, 0 if known is None else known.shape[0]))
+        return SamplingRun(
+            int(request.n),
+            length,
+            int(request.seed),
+            sampler,
+            steps,
+            chunk_length,
+            overlap,
+            None if known is None else known[-(chunk_length - stage) :].unsqueeze(0),
+            chunk_plan(length, chunk_length, overlap, stage, 0 if known is None else known.shape[0]),
+        )
 
     def make_sampler(self, sampler: str | None = None, steps: int | None = None) -> Sampler:
         """The reverse process this model samples with: the configured (or named) sampler, its x_0 estimate held
@@ -349,8 +504,9 @@ class StageDiff:
                 raise DataError(f"the prefix lacks the model's channel column(s) {absent}; it needs {list(channels)}")
             time_column = self.metadata.get("time_column")
             keep = ([time_column] if time_column in prefix.columns else []) + list(channels)
-            series = validate_frame(prefix[keep], time_column if time_column in prefix.columns else None,
-                                    source="prefix")
+            series = validate_frame(
+                prefix[keep], time_column if time_column in prefix.columns else None, source="prefix"
+            )
             values = series.values
         else:
             values = np.asarray(prefix, dtype=np.float64) if not isinstance(prefix, np.ndarray) else prefix
@@ -364,12 +520,15 @@ class StageDiff:
         far = np.abs(scaled) > 1 + 2 * PREFIX_RANGES
         if far.any():
             row, column = (int(i) for i in np.argwhere(far)[0])
-            low, high = self.scaler.inverse_transform(np.array([[-1.0 - 2 * PREFIX_RANGES], [1.0 + 2 * PREFIX_RANGES]])
-                                                      * np.ones(len(channels)))[:, column]
-            raise DataError(f"prefix record {row}: channel {channels[column]!r} is {values[row, column]:.6g}, more than "
-                            f"{PREFIX_RANGES} training ranges outside the model's training range "
-                            f"[{self.scaler.minimum[column]:.6g}, {self.scaler.maximum[column]:.6g}]; values must lie "
-                            f"within [{low:.6g}, {high:.6g}]: check the units and the channel order")
+            low, high = self.scaler.inverse_transform(
+                np.array([[-1.0 - 2 * PREFIX_RANGES], [1.0 + 2 * PREFIX_RANGES]]) * np.ones(len(channels))
+            )[:, column]
+            raise DataError(
+                f"prefix record {row}: channel {channels[column]!r} is {values[row, column]:.6g}, more than "
+                f"{PREFIX_RANGES} training ranges outside the model's training range "
+                f"[{self.scaler.minimum[column]:.6g}, {self.scaler.maximum[column]:.6g}]; values must lie "
+                f"within [{low:.6g}, {high:.6g}]: check the units and the channel order"
+            )
         return torch.as_tensor(scaled, dtype=torch.float32)
 
     def sample_times(self, length: int, start: Any = None, prefix: Any = None) -> tuple[str, pd.Index]:
@@ -389,11 +548,15 @@ class StageDiff:
             try:
                 times = pd.date_range(first, periods=length, freq=frequency)
             except (ValueError, OverflowError) as error:
-                raise DataError(f"the {length} timestamps from start {first} cannot be represented ({error}); "
-                                "choose an earlier start or a shorter length") from None
+                raise DataError(
+                    f"the {length} timestamps from start {first} cannot be represented ({error}); "
+                    "choose an earlier start or a shorter length"
+                ) from None
             if times[-1].year > 9999:
-                raise DataError(f"the {length} timestamps from start {first} end in {times[-1]}, after the year 9999 "
-                                "that ISO 8601 timestamps can name; choose an earlier start or a shorter length")
+                raise DataError(
+                    f"the {length} timestamps from start {first} end in {times[-1]}, after the year 9999 "
+                    "that ISO 8601 timestamps can name; choose an earlier start or a shorter length"
+                )
             return time_column, times
         return time_column, pd.Index(parse_start(start, float, "a number") + frequency * np.arange(length))
 
@@ -435,7 +598,9 @@ def assemble(pieces: Iterable[SamplePiece]) -> np.ndarray:
     return np.concatenate([np.concatenate(batch, axis=1) for batch in batches])
 
 
-def restore_denoiser(config: StageDiffConfig, weights: dict[str, torch.Tensor], device: torch.device) -> StageDiffDenoiser:
+def restore_denoiser(
+    config: StageDiffConfig, weights: dict[str, torch.Tensor], device: torch.device
+) -> StageDiffDenoiser:
     """A denoiser in eval mode holding ``weights`` (the EMA weights of training), its rows independent of the batch
     (:meth:`StageDiffDenoiser.batch_invariant`)."""
     denoiser = StageDiffDenoiser(config, config.channels)
@@ -449,18 +614,26 @@ def check_size(n: int, length: int, channels: int) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise DataError(f"{name} must be a positive integer, got {value!r}")
     if n * length * channels > MAX_SAMPLE_VALUES:
-        raise DataError(f"n * length * channels = {n * length * channels:,} exceeds the limit of "
-                        f"{MAX_SAMPLE_VALUES:,} values per call; request fewer or shorter samples per call")
+        raise DataError(
+            f"n * length * channels = {n * length * channels:,} exceeds the limit of "
+            f"{MAX_SAMPLE_VALUES:,} values per call; request fewer or shorter samples per call"
+        )
 
 
 def check_chunks(chunk_length: int, overlap: int, stage: int) -> None:
-    if isinstance(chunk_length, bool) or not isinstance(chunk_length, (int, np.integer)) or chunk_length < 2 * stage \
-            or chunk_length % stage:
-        raise DataError(f"chunk_length must be a multiple of the stage length {stage} and at least two stages, "
-                        f"got {chunk_length!r}")
+    if (
+        isinstance(chunk_length, bool)
+        or not isinstance(chunk_length, (int, np.integer))
+        or chunk_length < 2 * stage
+        or chunk_length % stage
+    ):
+        raise DataError(
+            f"chunk_length must be a multiple of the stage length {stage} and at least two stages, got {chunk_length!r}"
+        )
     if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or not stage <= overlap < chunk_length:
-        raise DataError(f"overlap must be an integer in [{stage}, {chunk_length}) (stage length to chunk length), "
-                        f"got {overlap!r}")
+        raise DataError(
+            f"overlap must be an integer in [{stage}, {chunk_length}) (stage length to chunk length), got {overlap!r}"
+        )
 
 
 def as_timestamp(value: Any) -> pd.Timestamp:
@@ -482,6 +655,9 @@ def parse_start(start: Any, kind: Callable[[Any], Any], expected: str) -> Any:
 def check_sampler(sampler: str | None, steps: int | None, diffusion_steps: int) -> None:
     if sampler is not None and sampler not in SAMPLERS:
         raise DataError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer))
-                              or not 1 <= steps <= diffusion_steps):
-        raise DataError(f"steps must be an integer in [1, {diffusion_steps}] (the model's diffusion steps), got {steps!r}")
+    if steps is not None and (
+        isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= diffusion_steps
+    ):
+        raise DataError(
+            f"steps must be an integer in [1, {diffusion_steps}] (the model's diffusion steps), got {steps!r}"
+        )

@@ -12,8 +12,14 @@ from stagediff.generator import SAMPLE_COLUMN
 from stagediff.metrics.inputs import subsample
 
 
-def plot_samples(samples: pd.DataFrame, path: str | os.PathLike, real: np.ndarray | None = None,
-                 channels: list[str] | None = None, max_samples: int = 4, title: str | None = None) -> Path:
+def plot_samples(
+    samples: pd.DataFrame,
+    path: str | os.PathLike,
+    real: np.ndarray | None = None,
+    channels: list[str] | None = None,
+    max_samples: int = 4,
+    title: str | None = None,
+) -> Path:
     """One panel per channel with up to ``max_samples`` synthetic series overlaid and, when ``real``
     (length, channels) is given, a real stretch of the same length in black for comparison."""
     plt = _pyplot()
@@ -58,8 +64,9 @@ def _summaries(windows: np.ndarray) -> np.ndarray:
     return windows.mean(axis=2)
 
 
-def plot_embeddings(real: np.ndarray, synthetic: np.ndarray, directory: str | os.PathLike, seed: int = 0,
-                    max_windows: int = 1000) -> list[Path]:
+def plot_embeddings(
+    real: np.ndarray, synthetic: np.ndarray, directory: str | os.PathLike, seed: int = 0, max_windows: int = 1000
+) -> list[Path]:
     """PCA and t-SNE of real versus synthetic windows ((n, length, channels), same scale), as two PNGs:
     ``pca.png`` and ``tsne.png``. At most ``max_windows`` of each are drawn (seeded subsample)."""
     from sklearn.decomposition import PCA
@@ -71,29 +78,32 @@ def plot_embeddings(real: np.ndarray, synthetic: np.ndarray, directory: str | os
     together = np.concatenate([real_points, synthetic_points])
     projections = {
         "pca": PCA(n_components=2, random_state=seed).fit(real_points).transform(together),
-        "tsne": TSNE(n_components=2, perplexity=min(40, len(together) // 4), random_state=seed,
-                     init="pca").fit_transform(together),
+        "tsne": TSNE(
+            n_components=2, perplexity=min(40, len(together) // 4), random_state=seed, init="pca"
+        ).fit_transform(together),
     }
     plt = _pyplot()
     written = []
     for name, points in projections.items():
         figure, axis = plt.subplots(figsize=(6, 6))
-        axis.scatter(*points[:len(real_points)].T, s=6, alpha=0.5, color="tab:red", label="real")
-        axis.scatter(*points[len(real_points):].T, s=6, alpha=0.5, color="tab:blue", label="synthetic")
+        axis.scatter(*points[: len(real_points)].T, s=6, alpha=0.5, color="tab:red", label="real")
+        axis.scatter(*points[len(real_points) :].T, s=6, alpha=0.5, color="tab:blue", label="synthetic")
         axis.set_title(f"{name.upper()}: real vs synthetic windows")
         axis.legend()
         written.append(_save(figure, Path(directory) / f"{name}.png"))
     return written
 
 
-def plot_overlays(real: np.ndarray, synthetic: np.ndarray, path: str | os.PathLike, channels: list[str],
-                  count: int = 5, seed: int = 0) -> Path:
+def plot_overlays(
+    real: np.ndarray, synthetic: np.ndarray, path: str | os.PathLike, channels: list[str], count: int = 5, seed: int = 0
+) -> Path:
     """Per channel, ``count`` real windows (left) and ``count`` synthetic windows (right), same axes."""
     rng = np.random.default_rng(seed)
     real, synthetic = subsample(real, count, rng), subsample(synthetic, count, rng)
     plt = _pyplot()
-    figure, axes = plt.subplots(len(channels), 2, figsize=(12, 1.8 * len(channels)), sharex=True, sharey="row",
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        len(channels), 2, figsize=(12, 1.8 * len(channels)), sharex=True, sharey="row", squeeze=False
+    )
     for row, channel in enumerate(channels):
         for column, (name, windows) in enumerate((("real", real), ("synthetic", synthetic))):
             axes[row, column].plot(windows[:, :, row].T, linewidth=0.8)
@@ -103,16 +113,18 @@ def plot_overlays(real: np.ndarray, synthetic: np.ndarray, path: str | os.PathLi
     return _save(figure, path)
 
 
-def plot_autocorrelation(real: np.ndarray, synthetic: np.ndarray, path: str | os.PathLike, channels: list[str],
-                         max_lag: int | None = None) -> Path:
+def plot_autocorrelation(
+    real: np.ndarray, synthetic: np.ndarray, path: str | os.PathLike, channels: list[str], max_lag: int | None = None
+) -> Path:
     """Mean per-window autocorrelation per channel up to ``max_lag``, real (black) vs synthetic (blue)."""
     lags = min(real.shape[1] - 1, max_lag or 100)
 
     def mean_acf(windows: np.ndarray) -> np.ndarray:
         centred = windows - windows.mean(axis=1, keepdims=True)
         variance = (centred**2).sum(axis=1) + 1e-12
-        return np.stack([(centred[:, :windows.shape[1] - k] * centred[:, k:]).sum(axis=1) / variance
-                         for k in range(lags + 1)]).mean(axis=1)  # (lags + 1, channels)
+        return np.stack(
+            [(centred[:, : windows.shape[1] - k] * centred[:, k:]).sum(axis=1) / variance for k in range(lags + 1)]
+        ).mean(axis=1)  # (lags + 1, channels)
 
     real_acf, synthetic_acf = mean_acf(real), mean_acf(synthetic)
     plt = _pyplot()
@@ -131,9 +143,15 @@ def plot_autocorrelation(real: np.ndarray, synthetic: np.ndarray, path: str | os
     return _save(figure, path)
 
 
-def plot_long_sample_statistics(real: np.ndarray, sample: np.ndarray, path: str | os.PathLike, channels: list[str],
-                                window: int, reference: np.ndarray | None = None, excursions: float | None = None,
-                                ) -> Path:
+def plot_long_sample_statistics(
+    real: np.ndarray,
+    sample: np.ndarray,
+    path: str | os.PathLike,
+    channels: list[str],
+    window: int,
+    reference: np.ndarray | None = None,
+    excursions: float | None = None,
+) -> Path:
     """Per channel the rolling mean (left) and rolling standard deviation (right) over ``window`` steps of long
     samples (length, channels) or (n, length, channels) in blue and of a real stretch (length', channels) in
     black, over the grey band of the real 1-99 % range of each statistic (from ``reference``, the whole real
@@ -153,14 +171,22 @@ def plot_long_sample_statistics(real: np.ndarray, sample: np.ndarray, path: str 
             real_values = statistics["real"][column][:, row]
             axis.plot(np.arange(len(real_values)) + window, real_values, color="black", linewidth=0.8, label="real")
             for number, values in enumerate(statistics["sample"][column][..., row]):
-                axis.plot(np.arange(len(values)) + window, values, color="tab:blue", linewidth=0.8, alpha=0.7,
-                          label="samples" if number == 0 else None)
+                axis.plot(
+                    np.arange(len(values)) + window,
+                    values,
+                    color="tab:blue",
+                    linewidth=0.8,
+                    alpha=0.7,
+                    label="samples" if number == 0 else None,
+                )
         axes[row, 0].set_ylabel(str(channel), rotation=0, ha="right")
     axes[0, 0].set_title(f"rolling mean ({window} steps)")
     axes[0, 1].set_title(f"rolling standard deviation ({window} steps)")
     axes[0, 0].legend(fontsize="small")
     axes[-1, 0].set_xlabel("time step (window end)")
     if excursions is not None:
-        figure.suptitle(f"long samples: {100 * excursions:.1f} % of rolling statistics outside the real 1-99 % band "
-                        f"(real data: about 2 %)")
+        figure.suptitle(
+            f"long samples: {100 * excursions:.1f} % of rolling statistics outside the real 1-99 % band "
+            f"(real data: about 2 %)"
+        )
     return _save(figure, path)

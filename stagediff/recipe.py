@@ -59,13 +59,26 @@ PRESETS: dict[str, dict[str, Any]] = {
     "stock-24": {"window": 24, "channel_independent": True, **DDPM},
     "stock-64": {"window": 64, "channel_independent": True, **DDPM},
     "stock-128": {"window": 128, "channel_independent": True, **DDPM},
-    "stock-256": {"window": 256, "channel_independent": True, "stage_attention": True, "d_model": 32,
-                  "feedforward": 64, **DDPM},
+    "stock-256": {
+        "window": 256,
+        "channel_independent": True,
+        "stage_attention": True,
+        "d_model": 32,
+        "feedforward": 64,
+        **DDPM,
+    },
     "exchange-24": {"window": 24, "channel_independent": True, **DDPM},
     "exchange-64": {"window": 64, "channel_independent": True, **DDPM},
     "exchange-128": {"window": 128, "channel_independent": True, **DDPM},
-    "exchange-256": {"window": 256, "channel_independent": True, "stage_length": 64, "pool_kernels": (25, 1),
-                     "d_model": 32, "feedforward": 64, **DDPM},
+    "exchange-256": {
+        "window": 256,
+        "channel_independent": True,
+        "stage_length": 64,
+        "pool_kernels": (25, 1),
+        "d_model": 32,
+        "feedforward": 64,
+        **DDPM,
+    },
 }
 
 
@@ -104,8 +117,10 @@ def stage_length_for(window: int) -> int:
     for stage in range(min(32, window // 3), 3, -1):
         if window % stage == 0:
             return stage
-    raise ConfigError(f"window {window} cannot be cut into 3 or more stages of 4 to 32 steps; choose a window that "
-                      f"is a multiple of 8 (e.g. {max(24, window // 8 * 8)}) or set stage_length yourself")
+    raise ConfigError(
+        f"window {window} cannot be cut into 3 or more stages of 4 to 32 steps; choose a window that "
+        f"is a multiple of 8 (e.g. {max(24, window // 8 * 8)}) or set stage_length yourself"
+    )
 
 
 def stage_settings(stage_length: int) -> dict[str, Any]:
@@ -120,8 +135,12 @@ def stage_settings(stage_length: int) -> dict[str, Any]:
     if context > stage_length // 2:
         context = stage_length // 2 // step * step
     kernel = 2 * round((0.8 * stage_length - 1) / 2) + 1
-    return {"patch_length": patch, "patch_stride": patch, "context": context,
-            "pool_kernels": (kernel, 1) if kernel > 1 else (1,)}
+    return {
+        "patch_length": patch,
+        "patch_stride": patch,
+        "context": context,
+        "pool_kernels": (kernel, 1) if kernel > 1 else (1,),
+    }
 
 
 def window_settings(window: int, given: dict[str, Any]) -> dict[str, Any]:
@@ -160,8 +179,10 @@ def held_bounds(train: np.ndarray) -> dict[str, list[bool]]:
     for solar power, or a ceiling such as 100 %). Samples never cross such a bound, whatever the margin."""
     low, high = train.min(axis=0), train.max(axis=0)
     tolerance = HELD_TOLERANCE * np.maximum(high - low, 1e-12)
-    return {"low": [bool(v) for v in np.mean(train <= low + tolerance, axis=0) >= HELD_SHARE],
-            "high": [bool(v) for v in np.mean(train >= high - tolerance, axis=0) >= HELD_SHARE]}
+    return {
+        "low": [bool(v) for v in np.mean(train <= low + tolerance, axis=0) >= HELD_SHARE],
+        "high": [bool(v) for v in np.mean(train >= high - tolerance, axis=0) >= HELD_SHARE],
+    }
 
 
 def largest_correlation(values: np.ndarray) -> float:
@@ -184,20 +205,31 @@ def _channel_choice(train: np.ndarray, window: int) -> dict[str, Any]:
     steps, levels, windows = step_coupling(train), largest_correlation(train), len(train) / window
     coupled = steps >= COUPLED_STEPS or levels >= COUPLED_LEVELS
     joint = coupled and windows >= JOINT_MIN_WINDOWS
-    together = (f"the channels' steps correlate up to {steps:.2f} (coupled from {COUPLED_STEPS}) and their levels up "
-                f"to {levels:.2f} (from {COUPLED_LEVELS})")
+    together = (
+        f"the channels' steps correlate up to {steps:.2f} (coupled from {COUPLED_STEPS}) and their levels up "
+        f"to {levels:.2f} (from {COUPLED_LEVELS})"
+    )
     if train.shape[1] < 2:
         because = "one channel"
     elif joint:
-        because = f"{together}, and the training split holds {windows:.0f} windows (>= {JOINT_MIN_WINDOWS}): " \
-                  "channels modelled jointly"
+        because = (
+            f"{together}, and the training split holds {windows:.0f} windows (>= {JOINT_MIN_WINDOWS}): "
+            "channels modelled jointly"
+        )
     elif coupled:
-        because = (f"{together}, but the training split holds only {windows:.0f} windows (< {JOINT_MIN_WINDOWS}), too "
-                   "few to model them jointly without copying: each channel modelled on its own, fused between stages")
+        because = (
+            f"{together}, but the training split holds only {windows:.0f} windows (< {JOINT_MIN_WINDOWS}), too "
+            "few to model them jointly without copying: each channel modelled on its own, fused between stages"
+        )
     else:
         because = f"{together}: each channel modelled on its own, fused between stages"
-    return {"value": not joint, "because": because, "step_coupling": round(steps, 4),
-            "level_coupling": round(levels, 4), "training_windows": round(windows, 1)}
+    return {
+        "value": not joint,
+        "because": because,
+        "step_coupling": round(steps, 4),
+        "level_coupling": round(levels, 4),
+        "training_windows": round(windows, 1),
+    }
 
 
 def _margin_choice(train: np.ndarray, window: int) -> dict[str, Any]:
@@ -213,6 +245,9 @@ def _margin_choice(train: np.ndarray, window: int) -> dict[str, Any]:
         below = np.maximum(early.min(axis=0) - late.min(axis=0), 0.0)
         beyond = float(np.max(np.maximum(above, below) / span))
     value = float(np.clip(beyond, *MARGIN_BOUNDS))
-    return {"value": round(value, 4), "because": f"the last fifth of the training split went {beyond:.1%} of the "
-            f"range beyond the first four fifths' range (bounded to {MARGIN_BOUNDS[0]:.0%}-{MARGIN_BOUNDS[1]:.0%})",
-            "observed": round(beyond, 4)}
+    return {
+        "value": round(value, 4),
+        "because": f"the last fifth of the training split went {beyond:.1%} of the "
+        f"range beyond the first four fifths' range (bounded to {MARGIN_BOUNDS[0]:.0%}-{MARGIN_BOUNDS[1]:.0%})",
+        "observed": round(beyond, 4),
+    }

@@ -10,7 +10,7 @@ total length. A chunk as long as the whole sample unrolls all stages in one pass
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -23,9 +23,15 @@ def round_up(value: int, multiple: int) -> int:
 
 
 @torch.inference_mode()
-def denoise_chunk(denoiser: StageDiffDenoiser, sampler: Sampler, noise: Noise, length: int,
-                  known: torch.Tensor | None = None, device: torch.device | None = None,
-                  step_callback: Callable[[], None] | None = None) -> torch.Tensor:
+def denoise_chunk(
+    denoiser: StageDiffDenoiser,
+    sampler: Sampler,
+    noise: Noise,
+    length: int,
+    known: torch.Tensor | None = None,
+    device: torch.device | None = None,
+    step_callback: Callable[[], None] | None = None,
+) -> torch.Tensor:
     """Sample as many series as ``noise`` has rows, of ``length`` (a multiple of the stage length), in [-1, 1].
 
     known: (rows, p, channels) values of the first p steps to condition on (replacement), or None.
@@ -51,18 +57,35 @@ def denoise_chunk(denoiser: StageDiffDenoiser, sampler: Sampler, noise: Noise, l
     return x.cpu()
 
 
-def generate(denoiser: StageDiffDenoiser, sampler: Sampler, noise: Noise, length: int,
-             chunk_length: int, overlap: int, prefix: torch.Tensor | None = None,
-             device: torch.device | None = None, step_callback: Callable[[], None] | None = None) -> torch.Tensor:
+def generate(
+    denoiser: StageDiffDenoiser,
+    sampler: Sampler,
+    noise: Noise,
+    length: int,
+    chunk_length: int,
+    overlap: int,
+    prefix: torch.Tensor | None = None,
+    device: torch.device | None = None,
+    step_callback: Callable[[], None] | None = None,
+) -> torch.Tensor:
     """(rows, length, channels) scaled samples: :func:`generate_chunks` joined."""
-    return torch.cat(list(generate_chunks(denoiser, sampler, noise, length, chunk_length, overlap, prefix,
-                                          device, step_callback)), dim=1)
+    return torch.cat(
+        list(generate_chunks(denoiser, sampler, noise, length, chunk_length, overlap, prefix, device, step_callback)),
+        dim=1,
+    )
 
 
-def generate_chunks(denoiser: StageDiffDenoiser, sampler: Sampler, noise: Noise, length: int,
-                    chunk_length: int, overlap: int, prefix: torch.Tensor | None = None,
-                    device: torch.device | None = None,
-                    step_callback: Callable[[], None] | None = None) -> Iterator[torch.Tensor]:
+def generate_chunks(
+    denoiser: StageDiffDenoiser,
+    sampler: Sampler,
+    noise: Noise,
+    length: int,
+    chunk_length: int,
+    overlap: int,
+    prefix: torch.Tensor | None = None,
+    device: torch.device | None = None,
+    step_callback: Callable[[], None] | None = None,
+) -> Iterator[torch.Tensor]:
     """Scaled samples chunk by chunk, each piece (rows, new steps, channels) as soon as it is denoised; the pieces
     joined along time are the ``length`` steps.
 
@@ -70,16 +93,15 @@ def generate_chunks(denoiser: StageDiffDenoiser, sampler: Sampler, noise: Noise,
     steps at most are used); the output starts right after it."""
     stage = denoiser.stage_length
     produced = 0
-    tail = None if prefix is None else prefix[:, -(chunk_length - stage):]
+    tail = None if prefix is None else prefix[:, -(chunk_length - stage) :]
     while produced < length:
         known = 0 if tail is None else tail.shape[1]
         size = chunk_length if tail is not None else min(chunk_length, round_up(length, stage))
-        chunk = denoise_chunk(denoiser, sampler, noise, size, known=tail, device=device,
-                              step_callback=step_callback)
+        chunk = denoise_chunk(denoiser, sampler, noise, size, known=tail, device=device, step_callback=step_callback)
         new = chunk[:, known:]
-        yield new[:, :length - produced]
+        yield new[:, : length - produced]
         produced += new.shape[1]
-        tail = chunk[:, size - overlap:]
+        tail = chunk[:, size - overlap :]
 
 
 def chunk_plan(length: int, chunk_length: int, overlap: int, stage: int, prefix: int = 0) -> int:

@@ -21,9 +21,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -78,12 +78,12 @@ class TrainResult:
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """"auto" picks CUDA when present, else the CPU; a device this machine lacks is a :class:`ConfigError`."""
+    """ "auto" picks CUDA when present, else the CPU; a device this machine lacks is a :class:`ConfigError`."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         chosen = torch.device(device)
-    except (RuntimeError, TypeError) as error:
+    except (RuntimeError, TypeError):
         raise ConfigError(f"device must be auto, cpu or cuda (or cuda:N), got {device!r}") from None
     if chosen.type == "cuda":
         if not torch.cuda.is_available():
@@ -118,12 +118,21 @@ def planned_config(config: StageDiffConfig, steps: int) -> StageDiffConfig:
     """``config`` with a budget, planned to ``steps`` steps: max_steps ``steps``, max_minutes None, warmup_steps
     min(config.warmup_steps, max(1, steps // 20)) (at most 5% of the run warms up, as 100 of the default 2000)
     and checkpoint_every at most ``steps`` (so that a checkpoint is written)."""
-    return config.replace(max_steps=steps, max_minutes=None, warmup_steps=min(config.warmup_steps, max(1, steps // 20)),
-                          checkpoint_every=min(config.checkpoint_every, steps))
+    return config.replace(
+        max_steps=steps,
+        max_minutes=None,
+        warmup_steps=min(config.warmup_steps, max(1, steps // 20)),
+        checkpoint_every=min(config.checkpoint_every, steps),
+    )
 
 
-def planned_steps(budget_seconds: float, spent_seconds: float, seconds_per_step: float, validation_seconds: float,
-                  checkpoint_every: int) -> int:
+def planned_steps(
+    budget_seconds: float,
+    spent_seconds: float,
+    seconds_per_step: float,
+    validation_seconds: float,
+    checkpoint_every: int,
+) -> int:
     """How many steps fit in what is left of the budget: (1 - BUDGET_RESERVE) of it less what is spent, less one
     validation loss per checkpoint_every steps and one at the end; at least 1."""
     left = (1 - BUDGET_RESERVE) * budget_seconds - spent_seconds - validation_seconds
@@ -151,9 +160,15 @@ class Trainer:
     means yes unless the environment sets STAGEDIFF_CUDA_GRAPH=0.
     """
 
-    def __init__(self, config: StageDiffConfig, denoiser: StageDiffDenoiser, series: np.ndarray,
-                 validation: np.ndarray | None = None, device: str | torch.device | None = "auto",
-                 cuda_graph: bool | None = None):
+    def __init__(
+        self,
+        config: StageDiffConfig,
+        denoiser: StageDiffDenoiser,
+        series: np.ndarray,
+        validation: np.ndarray | None = None,
+        device: str | torch.device | None = "auto",
+        cuda_graph: bool | None = None,
+    ):
         self.distributed = DistributedContext.from_environment()
         self.rows = self.distributed.shard(config.batch_size)  # checks the split before any work
         # config.max_minutes: self.config is replaced by the planned configuration at the start of run (plan)
@@ -164,7 +179,11 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.windows = _window_view(series, config.window)
         self.data_fingerprint = hashlib.sha256(np.ascontiguousarray(series, dtype=np.float32).tobytes()).hexdigest()
-        self.validation = _window_view(validation, config.window) if validation is not None and len(validation) >= config.window else None
+        self.validation = (
+            _window_view(validation, config.window)
+            if validation is not None and len(validation) >= config.window
+            else None
+        )
         self.schedule = NoiseSchedule.create(config.diffusion_steps, config.schedule)
         if cuda_graph is None:
             cuda_graph = os.environ.get("STAGEDIFF_CUDA_GRAPH", "1") != "0"
@@ -183,12 +202,17 @@ class Trainer:
         self.result = TrainResult(steps=0, world_size=self.distributed.world_size)
 
     def make_optimizer(self, model: torch.nn.Module) -> torch.optim.AdamW:
-        return torch.optim.AdamW(model.parameters(), lr=self.learning_rate_value(self.config.learning_rate),
-                                 weight_decay=self.config.weight_decay, capturable=self.graphed)
+        return torch.optim.AdamW(
+            model.parameters(),
+            lr=self.learning_rate_value(self.config.learning_rate),
+            weight_decay=self.config.weight_decay,
+            capturable=self.graphed,
+        )
 
     @staticmethod
-    def make_scheduler(optimizer: torch.optim.Optimizer, config: StageDiffConfig,
-                       last_epoch: int = -1) -> torch.optim.lr_scheduler.LambdaLR:
+    def make_scheduler(
+        optimizer: torch.optim.Optimizer, config: StageDiffConfig, last_epoch: int = -1
+    ) -> torch.optim.lr_scheduler.LambdaLR:
         """The learning-rate schedule of ``config``; on an optimizer that had one already, it restarts from the
         optimizer's initial_lr at step last_epoch + 1."""
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, config), last_epoch)
@@ -226,8 +250,9 @@ class Trainer:
     def update(self, x_k: torch.Tensor, k: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """Loss, backward, clipping, AdamW and EMA on one batch (only device work: it can be captured)."""
         # autocast's weight cache would keep tensors of the capture alive; the casts are cheap
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda",
-                            cache_enabled=False):
+        with torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda", cache_enabled=False
+        ):
             prediction = self.network(x_k, k)
         loss = diffusion_loss(prediction.float(), x0, self.loss_weights(k))
         self.optimizer.zero_grad(set_to_none=True)
@@ -281,8 +306,10 @@ class Trainer:
         self.ema.eval()
         generator = torch.Generator().manual_seed(self.config.seed + 1)
         x_k, k, x0 = self.noisy_batch(self.validation, generator, min(VALIDATION_WINDOWS, len(self.validation)))
-        losses = [F.mse_loss(self.ema(x_k[i:i + 64], k[i:i + 64]).float(), x0[i:i + 64], reduction="sum")
-                  for i in range(0, len(x0), 64)]
+        losses = [
+            F.mse_loss(self.ema(x_k[i : i + 64], k[i : i + 64]).float(), x0[i : i + 64], reduction="sum")
+            for i in range(0, len(x0), 64)
+        ]
         return float(sum(losses) / x0.numel())
 
     # -- the wall-clock budget -------------------------------------------------------------------
@@ -312,8 +339,11 @@ class Trainer:
         probe.graph, probe.graph_inputs, probe.graph_loss, probe.eager_steps = None, (), None, 0
         warmup = CALIBRATION_WARMUP_STEPS + (GRAPH_WARMUP_STEPS + 1 if self.graphed else 0)
         target = min(CALIBRATION_SECONDS, CALIBRATION_FRACTION * budget_seconds)
-        devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
-            if self.device.type == "cuda" else []
+        devices = (
+            [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+            if self.device.type == "cuda"
+            else []
+        )
         with torch.random.fork_rng(devices=devices):
             for _ in range(warmup):
                 probe.train_step()  # returns a float: each step waits for the device
@@ -346,13 +376,24 @@ class Trainer:
             raise RuntimeError(f"the processes planned different numbers of steps for the budget (this one {steps})")
         self.config = planned_config(self.config, steps)
         self.scheduler = self.make_scheduler(self.optimizer, self.config, self.step - 1)
-        self.result.budget = {"max_minutes": self.max_minutes, "calibration_seconds": spent,
-                              "seconds_per_step": seconds_per_step, "planned_steps": steps}
+        self.result.budget = {
+            "max_minutes": self.max_minutes,
+            "calibration_seconds": spent,
+            "seconds_per_step": seconds_per_step,
+            "planned_steps": steps,
+        }
         if self.distributed.is_main:
-            logger.info("training budget of %g min: %.4f s per step and %.3f s per validation loss, measured in "
-                        "%.1f s; planned %d steps (warmup %d, checkpoint every %d)", self.max_minutes,
-                        seconds_per_step, validation_seconds, spent, steps, self.config.warmup_steps,
-                        self.config.checkpoint_every)
+            logger.info(
+                "training budget of %g min: %.4f s per step and %.3f s per validation loss, measured in "
+                "%.1f s; planned %d steps (warmup %d, checkpoint every %d)",
+                self.max_minutes,
+                seconds_per_step,
+                validation_seconds,
+                spent,
+                steps,
+                self.config.warmup_steps,
+                self.config.checkpoint_every,
+            )
 
     def over_budget(self, elapsed: float) -> bool:
         """Whether a run with a budget has spent more than HARD_STOP times it (``elapsed``: the training loop's
@@ -364,12 +405,21 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"step": self.step, "config": self.config.to_dict(), "data": self.data_fingerprint, "model": self.model.state_dict(),
-                "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "losses": self.result.losses,
-                "validation_losses": self.result.validation_losses, "seconds": self.result.seconds,
-                "budget": self.result.budget}
+        return {
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "data": self.data_fingerprint,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "losses": self.result.losses,
+            "validation_losses": self.result.validation_losses,
+            "seconds": self.result.seconds,
+            "budget": self.result.budget,
+        }
 
     def save_checkpoint(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
@@ -387,11 +437,15 @@ class Trainer:
         state = torch.load(path, map_location="cpu", weights_only=True)
         config = self.checkpoint_config(state)
         if config is None:
-            raise ConfigError(f"checkpoint {path} was written with a different configuration; "
-                              "delete it or choose another checkpoint directory to start afresh")
+            raise ConfigError(
+                f"checkpoint {path} was written with a different configuration; "
+                "delete it or choose another checkpoint directory to start afresh"
+            )
         if state["data"] != self.data_fingerprint:
-            raise DataError(f"checkpoint {path} was written while training on different data; "
-                            "delete it or choose another checkpoint directory to start afresh")
+            raise DataError(
+                f"checkpoint {path} was written while training on different data; "
+                "delete it or choose another checkpoint directory to start afresh"
+            )
         if config != self.config:  # a budget's plan, taken from the checkpoint: no second timing
             self.config = config
             self.scheduler = self.make_scheduler(self.optimizer, config)  # its state is loaded below
@@ -405,10 +459,15 @@ class Trainer:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.step = state["step"]
-        self.result = TrainResult(steps=self.step, losses=list(state["losses"]),
-                                  validation_losses={int(k): v for k, v in state["validation_losses"].items()},
-                                  seconds=state["seconds"], resumed_from=self.step,
-                                  world_size=self.distributed.world_size, budget=state.get("budget"))
+        self.result = TrainResult(
+            steps=self.step,
+            losses=list(state["losses"]),
+            validation_losses={int(k): v for k, v in state["validation_losses"].items()},
+            seconds=state["seconds"],
+            resumed_from=self.step,
+            world_size=self.distributed.world_size,
+            budget=state.get("budget"),
+        )
 
     def checkpoint_config(self, state: dict) -> StageDiffConfig | None:
         """The configuration to resume ``state`` with, or None if it was written with another one.
@@ -420,15 +479,24 @@ class Trainer:
         if self.config.max_minutes is None:
             return self.config if stored == self.config.to_dict() else None
         budget, steps = state.get("budget"), stored.get("max_steps") if isinstance(stored, dict) else None
-        if not isinstance(budget, dict) or budget.get("max_minutes") != self.config.max_minutes \
-                or not isinstance(steps, int) or steps < 1:
+        if (
+            not isinstance(budget, dict)
+            or budget.get("max_minutes") != self.config.max_minutes
+            or not isinstance(steps, int)
+            or steps < 1
+        ):
             return None
         planned = planned_config(self.config, steps)
         return planned if stored == planned.to_dict() else None
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self, checkpoint_dir: str | os.PathLike | None = None, callback: Callable[[TrainProgress], None] | None = None,
-            progress: bool | None = None, stop_after: int | None = None) -> TrainResult:
+    def run(
+        self,
+        checkpoint_dir: str | os.PathLike | None = None,
+        callback: Callable[[TrainProgress], None] | None = None,
+        progress: bool | None = None,
+        stop_after: int | None = None,
+    ) -> TrainResult:
         """Train until config.max_steps (or ``stop_after`` more steps, to simulate an interruption).
 
         With config.max_minutes, a run that finds no checkpoint first plans max_steps to the budget
@@ -451,8 +519,14 @@ class Trainer:
             finally:
                 self.network = self.model
 
-    def train_until(self, checkpoint_dir: str | os.PathLike | None, callback: Callable[[TrainProgress], None] | None,
-                    progress: bool | None, stop_after: int | None, budget_started: float | None = None) -> TrainResult:
+    def train_until(
+        self,
+        checkpoint_dir: str | os.PathLike | None,
+        callback: Callable[[TrainProgress], None] | None,
+        progress: bool | None,
+        stop_after: int | None,
+        budget_started: float | None = None,
+    ) -> TrainResult:
         """The loop of :meth:`run` (in its process group); ``budget_started``: the time.perf_counter() reading at
         which a budget (config.max_minutes) began, default now."""
         budget_started = time.perf_counter() if budget_started is None else budget_started
@@ -460,8 +534,10 @@ class Trainer:
         main = self.distributed.is_main
         found = directory is not None and (directory / CHECKPOINT_NAME).is_file()
         if not self.distributed.all_agree(found):
-            raise ConfigError(f"the checkpoint {directory / CHECKPOINT_NAME} exists for some processes but not for "
-                              "others; put the checkpoint directory on a filesystem that every machine shares")
+            raise ConfigError(
+                f"the checkpoint {directory / CHECKPOINT_NAME} exists for some processes but not for "
+                "others; put the checkpoint directory on a filesystem that every machine shares"
+            )
         if found:
             self.load_checkpoint(directory / CHECKPOINT_NAME)
             if main:
@@ -469,8 +545,13 @@ class Trainer:
         elif self.config.max_minutes is not None:
             self.plan(budget_started)
         end = self.config.max_steps if stop_after is None else min(self.config.max_steps, self.step + stop_after)
-        bar = tqdm(total=self.config.max_steps, initial=self.step, desc="training", unit="step",
-                   disable=not main or (None if progress is None else not progress))
+        bar = tqdm(
+            total=self.config.max_steps,
+            initial=self.step,
+            desc="training",
+            unit="step",
+            disable=not main or (None if progress is None else not progress),
+        )
         started = time.perf_counter() - self.result.seconds
         stop = self.step < end and self.over_budget(self.result.seconds)
         while self.step < end and not stop:
@@ -487,18 +568,33 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
             if callback is not None:
-                callback(TrainProgress(self.step, self.config.max_steps, loss, float(self.scheduler.get_last_lr()[0]),
-                                       self.result.seconds, validation))
+                callback(
+                    TrainProgress(
+                        self.step,
+                        self.config.max_steps,
+                        loss,
+                        float(self.scheduler.get_last_lr()[0]),
+                        self.result.seconds,
+                        validation,
+                    )
+                )
             # under DDP the ranks agree on it at checkpoints only, to spare a collective per step
-            stop = self.step < end and (at_checkpoint or not self.distributed.enabled) and self.over_budget(
-                time.perf_counter() - started)
+            stop = (
+                self.step < end
+                and (at_checkpoint or not self.distributed.enabled)
+                and self.over_budget(time.perf_counter() - started)
+            )
         bar.close()
         if stop:
             self.result.stopped_early = True
             if main:
-                logger.warning("training ran past %g times its budget of %g min: stopped early after %d of %d "
-                               "planned steps", HARD_STOP, self.result.budget["max_minutes"], self.step,
-                               self.config.max_steps)
+                logger.warning(
+                    "training ran past %g times its budget of %g min: stopped early after %d of %d planned steps",
+                    HARD_STOP,
+                    self.result.budget["max_minutes"],
+                    self.step,
+                    self.config.max_steps,
+                )
         if directory is not None:
             self.distributed.barrier()  # when run returns in any process, rank 0's last checkpoint is complete
         return self.result

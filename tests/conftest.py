@@ -20,9 +20,23 @@ from stagediff.train import build_denoiser  # noqa: E402
 torch.set_num_threads(1)
 
 TINY = dict(
-    window=32, stage_length=8, context=2, patch_length=4, patch_stride=2, pool_kernels=(5, 1), d_model=16,
-    heads=2, feedforward=32, diffusion_steps=20, sampling_steps=5, batch_size=16, warmup_steps=10,
-    channel_independent=True, skip_parametrization=False, sampler="ddim", range_margin=0.0,
+    window=32,
+    stage_length=8,
+    context=2,
+    patch_length=4,
+    patch_stride=2,
+    pool_kernels=(5, 1),
+    d_model=16,
+    heads=2,
+    feedforward=32,
+    diffusion_steps=20,
+    sampling_steps=5,
+    batch_size=16,
+    warmup_steps=10,
+    channel_independent=True,
+    skip_parametrization=False,
+    sampler="ddim",
+    range_margin=0.0,
 )
 """The tests' tiny model keeps the library's earlier recipe (channels apart, no skip, DDIM, no margin) that their
 expectations were written for; tests of the default recipe set their own (tests/test_recipe.py)."""
@@ -52,11 +66,13 @@ def smooth_frame(length: int = 480, seed: int = 0) -> pd.DataFrame:
     a continuation starts near where its history ends."""
     rng = np.random.default_rng(seed)
     t = np.arange(length)
-    return pd.DataFrame({
-        "date": pd.date_range("2022-01-01", periods=length, freq="h"),
-        "a": 150 + 45 * np.sin(2 * np.pi * t / 160) + rng.normal(0, 1, length),
-        "b": 150 - 45 * np.cos(2 * np.pi * t / 120) + rng.normal(0, 1, length),
-    })
+    return pd.DataFrame(
+        {
+            "date": pd.date_range("2022-01-01", periods=length, freq="h"),
+            "a": 150 + 45 * np.sin(2 * np.pi * t / 160) + rng.normal(0, 1, length),
+            "b": 150 - 45 * np.cos(2 * np.pi * t / 120) + rng.normal(0, 1, length),
+        }
+    )
 
 
 @pytest.fixture
@@ -79,6 +95,7 @@ def training_frame() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def trained_model(training_frame) -> StageDiff:
     """A tiny StageDiff fitted on ``training_frame`` for a few seconds (shared; do not mutate)."""
-    config = StageDiffConfig(**TINY, max_steps=TRAINED_STEPS, checkpoint_every=50, validation_fraction=0.2,
-                             learning_rate=3e-3)
+    config = StageDiffConfig(
+        **TINY, max_steps=TRAINED_STEPS, checkpoint_every=50, validation_fraction=0.2, learning_rate=3e-3
+    )
     return StageDiff(config).fit(training_frame, "date", progress=False, device="cpu")

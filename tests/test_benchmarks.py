@@ -20,15 +20,33 @@ SHARED_DATASETS = Path(os.environ.get("STAGEDIFF_DATA_DIR") or ROOT.parent / "sh
 def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # `benchmarks` from any folder
     environment = {**os.environ, "STAGEDIFF_DATA_DIR": str(SHARED_DATASETS), "PYTHONPATH": path}
-    return subprocess.run([sys.executable, "-m", "benchmarks.paper_table", *args], cwd=cwd,
-                          env=environment, capture_output=True, text=True, check=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.paper_table", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
 def test_paper_table_runs_a_cell_under_both_protocols_and_merges_tables(tmp_path: Path) -> None:
     tiny = ["--steps", "2", "--n", "20", "--repeats", "1", "--fast", "--work", str(tmp_path / "work")]
-    run_script("--datasets", "stock", "--windows", "24", *tiny, "--metrics", "discriminative", "predictive_real",
-               "--out", str(tmp_path / "table.json"), cwd=tmp_path)
+    run_script(
+        "--datasets",
+        "stock",
+        "--windows",
+        "24",
+        *tiny,
+        "--metrics",
+        "discriminative",
+        "predictive_real",
+        "--out",
+        str(tmp_path / "table.json"),
+        cwd=tmp_path,
+    )
     report = json.loads((tmp_path / "table.json").read_text())
     (cell,) = report["cells"]
     assert set(cell["protocols"]) == {"paper", "heldout"} and report["metrics"] == ["discriminative", "predictive_real"]
@@ -36,8 +54,23 @@ def test_paper_table_runs_a_cell_under_both_protocols_and_merges_tables(tmp_path
     assert paper["config"]["validation_fraction"] == 0.0 and heldout["config"]["validation_fraction"] > 0
     assert {"discriminative", "predictive_real"} <= set(paper) and "predictive" not in paper
     assert paper["train_steps"] == 2 and (tmp_path / "work" / "stock-24-full-paper" / "model").is_dir()
-    run_script("--ablations", "--windows", "24", *tiny, "--protocols", "paper", "--metrics", "discriminative",
-               "--variants", "w/o CI", "w/o CD", "w/o Stage", "--out", str(tmp_path / "ablations.json"), cwd=tmp_path)
+    run_script(
+        "--ablations",
+        "--windows",
+        "24",
+        *tiny,
+        "--protocols",
+        "paper",
+        "--metrics",
+        "discriminative",
+        "--variants",
+        "w/o CI",
+        "w/o CD",
+        "w/o Stage",
+        "--out",
+        str(tmp_path / "ablations.json"),
+        cwd=tmp_path,
+    )
     variants = [c["variant"] for c in json.loads((tmp_path / "ablations.json").read_text())["cells"]]
     assert variants == ["w/o CI", "w/o CD", "w/o Stage"]  # the full model is a cell of the main table
     merged = run_script("--table", str(tmp_path / "table.json"), str(tmp_path / "ablations.json"), cwd=tmp_path)
@@ -74,7 +107,9 @@ def test_decorrelate_keeps_each_channels_texture_and_stops_channels_moving_toget
 
     assert changed.shape == windows.shape
     assert step_correlation(windows) > 0.9 and step_correlation(changed) < 0.3
-    assert np.allclose(roughness(changed, axis=(0, 1)), roughness(windows, axis=(0, 1)), rtol=0.05)  # channel b stays twice as rough
+    assert np.allclose(
+        roughness(changed, axis=(0, 1)), roughness(windows, axis=(0, 1)), rtol=0.05
+    )  # channel b stays twice as rough
 
 
 @pytest.mark.slow
@@ -83,12 +118,25 @@ def test_lanes_train_with_a_budget_in_minutes_then_judge_the_model_again(tmp_pat
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     environment = {**os.environ, "STAGEDIFF_DATA_DIR": str(SHARED_DATASETS), "PYTHON": sys.executable, "N": "20"}
     tiny = "--set d_model=8 --set feedforward=16 --set warmup_steps=2 --set diffusion_steps=50"
-    subprocess.run(["bash", "benchmarks/lanes.sh", "0.0001", "1", f"a stock 24 {tiny}"],
-                   cwd=tmp_path, env=environment, check=True, timeout=600)
+    subprocess.run(
+        ["bash", "benchmarks/lanes.sh", "0.0001", "1", f"a stock 24 {tiny}"],
+        cwd=tmp_path,
+        env=environment,
+        check=True,
+        timeout=600,
+    )
     rows = [json.loads(line) for line in (tmp_path / "runs" / "variants" / "results.jsonl").read_text().splitlines()]
     trained = [row for row in rows if "label" in row]
-    assert [(row["label"], row["steps"], row["minutes"]) for row in trained] == [("a", 1, 0.0001)]  # a budget too small for more plans one step
+    assert [(row["label"], row["steps"], row["minutes"]) for row in trained] == [
+        ("a", 1, 0.0001)
+    ]  # a budget too small for more plans one step
     assert [(row["model"], row["seed"]) for row in rows if "model" in row] == [("runs/variants/model-a", 1)]
-    failed = subprocess.run(["bash", "benchmarks/lanes.sh", "0.0001", "1", f"a stock 24 {tiny}"], cwd=tmp_path,
-                            env=environment, capture_output=True, text=True, timeout=600)
+    failed = subprocess.run(
+        ["bash", "benchmarks/lanes.sh", "0.0001", "1", f"a stock 24 {tiny}"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert failed.returncode != 0 and "runs/variants/model-a exists" in failed.stderr  # a label is never reused

@@ -12,10 +12,36 @@ import pandas as pd
 import pytest
 import torch
 
-TINY = ["--window", "32", "--max-steps", "4", "--set", "stage_length=8", "--set", "context=2",
-        "--set", "patch_length=4", "--set", "patch_stride=2", "--set", "pool_kernels=[5, 1]",
-        "--set", "d_model=16", "--set", "heads=2", "--set", "feedforward=32", "--set", "diffusion_steps=20",
-        "--set", "sampling_steps=5", "--set", "batch_size=8", "--set", "checkpoint_every=2"]
+TINY = [
+    "--window",
+    "32",
+    "--max-steps",
+    "4",
+    "--set",
+    "stage_length=8",
+    "--set",
+    "context=2",
+    "--set",
+    "patch_length=4",
+    "--set",
+    "patch_stride=2",
+    "--set",
+    "pool_kernels=[5, 1]",
+    "--set",
+    "d_model=16",
+    "--set",
+    "heads=2",
+    "--set",
+    "feedforward=32",
+    "--set",
+    "diffusion_steps=20",
+    "--set",
+    "sampling_steps=5",
+    "--set",
+    "batch_size=8",
+    "--set",
+    "checkpoint_every=2",
+]
 
 
 def shared_datasets() -> Path:
@@ -24,8 +50,13 @@ def shared_datasets() -> Path:
 
 def stagediff(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     environment = {**(os.environ if env is None else env), "STAGEDIFF_DATA_DIR": str(shared_datasets())}
-    result = subprocess.run([sys.executable, "-m", "stagediff.cli", "--threads", "1", *args],
-                            capture_output=True, text=True, env=environment, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "stagediff.cli", "--threads", "1", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+    )
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -38,8 +69,23 @@ def test_round_trip_on_synthetic(tmp_path: Path) -> None:
     info = json.loads(stagediff("info", str(model)).stdout)
     assert info["config"]["window"] == 32 and info["metadata"]["channels"]
     out = tmp_path / "samples.parquet"
-    stagediff("sample", str(model), "--n", "2", "--length", "100", "--seed", "3", "--out", str(out),
-              "--plot", str(tmp_path / "s.png"), "--plot-data", "synthetic", "--no-progress")
+    stagediff(
+        "sample",
+        str(model),
+        "--n",
+        "2",
+        "--length",
+        "100",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--plot",
+        str(tmp_path / "s.png"),
+        "--plot-data",
+        "synthetic",
+        "--no-progress",
+    )
     frame = pd.read_parquet(out)
     assert list(frame.columns[:2]) == ["sample", "date"]
     assert frame.shape == (200, 2 + len(info["metadata"]["channels"]))
@@ -56,8 +102,9 @@ def test_openmp_waits_passively_unless_told_otherwise(tmp_path: Path) -> None:
     passive, 300,000 times when the variable is unset)."""
     unset = {name: value for name, value in os.environ.items() if name != "OMP_WAIT_POLICY"}
     model = tmp_path / "model"
-    fitted = stagediff("fit", "synthetic", *TINY, "--out", str(model), "--no-progress",
-                       env={**unset, "OMP_DISPLAY_ENV": "VERBOSE"})
+    fitted = stagediff(
+        "fit", "synthetic", *TINY, "--out", str(model), "--no-progress", env={**unset, "OMP_DISPLAY_ENV": "VERBOSE"}
+    )
     if "GOMP_SPINCOUNT" not in fitted.stderr:
         pytest.skip("torch's OpenMP runtime here is not GNU libgomp, whose report this reads")
     assert "GOMP_SPINCOUNT = '0'" in fitted.stderr and "GOMP_SPINCOUNT = '300000'" not in fitted.stderr
@@ -74,8 +121,9 @@ def test_round_trip_on_shared_etth1_with_prefix(tmp_path: Path) -> None:
     prefix = tmp_path / "prefix.csv"
     pd.read_csv(source).iloc[1000:1040].to_csv(prefix, index=False)
     out = tmp_path / "continued.csv"
-    stagediff("sample", str(model), "--n", "1", "--length", "64", "--prefix", str(prefix), "--out", str(out),
-              "--no-progress")
+    stagediff(
+        "sample", str(model), "--n", "1", "--length", "64", "--prefix", str(prefix), "--out", str(out), "--no-progress"
+    )
     frame = pd.read_csv(out, parse_dates=["date"])
     assert frame["date"].iloc[0] == pd.Timestamp(pd.read_csv(prefix)["date"].iloc[-1]) + pd.Timedelta(hours=1)
     assert list(frame.columns[2:]) == ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
@@ -93,13 +141,16 @@ def test_fit_with_the_default_recipe_a_budget_and_a_preset(tmp_path: Path) -> No
     assert set(info["metadata"]["choices"]) == {"channel_independent", "range_margin"}
     stagediff("fit", "stock", "--preset", "stock-24", "--max-steps", "2", *small, "--out", str(tmp_path / "p"))
     preset = json.loads(stagediff("info", str(tmp_path / "p")).stdout)
-    assert preset["config"]["channel_independent"] is True and "channel_independent" not in preset["metadata"]["choices"]
+    assert (
+        preset["config"]["channel_independent"] is True and "channel_independent" not in preset["metadata"]["choices"]
+    )
 
 
 def test_bad_input_fails_with_a_named_error_and_writes_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
-    pd.DataFrame({"date": pd.date_range("2020", periods=100, freq="h"), "a": range(100),
-                  "label": ["x"] * 100}).to_csv(bad, index=False)
+    pd.DataFrame({"date": pd.date_range("2020", periods=100, freq="h"), "a": range(100), "label": ["x"] * 100}).to_csv(
+        bad, index=False
+    )
     result = stagediff("fit", str(bad), "--time-column", "date", *TINY, "--out", str(tmp_path / "m"), check=False)
     assert result.returncode == 2 and "label" in result.stderr
     assert not (tmp_path / "m").exists() and not (tmp_path / "m-checkpoints").exists()
@@ -125,8 +176,12 @@ def test_fit_again_into_the_same_folder_options_after_the_command_and_chosen_col
     info = json.loads(stagediff("info", str(model)).stdout)
     assert info["metadata"]["channels"] == ["solar", "load"] and info["config"]["stage_length"] == 16
     # a reader that leaves early (`stagediff info DIR | head -1`) gets no traceback
-    reader = subprocess.Popen([sys.executable, "-m", "stagediff.cli", "info", str(model)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, bufsize=0)
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "stagediff.cli", "info", str(model)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
     assert reader.stdout.read(1) == b"{"
     reader.stdout.close()
     assert reader.stderr.read() == b"" and reader.wait(timeout=60) in (0, 141)
@@ -152,16 +207,50 @@ def test_evaluate_writes_metrics_and_pictures(tmp_path: Path) -> None:
     model = tmp_path / "model"
     stagediff("fit", "synthetic", *TINY, "--set", "validation_fraction=0.2", "--out", str(model), "--no-progress")
     out = tmp_path / "evaluation"
-    result = stagediff("evaluate", str(model), "--data", "synthetic", "--time-column", "date", "--n", "40",
-                       "--repeats", "2", "--fast", "--out", str(out))
+    result = stagediff(
+        "evaluate",
+        str(model),
+        "--data",
+        "synthetic",
+        "--time-column",
+        "date",
+        "--n",
+        "40",
+        "--repeats",
+        "2",
+        "--fast",
+        "--out",
+        str(out),
+    )
     metrics = json.loads((out / "metrics.json").read_text())
-    expected = {"discriminative", "predictive", "predictive_real", "context_fid", "correlational", "marginal",
-                "autocorrelation", "spectral", "boundary", "copy"}
+    expected = {
+        "discriminative",
+        "predictive",
+        "predictive_real",
+        "context_fid",
+        "correlational",
+        "marginal",
+        "autocorrelation",
+        "spectral",
+        "boundary",
+        "copy",
+    }
     assert expected <= set(metrics) and metrics["settings"]["protocol"] == "heldout"
     assert len(metrics["discriminative"]["values"]) == 2 and metrics["settings"]["fast"] is True
     for picture in ("pca.png", "tsne.png", "overlays.png", "autocorrelation.png", "long_sample.png"):
         assert (out / picture).stat().st_size > 5_000, picture
     assert "discriminative" in result.stdout
-    bad = stagediff("evaluate", str(model), "--data", "synthetic", "--protocol", "paper", "--n", "3",
-                    "--out", str(tmp_path / "bad"), check=False)
+    bad = stagediff(
+        "evaluate",
+        str(model),
+        "--data",
+        "synthetic",
+        "--protocol",
+        "paper",
+        "--n",
+        "3",
+        "--out",
+        str(tmp_path / "bad"),
+        check=False,
+    )
     assert bad.returncode == 2 and "at least 10" in bad.stderr and not (tmp_path / "bad").exists()

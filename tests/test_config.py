@@ -27,23 +27,36 @@ def test_config_is_frozen():
         StageDiffConfig().window = 64  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("build", [
-    lambda: StageDiffConfig.from_dict({"window": 64, "windw": 32}),
-    lambda: StageDiffConfig().replace(windw=32),
-    lambda: StageDiff(windw=32),
-    lambda: StageDiffConfig(windw=32),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: StageDiffConfig.from_dict({"window": 64, "windw": 32}),
+        lambda: StageDiffConfig().replace(windw=32),
+        lambda: StageDiff(windw=32),
+        lambda: StageDiffConfig(windw=32),
+    ],
+)
 def test_unknown_key_is_named(build):
     with pytest.raises(ConfigError, match="windw") as raised:
         build()
     assert "Valid keys" in str(raised.value) and "did you mean 'window' for 'windw'?" in str(raised.value)
 
 
-@pytest.mark.parametrize("key, value", [
-    ("window", "256"), ("window", 256.0), ("window", True), ("channel_fusion", 1), ("staged", "yes"),
-    ("pool_kernels", [25, 9, 1]), ("pool_kernels", (25, 9.0, 1)), ("learning_rate", "1e-3"), ("sampler", None),
-    ("channels", 2.5),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("window", "256"),
+        ("window", 256.0),
+        ("window", True),
+        ("channel_fusion", 1),
+        ("staged", "yes"),
+        ("pool_kernels", [25, 9, 1]),
+        ("pool_kernels", (25, 9.0, 1)),
+        ("learning_rate", "1e-3"),
+        ("sampler", None),
+        ("channels", 2.5),
+    ],
+)
 def test_wrong_type_is_an_error_naming_the_key(key, value):
     with pytest.raises(ConfigError, match=key):
         StageDiffConfig(**{key: value})
@@ -53,21 +66,24 @@ def test_numbers_accepted_where_floats_are_expected():
     assert StageDiffConfig(learning_rate=1, dropout=0).learning_rate == 1
 
 
-@pytest.mark.parametrize("changes, words", [
-    (dict(window=0), "window must be at least 1"),
-    (dict(context=-1), "context must be non-negative"),
-    (dict(sampler="euler"), "sampler must be one of"),
-    (dict(schedule="sqrt"), "schedule must be one of"),
-    (dict(missing="drop"), "missing must be one of"),
-    (dict(diffusion_steps=10, sampling_steps=20), "cannot exceed diffusion_steps"),
-    (dict(d_model=30, heads=4), "divisible by heads"),
-    (dict(pool_kernels=(4, 1)), "odd"),
-    (dict(pool_kernels=()), "at least one kernel"),
-    (dict(fusion_kernel=4), "fusion_kernel must be odd"),
-    (dict(validation_fraction=1.0), "validation_fraction"),
-    (dict(ema_decay=1.0), "ema_decay"),
-    (dict(channels=0), "channels"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        (dict(window=0), "window must be at least 1"),
+        (dict(context=-1), "context must be non-negative"),
+        (dict(sampler="euler"), "sampler must be one of"),
+        (dict(schedule="sqrt"), "schedule must be one of"),
+        (dict(missing="drop"), "missing must be one of"),
+        (dict(diffusion_steps=10, sampling_steps=20), "cannot exceed diffusion_steps"),
+        (dict(d_model=30, heads=4), "divisible by heads"),
+        (dict(pool_kernels=(4, 1)), "odd"),
+        (dict(pool_kernels=()), "at least one kernel"),
+        (dict(fusion_kernel=4), "fusion_kernel must be odd"),
+        (dict(validation_fraction=1.0), "validation_fraction"),
+        (dict(ema_decay=1.0), "ema_decay"),
+        (dict(channels=0), "channels"),
+    ],
+)
 def test_inconsistent_values_are_errors(changes, words):
     with pytest.raises(ConfigError, match=words):
         StageDiffConfig(**changes)
@@ -81,15 +97,27 @@ def test_retired_switches_at_their_old_value_are_dropped():
     assert StageDiffConfig(fourier_loss_weight=0) == default  # an int where the float was
 
 
-@pytest.mark.parametrize("key, value", [
-    ("channel_embedding", True), ("channel_attention", True), ("detail_basis", True), ("loss", "l1"),
-    ("loss_weighting", "diffusion_ts"), ("fourier_loss_weight", 2.26), ("channel_embedding", 0),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("channel_embedding", True),
+        ("channel_attention", True),
+        ("detail_basis", True),
+        ("loss", "l1"),
+        ("loss_weighting", "diffusion_ts"),
+        ("fourier_loss_weight", 2.26),
+        ("channel_embedding", 0),
+    ],
+)
 def test_retired_switches_set_otherwise_name_the_commit_that_has_them(tmp_path, key, value):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"window": 64, key: value}))
-    for build in (lambda: StageDiffConfig.from_file(path), lambda: StageDiffConfig(**{key: value}),
-                  lambda: StageDiffConfig().replace(**{key: value}), lambda: StageDiff(**{key: value})):
+    for build in (
+        lambda: StageDiffConfig.from_file(path),
+        lambda: StageDiffConfig(**{key: value}),
+        lambda: StageDiffConfig().replace(**{key: value}),
+        lambda: StageDiff(**{key: value}),
+    ):
         with pytest.raises(ConfigError, match=f"{key} was retired") as raised:
             build()
         assert RETIRED_AFTER in str(raised.value) and repr(value) in str(raised.value)

@@ -25,7 +25,9 @@ def test_captured_steps_train_like_eager_ones(tiny_config):
     eager_result, graphed_result = eager.run(progress=False), graphed.run(progress=False)
     assert graphed.graph is not None and graphed.eager_steps == GRAPH_WARMUP_STEPS
     # same batches and the same kernels: equal up to the order of floating-point sums
-    torch.testing.assert_close(torch.tensor(graphed_result.losses), torch.tensor(eager_result.losses), rtol=2e-2, atol=1e-4)
+    torch.testing.assert_close(
+        torch.tensor(graphed_result.losses), torch.tensor(eager_result.losses), rtol=2e-2, atol=1e-4
+    )
     assert graphed_result.losses[-1] < graphed_result.losses[0]
     # the same function (weights with no real gradient, as a key bias under softmax, drift apart under Adam)
     x, k = torch.randn(8, config.window, 2, device="cuda"), torch.arange(8, device="cuda")
@@ -57,8 +59,9 @@ def test_captured_run_resumes_from_its_checkpoint_on_cuda_and_on_the_cpu(tiny_co
 
 
 def test_fit_and_sample_on_cuda(tiny_config, frame_factory):
-    model = StageDiff(tiny_config.replace(channels=None, max_steps=30)).fit(frame_factory(120), "date", progress=False,
-                                                                            device="cuda")
+    model = StageDiff(tiny_config.replace(channels=None, max_steps=30)).fit(
+        frame_factory(120), "date", progress=False, device="cuda"
+    )
     assert model.metadata["training"]["device"].startswith("cuda")
     for sampler in ("ddpm", "ddim"):
         frame = model.sample(2, length=40, seed=0, sampler=sampler, progress=False)

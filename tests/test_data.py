@@ -327,9 +327,13 @@ def test_columns_choose_the_channels_and_their_order():
     series = validate_frame(frame, "date", columns=["c", "a"])
     assert series.channels == ("c", "a")
     np.testing.assert_array_equal(series.values[:, 1], frame["a"])
-    for columns, words in ((["a", "zz"], r"column\(s\) \[zz\] named in columns are not in the data"),
-                           ("a", "must be a list of column names"), (["a", "a"], "more than once"),
-                           (["date", "a"], "names the time column"), (["note"], "non-numeric")):
+    for columns, words in (
+        (["a", "zz"], r"column\(s\) \[zz\] named in columns are not in the data"),
+        ("a", "must be a list of column names"),
+        (["a", "a"], "more than once"),
+        (["date", "a"], "names the time column"),
+        (["note"], "non-numeric"),
+    ):
         with pytest.raises(DataError, match=words):
             validate_frame(frame, "date", columns=columns)
 

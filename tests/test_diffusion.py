@@ -118,7 +118,10 @@ def test_ddpm_intermediate_step_is_noisy_around_the_posterior_mean():
     abar_t, abar_prev = schedule.alphas_cumprod[t].item(), schedule.alphas_cumprod[t - 1].item()
     beta_t = 1 - abar_t / abar_prev
     x0, x_t = torch.full((4000, 1, 1), 0.5), torch.full((4000, 1, 1), -0.2)
-    mean = math.sqrt(abar_prev) * beta_t / (1 - abar_t) * 0.5 + math.sqrt(1 - beta_t) * (1 - abar_prev) / (1 - abar_t) * -0.2
+    mean = (
+        math.sqrt(abar_prev) * beta_t / (1 - abar_t) * 0.5
+        + math.sqrt(1 - beta_t) * (1 - abar_prev) / (1 - abar_t) * -0.2
+    )
     variance = beta_t * (1 - abar_prev) / (1 - abar_t)
     draws = sampler.step(x0, index, x_t, Noise.seeded(0, 4000))
     assert draws.mean().item() == pytest.approx(mean, abs=4 * math.sqrt(variance / 4000))
@@ -134,13 +137,18 @@ def test_ancestral_ddim_is_the_ddpm_posterior_on_its_steps():
     ddpm.set_timesteps(20)
     x0, x_t = torch.randn(3, 8, 2), torch.randn(3, 8, 2)
     for index in range(20):
-        assert torch.allclose(ddim.step(x0, index, x_t, Noise.seeded(index, 3)),
-                              ddpm.step(x0, index, x_t, Noise.seeded(index, 3)), atol=1e-5)
+        assert torch.allclose(
+            ddim.step(x0, index, x_t, Noise.seeded(index, 3)),
+            ddpm.step(x0, index, x_t, Noise.seeded(index, 3)),
+            atol=1e-5,
+        )
 
 
 def test_noise_draws_each_requests_rows_from_its_own_seed():
     joint = Noise([torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)], [2, 5])
-    assert torch.equal(joint.draw((6, 2)), torch.cat([Noise.seeded(3, 2).draw((6, 2)), Noise.seeded(4, 5).draw((6, 2))]))
+    assert torch.equal(
+        joint.draw((6, 2)), torch.cat([Noise.seeded(3, 2).draw((6, 2)), Noise.seeded(4, 5).draw((6, 2))])
+    )
 
 
 def test_sampling_choice_is_the_one_rule(tiny_config):

@@ -55,8 +55,14 @@ def launch(worker, *args) -> None:
 
 
 def become_rank(rank: int, port: int) -> None:
-    os.environ.update(WORLD_SIZE=str(WORLD_SIZE), RANK=str(rank), LOCAL_RANK=str(rank),
-                      LOCAL_WORLD_SIZE=str(WORLD_SIZE), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        WORLD_SIZE=str(WORLD_SIZE),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(WORLD_SIZE),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     torch.set_num_threads(1)
 
 
@@ -75,17 +81,26 @@ def record_saves(log: Path, rank: int) -> None:
 # ---------------------------------------------------------------------------------------- process workers
 
 
-def train_worker(rank: int, port: int, config: StageDiffConfig, checkpoint_dir: Path, out: Path,
-                 stop_after: int | None) -> None:
+def train_worker(
+    rank: int, port: int, config: StageDiffConfig, checkpoint_dir: Path, out: Path, stop_after: int | None
+) -> None:
     become_rank(rank, port)
     real_save = torch.save
     record_saves(out / "saves.log", rank)
     trainer = make_trainer(config)
     result = trainer.run(checkpoint_dir, progress=False, stop_after=stop_after)
     torch.save = real_save
-    torch.save({"model": trainer.model.state_dict(), "ema": trainer.ema.state_dict(), "losses": result.losses,
-                "resumed_from": result.resumed_from, "world_size": result.world_size,
-                "group_left": torch.distributed.is_initialized()}, out / f"rank{rank}.pt")
+    torch.save(
+        {
+            "model": trainer.model.state_dict(),
+            "ema": trainer.ema.state_dict(),
+            "losses": result.losses,
+            "resumed_from": result.resumed_from,
+            "world_size": result.world_size,
+            "group_left": torch.distributed.is_initialized(),
+        },
+        out / f"rank{rank}.pt",
+    )
 
 
 def fit_worker(rank: int, port: int, config: StageDiffConfig, frame, checkpoint_dir: Path, out: Path) -> None:
@@ -101,7 +116,7 @@ def assert_close_weights(first: dict, second: dict) -> None:
     assert first.keys() == second.keys()
     for name in first:
         tolerance = KEY_BIAS_TOLERANCE if name.endswith("key_value.bias") else TOLERANCE
-        torch.testing.assert_close(first[name], second[name], **tolerance, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(first[name], second[name], **tolerance, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def assert_equal_weights(first: dict, second: dict) -> None:
@@ -205,10 +220,32 @@ def test_torchrun_cli_fit_trains_like_one_process_and_saves_once(tiny_settings, 
     out = tmp_path / "model"
     environment = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENVIRONMENT}
     completed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD_SIZE),
-         "-m", "stagediff.cli", "fit", "synthetic", "--config", str(config_file), "--out", str(out),
-         "--checkpoint-dir", str(tmp_path / "model-checkpoints"), "--device", "cpu", "--no-progress"],
-        capture_output=True, text=True, env={**environment, "OMP_NUM_THREADS": "1"}, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            str(WORLD_SIZE),
+            "-m",
+            "stagediff.cli",
+            "fit",
+            "synthetic",
+            "--config",
+            str(config_file),
+            "--out",
+            str(out),
+            "--checkpoint-dir",
+            str(tmp_path / "model-checkpoints"),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env={**environment, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.count("model saved to") == 1, completed.stdout
     assert [p.name for p in (tmp_path / "model-checkpoints").iterdir()] == [CHECKPOINT_NAME]  # one writer; kept

@@ -46,7 +46,7 @@ def test_fit_records_what_sampling_needs(trained_model, training_frame):
     assert meta["training"]["steps"] == len(trained_model.losses) == 150
     assert sorted(meta["training"]["validation_losses"]) == [50, 100, 150]
     # the scaler is fitted on the training split only
-    train = training_frame[CHANNELS].to_numpy()[:meta["training_rows"]]
+    train = training_frame[CHANNELS].to_numpy()[: meta["training_rows"]]
     assert np.array_equal(trained_model.scaler.minimum, train.min(axis=0))
     assert np.mean(trained_model.losses[-20:]) < np.mean(trained_model.losses[:20])
 
@@ -67,8 +67,13 @@ def test_same_seed_same_samples_and_different_seed_different(trained_model, samp
 
 
 def test_steps_and_sampler_set_the_number_of_denoiser_calls(trained_model):
-    for kwargs, calls in [({}, 5), ({"steps": 3}, 3), ({"steps": 1}, 1), ({"sampler": "ddpm"}, 20),
-                          ({"sampler": "ddpm", "steps": 4}, 4)]:
+    for kwargs, calls in [
+        ({}, 5),
+        ({"steps": 3}, 3),
+        ({"steps": 1}, 1),
+        ({"sampler": "ddpm"}, 20),
+        ({"sampler": "ddpm", "steps": 4}, 4),
+    ]:
         with recorded_lengths(trained_model) as lengths:
             trained_model.sample_array(n=1, length=32, seed=0, **kwargs)
         assert len(lengths) == calls, kwargs
@@ -76,22 +81,30 @@ def test_steps_and_sampler_set_the_number_of_denoiser_calls(trained_model):
 
 def test_sample_many_gives_each_request_the_bytes_it_gets_alone(trained_model, training_frame):
     prefix = training_frame[["a", "b"]].to_numpy()[-20:]
-    requests = [SampleRequest(1, 32, seed=5), SampleRequest(4, 32, seed=3), SampleRequest(2, 32, seed=9),
-                SampleRequest(3, 64, seed=1, sampler="ddpm"), SampleRequest(2, 64, seed=2, sampler="ddpm"),
-                SampleRequest(1, 32, seed=4, sampler="ddpm", steps=4),
-                SampleRequest(2, 32, seed=4, sampler="ddpm", steps=4),
-                SampleRequest(1, 200, seed=6, prefix=prefix), SampleRequest(3, 200, seed=7, prefix=prefix[::-1].copy())]
+    requests = [
+        SampleRequest(1, 32, seed=5),
+        SampleRequest(4, 32, seed=3),
+        SampleRequest(2, 32, seed=9),
+        SampleRequest(3, 64, seed=1, sampler="ddpm"),
+        SampleRequest(2, 64, seed=2, sampler="ddpm"),
+        SampleRequest(1, 32, seed=4, sampler="ddpm", steps=4),
+        SampleRequest(2, 32, seed=4, sampler="ddpm", steps=4),
+        SampleRequest(1, 200, seed=6, prefix=prefix),
+        SampleRequest(3, 200, seed=7, prefix=prefix[::-1].copy()),
+    ]
     with recorded_lengths(trained_model) as lengths:
         together = trained_model.sample_many(requests)
     for request, values in zip(requests, together):
-        alone = trained_model.sample_array(request.n, request.length, request.seed, request.steps, request.prefix,
-                                           sampler=request.sampler)
+        alone = trained_model.sample_array(
+            request.n, request.length, request.seed, request.steps, request.prefix, sampler=request.sampler
+        )
         assert np.array_equal(values, alone), request
     # four batches: (32, ddim), (64, ddpm), (32, ddpm on 4 steps), and the two long continuations together
     with recorded_lengths(trained_model) as expected:
         for request in (requests[i] for i in (0, 3, 5, 7)):
-            trained_model.sample_array(request.n, request.length, seed=0, steps=request.steps, prefix=request.prefix,
-                                       sampler=request.sampler)
+            trained_model.sample_array(
+                request.n, request.length, seed=0, steps=request.steps, prefix=request.prefix, sampler=request.sampler
+            )
     assert len(lengths) == len(expected)
 
 
@@ -147,10 +160,14 @@ def test_start_overrides_the_first_timestamp(trained_model):
     assert frame["date"].tolist() == list(pd.date_range("2030-06-01 12:00", periods=5, freq="h"))
 
 
-@pytest.mark.parametrize("start, words", [
-    ("not a date", "start must be an ISO 8601 timestamp such as"), ("now", "start must be an ISO 8601 timestamp"),
-    ("9999-12-31T23:00:00", "after the year 9999 that ISO 8601 timestamps can name"),
-])
+@pytest.mark.parametrize(
+    "start, words",
+    [
+        ("not a date", "start must be an ISO 8601 timestamp such as"),
+        ("now", "start must be an ISO 8601 timestamp"),
+        ("9999-12-31T23:00:00", "after the year 9999 that ISO 8601 timestamps can name"),
+    ],
+)
 def test_a_bad_start_is_a_data_error_before_any_sampling(trained_model, start, words, monkeypatch):
     monkeypatch.setattr(trained_model, "denoise", lambda *a, **k: pytest.fail("sampled before checking start"))
     with pytest.raises(DataError, match=words):
@@ -226,8 +243,10 @@ def test_prefix_frame_continues_its_timestamps(trained_model, training_frame):
     array_frame = trained_model.sample(n=1, length=3, seed=0, prefix=prefix[CHANNELS].to_numpy())
     assert array_frame["date"].iloc[0] == training_frame["date"].iloc[-1] + pd.Timedelta(hours=1)
     # with the same values, a frame and an array prefix give the same samples
-    assert np.array_equal(frame[CHANNELS].to_numpy()[:10], trained_model.sample(n=2, length=10, seed=0,
-                          prefix=prefix[CHANNELS].to_numpy())[CHANNELS].to_numpy()[:10])
+    assert np.array_equal(
+        frame[CHANNELS].to_numpy()[:10],
+        trained_model.sample(n=2, length=10, seed=0, prefix=prefix[CHANNELS].to_numpy())[CHANNELS].to_numpy()[:10],
+    )
 
 
 def test_prefix_level_pulls_the_continuation(trained_model):
@@ -247,15 +266,18 @@ def test_prefix_changes_the_samples_and_is_deterministic(trained_model, training
     assert not np.allclose(with_prefix, trained_model.sample_array(n=2, length=16, seed=0))
 
 
-@pytest.mark.parametrize("make_prefix, words", [
-    (lambda f: f[["date", "a"]].iloc[:10], "lacks the model's channel"),
-    (lambda f: f.iloc[:10].assign(b=np.nan), "NaN"),
-    (lambda f: f.iloc[:0], "no rows"),
-    (lambda f: np.ones((10, 3)), "shape"),
-    (lambda f: np.ones(10), "shape"),
-    (lambda f: np.ones((0, 2)), "empty"),
-    (lambda f: np.array([[1.0, np.inf]]), "NaN or infinite"),
-])
+@pytest.mark.parametrize(
+    "make_prefix, words",
+    [
+        (lambda f: f[["date", "a"]].iloc[:10], "lacks the model's channel"),
+        (lambda f: f.iloc[:10].assign(b=np.nan), "NaN"),
+        (lambda f: f.iloc[:0], "no rows"),
+        (lambda f: np.ones((10, 3)), "shape"),
+        (lambda f: np.ones(10), "shape"),
+        (lambda f: np.ones((0, 2)), "empty"),
+        (lambda f: np.array([[1.0, np.inf]]), "NaN or infinite"),
+    ],
+)
 def test_bad_prefixes_are_data_errors(trained_model, training_frame, make_prefix, words):
     with pytest.raises(DataError, match=words):
         trained_model.sample(n=1, length=8, seed=0, prefix=make_prefix(training_frame))
@@ -264,17 +286,20 @@ def test_bad_prefixes_are_data_errors(trained_model, training_frame, make_prefix
 # ----------------------------------------------------------------------------------------- bad requests
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(n=0), "n must be a positive integer"),
-    (dict(length=-1), "length must be a positive integer"),
-    (dict(n="3"), "n must be a positive integer, got '3'"),
-    (dict(n=True), "n must be a positive integer"),
-    (dict(length=2.5), "length must be a positive integer"),
-    (dict(n=10**6, length=10**6), "exceeds the limit"),
-    (dict(chunk_length=30), "multiple of the stage length"),
-    (dict(chunk_length=32, overlap=32), "overlap"),
-    (dict(overlap=4), "overlap"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(n=0), "n must be a positive integer"),
+        (dict(length=-1), "length must be a positive integer"),
+        (dict(n="3"), "n must be a positive integer, got '3'"),
+        (dict(n=True), "n must be a positive integer"),
+        (dict(length=2.5), "length must be a positive integer"),
+        (dict(n=10**6, length=10**6), "exceeds the limit"),
+        (dict(chunk_length=30), "multiple of the stage length"),
+        (dict(chunk_length=32, overlap=32), "overlap"),
+        (dict(overlap=4), "overlap"),
+    ],
+)
 def test_bad_sampling_requests_are_refused_before_work(trained_model, kwargs, words):
     with recorded_lengths(trained_model) as lengths, pytest.raises(DataError, match=words):
         trained_model.sample(**{"n": 1, "length": 32, **kwargs})
@@ -298,10 +323,14 @@ def test_save_load_round_trip_gives_identical_samples(trained_model, tmp_path):
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "metadata.json", "scaler.json", "weights.pt"]
     loaded = StageDiff.load(path)
     assert loaded.config == trained_model.config and loaded.scaler == trained_model.scaler
-    assert loaded.metadata["channels"] == CHANNELS and loaded.metadata["last_time"] == trained_model.metadata["last_time"]
+    assert (
+        loaded.metadata["channels"] == CHANNELS and loaded.metadata["last_time"] == trained_model.metadata["last_time"]
+    )
     for sampler in ("ddim", "ddpm"):
-        assert np.array_equal(loaded.sample_array(n=2, length=48, seed=3, sampler=sampler),
-                              trained_model.sample_array(n=2, length=48, seed=3, sampler=sampler))
+        assert np.array_equal(
+            loaded.sample_array(n=2, length=48, seed=3, sampler=sampler),
+            trained_model.sample_array(n=2, length=48, seed=3, sampler=sampler),
+        )
     pd.testing.assert_frame_equal(loaded.sample(n=1, length=8, seed=1), trained_model.sample(n=1, length=8, seed=1))
 
 
@@ -376,16 +405,26 @@ def bad_frame(case: str, good: pd.DataFrame) -> tuple[pd.DataFrame, dict, str]:
     return good, {"channels": 1}, "configured for 1"
 
 
-@pytest.mark.parametrize("case", ["text column", "NaN", "duplicate timestamps", "too short",
-                                  "training split too short", "more channels than configured"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "text column",
+        "NaN",
+        "duplicate timestamps",
+        "too short",
+        "training split too short",
+        "more channels than configured",
+    ],
+)
 def test_bad_training_data_fails_before_training_starts(tmp_path, tiny_settings, frame_factory, case):
     frame, changes, words = bad_frame(case, frame_factory(120))
     config = StageDiffConfig(**tiny_settings, max_steps=10_000, checkpoint_every=1).replace(**changes)
     calls: list = []
     started = time.perf_counter()
     with pytest.raises(DataError, match=words):
-        StageDiff(config).fit(frame, "date", checkpoint_dir=tmp_path / "checkpoints", callback=calls.append,
-                              progress=False, device="cpu")
+        StageDiff(config).fit(
+            frame, "date", checkpoint_dir=tmp_path / "checkpoints", callback=calls.append, progress=False, device="cpu"
+        )
     assert time.perf_counter() - started < 5  # 10,000 steps would take minutes
     assert calls == []
     assert not (tmp_path / "checkpoints").exists()
@@ -405,7 +444,8 @@ def test_unknown_sampler_is_named(trained_model):
 def test_a_single_stage_model_samples_one_window_and_longer(tiny_settings, training_frame):
     # "w/o Stage": the stage is the whole window, so a one-window sample is a single chunk with no overlap
     model = StageDiff(StageDiffConfig(**{**tiny_settings, "staged": False}, max_steps=2)).fit(
-        training_frame, "date", progress=False)
+        training_frame, "date", progress=False
+    )
     window = model.config.window
     assert model.sample_array(n=2, seed=0).shape == (2, window, 2)
     assert model.sample_array(n=1, length=3 * window + 5, seed=0).shape == (1, 3 * window + 5, 2)

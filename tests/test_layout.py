@@ -41,12 +41,14 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 def test_every_result_file_is_listed_in_the_results_index_and_every_listed_file_exists() -> None:
     """results/README.md gives each study's command, commit, machine and conclusion: so it must name every file."""
     index = RESULTS / "README.md"
-    tracked = subprocess.run(["git", "ls-files", "results"], cwd=LIBRARY.parent, capture_output=True, text=True,
-                             check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "results"], cwd=LIBRARY.parent, capture_output=True, text=True, check=True
+    ).stdout.split()
     files = {Path(name).relative_to("results").as_posix() for name in tracked} - {"README.md"}
     assert files, "git ls-files results found nothing"
-    targets = {link.split("#")[0] for link in LINK.findall(index.read_text())
-               if "://" not in link and not link.startswith("#")}
+    targets = {
+        link.split("#")[0] for link in LINK.findall(index.read_text()) if "://" not in link and not link.startswith("#")
+    }
     listed = {(RESULTS / target).resolve() for target in targets}
     missing = sorted(name for name in files if (RESULTS / name).resolve() not in listed)
     assert missing == [], f"results/README.md does not list {missing}"
@@ -68,7 +70,8 @@ print(json.dumps({"torch_on_import": loaded, "torch_on_use": "torch" in sys.modu
 def test_importing_the_library_sets_nothing_and_loads_torch_only_when_used() -> None:
     """The entry points set the environment (stagediff.runtime); the CLI's, before torch loads (tests/test_cli.py)."""
     environment = {name: value for name, value in os.environ.items() if name not in runtime.ENVIRONMENT}
-    shown = subprocess.run([sys.executable, "-c", IMPORT_PROBE], env=environment, capture_output=True, text=True,
-                           timeout=300)
+    shown = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE], env=environment, capture_output=True, text=True, timeout=300
+    )
     assert shown.returncode == 0, shown.stderr[-3000:]
     assert json.loads(shown.stdout) == {"torch_on_import": False, "torch_on_use": True, "changed": []}

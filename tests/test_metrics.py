@@ -10,16 +10,34 @@ import torch
 
 from stagediff.errors import DataError
 from stagediff.metrics import (
-    METRICS, autocorrelation_distance, boundary_jump, context_fid, copy_detector, correlational_score,
-    discriminative_score, evaluate, marginal_distance, predictive_score, series_copy_detector, spectral_distance,
+    METRICS,
+    autocorrelation_distance,
+    boundary_jump,
+    cnn_detection_baseline,
+    cnn_detection_score,
+    context_fid,
+    copy_detector,
+    correlational_score,
+    detection_baseline,
+    detection_score,
+    discriminative_score,
+    evaluate,
+    marginal_distance,
+    predictive_score,
+    series_copy_detector,
+    spectral_distance,
+    texture,
+    texture_warnings,
     to_windows,
-)
-from stagediff.metrics import (
-    cnn_detection_baseline, cnn_detection_score, detection_baseline, detection_score, texture, texture_warnings,
 )
 from stagediff.metrics.copying import nearest_distances
 from stagediff.metrics.detection import (
-    FAST_CNN_EPOCHS, feature_names, independent_windows, overlap_layout, purged_folds, window_features,
+    FAST_CNN_EPOCHS,
+    feature_names,
+    independent_windows,
+    overlap_layout,
+    purged_folds,
+    window_features,
 )
 from stagediff.metrics.horizon import horizon_excursions
 from stagediff.metrics.inputs import UnitScale
@@ -62,8 +80,10 @@ def training() -> np.ndarray:
 @pytest.fixture(scope="module")
 def scores(real, same_process, training) -> dict[str, dict]:
     """evaluate (fast, one repeat) of a fresh draw of the same process and of noise, with every metric."""
-    return {name: evaluate(real, synthetic, repeats=1, seed=0, fast=True, stage_length=STAGE, training=training)
-            for name, synthetic in (("same", same_process), ("noise", noise_like(real, seed=4)))}
+    return {
+        name: evaluate(real, synthetic, repeats=1, seed=0, fast=True, stage_length=STAGE, training=training)
+        for name, synthetic in (("same", same_process), ("noise", noise_like(real, seed=4)))
+    }
 
 
 # -- every metric separates the same process from noise --------------------------------------------------------
@@ -72,8 +92,9 @@ def test_evaluate_computes_every_metric_by_default_when_inputs_allow(scores) -> 
     assert scores["same"]["settings"]["fast"] is True
 
 
-@pytest.mark.parametrize("metric", ["predictive", "context_fid", "correlational", "marginal", "autocorrelation",
-                                    "spectral", "texture"])
+@pytest.mark.parametrize(
+    "metric", ["predictive", "context_fid", "correlational", "marginal", "autocorrelation", "spectral", "texture"]
+)
 def test_same_process_scores_far_better_than_noise(scores, metric) -> None:
     same, noise = scores["same"][metric]["mean"], scores["noise"][metric]["mean"]
     assert noise > 3 * same, (metric, same, noise)
@@ -97,8 +118,9 @@ def test_predictive_floor_matches_a_good_synthetic_set(scores) -> None:
     assert scores["noise"]["predictive_real"]["mean"] == floor  # the floor does not look at synthetic data
 
 
-@pytest.mark.parametrize("distance", [correlational_score, marginal_distance, autocorrelation_distance,
-                                      spectral_distance])
+@pytest.mark.parametrize(
+    "distance", [correlational_score, marginal_distance, autocorrelation_distance, spectral_distance]
+)
 def test_deterministic_distances_are_exactly_zero_on_identical_sets(real, distance) -> None:
     assert distance(real, real) == 0.0
     assert distance(real, real[::-1]) == pytest.approx(0.0, abs=1e-12)  # window order does not matter
@@ -200,13 +222,17 @@ def test_evaluate_reports_mean_and_std_over_seeded_repeats(real, same_process) -
 
 
 def test_same_seed_gives_the_same_numbers(real, same_process) -> None:
-    first = [discriminative_score(real, same_process, seed=3, iterations=30),
-             predictive_score(same_process, real, seed=3, iterations=30),
-             context_fid(real, same_process, seed=3, iterations=5)]
+    first = [
+        discriminative_score(real, same_process, seed=3, iterations=30),
+        predictive_score(same_process, real, seed=3, iterations=30),
+        context_fid(real, same_process, seed=3, iterations=5),
+    ]
     torch.manual_seed(123)  # the judges must not depend on the global random state
-    second = [discriminative_score(real, same_process, seed=3, iterations=30),
-              predictive_score(same_process, real, seed=3, iterations=30),
-              context_fid(real, same_process, seed=3, iterations=5)]
+    second = [
+        discriminative_score(real, same_process, seed=3, iterations=30),
+        predictive_score(same_process, real, seed=3, iterations=30),
+        context_fid(real, same_process, seed=3, iterations=5),
+    ]
     assert first == second
     assert predictive_score(same_process, real, seed=4, iterations=30) != first[1]
 
@@ -232,23 +258,27 @@ def test_evaluate_scales_with_the_real_range(real) -> None:
     shifted = evaluate(real * 7 + 100, real * 7 + 100, metrics=["marginal"])["marginal"]["mean"]
     assert shifted == 0.0
     assert evaluate(real, real + 1.0, metrics=["marginal"])["marginal"]["mean"] == pytest.approx(
-        1.0 / (real.max() - real.min()), rel=0.2)
+        1.0 / (real.max() - real.min()), rel=0.2
+    )
 
 
 # -- bad input ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("synthetic, kwargs, message", [
-    (lambda x: x[:, :-1], {}, "length"),
-    (lambda x: x[..., :2], {}, "channels"),
-    (lambda x: x[0], {}, r"\(n, length, channels\)"),
-    (lambda x: np.where(np.arange(x.shape[2]) == 1, np.nan, x), {}, "NaN"),
-    (lambda x: x[:5], {"metrics": ["discriminative"]}, "at least 10"),
-    (lambda x: x[:5], {"metrics": ["detection_cnn"]}, "at least 10 synthetic windows for its cross-validation"),
-    (lambda x: x, {"metrics": ["fid"]}, "valid names"),
-    (lambda x: x, {"metrics": ["boundary"]}, "stage_length"),
-    (lambda x: x, {"metrics": ["copy"]}, "training"),
-    (lambda x: x, {"metrics": ["boundary"], "stage_length": LENGTH}, "no stage boundary"),
-    (lambda x: x, {"repeats": 0}, "repeats"),
-])
+@pytest.mark.parametrize(
+    "synthetic, kwargs, message",
+    [
+        (lambda x: x[:, :-1], {}, "length"),
+        (lambda x: x[..., :2], {}, "channels"),
+        (lambda x: x[0], {}, r"\(n, length, channels\)"),
+        (lambda x: np.where(np.arange(x.shape[2]) == 1, np.nan, x), {}, "NaN"),
+        (lambda x: x[:5], {"metrics": ["discriminative"]}, "at least 10"),
+        (lambda x: x[:5], {"metrics": ["detection_cnn"]}, "at least 10 synthetic windows for its cross-validation"),
+        (lambda x: x, {"metrics": ["fid"]}, "valid names"),
+        (lambda x: x, {"metrics": ["boundary"]}, "stage_length"),
+        (lambda x: x, {"metrics": ["copy"]}, "training"),
+        (lambda x: x, {"metrics": ["boundary"], "stage_length": LENGTH}, "no stage boundary"),
+        (lambda x: x, {"repeats": 0}, "repeats"),
+    ],
+)
 def test_evaluate_rejects_bad_input_before_any_work(real, synthetic, kwargs, message) -> None:
     with pytest.raises(DataError, match=message):
         evaluate(real, synthetic(real), **kwargs)
@@ -280,7 +310,7 @@ def correlated_ar(n: int, seed: int, length: int = 64, channels: int = 3, burn_i
     correlated 0.7 between channels, each after a burn-in."""
     rng = np.random.default_rng(seed)
     mixing = np.linalg.cholesky(np.full((channels, channels), 0.7) + 0.3 * np.eye(channels))
-    level = rng.normal(size=(n, channels)) @ mixing.T / np.sqrt(1 - 0.9 ** 2)
+    level = rng.normal(size=(n, channels)) @ mixing.T / np.sqrt(1 - 0.9**2)
     values = np.empty((n, burn_in + length, channels))
     for t in range(burn_in + length):
         level = 0.9 * level + rng.normal(size=(n, channels)) @ mixing.T
@@ -292,8 +322,9 @@ def smoothed(n: int, seed: int, width: int = 5, length: int = 64) -> np.ndarray:
     """Windows of the same process, each a moving average over ``width`` steps (same length)."""
     longer = correlated_ar(n, seed, length + width - 1)
     kernel = np.ones(width) / width
-    return np.stack([np.apply_along_axis(np.convolve, 1, longer[..., c], kernel, "valid")
-                     for c in range(longer.shape[2])], axis=-1)
+    return np.stack(
+        [np.apply_along_axis(np.convolve, 1, longer[..., c], kernel, "valid") for c in range(longer.shape[2])], axis=-1
+    )
 
 
 def channel_shuffled(windows: np.ndarray, seed: int) -> np.ndarray:
@@ -320,8 +351,9 @@ def test_window_features_are_named_and_read_the_steps() -> None:
     assert features.shape == (20, len(names)) and len(set(names)) == len(names)
     steps = np.diff(windows, axis=1)
     assert np.allclose(features[:, names.index("y.step_std")], steps[..., 1].std(axis=1))
-    assert np.allclose(features[:, names.index("x~z.level_corr")],
-                       [np.corrcoef(w[:, 0], w[:, 2])[0, 1] for w in windows])
+    assert np.allclose(
+        features[:, names.index("x~z.level_corr")], [np.corrcoef(w[:, 0], w[:, 2])[0, 1] for w in windows]
+    )
     assert np.isfinite(window_features(np.zeros((3, 32, 2)))).all()  # constant windows: zeros, no NaN
 
 
@@ -409,8 +441,14 @@ def test_horizon_is_small_for_the_same_process_and_large_for_a_drift() -> None:
 
 
 def test_evaluate_reports_detection_with_its_baseline_and_texture(ar_sets) -> None:
-    scores = evaluate(ar_sets["real"], ar_sets["smooth"], metrics=["detection", "detection_cnn", "texture"],
-                      repeats=2, fast=True, channels=["x", "y", "z"])
+    scores = evaluate(
+        ar_sets["real"],
+        ar_sets["smooth"],
+        metrics=["detection", "detection_cnn", "texture"],
+        repeats=2,
+        fast=True,
+        channels=["x", "y", "z"],
+    )
     for name in ("detection", "detection_cnn"):
         entry = scores[name]
         assert len(entry["values"]) == 2 and entry["mean"] > 0.9, name

@@ -11,7 +11,14 @@ import torch.nn.functional as F
 
 from stagediff.config import StageDiffConfig
 from stagediff.diffusion import NoiseSchedule
-from stagediff.model import DecompositionLayer, PatchEmbedding, StageDiffDenoiser, StepEmbedding, add_context, moving_average
+from stagediff.model import (
+    DecompositionLayer,
+    PatchEmbedding,
+    StageDiffDenoiser,
+    StepEmbedding,
+    add_context,
+    moving_average,
+)
 from stagediff.train import Trainer, build_denoiser
 
 ABLATIONS = {
@@ -76,7 +83,9 @@ def test_moving_average_values_and_edge_replication():
 
 def test_add_context_takes_values_from_neighbours_and_zeros_at_the_ends():
     batch, stages, channels, length, context = 2, 3, 2, 4, 2
-    stages_tensor = torch.arange(batch * stages * channels * length, dtype=torch.float32).view(batch, stages, channels, length) + 1
+    stages_tensor = (
+        torch.arange(batch * stages * channels * length, dtype=torch.float32).view(batch, stages, channels, length) + 1
+    )
     out = add_context(stages_tensor, context)
     assert out.shape == (batch, stages, channels, length + 2 * context)
     assert torch.equal(out[..., context:-context], stages_tensor)
@@ -88,8 +97,9 @@ def test_add_context_takes_values_from_neighbours_and_zeros_at_the_ends():
 
 def test_decomposition_layer_shapes():
     span, stage, patch, stride, d_model = 12, 8, 4, 2, 16
-    layer = DecompositionLayer(3, span, stage, patch, stride, d_model, heads=2, feedforward=32,
-                               encoder_layers=1, decoder_layers=2, dropout=0.0)
+    layer = DecompositionLayer(
+        3, span, stage, patch, stride, d_model, heads=2, feedforward=32, encoder_layers=1, decoder_layers=2, dropout=0.0
+    )
     tokens = layer.encode(torch.randn(5, 3, span), torch.randn(5, d_model))
     assert tokens.shape == (5, (span - patch) // stride + 1, d_model)
     assert layer.decode(tokens, torch.randn(5, 3, stage)).shape == (5, 3, stage)
@@ -129,7 +139,9 @@ def test_build_denoiser_is_deterministic_in_the_seed_and_leaves_global_rng_alone
     for a, b in zip(first.state_dict().values(), second.state_dict().values()):
         assert torch.equal(a, b)
     other = build_denoiser(tiny_config.replace(seed=1), 2)
-    assert not torch.equal(other.layers[0].stage_patches.projection.weight, first.layers[0].stage_patches.projection.weight)
+    assert not torch.equal(
+        other.layers[0].stage_patches.projection.weight, first.layers[0].stage_patches.projection.weight
+    )
 
 
 # ---------------------------------------------------------------------------------------------- ablations
@@ -215,7 +227,7 @@ def test_channel_fusion_carries_information_across_channels_to_the_next_stage(ti
     stage = tiny_config.stage_length
     base, changed = stage_two_response(make_denoiser(tiny_config), stage)
     # stage 2 of channel 1 sees the fused history of stage 1, which includes channel 0
-    assert (base[:, stage:2 * stage, 1] - changed[:, stage:2 * stage, 1]).abs().max() > 1e-4
+    assert (base[:, stage : 2 * stage, 1] - changed[:, stage : 2 * stage, 1]).abs().max() > 1e-4
 
 
 def test_without_context_fusion_only_reaches_later_stages(tiny_config, make_denoiser):
@@ -251,7 +263,7 @@ def test_stage_attention_lets_a_stage_see_later_stages_within_reach_only(tiny_co
 
     def first_stage_change(denoiser: StageDiffDenoiser, perturbed_stage: int) -> float:
         perturbed = x.clone()
-        perturbed[:, perturbed_stage * stage:(perturbed_stage + 1) * stage] += 3.0
+        perturbed[:, perturbed_stage * stage : (perturbed_stage + 1) * stage] += 3.0
         with torch.no_grad():
             return (denoiser(x, k) - denoiser(perturbed, k))[:, :stage].abs().max().item()
 
@@ -268,7 +280,7 @@ def test_seam_blend_weights_sum_to_one_and_blending_is_exact_for_agreeing_stages
     weights = seam_weights(8, 2)
     assert weights.shape == (12,) and torch.allclose(weights[:4] + weights[-4:], torch.ones(4))
     series = torch.randn(2, 4 * 8 + 4, 3)  # a series padded by the context on both sides
-    spans = torch.stack([series[:, m * 8:m * 8 + 12] for m in range(4)], dim=1).transpose(2, 3)  # (b, M, d, span)
+    spans = torch.stack([series[:, m * 8 : m * 8 + 12] for m in range(4)], dim=1).transpose(2, 3)  # (b, M, d, span)
     blended = blend_stages(spans, weights, 2)  # stages that agree on their overlaps give the series back
     assert torch.allclose(blended, spans[..., 2:10], atol=1e-6)
     disagreeing = spans.clone()
@@ -279,8 +291,19 @@ def test_seam_blend_weights_sum_to_one_and_blending_is_exact_for_agreeing_stages
 
 
 def test_seam_blend_off_is_the_stage_grid():
-    config = StageDiffConfig(window=32, stage_length=8, context=2, patch_length=4, patch_stride=2, pool_kernels=(5, 1),
-                             d_model=16, heads=2, feedforward=32, seam_blend=False, channel_independent=True)
+    config = StageDiffConfig(
+        window=32,
+        stage_length=8,
+        context=2,
+        patch_length=4,
+        patch_stride=2,
+        pool_kernels=(5, 1),
+        d_model=16,
+        heads=2,
+        feedforward=32,
+        seam_blend=False,
+        channel_independent=True,
+    )
     denoiser = StageDiffDenoiser(config, 2)
     assert denoiser.layers[0].head.out_features == 8
     assert denoiser(torch.randn(1, 32, 2), torch.tensor([3])).shape == (1, 32, 2)
@@ -289,9 +312,20 @@ def test_seam_blend_off_is_the_stage_grid():
 def test_skip_parametrization_passes_the_input_through_at_low_noise():
     from stagediff.model.denoiser import output_coefficients
 
-    config = StageDiffConfig(window=32, stage_length=8, context=2, patch_length=4, patch_stride=2, pool_kernels=(5, 1),
-                             d_model=16, heads=2, feedforward=32, diffusion_steps=50, skip_parametrization=True,
-                             channel_independent=True)
+    config = StageDiffConfig(
+        window=32,
+        stage_length=8,
+        context=2,
+        patch_length=4,
+        patch_stride=2,
+        pool_kernels=(5, 1),
+        d_model=16,
+        heads=2,
+        feedforward=32,
+        diffusion_steps=50,
+        skip_parametrization=True,
+        channel_independent=True,
+    )
     skip, output = output_coefficients(NoiseSchedule.create(50).alphas_cumprod.float(), config.sigma_data)
     assert skip[0] > 0.99 and skip[-1] < 1e-3 and bool((skip[1:] < skip[:-1]).all())
     assert output[0] < 0.05 and abs(float(output[-1]) - config.sigma_data) < 1e-3
@@ -309,7 +343,10 @@ def test_skip_parametrization_weights_the_loss_by_the_inverse_output_coefficient
     k = torch.tensor([0, config.diffusion_steps - 1])
     weights = trainer.loss_weights(k).flatten()
     assert weights[0] > 10 * weights[1] and abs(float(weights[1]) - 1.0) < 1e-2  # 1 at high noise, large at low
-    assert Trainer(tiny_config, build_denoiser(tiny_config, 2), torch.rand(100, 2).numpy(), device="cpu").loss_weights(k) is None
+    assert (
+        Trainer(tiny_config, build_denoiser(tiny_config, 2), torch.rand(100, 2).numpy(), device="cpu").loss_weights(k)
+        is None
+    )
     smaller = tiny_config.replace(skip_parametrization=True, sigma_data=0.1)
     small_trainer = Trainer(smaller, build_denoiser(smaller, 2), torch.rand(100, 2).numpy() * 2 - 1, device="cpu")
     assert abs(float(small_trainer.loss_weights(k).flatten()[1]) - 1.0) < 1e-2

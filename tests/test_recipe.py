@@ -14,13 +14,24 @@ from stagediff.errors import ConfigError
 from stagediff.recipe import JOINT_MIN_WINDOWS, PRESETS, cell_config, data_choices, held_bounds, stage_length_for
 
 
-@pytest.mark.parametrize(("window", "stage", "patch", "context", "kernels", "width"), [
-    (24, 8, 4, 4, (7, 1), 32), (64, 16, 8, 4, (13, 1), 32), (128, 32, 8, 8, (25, 1), 64),
-    (256, 32, 8, 8, (25, 1), 64), (100, 25, 5, 10, (21, 1), 32)])
+@pytest.mark.parametrize(
+    ("window", "stage", "patch", "context", "kernels", "width"),
+    [
+        (24, 8, 4, 4, (7, 1), 32),
+        (64, 16, 8, 4, (13, 1), 32),
+        (128, 32, 8, 8, (25, 1), 64),
+        (256, 32, 8, 8, (25, 1), 64),
+        (100, 25, 5, 10, (21, 1), 32),
+    ],
+)
 def test_window_dependent_settings_follow_the_window(window, stage, patch, context, kernels, width):
     config = StageDiffConfig(window=window)
-    assert (config.stage_length, config.patch_length, config.patch_stride, config.context) == (stage, patch, patch,
-                                                                                               context)
+    assert (config.stage_length, config.patch_length, config.patch_stride, config.context) == (
+        stage,
+        patch,
+        patch,
+        context,
+    )
     assert (config.pool_kernels, config.d_model, config.feedforward) == (kernels, width, 2 * width)
 
 
@@ -58,8 +69,10 @@ def coupled(length: int, coupling: float, seed: int = 0) -> np.ndarray:
     """(length, 3) random walks whose first two channels' steps correlate about ``coupling``, scaled to [-1, 1]."""
     rng = np.random.default_rng(seed)
     shared = rng.normal(size=length)
-    steps = np.stack([shared, coupling * shared + np.sqrt(1 - coupling**2) * rng.normal(size=length),
-                      rng.normal(size=length)], axis=1)
+    steps = np.stack(
+        [shared, coupling * shared + np.sqrt(1 - coupling**2) * rng.normal(size=length), rng.normal(size=length)],
+        axis=1,
+    )
     walk = np.cumsum(steps, axis=0)
     low, high = walk.min(0), walk.max(0)
     return 2 * (walk - low) / (high - low) - 1
@@ -86,7 +99,7 @@ def test_channels_are_modelled_jointly_only_where_they_move_together_and_the_dat
     choice = data_choices(long, window, {})["channel_independent"]
     assert choice["value"] is False and choice["step_coupling"] > 0.8 and "jointly" in choice["because"]
     assert data_choices(long, window, {}) == data_choices(long.copy(), window, {})  # deterministic
-    short = long[:window * (JOINT_MIN_WINDOWS - 10)]
+    short = long[: window * (JOINT_MIN_WINDOWS - 10)]
     assert data_choices(short, window, {})["channel_independent"]["value"] is True
     assert "too few" in data_choices(short, window, {})["channel_independent"]["because"]
     loose = coupled(window * (JOINT_MIN_WINDOWS + 10), 0.1)
@@ -113,29 +126,32 @@ def test_the_sampler_clips_to_the_training_range_widened_by_the_margin():
 def test_fit_chooses_from_the_data_saves_the_choices_and_samples_within_the_margin(tiny_settings, frame_factory):
     frame = frame_factory(length=480)
     settings = {**tiny_settings, "channel_independent": None, "range_margin": None}
-    model = StageDiff(StageDiffConfig(**settings, max_steps=30)).fit(frame, "date", progress=False, device="cpu",
-                                                                     check=False)
+    model = StageDiff(StageDiffConfig(**settings, max_steps=30)).fit(
+        frame, "date", progress=False, device="cpu", check=False
+    )
     choices = model.metadata["choices"]
     assert set(choices) == {"channel_independent", "range_margin"}
     assert model.config.channel_independent is choices["channel_independent"]["value"]
     assert model.config.range_margin == choices["range_margin"]["value"]
     samples = model.sample_array(8, seed=0)
-    train = frame[["a", "b"]].to_numpy()[:int(0.9 * len(frame))]
+    train = frame[["a", "b"]].to_numpy()[: int(0.9 * len(frame))]
     low, high = train.min(0), train.max(0)
     span = high - low
     margin = model.config.range_margin
     slack = 1e-5 * span  # float32 sampling
     assert (samples >= low - margin * span - slack).all() and (samples <= high + margin * span + slack).all()
     assert (samples < low).any() or (samples > high).any()  # this short fit overshoots: the margin lets it
-    again = StageDiff(StageDiffConfig(**settings, max_steps=30)).fit(frame, "date", progress=False, device="cpu",
-                                                                     check=False)
+    again = StageDiff(StageDiffConfig(**settings, max_steps=30)).fit(
+        frame, "date", progress=False, device="cpu", check=False
+    )
     assert again.metadata["choices"] == choices
 
 
 def test_window_24_fits_with_the_default_recipe(frame_factory):
     frame = frame_factory(length=200)
     model = StageDiff(StageDiffConfig(window=24, max_steps=2, diffusion_steps=10, sampling_steps=5, d_model=8)).fit(
-        frame, "date", progress=False, device="cpu", check=False)
+        frame, "date", progress=False, device="cpu", check=False
+    )
     assert model.config.stage_length == 8 and model.sample_array(1).shape == (1, 24, 2)
     assert isinstance(pd.Timestamp(model.metadata["last_time"]), pd.Timestamp)
 

@@ -59,7 +59,8 @@ def test_diffusion_loss_is_the_mean_squared_error_with_optional_weights_per_row(
     assert diffusion_loss(target, target).item() == 0.0
     first_only = torch.tensor([1.0, 0.0]).view(2, 1, 1)  # a weight per row: the second row drops out entirely
     assert diffusion_loss(prediction, target, first_only).item() == pytest.approx(
-        diffusion_loss(prediction[:1], target[:1]).item() / 2, rel=1e-5)
+        diffusion_loss(prediction[:1], target[:1]).item() / 2, rel=1e-5
+    )
 
 
 def test_learning_rate_warms_up_then_decays_to_a_tenth(tiny_config):
@@ -178,8 +179,9 @@ def test_interrupted_fit_resumes_to_the_same_weights(tiny_config, tmp_path, fram
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        StageDiff(config).fit(frame, "date", checkpoint_dir=tmp_path, callback=interrupt_at_step_3, progress=False,
-                              device="cpu")
+        StageDiff(config).fit(
+            frame, "date", checkpoint_dir=tmp_path, callback=interrupt_at_step_3, progress=False, device="cpu"
+        )
     resumed = StageDiff(config).fit(frame, "date", checkpoint_dir=tmp_path, progress=False, device="cpu")
     assert_same_weights(resumed.denoiser, reference.denoiser)
     assert resumed.losses == reference.losses
@@ -213,7 +215,6 @@ def test_checkpoint_from_another_configuration_is_refused(tiny_config, tmp_path)
     with pytest.raises(ConfigError, match="different configuration"):
         make_trainer(other).run(tmp_path, progress=False)
     assert (tmp_path / CHECKPOINT_NAME).read_bytes() == written  # left as it was
-
 
 
 def test_a_checkpoint_from_other_data_is_refused(tiny_config, tmp_path):
@@ -265,7 +266,8 @@ def test_a_budget_plans_its_steps_and_its_planned_config_trains_the_same_weights
     assert f"planned {steps} steps" in caplog.text
     # the learning-rate schedule is the planned one
     assert trainer.scheduler.get_last_lr()[0] == pytest.approx(
-        config.learning_rate * learning_rate_factor(result.steps, trainer.config))
+        config.learning_rate * learning_rate_factor(result.steps, trainer.config)
+    )
 
     again = make_trainer(trainer.config)  # from scratch, no budget: what the saved configuration does
     again_result = again.run(progress=False, stop_after=result.steps)

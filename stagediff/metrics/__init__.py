@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import numbers
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,9 +30,18 @@ from stagediff.metrics.boundary import boundary_jump, check_stage_length
 from stagediff.metrics.context_fid import context_fid, frechet_distance
 from stagediff.metrics.copying import check_series_windows, copy_detector, series_copy_detector
 from stagediff.metrics.correlational import correlational_score
-from stagediff.metrics.detection import (CNN_EPOCHS, FAST_CNN_EPOCHS, MIN_BASELINE_WINDOWS, DetectionData,
-                                         check_detection_size, cnn_detection_baseline, cnn_detection_score,
-                                         detection_baseline, detection_score, independent_windows)
+from stagediff.metrics.detection import (
+    CNN_EPOCHS,
+    FAST_CNN_EPOCHS,
+    MIN_BASELINE_WINDOWS,
+    DetectionData,
+    check_detection_size,
+    cnn_detection_baseline,
+    cnn_detection_score,
+    detection_baseline,
+    detection_score,
+    independent_windows,
+)
 from stagediff.metrics.discriminative import DISCRIMINATIVE_ITERATIONS, discriminative_score
 from stagediff.metrics.inputs import UnitScale, as_windows, check_pair, check_split_size, to_windows
 from stagediff.metrics.marginal import marginal_distance
@@ -52,24 +62,52 @@ DETERMINISTIC = ("correlational", "marginal", "autocorrelation", "spectral", "te
 METRICS: tuple[str, ...] = STOCHASTIC + DETERMINISTIC + ("boundary", "copy")
 """Every metric name :func:`evaluate` knows, in the order it computes them."""
 
-FULL_ITERATIONS = {"discriminative": DISCRIMINATIVE_ITERATIONS, "predictive": PREDICTIVE_ITERATIONS,
-                   "context_fid": EncoderSettings().iterations, "detection_cnn": CNN_EPOCHS}
+FULL_ITERATIONS = {
+    "discriminative": DISCRIMINATIVE_ITERATIONS,
+    "predictive": PREDICTIVE_ITERATIONS,
+    "context_fid": EncoderSettings().iterations,
+    "detection_cnn": CNN_EPOCHS,
+}
 FAST_ITERATIONS = {"discriminative": 500, "predictive": 600, "context_fid": 60, "detection_cnn": FAST_CNN_EPOCHS}
 """``fast=True``: enough to separate good from bad on tiny test data; never for reported numbers. (For
 "detection_cnn" the numbers are epochs; the gradient-boosting "detection" has no fast setting.)"""
 
 __all__ = [
-    "METRICS", "autocorrelation_distance", "boundary_jump", "cnn_detection_baseline", "cnn_detection_score",
-    "context_fid", "copy_detector", "correlational_score", "detection_baseline", "detection_score",
-    "discriminative_score", "evaluate", "frechet_distance", "marginal_distance", "predictive_score",
-    "series_copy_detector", "spectral_distance", "texture", "texture_warnings", "to_windows",
+    "METRICS",
+    "autocorrelation_distance",
+    "boundary_jump",
+    "cnn_detection_baseline",
+    "cnn_detection_score",
+    "context_fid",
+    "copy_detector",
+    "correlational_score",
+    "detection_baseline",
+    "detection_score",
+    "discriminative_score",
+    "evaluate",
+    "frechet_distance",
+    "marginal_distance",
+    "predictive_score",
+    "series_copy_detector",
+    "spectral_distance",
+    "texture",
+    "texture_warnings",
+    "to_windows",
 ]
 
 
-def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFrame,
-             metrics: Sequence[str] | None = None, repeats: int = 5, seed: int = 0, fast: bool = False,
-             stage_length: int | None = None, training: np.ndarray | pd.DataFrame | None = None,
-             real_in_training: bool = False, channels: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+def evaluate(
+    real: np.ndarray | pd.DataFrame,
+    synthetic: np.ndarray | pd.DataFrame,
+    metrics: Sequence[str] | None = None,
+    repeats: int = 5,
+    seed: int = 0,
+    fast: bool = False,
+    stage_length: int | None = None,
+    training: np.ndarray | pd.DataFrame | None = None,
+    real_in_training: bool = False,
+    channels: Sequence[str] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Score ``synthetic`` windows against ``real`` ones under the protocol of docs/evaluation.md.
 
     Args:
@@ -119,12 +157,15 @@ def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFra
         training_windows = scale.transform(training_windows)
     iterations = FAST_ITERATIONS if fast else FULL_ITERATIONS
     judges: dict[str, Callable[[int], float]] = {
-        "discriminative": lambda s: discriminative_score(real_windows, synthetic_windows, s,
-                                                         iterations=iterations["discriminative"]),
-        "predictive": lambda s: predictive_score(synthetic_windows, real_windows, s,
-                                                 iterations=iterations["predictive"]),
-        "predictive_real": lambda s: predictive_score(real_windows, real_windows, s,
-                                                      iterations=iterations["predictive"]),
+        "discriminative": lambda s: discriminative_score(
+            real_windows, synthetic_windows, s, iterations=iterations["discriminative"]
+        ),
+        "predictive": lambda s: predictive_score(
+            synthetic_windows, real_windows, s, iterations=iterations["predictive"]
+        ),
+        "predictive_real": lambda s: predictive_score(
+            real_windows, real_windows, s, iterations=iterations["predictive"]
+        ),
         "context_fid": lambda s: context_fid(real_windows, synthetic_windows, s, iterations=iterations["context_fid"]),
     }
     distances: dict[str, Callable[[], float]] = {
@@ -151,12 +192,19 @@ def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFra
             entry = {**_summary([figures.pop("roughness_error")]), **figures}
         elif name == "boundary":
             jump = boundary_jump(synthetic_windows, stage_length)
-            entry = {**_summary([jump["ratio"]]), "real_ratio": boundary_jump(real_windows, stage_length)["ratio"],
-                     "boundary_step": jump["boundary_step"], "inside_step": jump["inside_step"],
-                     "per_channel_ratio": jump["per_channel_ratio"]}
+            entry = {
+                **_summary([jump["ratio"]]),
+                "real_ratio": boundary_jump(real_windows, stage_length)["ratio"],
+                "boundary_step": jump["boundary_step"],
+                "inside_step": jump["inside_step"],
+                "per_channel_ratio": jump["per_channel_ratio"],
+            }
         else:  # copy
-            found = (series_copy_detector(synthetic_windows, training_windows, seed) if real_in_training
-                     else copy_detector(synthetic_windows, training_windows, real_windows, seed))
+            found = (
+                series_copy_detector(synthetic_windows, training_windows, seed)
+                if real_in_training
+                else copy_detector(synthetic_windows, training_windows, real_windows, seed)
+            )
             entry = {**_summary([found.pop("ratio")]), **found}
         entry["seconds"] = time.perf_counter() - started
         if entry["mean"] is None:
@@ -164,8 +212,14 @@ def evaluate(real: np.ndarray | pd.DataFrame, synthetic: np.ndarray | pd.DataFra
         else:
             logger.info("%s: %.4g +- %.2g (%.1f s)", name, entry["mean"], entry["std"], entry["seconds"])
         results[name] = entry
-    results["settings"] = {"fast": fast, "repeats": repeats, "seed": seed, "iterations": dict(iterations),
-                           "real_windows": len(real_windows), "synthetic_windows": len(synthetic_windows)}
+    results["settings"] = {
+        "fast": fast,
+        "repeats": repeats,
+        "seed": seed,
+        "iterations": dict(iterations),
+        "real_windows": len(real_windows),
+        "synthetic_windows": len(synthetic_windows),
+    }
     return results
 
 
@@ -173,8 +227,9 @@ def _summary(values: list[float]) -> dict[str, Any]:
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": [float(v) for v in values]}
 
 
-def _detection(name: str, real: np.ndarray, synthetic: np.ndarray, seeds: list[int], epochs: int,
-               channels: Sequence[str] | None) -> dict[str, Any]:
+def _detection(
+    name: str, real: np.ndarray, synthetic: np.ndarray, seeds: list[int], epochs: int, channels: Sequence[str] | None
+) -> dict[str, Any]:
     """The "detection" or "detection_cnn" entry: AUC summary over ``seeds``, the real baseline, fold AUCs."""
     with_baseline = len(real) >= MIN_BASELINE_WINDOWS
     try:
@@ -190,13 +245,18 @@ def _detection(name: str, real: np.ndarray, synthetic: np.ndarray, seeds: list[i
     except DataError as error:  # windows that overlap too much: report why instead of losing the other metrics
         return {"mean": None, "std": None, "values": [], "real_baseline": None, "skipped": str(error)}
     independent = independent_windows(real)
-    entry = {**_summary([run["auc"] for run in runs]),
-             "real_baseline": float(np.mean(baseline)) if baseline is not None else None,
-             "independent_real_windows": round(independent, 1), "fold_aucs": [run["fold_aucs"] for run in runs],
-             **extra}
+    entry = {
+        **_summary([run["auc"] for run in runs]),
+        "real_baseline": float(np.mean(baseline)) if baseline is not None else None,
+        "independent_real_windows": round(independent, 1),
+        "fold_aucs": [run["fold_aucs"] for run in runs],
+        **extra,
+    }
     if independent < FEW_INDEPENDENT_WINDOWS:
-        entry["note"] = (f"the {len(real)} real windows overlap and hold about {independent:.0f} windows of distinct "
-                         f"rows: the AUC is noisy and tends below 0.5; compare models on a longer real series")
+        entry["note"] = (
+            f"the {len(real)} real windows overlap and hold about {independent:.0f} windows of distinct "
+            f"rows: the AUC is noisy and tends below 0.5; compare models on a longer real series"
+        )
     return entry
 
 
@@ -215,13 +275,16 @@ def choose_metrics(metrics: Sequence[str] | None, stage_length: int | None, trai
     if "boundary" in metrics and stage_length is None:
         raise DataError("the 'boundary' metric needs stage_length (the generator's config.stage_length)")
     if "copy" in metrics and training is None:
-        raise DataError("the 'copy' metric needs training= the generator's training windows (under the paper "
-                        "protocol: a series at least two windows long)")
+        raise DataError(
+            "the 'copy' metric needs training= the generator's training windows (under the paper "
+            "protocol: a series at least two windows long)"
+        )
     return [m for m in METRICS if m in metrics]
 
 
-def _check_inputs(chosen: list[str], real: np.ndarray, synthetic: np.ndarray, repeats: object, seed: object,
-                  stage_length: int | None) -> None:
+def _check_inputs(
+    chosen: list[str], real: np.ndarray, synthetic: np.ndarray, repeats: object, seed: object, stage_length: int | None
+) -> None:
     """Every check before any metric starts (a bad input must not cost a 10-minute judge first)."""
     if isinstance(repeats, bool) or not isinstance(repeats, numbers.Integral) or repeats < 1:
         raise DataError(f"repeats must be a positive integer, got {repeats!r}")
@@ -235,7 +298,9 @@ def _check_inputs(chosen: list[str], real: np.ndarray, synthetic: np.ndarray, re
         check_detection_size(real, "real", "evaluate")
         check_detection_size(synthetic, "synthetic", "evaluate")
     if real.shape[1] < 2 and any(m in STOCHASTIC + ("autocorrelation", "spectral", "texture") for m in chosen):
-        raise DataError(f"windows of length {real.shape[1]} are too short; the judges, autocorrelation, spectrum "
-                        f"and texture need at least 2 steps")
+        raise DataError(
+            f"windows of length {real.shape[1]} are too short; the judges, autocorrelation, spectrum "
+            f"and texture need at least 2 steps"
+        )
     if "boundary" in chosen:
         check_stage_length(stage_length, synthetic.shape[1])

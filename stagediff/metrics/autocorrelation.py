@@ -19,7 +19,7 @@ def mean_autocorrelation(windows: np.ndarray, max_lag: int) -> np.ndarray:
     length = windows.shape[1]
     centered = windows - windows.mean(axis=1, keepdims=True)
     spectrum = np.fft.rfft(centered, n=2 * length, axis=1)
-    covariance = np.fft.irfft(np.abs(spectrum) ** 2, n=2 * length, axis=1)[:, :max_lag + 1]
+    covariance = np.fft.irfft(np.abs(spectrum) ** 2, n=2 * length, axis=1)[:, : max_lag + 1]
     variance = covariance[:, :1]
     correlation = covariance[:, 1:] / np.where(variance > 1e-12, variance, np.inf)
     return correlation.mean(axis=0)

@@ -12,11 +12,15 @@ from stagediff.errors import DataError
 def check_stage_length(stage_length: object, length: int) -> int:
     """A stage length that leaves at least one boundary and one step inside a stage in windows of ``length``."""
     if isinstance(stage_length, bool) or not isinstance(stage_length, numbers.Integral) or stage_length < 2:
-        raise DataError(f"stage_length must be an integer of at least 2 (a stage needs an inner step), got "
-                        f"{stage_length!r}; pass the model's config.stage_length")
+        raise DataError(
+            f"stage_length must be an integer of at least 2 (a stage needs an inner step), got "
+            f"{stage_length!r}; pass the model's config.stage_length"
+        )
     if length <= stage_length:
-        raise DataError(f"windows of length {length} hold no stage boundary at stage_length {stage_length}; pass "
-                        f"samples longer than one stage")
+        raise DataError(
+            f"windows of length {length} hold no stage boundary at stage_length {stage_length}; pass "
+            f"samples longer than one stage"
+        )
     return int(stage_length)
 
 

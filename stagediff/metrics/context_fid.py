@@ -21,8 +21,13 @@ def frechet_distance(first: np.ndarray, second: np.ndarray) -> float:
     return float(np.sum((mean1 - mean2) ** 2) + np.trace(cov1 + cov2 - 2.0 * root))
 
 
-def context_fid(real: np.ndarray, synthetic: np.ndarray, seed: int = 0, iterations: int | None = None,
-                settings: EncoderSettings = EncoderSettings()) -> float:
+def context_fid(
+    real: np.ndarray,
+    synthetic: np.ndarray,
+    seed: int = 0,
+    iterations: int | None = None,
+    settings: EncoderSettings = EncoderSettings(),
+) -> float:
     """Context-FID of ``synthetic`` against ``real``; 0 is best.
 
     A TS2Vec-style encoder (:mod:`stagediff.metrics.ts2vec`, hyperparameters :class:`EncoderSettings`) is

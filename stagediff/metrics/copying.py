@@ -11,29 +11,40 @@ MAX_QUERIES = 1000
 MAX_REFERENCE = 10000
 
 
-def nearest_distances(queries: np.ndarray, reference: np.ndarray, chunk: int = 256,
-                      query_starts: np.ndarray | None = None, reference_starts: np.ndarray | None = None,
-                      min_gap: int = 0) -> np.ndarray:
+def nearest_distances(
+    queries: np.ndarray,
+    reference: np.ndarray,
+    chunk: int = 256,
+    query_starts: np.ndarray | None = None,
+    reference_starts: np.ndarray | None = None,
+    min_gap: int = 0,
+) -> np.ndarray:
     """Euclidean distance from each flattened query window to its nearest reference window; (queries,).
 
     With ``query_starts`` and ``reference_starts`` (each window's start row in one series) a reference window
     counts only if it starts at least ``min_gap`` rows from the query's start (with the window length: only
     windows that do not overlap it)."""
     queries, reference = queries.reshape(len(queries), -1), reference.reshape(len(reference), -1)
-    reference_norms = (reference ** 2).sum(axis=1)
+    reference_norms = (reference**2).sum(axis=1)
     nearest = np.empty(len(queries))
     for start in range(0, len(queries), chunk):
-        block = queries[start:start + chunk]
-        squared = (block ** 2).sum(axis=1)[:, None] + reference_norms[None, :] - 2.0 * block @ reference.T
+        block = queries[start : start + chunk]
+        squared = (block**2).sum(axis=1)[:, None] + reference_norms[None, :] - 2.0 * block @ reference.T
         if query_starts is not None:
-            overlap = np.abs(query_starts[start:start + chunk, None] - reference_starts[None, :]) < min_gap
+            overlap = np.abs(query_starts[start : start + chunk, None] - reference_starts[None, :]) < min_gap
             squared[overlap] = np.inf
-        nearest[start:start + chunk] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+        nearest[start : start + chunk] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
     return nearest
 
 
-def copy_detector(synthetic: np.ndarray, training: np.ndarray, heldout: np.ndarray, seed: int = 0,
-                  max_queries: int = MAX_QUERIES, max_reference: int = MAX_REFERENCE) -> dict[str, float]:
+def copy_detector(
+    synthetic: np.ndarray,
+    training: np.ndarray,
+    heldout: np.ndarray,
+    seed: int = 0,
+    max_queries: int = MAX_QUERIES,
+    max_reference: int = MAX_REFERENCE,
+) -> dict[str, float]:
     """Distances to the nearest training window (flattened, Euclidean), for synthetic and for held-out windows.
 
     A generator that memorizes puts its windows much nearer the training windows than genuinely new real
@@ -81,12 +92,19 @@ def has_apart_windows(windows: np.ndarray) -> bool:
 def check_series_windows(training: np.ndarray) -> None:
     """A DataError unless :func:`has_apart_windows` (else the series copy detector has no baseline)."""
     if not has_apart_windows(training):
-        raise DataError(f"the copy detector without held-out windows needs training windows that do not overlap: "
-                        f"{len(training)} stride-1 windows of {training.shape[1]} steps have none")
+        raise DataError(
+            f"the copy detector without held-out windows needs training windows that do not overlap: "
+            f"{len(training)} stride-1 windows of {training.shape[1]} steps have none"
+        )
 
 
-def series_copy_detector(synthetic: np.ndarray, training: np.ndarray, seed: int = 0,
-                         max_queries: int = MAX_QUERIES, max_reference: int = MAX_REFERENCE) -> dict[str, float]:
+def series_copy_detector(
+    synthetic: np.ndarray,
+    training: np.ndarray,
+    seed: int = 0,
+    max_queries: int = MAX_QUERIES,
+    max_reference: int = MAX_REFERENCE,
+) -> dict[str, float]:
     """The copy detector when no real window was held out (the paper protocol trains on every window).
 
     The baseline is then real windows of the training series against the training windows that do not overlap
@@ -118,12 +136,15 @@ def series_copy_detector(synthetic: np.ndarray, training: np.ndarray, seed: int 
     reference_starts = choose(len(training), max_reference, rng)
     reference = training[reference_starts]
     to_training = nearest_distances(queries, reference)
-    real_to_training = nearest_distances(training[real_starts], reference, query_starts=real_starts,
-                                         reference_starts=reference_starts, min_gap=length)
+    real_to_training = nearest_distances(
+        training[real_starts], reference, query_starts=real_starts, reference_starts=reference_starts, min_gap=length
+    )
     real_to_training = real_to_training[np.isfinite(real_to_training)]  # a query whose references all overlap it
     if len(real_to_training) == 0:  # only when the references are a subsample (max_reference) of a short series
-        raise DataError(f"no real query window has a reference window that does not overlap it among "
-                        f"{len(reference_starts)} of {count} training windows; raise max_reference")
+        raise DataError(
+            f"no real query window has a reference window that does not overlap it among "
+            f"{len(reference_starts)} of {count} training windows; raise max_reference"
+        )
     baseline = float(np.median(real_to_training))
     return {
         "ratio": float(np.median(to_training) / baseline) if baseline > 0 else float("inf"),

@@ -12,7 +12,7 @@ def correlation_matrix(windows: np.ndarray) -> np.ndarray:
     (channels, channels). A constant channel has correlation 0 with every other channel (and 1 with itself)."""
     points = windows.reshape(-1, windows.shape[2])
     centered = points - points.mean(axis=0)
-    scale = np.sqrt((centered ** 2).sum(axis=0))
+    scale = np.sqrt((centered**2).sum(axis=0))
     standardized = centered / np.where(scale > 0, scale, 1.0)
     correlation = standardized.T @ standardized
     np.fill_diagonal(correlation, 1.0)

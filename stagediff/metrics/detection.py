@@ -14,9 +14,10 @@ are balanced: the larger set is subsampled (seeded) to the size of the smaller o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,10 +83,13 @@ def feature_names(length: int, channels: int | Sequence[str]) -> list[str]:
     """Names of the :func:`window_features` columns for windows of ``length`` steps; ``channels``: a count
     (names ``c0``, ``c1``, ...) or the channel names."""
     labels = [f"c{i}" for i in range(channels)] if isinstance(channels, int) else [str(c) for c in channels]
-    per_channel = (["step_std", "step_mean_abs", "step_skew", "step_kurtosis"]
-                   + [f"step_p{p}" for p in PERCENTILES] + ["step_near_zero", "level_mean", "level_std",
-                                                            "level_min", "level_max"]
-                   + [f"level_acf{lag}" for lag in _lags(length)] + [f"step_acf{lag}" for lag in _lags(length)])
+    per_channel = (
+        ["step_std", "step_mean_abs", "step_skew", "step_kurtosis"]
+        + [f"step_p{p}" for p in PERCENTILES]
+        + ["step_near_zero", "level_mean", "level_std", "level_min", "level_max"]
+        + [f"level_acf{lag}" for lag in _lags(length)]
+        + [f"step_acf{lag}" for lag in _lags(length)]
+    )
     edges = _band_edges(length)
     per_channel += [f"band{edges[b]}-{edges[b + 1] - 1}_share" for b in range(len(edges) - 1)]
     names = [f"{label}.{name}" for name in per_channel for label in labels]
@@ -98,7 +102,7 @@ def _autocorrelation(values: np.ndarray, lags: list[int]) -> np.ndarray:
     """Biased autocorrelation of (n, time, channels) along time at ``lags``: (len(lags), n, channels); 0 for a
     constant series or a lag beyond the series."""
     centred = values - values.mean(axis=1, keepdims=True)
-    variance = (centred ** 2).sum(axis=1)
+    variance = (centred**2).sum(axis=1)
     safe = np.where(variance > 0, variance, 1.0)
     out = np.zeros((len(lags),) + variance.shape)
     for index, lag in enumerate(lags):
@@ -112,7 +116,7 @@ def _pair_correlations(values: np.ndarray, pairs: list[tuple[int, int]]) -> np.n
     if not pairs:
         return np.zeros((0, len(values)))
     centred = values - values.mean(axis=1, keepdims=True)
-    scale = np.sqrt((centred ** 2).sum(axis=1, keepdims=True))
+    scale = np.sqrt((centred**2).sum(axis=1, keepdims=True))
     standard = centred / np.where(scale > 0, scale, 1.0)
     first, second = (np.array(side) for side in zip(*pairs))
     return np.einsum("ntp,ntp->pn", standard[:, :, first], standard[:, :, second])
@@ -132,22 +136,38 @@ def window_features(windows: np.ndarray) -> np.ndarray:
     lags = _lags(length)
     steps = np.diff(windows, axis=1) if length > 1 else np.zeros((n, 1, channels))
     centred = steps - steps.mean(axis=1, keepdims=True)
-    m2 = (centred ** 2).mean(axis=1)
+    m2 = (centred**2).mean(axis=1)
     safe = np.where(m2 > 0, m2, 1.0)
-    skew = np.where(m2 > 0, (centred ** 3).mean(axis=1) / safe ** 1.5, 0.0)
-    kurtosis = np.where(m2 > 0, (centred ** 4).mean(axis=1) / safe ** 2 - 3.0, 0.0)
-    columns = [np.sqrt(m2), np.abs(steps).mean(axis=1), skew, kurtosis,
-               *np.percentile(steps, PERCENTILES, axis=1), (np.abs(steps) < ZERO_STEP).mean(axis=1),
-               windows.mean(axis=1), windows.std(axis=1), windows.min(axis=1), windows.max(axis=1),
-               *_autocorrelation(windows, lags), *_autocorrelation(steps, lags)]
+    skew = np.where(m2 > 0, (centred**3).mean(axis=1) / safe**1.5, 0.0)
+    kurtosis = np.where(m2 > 0, (centred**4).mean(axis=1) / safe**2 - 3.0, 0.0)
+    columns = [
+        np.sqrt(m2),
+        np.abs(steps).mean(axis=1),
+        skew,
+        kurtosis,
+        *np.percentile(steps, PERCENTILES, axis=1),
+        (np.abs(steps) < ZERO_STEP).mean(axis=1),
+        windows.mean(axis=1),
+        windows.std(axis=1),
+        windows.min(axis=1),
+        windows.max(axis=1),
+        *_autocorrelation(windows, lags),
+        *_autocorrelation(steps, lags),
+    ]
     power = np.abs(np.fft.rfft(windows - windows.mean(axis=1, keepdims=True), axis=1)) ** 2
     total = power[:, 1:].sum(axis=1)
     total = np.where(total > 0, total, 1.0)
     edges = _band_edges(length)
-    columns += [power[:, edges[b]:edges[b + 1]].sum(axis=1) / total for b in range(len(edges) - 1)]
+    columns += [power[:, edges[b] : edges[b + 1]].sum(axis=1) / total for b in range(len(edges) - 1)]
     pairs = _pairs(channels)
-    features = np.concatenate([np.stack(columns, axis=1).reshape(n, -1),  # (n, feature, channel) -> names order
-                               _pair_correlations(windows, pairs).T, _pair_correlations(steps, pairs).T], axis=1)
+    features = np.concatenate(
+        [
+            np.stack(columns, axis=1).reshape(n, -1),  # (n, feature, channel) -> names order
+            _pair_correlations(windows, pairs).T,
+            _pair_correlations(steps, pairs).T,
+        ],
+        axis=1,
+    )
     return features
 
 
@@ -166,11 +186,11 @@ def overlap_layout(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     _, row_ids = np.unique(flat.view(np.dtype((np.void, 8 * channels))).ravel(), return_inverse=True)
     row_ids = row_ids.reshape(n, length).astype(np.int64)
     base = int(row_ids.max()) + 1
-    rows = min(length, OVERLAP_ROWS if base < 2 ** 21 else 2)
+    rows = min(length, OVERLAP_ROWS if base < 2**21 else 2)
     positions = length - rows + 1
     codes = np.zeros((n, positions), dtype=np.int64)
     for r in range(rows):  # exact: base ** rows < 2 ** 63
-        codes = codes * base + row_ids[:, r:r + positions]
+        codes = codes * base + row_ids[:, r : r + positions]
     _, block_ids = np.unique(codes.ravel(), return_inverse=True)
     block_ids = block_ids.reshape(n, positions)
     counts = np.bincount(block_ids.ravel())
@@ -225,8 +245,14 @@ def independent_windows(windows: np.ndarray) -> float:
     return float(covered / length)
 
 
-def purged_folds(component: np.ndarray, start: np.ndarray, labels: np.ndarray, length: int, folds: int, seed: int,
-                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+def purged_folds(
+    component: np.ndarray,
+    start: np.ndarray,
+    labels: np.ndarray,
+    length: int,
+    folds: int,
+    seed: int,
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, test) index pairs of cross-validation that never tests on a window overlapping a training window.
 
     Windows alone in their component (see :func:`overlap_layout`) go to folds at random, stratified by label
@@ -262,12 +288,16 @@ def purged_folds(component: np.ndarray, start: np.ndarray, labels: np.ndarray, l
             above = np.abs(test_starts[np.clip(place, 0, len(test_starts) - 1)] - start[candidates])
             train[candidates[np.minimum(below, above) < length]] = False
         test_labels, train_labels = labels[test], labels[train]
-        if min(np.sum(test_labels == 0), np.sum(test_labels == 1)) >= 1 and \
-                min(np.sum(train_labels == 0), np.sum(train_labels == 1)) >= 2:
+        if (
+            min(np.sum(test_labels == 0), np.sum(test_labels == 1)) >= 1
+            and min(np.sum(train_labels == 0), np.sum(train_labels == 1)) >= 2
+        ):
             pairs.append((np.flatnonzero(train), np.flatnonzero(test)))
     if len(pairs) < 2:
-        raise DataError(f"the windows overlap too much for {folds} folds that keep test windows apart from "
-                        f"training windows (fewer than 2 usable folds); pass windows of a longer series")
+        raise DataError(
+            f"the windows overlap too much for {folds} folds that keep test windows apart from "
+            f"training windows (fewer than 2 usable folds); pass windows of a longer series"
+        )
     return pairs
 
 
@@ -275,8 +305,10 @@ def purged_folds(component: np.ndarray, start: np.ndarray, labels: np.ndarray, l
 def check_detection_size(windows: np.ndarray, name: str, metric: str = "detection") -> None:
     """At least :data:`MIN_DETECTION_WINDOWS` windows for the folds."""
     if len(windows) < MIN_DETECTION_WINDOWS:
-        raise DataError(f"{metric} needs at least {MIN_DETECTION_WINDOWS} {name} windows for its cross-validation "
-                        f"folds, got {len(windows)}; pass more windows")
+        raise DataError(
+            f"{metric} needs at least {MIN_DETECTION_WINDOWS} {name} windows for its cross-validation "
+            f"folds, got {len(windows)}; pass more windows"
+        )
 
 
 def _check_folds(folds: object, limit: int = 10) -> None:
@@ -295,7 +327,7 @@ def halves(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Two disjoint random halves (seeded) of ``range(count)``, each sorted."""
     order = np.random.default_rng(seed).permutation(count)
     half = count // 2
-    return np.sort(order[:half]), np.sort(order[half:2 * half])
+    return np.sort(order[:half]), np.sort(order[half : 2 * half])
 
 
 def single_feature_auc(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -354,26 +386,36 @@ class DetectionData:
         features, labels = self.features[rows], np.repeat([0, 1], [len(negative), len(positive)])
         aucs = []
         with _threads():
-            for train, test in purged_folds(self.component[rows], self.start[rows], labels, self.real.shape[1],
-                                            folds, seed):
+            for train, test in purged_folds(
+                self.component[rows], self.start[rows], labels, self.real.shape[1], folds, seed
+            ):
                 model = HistGradientBoostingClassifier(**BOOSTING, random_state=seed)
                 model.fit(features[train], labels[train])
                 aucs.append(float(roc_auc_score(labels[test], model.predict_proba(features[test])[:, 1])))
         single = single_feature_auc(features, labels)
         order = np.argsort(-np.abs(single - 0.5), kind="stable")[:TOP_FEATURES]
-        return {"auc": float(np.mean(aucs)), "fold_aucs": aucs,
-                "top_features": [(self.names[i], round(float(single[i]), 4)) for i in order]}
+        return {
+            "auc": float(np.mean(aucs)),
+            "fold_aucs": aucs,
+            "top_features": [(self.names[i], round(float(single[i]), 4)) for i in order],
+        }
 
 
-def detection_score(real: np.ndarray, synthetic: np.ndarray, seed: int = 0, folds: int = DETECTION_FOLDS,
-                    channels: Sequence[str] | None = None) -> dict[str, Any]:
+def detection_score(
+    real: np.ndarray,
+    synthetic: np.ndarray,
+    seed: int = 0,
+    folds: int = DETECTION_FOLDS,
+    channels: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Cross-validated ROC AUC of gradient boosting telling synthetic (label 1) from real (label 0) windows.
 
     Protocol: both sets cut to the smaller one's size (seeded subsample); :func:`window_features` of every
     window; ``folds`` folds of :func:`purged_folds` (stratified random folds (seeded) for windows that do not
     overlap; windows cut from one series are split in time and a test window never overlaps a training
     window); in each fold a ``HistGradientBoostingClassifier`` with the settings :data:`BOOSTING` and
-    ``random_state=seed`` is fitted on the training part and scored by ROC AUC on the test part. scikit-learn uses ``torch.get_num_threads()`` threads.
+    ``random_state=seed`` is fitted on the training part and scored by ROC AUC on the test part. scikit-learn
+    uses ``torch.get_num_threads()`` threads.
 
     Args:
         real, synthetic: (n, length, channels) and (m, length, channels), already scaled (evaluate uses [0, 1] on
@@ -422,8 +464,14 @@ def _with_steps(windows: np.ndarray) -> np.ndarray:
     return np.concatenate([windows, steps], axis=2)
 
 
-def _cnn_fold(inputs: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int, epochs: int,
-              ) -> float:
+def _cnn_fold(
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    seed: int,
+    epochs: int,
+) -> float:
     from sklearn.metrics import roc_auc_score
 
     mean = inputs[train].mean(axis=(0, 1))
@@ -440,14 +488,14 @@ def _cnn_fold(inputs: np.ndarray, labels: np.ndarray, train: np.ndarray, test: n
     for _ in range(epochs):
         order = torch.as_tensor(rng.permutation(len(x_train)))
         for first in range(0, len(order), CNN_BATCH):
-            batch = order[first:first + CNN_BATCH]
+            batch = order[first : first + CNN_BATCH]
             loss = loss_function(detector(x_train[batch]), y_train[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
     detector.eval()
     with torch.no_grad():
-        scores = torch.cat([detector(x_test[i:i + 1024]) for i in range(0, len(x_test), 1024)]).numpy()
+        scores = torch.cat([detector(x_test[i : i + 1024]) for i in range(0, len(x_test), 1024)]).numpy()
     return float(roc_auc_score(labels[test], scores))
 
 
@@ -462,8 +510,9 @@ def _cnn_detect(windows: np.ndarray, labels: np.ndarray, seed: int, folds: int, 
     return {"auc": float(np.mean(aucs)), "fold_aucs": aucs}
 
 
-def cnn_detection_score(real: np.ndarray, synthetic: np.ndarray, seed: int = 0, folds: int = CNN_FOLDS,
-                        epochs: int = CNN_EPOCHS) -> dict[str, Any]:
+def cnn_detection_score(
+    real: np.ndarray, synthetic: np.ndarray, seed: int = 0, folds: int = CNN_FOLDS, epochs: int = CNN_EPOCHS
+) -> dict[str, Any]:
     """Cross-validated ROC AUC of a small 1-D CNN telling synthetic (label 1) from real (label 0) windows.
 
     Protocol: both sets cut to the smaller one's size (seeded subsample); the input is each window with its
@@ -485,14 +534,20 @@ def cnn_detection_score(real: np.ndarray, synthetic: np.ndarray, seed: int = 0, 
     check_detection_size(real, "real", "detection_cnn")
     check_detection_size(synthetic, "synthetic", "detection_cnn")
     first, second = balanced(len(real), len(synthetic), seed)
-    return _cnn_detect(np.concatenate([real[first], synthetic[second]]), np.repeat([0, 1], len(first)), seed, folds,
-                       epochs)
+    return _cnn_detect(
+        np.concatenate([real[first], synthetic[second]]), np.repeat([0, 1], len(first)), seed, folds, epochs
+    )
 
 
-def cnn_detection_baseline(real: np.ndarray, seed: int = 0, folds: int = CNN_FOLDS, epochs: int = CNN_EPOCHS,
-                           ) -> float:
+def cnn_detection_baseline(
+    real: np.ndarray,
+    seed: int = 0,
+    folds: int = CNN_FOLDS,
+    epochs: int = CNN_EPOCHS,
+) -> float:
     """:func:`cnn_detection_score`'s AUC for two random halves (seeded) of the real windows (about 0.5)."""
     check_detection_size(real[: len(real) // 2], "real (half of the)", "the detection_cnn baseline")
     first, second = halves(len(real), seed)
-    return _cnn_detect(np.concatenate([real[first], real[second]]), np.repeat([0, 1], len(first)), seed, folds,
-                       epochs)["auc"]
+    return _cnn_detect(np.concatenate([real[first], real[second]]), np.repeat([0, 1], len(first)), seed, folds, epochs)[
+        "auc"
+    ]

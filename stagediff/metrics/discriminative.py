@@ -13,8 +13,13 @@ DISCRIMINATIVE_ITERATIONS = 2000
 DISCRIMINATIVE_BATCH = 128
 
 
-def discriminative_score(real: np.ndarray, synthetic: np.ndarray, seed: int = 0,
-                         iterations: int = DISCRIMINATIVE_ITERATIONS, batch: int = DISCRIMINATIVE_BATCH) -> float:
+def discriminative_score(
+    real: np.ndarray,
+    synthetic: np.ndarray,
+    seed: int = 0,
+    iterations: int = DISCRIMINATIVE_ITERATIONS,
+    batch: int = DISCRIMINATIVE_BATCH,
+) -> float:
     """|0.5 - accuracy| of a post-hoc classifier telling real from synthetic windows; 0 is best, 0.5 worst.
 
     Protocol (TimeGAN's ``discriminative_score_metrics``): real and synthetic windows are each split 80/20 at
@@ -47,9 +52,10 @@ def discriminative_score(real: np.ndarray, synthetic: np.ndarray, seed: int = 0,
         fake_batch = fake_train[batch_indices(rng, len(fake_train), batch)]
         # one GRU call on both halves (half the per-step overhead); the loss is still the sum of two means
         logits = judge.last(torch.cat([real_batch, fake_batch]))
-        real_logits, fake_logits = logits[:len(real_batch)], logits[len(real_batch):]
-        loss = (loss_function(real_logits, torch.ones_like(real_logits))
-                + loss_function(fake_logits, torch.zeros_like(fake_logits)))
+        real_logits, fake_logits = logits[: len(real_batch)], logits[len(real_batch) :]
+        loss = loss_function(real_logits, torch.ones_like(real_logits)) + loss_function(
+            fake_logits, torch.zeros_like(fake_logits)
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -7,7 +7,8 @@ by the generator (``stagediff.evaluation`` scores them as the metric ``horizon``
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,10 +25,10 @@ def rolling_statistics(values: np.ndarray, window: int) -> tuple[np.ndarray, np.
     centred = values - values.mean(axis=-2, keepdims=True)  # cumulative sums of centred values: little rounding
     zero = np.zeros(centred.shape[:-2] + (1, centred.shape[-1]))
     first = np.concatenate([zero, np.cumsum(centred, axis=-2)], axis=-2)
-    second = np.concatenate([zero, np.cumsum(centred ** 2, axis=-2)], axis=-2)
+    second = np.concatenate([zero, np.cumsum(centred**2, axis=-2)], axis=-2)
     mean = (first[..., window:, :] - first[..., :-window, :]) / window
     square = (second[..., window:, :] - second[..., :-window, :]) / window
-    std = np.sqrt(np.maximum(square - mean ** 2, 0.0))
+    std = np.sqrt(np.maximum(square - mean**2, 0.0))
     return mean + values.mean(axis=-2, keepdims=True), std
 
 
@@ -35,12 +36,12 @@ def real_ranges(series: np.ndarray, window: int) -> dict[str, np.ndarray]:
     """``{"mean": (2, channels), "std": (2, channels)}``: the 1 % and 99 % points of the real series' rolling mean
     and rolling standard deviation over ``window`` rows."""
     mean, std = rolling_statistics(series, window)
-    return {name: np.percentile(values, RANGE_PERCENTILES, axis=0) for name, values in (("mean", mean),
-                                                                                           ("std", std))}
+    return {name: np.percentile(values, RANGE_PERCENTILES, axis=0) for name, values in (("mean", mean), ("std", std))}
 
 
-def horizon_excursions(series: np.ndarray, long_sample: np.ndarray, window: int,
-                       channels: Sequence[str] | None = None) -> dict[str, Any]:
+def horizon_excursions(
+    series: np.ndarray, long_sample: np.ndarray, window: int, channels: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Share of the long samples' rolling windows whose mean or standard deviation leaves the real range.
 
     The real series gives the 1-99 % range (:data:`RANGE_PERCENTILES`) of the rolling mean and of the rolling
@@ -65,15 +66,19 @@ def horizon_excursions(series: np.ndarray, long_sample: np.ndarray, window: int,
     if sample.ndim == 2:
         sample = sample[None]
     if series.ndim != 2 or sample.ndim != 3:
-        raise DataError(f"horizon_excursions needs the series as (rows, channels) and the samples as (length, "
-                        f"channels) or (n, length, channels), got shapes {series.shape} and {sample.shape}")
+        raise DataError(
+            f"horizon_excursions needs the series as (rows, channels) and the samples as (length, "
+            f"channels) or (n, length, channels), got shapes {series.shape} and {sample.shape}"
+        )
     if series.shape[1] != sample.shape[2]:
         raise DataError(f"the series has {series.shape[1]} channels but the samples have {sample.shape[2]}")
     if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
         raise DataError(f"window must be a positive integer, got {window!r}")
     if len(series) < window or sample.shape[1] < window:
-        raise DataError(f"horizon_excursions needs at least one window of {window} rows in the series "
-                        f"({len(series)} rows) and in the samples ({sample.shape[1]} rows)")
+        raise DataError(
+            f"horizon_excursions needs at least one window of {window} rows in the series "
+            f"({len(series)} rows) and in the samples ({sample.shape[1]} rows)"
+        )
     if not (np.isfinite(series).all() and np.isfinite(sample).all()):
         raise DataError("horizon_excursions: the series or the samples contain NaN or infinite values")
     names = [str(c) for c in channels] if channels is not None else [str(i) for i in range(series.shape[1])]
@@ -90,7 +95,9 @@ def horizon_excursions(series: np.ndarray, long_sample: np.ndarray, window: int,
         "mean_outside": float(outside["mean"].mean()),
         "std_outside": float(outside["std"].mean()),
         "per_channel": {name: float(share) for name, share in zip(names, per_channel)},
-        "real_range": {stat: {name: [float(ranges[stat][0, i]), float(ranges[stat][1, i])]
-                              for i, name in enumerate(names)} for stat in ("mean", "std")},
+        "real_range": {
+            stat: {name: [float(ranges[stat][0, i]), float(ranges[stat][1, i])] for i, name in enumerate(names)}
+            for stat in ("mean", "std")
+        },
         "rolling_windows": int(mean.shape[0] * mean.shape[1]),
     }

@@ -31,8 +31,10 @@ def to_windows(frame: pd.DataFrame, time_column: str | None = None) -> np.ndarra
         raise DataError(f"to_windows expects a pandas DataFrame, got {type(frame).__name__}")
     columns = list(frame.columns)
     if SAMPLE_COLUMN not in columns:
-        raise DataError(f"the DataFrame has no '{SAMPLE_COLUMN}' column (columns: {columns}); pass the long frame "
-                        f"StageDiff.sample returns, or an array (n, length, channels)")
+        raise DataError(
+            f"the DataFrame has no '{SAMPLE_COLUMN}' column (columns: {columns}); pass the long frame "
+            f"StageDiff.sample returns, or an array (n, length, channels)"
+        )
     if time_column is None:
         position = columns.index(SAMPLE_COLUMN) + 1
         if position >= len(columns):
@@ -48,8 +50,9 @@ def to_windows(frame: pd.DataFrame, time_column: str | None = None) -> np.ndarra
         raise DataError(f"channel column(s) {not_numeric} are not numeric; drop them or convert them")
     counts = frame.groupby(SAMPLE_COLUMN, sort=False).size()
     if counts.nunique() != 1:
-        raise DataError(f"samples have different lengths ({counts.min()} to {counts.max()} rows); windows must "
-                        f"share one length")
+        raise DataError(
+            f"samples have different lengths ({counts.min()} to {counts.max()} rows); windows must share one length"
+        )
     order = pd.Index(counts.index)
     positions = np.argsort(order.get_indexer(frame[SAMPLE_COLUMN]), kind="stable")
     values = frame[channels].to_numpy(dtype=np.float64)[positions]
@@ -60,8 +63,10 @@ def as_windows(data: np.ndarray | pd.DataFrame, name: str) -> np.ndarray:
     """``data`` as a finite float64 array (n, length, channels) with n, length, channels >= 1."""
     windows = to_windows(data) if isinstance(data, pd.DataFrame) else np.asarray(data, dtype=np.float64)
     if windows.ndim != 3:
-        raise DataError(f"{name} must have shape (n, length, channels), got shape {windows.shape}; reshape a "
-                        f"single series with values[None] or a single channel with values[..., None]")
+        raise DataError(
+            f"{name} must have shape (n, length, channels), got shape {windows.shape}; reshape a "
+            f"single series with values[None] or a single channel with values[..., None]"
+        )
     if min(windows.shape) < 1:
         raise DataError(f"{name} is empty (shape {windows.shape})")
     if not np.isfinite(windows).all():
@@ -76,15 +81,18 @@ def check_pair(real: np.ndarray, synthetic: np.ndarray, names: tuple[str, str] =
     if a[2] != b[2]:
         raise DataError(f"{first} has {a[2]} channels but {second} has {b[2]}; compare windows of the same channels")
     if a[1] != b[1]:
-        raise DataError(f"{first} windows have length {a[1]} but {second} windows have length {b[1]}; "
-                        f"cut both to one window length")
+        raise DataError(
+            f"{first} windows have length {a[1]} but {second} windows have length {b[1]}; cut both to one window length"
+        )
 
 
 def check_split_size(windows: np.ndarray, name: str, metric: str) -> None:
     """Enough windows for a judge that splits 80/20 or trains on the windows."""
     if len(windows) < MIN_SPLIT_WINDOWS:
-        raise DataError(f"{metric} needs at least {MIN_SPLIT_WINDOWS} {name} windows for its 80/20 split, got "
-                        f"{len(windows)}; pass more windows")
+        raise DataError(
+            f"{metric} needs at least {MIN_SPLIT_WINDOWS} {name} windows for its 80/20 split, got "
+            f"{len(windows)}; pass more windows"
+        )
 
 
 @dataclass(frozen=True)
@@ -122,8 +130,11 @@ def choose(count: int, limit: int, rng: np.random.Generator | int) -> np.ndarray
     return np.sort(np.random.default_rng(rng).choice(count, size=limit, replace=False))
 
 
-def split_train_test(windows: np.ndarray, rng: np.random.Generator, train_fraction: float = 0.8,
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def split_train_test(
+    windows: np.ndarray,
+    rng: np.random.Generator,
+    train_fraction: float = 0.8,
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded random 80/20 split of windows (TimeGAN's ``train_test_divide``)."""
     order = rng.permutation(len(windows))
     cut = int(round(train_fraction * len(windows)))

@@ -43,4 +43,4 @@ def batch_indices(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:
 def predict_in_batches(function, x: torch.Tensor, batch: int = 1024) -> torch.Tensor:
     """``function`` applied to ``x`` in slices along the first axis, without gradients."""
     with torch.no_grad():
-        return torch.cat([function(x[i:i + batch]) for i in range(0, len(x), batch)])
+        return torch.cat([function(x[i : i + batch]) for i in range(0, len(x), batch)])

@@ -20,5 +20,6 @@ def marginal_distance(real: np.ndarray, synthetic: np.ndarray) -> float:
     """
     check_pair(real, synthetic)
     channels = real.shape[2]
-    return float(np.mean([wasserstein_distance(real[..., c].ravel(), synthetic[..., c].ravel())
-                          for c in range(channels)]))
+    return float(
+        np.mean([wasserstein_distance(real[..., c].ravel(), synthetic[..., c].ravel()) for c in range(channels)])
+    )

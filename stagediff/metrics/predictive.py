@@ -18,12 +18,17 @@ def next_step_task(windows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     last channel one step ahead from the other channels up to now. With one channel (D == 1) there are no
     other channels, so the channel predicts itself one step ahead: ``X = w[:, :-1]``, ``Y = w[:, 1:]``."""
     channels = windows.shape[2]
-    inputs = windows[:, :-1, :channels - 1] if channels > 1 else windows[:, :-1]
-    return as_tensor(inputs), as_tensor(windows[:, 1:, channels - 1:])
+    inputs = windows[:, :-1, : channels - 1] if channels > 1 else windows[:, :-1]
+    return as_tensor(inputs), as_tensor(windows[:, 1:, channels - 1 :])
 
 
-def predictive_score(train_on: np.ndarray, test_on: np.ndarray, seed: int = 0,
-                     iterations: int = PREDICTIVE_ITERATIONS, batch: int = PREDICTIVE_BATCH) -> float:
+def predictive_score(
+    train_on: np.ndarray,
+    test_on: np.ndarray,
+    seed: int = 0,
+    iterations: int = PREDICTIVE_ITERATIONS,
+    batch: int = PREDICTIVE_BATCH,
+) -> float:
     """Mean absolute error on ``test_on`` of a next-step predictor trained on ``train_on``; lower is better.
 
     Protocol (TimeGAN's ``predictive_score_metrics``): a 1-layer GRU, hidden size max(D // 2, 4), reads the

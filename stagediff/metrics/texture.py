@@ -7,7 +7,8 @@ broken ones into sentences that name the channel and what to try.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,9 +38,8 @@ def _ratio(synthetic: np.ndarray, real: np.ndarray) -> np.ndarray:
 
 def _excess_kurtosis(steps: np.ndarray) -> np.ndarray:
     centred = steps - steps.mean(axis=0)
-    variance = (centred ** 2).mean(axis=0)
-    return np.where(variance > 0, (centred ** 4).mean(axis=0) / np.where(variance > 0, variance, 1.0) ** 2 - 3.0,
-                    0.0)
+    variance = (centred**2).mean(axis=0)
+    return np.where(variance > 0, (centred**4).mean(axis=0) / np.where(variance > 0, variance, 1.0) ** 2 - 3.0, 0.0)
 
 
 def _upper(matrix: np.ndarray) -> np.ndarray:
@@ -78,11 +78,18 @@ def texture(real: np.ndarray, synthetic: np.ndarray, channels: Sequence[str] | N
     step_correlations = [correlation_matrix(s[:, None, :]) for s in (real_steps, synthetic_steps)]
     level_correlations = [correlation_matrix(w) for w in (real, synthetic)]
     step_error = float(np.abs(_upper(step_correlations[0]) - _upper(step_correlations[1])).mean()) if count > 1 else 0.0
-    level_error = (float(np.abs(_upper(level_correlations[0]) - _upper(level_correlations[1])).mean())
-                   if count > 1 else 0.0)
-    per_channel = {name: {"step_spread_ratio": float(spread[i]), "roughness_ratio": float(roughness[i]),
-                          "kurtosis_real": float(kurtosis_real[i]), "kurtosis_synthetic": float(kurtosis_synthetic[i])}
-                   for i, name in enumerate(names)}
+    level_error = (
+        float(np.abs(_upper(level_correlations[0]) - _upper(level_correlations[1])).mean()) if count > 1 else 0.0
+    )
+    per_channel = {
+        name: {
+            "step_spread_ratio": float(spread[i]),
+            "roughness_ratio": float(roughness[i]),
+            "kurtosis_real": float(kurtosis_real[i]),
+            "kurtosis_synthetic": float(kurtosis_synthetic[i]),
+        }
+        for i, name in enumerate(names)
+    }
     return {
         "roughness_error": float(np.abs(np.log(roughness)).mean()),
         "step_spread_ratio": float(np.exp(np.log(spread).mean())),
@@ -96,8 +103,9 @@ def texture(real: np.ndarray, synthetic: np.ndarray, channels: Sequence[str] | N
     }
 
 
-def texture_warnings(real: np.ndarray, synthetic: np.ndarray, channels: Sequence[str],
-                     channel_independent: bool | None = None) -> list[str]:
+def texture_warnings(
+    real: np.ndarray, synthetic: np.ndarray, channels: Sequence[str], channel_independent: bool | None = None
+) -> list[str]:
     """Sentences on what is clearly broken in the texture or channel structure of ``synthetic``; [] when
     nothing is (two samples of one process stay quiet).
 
@@ -125,31 +133,42 @@ def texture_warnings(real: np.ndarray, synthetic: np.ndarray, channels: Sequence
     smooth = [(n, c["roughness_ratio"]) for n, c in figures["per_channel"].items() if c["roughness_ratio"] < low]
     rough = [(n, c["roughness_ratio"]) for n, c in figures["per_channel"].items() if c["roughness_ratio"] > high]
     if smooth:
-        warnings.append(f"synthetic {_list(smooth)} much smoother than the data (mean absolute step "
-                        f"{_ratios(smooth)} of the real one): train longer (max_steps / max_minutes), or with the "
-                        f"ddim sampler sample with more steps (sampling_steps)")
+        warnings.append(
+            f"synthetic {_list(smooth)} much smoother than the data (mean absolute step "
+            f"{_ratios(smooth)} of the real one): train longer (max_steps / max_minutes), or with the "
+            f"ddim sampler sample with more steps (sampling_steps)"
+        )
     if rough:
-        warnings.append(f"synthetic {_list(rough)} much rougher than the data (mean absolute step "
-                        f"{_ratios(rough)} of the real one), usually leftover noise of an undertrained model: train "
-                        f"longer (max_steps / max_minutes), or with the ddim sampler sample with more steps "
-                        f"(sampling_steps)")
+        warnings.append(
+            f"synthetic {_list(rough)} much rougher than the data (mean absolute step "
+            f"{_ratios(rough)} of the real one), usually leftover noise of an undertrained model: train "
+            f"longer (max_steps / max_minutes), or with the ddim sampler sample with more steps "
+            f"(sampling_steps)"
+        )
     for name, c in figures["per_channel"].items():
         real_k, synthetic_k = c["kurtosis_real"] + 3.0, c["kurtosis_synthetic"] + 3.0
         if real_k >= TAIL_KURTOSIS and real_k >= TAIL_RATIO * max(synthetic_k, _TINY):
-            warnings.append(f"synthetic '{name}' lacks the sudden jumps of the data (step kurtosis {synthetic_k:.1f} "
-                            f"against {real_k:.1f}): train longer (max_steps / max_minutes)")
+            warnings.append(
+                f"synthetic '{name}' lacks the sudden jumps of the data (step kurtosis {synthetic_k:.1f} "
+                f"against {real_k:.1f}): train longer (max_steps / max_minutes)"
+            )
         elif synthetic_k >= TAIL_KURTOSIS and synthetic_k >= TAIL_RATIO * max(real_k, _TINY):
-            warnings.append(f"synthetic '{name}' has spikes the data does not (step kurtosis {synthetic_k:.1f} "
-                            f"against {real_k:.1f}): train longer (max_steps / max_minutes)")
-    joint = {True: "the model treats the channels separately (channel_independent=true): set "
-                   "channel_independent=false to model them jointly, or train longer (max_steps / max_minutes)",
-             False: "the channels are modelled jointly already: train longer (max_steps / max_minutes)",
-             None: "if the model treats the channels separately (channel_independent=true), set "
-                   "channel_independent=false to model them jointly; else train longer (max_steps / max_minutes)",
-             }[channel_independent]
+            warnings.append(
+                f"synthetic '{name}' has spikes the data does not (step kurtosis {synthetic_k:.1f} "
+                f"against {real_k:.1f}): train longer (max_steps / max_minutes)"
+            )
+    joint = {
+        True: "the model treats the channels separately (channel_independent=true): set "
+        "channel_independent=false to model them jointly, or train longer (max_steps / max_minutes)",
+        False: "the channels are modelled jointly already: train longer (max_steps / max_minutes)",
+        None: "if the model treats the channels separately (channel_independent=true), set "
+        "channel_independent=false to model them jointly; else train longer (max_steps / max_minutes)",
+    }[channel_independent]
     if figures["step_correlation_error"] > STEP_CORRELATION_LIMIT:
-        warnings.append(f"the channels' steps move together differently than in the data (mean absolute error of "
-                        f"their correlations {figures['step_correlation_error']:.2f}): {joint}")
+        warnings.append(
+            f"the channels' steps move together differently than in the data (mean absolute error of "
+            f"their correlations {figures['step_correlation_error']:.2f}): {joint}"
+        )
     broken: dict[tuple[int, int], list[str]] = {}
     for kind, label in (("level_correlations", "levels"), ("step_correlations", "steps")):
         real_c, synthetic_c = (np.asarray(figures[kind][s]) for s in ("real", "synthetic"))
@@ -167,8 +186,9 @@ def texture_warnings(real: np.ndarray, synthetic: np.ndarray, channels: Sequence
 
 def _list(items: list[tuple[str, float]]) -> str:
     quoted = [f"'{name}'" for name, _ in items]
-    return ("channel " if len(quoted) == 1 else "channels ") + ", ".join(quoted) + (" is" if len(quoted) == 1
-                                                                                  else " are")
+    return (
+        ("channel " if len(quoted) == 1 else "channels ") + ", ".join(quoted) + (" is" if len(quoted) == 1 else " are")
+    )
 
 
 def _ratios(items: list[tuple[str, float]]) -> str:

@@ -52,7 +52,7 @@ class SamePadConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv(x)
-        return out[:, :, :out.shape[2] - self.trim]
+        return out[:, :, : out.shape[2] - self.trim]
 
 
 class ConvBlock(nn.Module):
@@ -77,11 +77,18 @@ class TimeSeriesEncoder(nn.Module):
         self.mask_probability = settings.mask_probability
         self.input_projection = nn.Linear(channels, settings.hidden_dims)
         widths = [settings.hidden_dims] * settings.depth + [settings.output_dims]
-        self.blocks = nn.Sequential(*[
-            ConvBlock(widths[i - 1] if i > 0 else settings.hidden_dims, width, 3, dilation=2 ** i,
-                      final=i == len(widths) - 1)
-            for i, width in enumerate(widths)
-        ])
+        self.blocks = nn.Sequential(
+            *[
+                ConvBlock(
+                    widths[i - 1] if i > 0 else settings.hidden_dims,
+                    width,
+                    3,
+                    dilation=2**i,
+                    final=i == len(widths) - 1,
+                )
+                for i, width in enumerate(widths)
+            ]
+        )
         self.dropout = nn.Dropout(settings.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,7 +176,7 @@ def train_encoder(windows: np.ndarray, seed: int, settings: EncoderSettings = En
         for _ in range(settings.iterations):
             if position + batch > len(data):
                 order, position = rng.permutation(len(data)), 0
-            x = data[order[position:position + batch]]
+            x = data[order[position : position + batch]]
             position += batch
             start1, length1, start2, length2, overlap = overlapping_crops(rng, x.shape[1], len(x))
             view1 = encoder(take_per_row(x, start1, length1))[:, -overlap:]

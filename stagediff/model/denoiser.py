@@ -43,11 +43,13 @@ def blend_stages(spans: torch.Tensor, weights: torch.Tensor, context: int) -> to
 
     def gather(values: torch.Tensor) -> torch.Tensor:
         length = values.shape[-1] - 2 * context
-        core = values[..., context:context + length]
-        from_left = torch.cat([torch.zeros_like(values[:, :1, ..., :context]), values[:, :-1, ..., length + context:]], dim=1)
+        core = values[..., context : context + length]
+        from_left = torch.cat(
+            [torch.zeros_like(values[:, :1, ..., :context]), values[:, :-1, ..., length + context :]], dim=1
+        )
         from_right = torch.cat([values[:, 1:, ..., :context], torch.zeros_like(values[:, :1, ..., :context])], dim=1)
-        middle = core[..., context:length - context]
-        return torch.cat([core[..., :context] + from_left, middle, core[..., length - context:] + from_right], dim=-1)
+        middle = core[..., context : length - context]
+        return torch.cat([core[..., :context] + from_left, middle, core[..., length - context :] + from_right], dim=-1)
 
     total = gather(weights.expand(1, spans.shape[1], 1, -1))  # the weight each grid step received (< 1 at the ends)
     return gather(spans * weights) / total
@@ -75,8 +77,10 @@ class StageDiffDenoiser(nn.Module):
     def __init__(self, config: StageDiffConfig, channels: int):
         super().__init__()
         if config.channel_independent is None:
-            raise ConfigError("channel_independent is None (chosen from the data when StageDiff.fit trains); set it to "
-                              "true or false to build a denoiser directly")
+            raise ConfigError(
+                "channel_independent is None (chosen from the data when StageDiff.fit trains); set it to "
+                "true or false to build a denoiser directly"
+            )
         self.config, self.channels = config, channels
         self.stage_length = config.effective_stage_length
         self.context = config.effective_context
@@ -91,12 +95,22 @@ class StageDiffDenoiser(nn.Module):
         per_sequence = 1 if config.channel_independent else channels
         self.step_embedding = StepEmbedding(config.d_model)
         self.layers = nn.ModuleList(
-            DecompositionLayer(per_sequence, self.stage_length + 2 * self.context, self.stage_length,
-                               config.patch_length, config.patch_stride, config.d_model, config.heads,
-                               config.feedforward, config.encoder_layers, config.decoder_layers, config.dropout,
-                               inputs_per_channel=2 if config.input_skip else 1,
-                               output_length=self.stage_length + 2 * self.blend_context,
-                               stage_reach=config.stages if config.stage_attention and config.staged else 0)
+            DecompositionLayer(
+                per_sequence,
+                self.stage_length + 2 * self.context,
+                self.stage_length,
+                config.patch_length,
+                config.patch_stride,
+                config.d_model,
+                config.heads,
+                config.feedforward,
+                config.encoder_layers,
+                config.decoder_layers,
+                config.dropout,
+                inputs_per_channel=2 if config.input_skip else 1,
+                output_length=self.stage_length + 2 * self.blend_context,
+                stage_reach=config.stages if config.stage_attention and config.staged else 0,
+            )
             for _ in self.kernels
         )
         # The history of stage 1 (no previous stage): learned per scale and channel, initialised at zero.
@@ -117,7 +131,9 @@ class StageDiffDenoiser(nn.Module):
     def forward(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         batch, length, channels = x.shape
         if channels != self.channels or length % self.stage_length:
-            raise ValueError(f"expected (batch, a multiple of {self.stage_length}, {self.channels}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected (batch, a multiple of {self.stage_length}, {self.channels}), got {tuple(x.shape)}"
+            )
         stages = length // self.stage_length
         step = self.step_embedding(k)
         residual = rearrange(x, "b (m l) d -> b m d l", l=self.stage_length)
@@ -129,12 +145,16 @@ class StageDiffDenoiser(nn.Module):
             if noisy is not None:
                 segments = torch.cat([segments, noisy], dim=3)
             if self.config.channel_independent:
-                tokens = layer.encode(rearrange(segments, "b m d c l -> (b m d) c l"),
-                                      repeat(step, "b e -> (b m d) e", m=stages, d=channels))
+                tokens = layer.encode(
+                    rearrange(segments, "b m d c l -> (b m d) c l"),
+                    repeat(step, "b e -> (b m d) e", m=stages, d=channels),
+                )
                 tokens = layer.attend_across_stages(rearrange(tokens, "(b m d) p e -> (b d) m p e", b=batch, m=stages))
                 tokens = rearrange(tokens, "(b d) m p e -> m (b d) p e", b=batch)
             else:
-                tokens = layer.encode(rearrange(segments, "b m d c l -> (b m) (d c) l"), repeat(step, "b e -> (b m) e", m=stages))
+                tokens = layer.encode(
+                    rearrange(segments, "b m d c l -> (b m) (d c) l"), repeat(step, "b e -> (b m) e", m=stages)
+                )
                 tokens = layer.attend_across_stages(rearrange(tokens, "(b m) p e -> b m p e", b=batch))
                 tokens = rearrange(tokens, "b m p e -> m b p e")
             history = self.initial_history[scale].expand(batch, -1, -1)
@@ -144,7 +164,7 @@ class StageDiffDenoiser(nn.Module):
                 if self.mixing is not None:
                     x_hat = x_hat + self.mixing[scale](x_hat)
                 trend = moving_average(x_hat, self.kernels[scale])
-                own_trend = trend[..., self.blend_context:self.blend_context + self.stage_length]
+                own_trend = trend[..., self.blend_context : self.blend_context + self.stage_length]
                 history = self.fusion[scale](own_trend) if self.fusion is not None else own_trend
                 outputs.append((x_hat, trend))
             x_hat = blend_stages(torch.stack([o[0] for o in outputs], dim=1), self.seam_weights, self.blend_context)
@@ -182,8 +202,11 @@ class StageDiffDenoiser(nn.Module):
         def count(layer: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             seen[layer] = min(seen.get(layer, MINIMUM_ROWS), _rows(layer, args[0]))
 
-        probes = [layer.register_forward_pre_hook(count)
-                  for layer in self.modules() if isinstance(layer, (nn.Linear, nn.Conv1d))]
+        probes = [
+            layer.register_forward_pre_hook(count)
+            for layer in self.modules()
+            if isinstance(layer, (nn.Linear, nn.Conv1d))
+        ]
         try:
             with torch.no_grad():
                 x = self.seam_weights.new_zeros(1, self.stage_length, self.channels)

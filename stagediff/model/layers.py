@@ -69,7 +69,9 @@ class Attention(nn.Module):
         self.output = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, queries: torch.Tensor, keys_values: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, queries: torch.Tensor, keys_values: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """bias: (p, q) added to every head's scores before the softmax (-inf: never attend), or None."""
         q = rearrange(self.query(queries), "n p (h e) -> (n h) p e", h=self.heads)
         k, v = rearrange(self.key_value(keys_values), "n q (two h e) -> two (n h) q e", two=2, h=self.heads)
@@ -169,10 +171,23 @@ class DecompositionLayer(nn.Module):
     ``encode`` runs the current-stage patch encoder (steps 1-3 of the paper's layer) for all stages at
     once; ``decode`` cross-attends to one stage's history (steps 4-6) and returns x_hat^s."""
 
-    def __init__(self, in_channels: int, span: int, stage_length: int, patch_length: int, stride: int,
-                 d_model: int, heads: int, feedforward: int, encoder_layers: int, decoder_layers: int,
-                 dropout: float, inputs_per_channel: int = 1, output_length: int | None = None,
-                 stage_reach: int = 0):
+    def __init__(
+        self,
+        in_channels: int,
+        span: int,
+        stage_length: int,
+        patch_length: int,
+        stride: int,
+        d_model: int,
+        heads: int,
+        feedforward: int,
+        encoder_layers: int,
+        decoder_layers: int,
+        dropout: float,
+        inputs_per_channel: int = 1,
+        output_length: int | None = None,
+        stage_reach: int = 0,
+    ):
         super().__init__()
         self.in_channels, self.stage_length = in_channels, stage_length
         self.output_length = output_length or stage_length
@@ -207,7 +222,8 @@ class DecompositionLayer(nn.Module):
         return self.encoder(self.stage_patches(segments) + step[:, None, :])
 
     def decode(self, tokens: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        """tokens (n, patches, d_model), history (n, in_channels, stage_length) -> x_hat (n, in_channels, output_length)."""
+        """tokens (n, patches, d_model), history (n, in_channels, stage_length)
+        -> x_hat (n, in_channels, output_length)."""
         memory = self.history_encoder(self.history_patches(history))
         decoded = self.decoder(tokens, memory)
         return self.head(decoded.flatten(1)).view(-1, self.in_channels, self.output_length)

@@ -5,7 +5,7 @@ run several flows point them at this one instead (``environment[...]["PREFECT_AP
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import flows
 

@@ -32,19 +32,22 @@ def test_request_limits_are_one_set_that_params_yaml_sets():
         RequestLimits(max_cost=True)
 
 
-@pytest.mark.parametrize("data, words", [
-    ({"modle": {}}, "unknown params.yaml section key.*did you mean 'model'"),
-    ({"data": ["synthetic"]}, "section 'data' must be a mapping"),
-    ({"data": {"sorce": "etth1"}}, "unknown data key.*did you mean 'source'"),
-    ({"data": {"max_missing_fraction": 1.0}}, "data.max_missing_fraction must be in"),
-    ({"evaluate": {"windows": 5}}, "evaluate.windows must be at least 10"),
-    ({"evaluate": {"fast": "no"}}, "evaluate key 'fast' must be a bool"),
-    ({"package": {"name": "Stage Diff"}}, "package.name must be lower-case"),
-    ({"retrain": {"cron": "0 3 * *"}}, "retrain.cron must have 5 fields"),
-    ({"retrain": {"margin": 1.5}}, "retrain.margin must be in"),
-    ({"model": {"windw": 64}}, "did you mean 'window'"),
-    ({"model": {"loss": "l1"}}, "loss was retired"),
-])
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        ({"modle": {}}, "unknown params.yaml section key.*did you mean 'model'"),
+        ({"data": ["synthetic"]}, "section 'data' must be a mapping"),
+        ({"data": {"sorce": "etth1"}}, "unknown data key.*did you mean 'source'"),
+        ({"data": {"max_missing_fraction": 1.0}}, "data.max_missing_fraction must be in"),
+        ({"evaluate": {"windows": 5}}, "evaluate.windows must be at least 10"),
+        ({"evaluate": {"fast": "no"}}, "evaluate key 'fast' must be a bool"),
+        ({"package": {"name": "Stage Diff"}}, "package.name must be lower-case"),
+        ({"retrain": {"cron": "0 3 * *"}}, "retrain.cron must have 5 fields"),
+        ({"retrain": {"margin": 1.5}}, "retrain.margin must be in"),
+        ({"model": {"windw": 64}}, "did you mean 'window'"),
+        ({"model": {"loss": "l1"}}, "loss was retired"),
+    ],
+)
 def test_a_bad_section_or_key_is_named(data, words):
     with pytest.raises(ConfigError, match=words):
         PipelineParams.from_dict(data)

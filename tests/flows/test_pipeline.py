@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from test_stages import hourly, serve_folder
 
 from flows.params import PipelineParams
 from serving.requests import RequestLimits
 from stagediff.data.builtin import synthetic_frame
 from stagediff.runtime import default_threads
-from test_stages import hourly, serve_folder
 
 pytestmark = pytest.mark.slow
 
@@ -37,16 +37,36 @@ BINARIES = Path(sys.executable).parent
 STAGES = ("source", "ingest", "validate", "segment", "train", "evaluate", "package")
 THREADS = default_threads()
 """torch's threads in every flow, whatever OMP_NUM_THREADS says (the pipeline's clone runs with one more)."""
-TINY_MODEL = dict(window=32, stage_length=8, context=2, patch_length=4, patch_stride=2, pool_kernels=[5, 1],
-                  d_model=16, heads=2, feedforward=32, diffusion_steps=20, sampling_steps=5, batch_size=16,
-                  warmup_steps=5, max_steps=30, checkpoint_every=10, validation_fraction=0.1)
+TINY_MODEL = dict(
+    window=32,
+    stage_length=8,
+    context=2,
+    patch_length=4,
+    patch_stride=2,
+    pool_kernels=[5, 1],
+    d_model=16,
+    heads=2,
+    feedforward=32,
+    diffusion_steps=20,
+    sampling_steps=5,
+    batch_size=16,
+    warmup_steps=5,
+    max_steps=30,
+    checkpoint_every=10,
+    validation_fraction=0.1,
+)
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false"]
 
 
 def make_clone(target: Path, data: dict) -> Path:
     """The project's files (tracked and untracked, not ignored; no run state) with a tiny params.yaml, committed."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=PROJECT,
-                            capture_output=True, text=True, check=True).stdout.splitlines()
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     for name in listed:
         source = PROJECT / name
         if name in ("dvc.lock", "reports/metrics.json") or name.startswith("tests/") or not source.is_file():
@@ -70,10 +90,13 @@ def commit(clone: Path, message: str) -> None:
 
 
 def environment(clone: Path, bentoml_home: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("PREFECT_", "MLFLOW_", "BENTOML_"))}
-    env.update(PATH=f"{BINARIES}{os.pathsep}{env.get('PATH', '')}", BENTOML_HOME=str(bentoml_home),
-               MLFLOW_TRACKING_URI=f"sqlite:///{clone / 'mlflow.db'}", OMP_WAIT_POLICY="PASSIVE")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "MLFLOW_", "BENTOML_"))}
+    env.update(
+        PATH=f"{BINARIES}{os.pathsep}{env.get('PATH', '')}",
+        BENTOML_HOME=str(bentoml_home),
+        MLFLOW_TRACKING_URI=f"sqlite:///{clone / 'mlflow.db'}",
+        OMP_WAIT_POLICY="PASSIVE",
+    )
     return env
 
 
@@ -128,19 +151,43 @@ def test_dvc_repro_runs_every_stage_and_writes_every_output(pipeline):
     assert stages_run(output) == list(STAGES)
     assert re.findall(r"torch threads: (\d+)", output) == [str(THREADS)] * 6  # each flow's first line
     assert_server_stopped(output)
-    for name in ("data/source.json", "data/raw.parquet", "data/raw.json", "reports/validation.json",
-                 "reports/validation.md", "data/prepared/split.npz", "data/prepared/windows.npz",
-                 "data/prepared/scaler.json", "models/generator/weights.pt", "reports/training.json",
-                 "reports/loss.csv", "reports/metrics.json", "reports/package.json"):
+    for name in (
+        "data/source.json",
+        "data/raw.parquet",
+        "data/raw.json",
+        "reports/validation.json",
+        "reports/validation.md",
+        "data/prepared/split.npz",
+        "data/prepared/windows.npz",
+        "data/prepared/scaler.json",
+        "models/generator/weights.pt",
+        "reports/training.json",
+        "reports/loss.csv",
+        "reports/metrics.json",
+        "reports/package.json",
+    ):
         assert (clone / name).is_file(), name
-    assert {"overlays.png", "autocorrelation.png", "pca.png"} <= {p.name for p in (clone / "reports/evaluation").iterdir()}
+    assert {"overlays.png", "autocorrelation.png", "pca.png"} <= {
+        p.name for p in (clone / "reports/evaluation").iterdir()
+    }
     loss = pd.read_csv(clone / "reports/loss.csv")
     assert list(loss["step"]) == list(range(1, 31))
     metrics = json.loads((clone / "reports/metrics.json").read_text())
     assert 0 <= metrics["discriminative"] <= 0.5 and np.isfinite(metrics["predictive"])
     # Outputs live in DVC's cache and are ignored by git; only the lock file and the metrics are for git.
-    ignored = run(clone, env, "git", "check-ignore", "data/source.json", "data/raw.parquet", "data/prepared",
-                  "models/generator", "reports/evaluation", "checkpoints", "mlflow.db")
+    ignored = run(
+        clone,
+        env,
+        "git",
+        "check-ignore",
+        "data/source.json",
+        "data/raw.parquet",
+        "data/prepared",
+        "models/generator",
+        "reports/evaluation",
+        "checkpoints",
+        "mlflow.db",
+    )
     assert len(ignored.stdout.split()) == 7, ignored.stdout + ignored.stderr
     assert any((clone / ".dvc" / "cache").rglob("*"))
     shown = run(clone, env, "dvc", "metrics", "show", "--json")
@@ -155,7 +202,7 @@ import json, mlflow, pandas as pd
 client = mlflow.MlflowClient()
 served = mlflow.pyfunc.load_model("models:/stagediff-e2e/1").predict(
     pd.DataFrame([{{"n_samples": 2, "length": 64, "seed": 0}}]))
-run = client.get_run({training['mlflow_run_id']!r})
+run = client.get_run({training["mlflow_run_id"]!r})
 versions = client.search_model_versions("name='stagediff-e2e'")
 print(json.dumps({{"params": run.data.params, "metrics": run.data.metrics, "tags": run.data.tags,
     "loss_points": len(client.get_metric_history(run.info.run_id, "loss")),
@@ -209,8 +256,17 @@ def test_a_second_repro_does_nothing_and_a_training_parameter_reruns_only_what_f
 
 def test_an_edited_source_file_reruns_ingest_and_every_later_stage_then_nothing(pipeline, source_csv):
     clone, env, _ = pipeline
-    outputs = [clone / name for name in ("data/raw.parquet", "reports/validation.json", "data/prepared/windows.npz",
-                                         "models/generator/weights.pt", "reports/metrics.json", "reports/package.json")]
+    outputs = [
+        clone / name
+        for name in (
+            "data/raw.parquet",
+            "reports/validation.json",
+            "data/prepared/windows.npz",
+            "models/generator/weights.pt",
+            "reports/metrics.json",
+            "reports/package.json",
+        )
+    ]
     before = [path.stat().st_mtime_ns for path in outputs]
     lines = source_csv.read_text().splitlines()
     row = lines[100].split(",")
@@ -271,8 +327,13 @@ def test_a_url_source_is_read_again_when_ingest_is_forced(tmp_path, prefect_api)
 
 def test_bad_data_stops_the_pipeline_at_validate_naming_each_problem(tmp_path):
     rows = 400
-    frame = pd.DataFrame({"time": pd.date_range("2024-01-01", periods=rows, freq="h").astype(str),
-                          "a": np.sin(np.arange(rows) / 10), "b": np.cos(np.arange(rows) / 7)})
+    frame = pd.DataFrame(
+        {
+            "time": pd.date_range("2024-01-01", periods=rows, freq="h").astype(str),
+            "a": np.sin(np.arange(rows) / 10),
+            "b": np.cos(np.arange(rows) / 7),
+        }
+    )
     frame.loc[100, "time"] = frame.loc[99, "time"]
     frame.loc[200, "b"] = np.nan
     frame["comment"] = "free text"

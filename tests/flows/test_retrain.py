@@ -27,12 +27,27 @@ import psutil
 import pytest
 import yaml
 from prefect.settings import PREFECT_API_URL, temporary_settings
-
-from flows.retrain import (FAILED, LOWER_IS_BETTER, PROMOTED, REJECTED, TOLERANCE, UNCHANGED, check_metric_names,
-                           comparison_table, decide, failed_stage, find_champion, judge, limit, log_decision, main)
-from flows.params import PipelineParams
-from stagediff.errors import ConfigError
 from test_pipeline import environment, make_clone, run
+
+from flows.params import PipelineParams
+from flows.retrain import (
+    FAILED,
+    LOWER_IS_BETTER,
+    PROMOTED,
+    REJECTED,
+    TOLERANCE,
+    UNCHANGED,
+    check_metric_names,
+    comparison_table,
+    decide,
+    failed_stage,
+    find_champion,
+    judge,
+    limit,
+    log_decision,
+    main,
+)
+from stagediff.errors import ConfigError
 
 # ------------------------------------------------------------------------------------------------- the gate
 
@@ -45,16 +60,24 @@ def test_the_limit_is_the_champion_plus_margin_times_its_magnitude_plus_a_roundi
 
 
 def test_a_challenger_within_the_margin_on_every_metric_is_promoted():
-    verdict = judge({"discriminative": 0.104, "predictive": 0.19}, {"discriminative": 0.1, "predictive": 0.2},
-                    ["discriminative", "predictive"], margin=0.05)
+    verdict = judge(
+        {"discriminative": 0.104, "predictive": 0.19},
+        {"discriminative": 0.1, "predictive": 0.2},
+        ["discriminative", "predictive"],
+        margin=0.05,
+    )
     assert verdict.promote
     assert [(c.metric, c.passed) for c in verdict.checks] == [("discriminative", True), ("predictive", True)]
     assert verdict.reason.startswith("every metric within 5% of the champion's")
 
 
 def test_one_metric_beyond_the_margin_rejects_and_the_reason_names_it():
-    verdict = judge({"discriminative": 0.05, "predictive": 0.22}, {"discriminative": 0.1, "predictive": 0.2},
-                    ["discriminative", "predictive"], margin=0.05)
+    verdict = judge(
+        {"discriminative": 0.05, "predictive": 0.22},
+        {"discriminative": 0.1, "predictive": 0.2},
+        ["discriminative", "predictive"],
+        margin=0.05,
+    )
     assert not verdict.promote
     assert verdict.reason == "predictive 0.22 > 0.210001 (champion 0.2 + 5%)"
     assert [c.passed for c in verdict.checks] == [True, False]
@@ -87,10 +110,15 @@ def test_without_a_champion_the_first_challenger_is_promoted_unless_its_metrics_
 
 
 def test_a_missing_or_non_finite_challenger_metric_fails_and_a_missing_champion_metric_passes():
-    missing = judge({"discriminative": 0.1}, {"discriminative": 0.1, "predictive": 0.2},
-                    ["discriminative", "predictive"], margin=0.05)
+    missing = judge(
+        {"discriminative": 0.1},
+        {"discriminative": 0.1, "predictive": 0.2},
+        ["discriminative", "predictive"],
+        margin=0.05,
+    )
     assert not missing.promote and missing.reason.startswith(
-        "predictive: the challenger has no value: the evaluate stage skipped it (reports/evaluation/metrics.json")
+        "predictive: the challenger has no value: the evaluate stage skipped it (reports/evaluation/metrics.json"
+    )
     assert not judge({"predictive": math.inf}, {"predictive": 0.2}, ["predictive"], margin=0.05).promote
     assert judge({"predictive": 0.3}, {"predictive": math.nan}, ["predictive"], margin=0.05).promote
 
@@ -102,8 +130,10 @@ def test_only_lower_is_better_metrics_can_be_gated():
 
 
 def test_the_failed_stage_is_read_from_dvc_output():
-    output = ("Stage 'ingest' didn't change, skipping\nRunning stage 'validate':\n> python -m flows.validate\n"
-              "ERROR: failed to reproduce 'validate': failed to run: python -m flows.validate, exited with 1\n")
+    output = (
+        "Stage 'ingest' didn't change, skipping\nRunning stage 'validate':\n> python -m flows.validate\n"
+        "ERROR: failed to reproduce 'validate': failed to run: python -m flows.validate, exited with 1\n"
+    )
     assert failed_stage(output) == "validate"
     assert failed_stage("Running stage 'segment':\nRunning stage 'train':\nKilled\n") == "train"
     assert failed_stage("ERROR: unexpected error\n") is None
@@ -111,9 +141,18 @@ def test_the_failed_stage_is_read_from_dvc_output():
 
 def test_the_comparison_table_shows_each_metric():
     verdict = judge({"predictive": 0.22}, {"predictive": 0.2}, ["predictive"], margin=0.05)
-    table = comparison_table({"decision": REJECTED, "reason": verdict.reason, "model": "m", "alias": "champion",
-                              "margin": 0.05, "challenger": {"version": "2"}, "champion": {"version": "1"},
-                              "checks": [vars(c) for c in verdict.checks]})
+    table = comparison_table(
+        {
+            "decision": REJECTED,
+            "reason": verdict.reason,
+            "model": "m",
+            "alias": "champion",
+            "margin": 0.05,
+            "challenger": {"version": "2"},
+            "champion": {"version": "1"},
+            "checks": [vars(c) for c in verdict.checks],
+        }
+    )
     assert "# Retraining: rejected" in table and "challenger version 2, champion version 1" in table
     assert "| predictive | 0.22 | 0.2 | 0.210001 | **no** |" in table
 
@@ -155,10 +194,17 @@ def test_the_champion_is_the_version_holding_the_alias_and_decisions_are_recorde
     client.set_registered_model_alias("model", "champion", "1")
     assert str(find_champion(client, "model", "champion").version) == "1"
 
-    decision = {"decision": REJECTED, "reason": "predictive 0.3 > 0.21", "model": "model", "alias": "champion",
-                "margin": 0.05, "finished": "2026-01-01T00:00:00+00:00", "checks": [],
-                "challenger": {"version": "2", "run_id": run_ids[1], "metrics": {"predictive": 0.3}},
-                "champion": {"version": "1", "run_id": run_ids[0], "metrics": {"predictive": 0.2}}}
+    decision = {
+        "decision": REJECTED,
+        "reason": "predictive 0.3 > 0.21",
+        "model": "model",
+        "alias": "champion",
+        "margin": 0.05,
+        "finished": "2026-01-01T00:00:00+00:00",
+        "checks": [],
+        "challenger": {"version": "2", "run_id": run_ids[1], "metrics": {"predictive": 0.3}},
+        "champion": {"version": "1", "run_id": run_ids[0], "metrics": {"predictive": 0.2}},
+    }
     history = log_decision(client, decision)
     recorded = client.get_run(history)
     assert recorded.data.tags["retrain.decision"] == REJECTED and recorded.data.tags["retrain.champion_version"] == "1"
@@ -170,8 +216,9 @@ def test_the_champion_is_the_version_holding_the_alias_and_decisions_are_recorde
     assert str(find_champion(client, "model", "champion").version) == "1"  # recording never moves the alias
 
 
-def test_decide_promotes_the_first_challenger_and_leaves_a_champion_that_is_the_challenger_unchanged(tracking,
-                                                                                                     tmp_path):
+def test_decide_promotes_the_first_challenger_and_leaves_a_champion_that_is_the_challenger_unchanged(
+    tracking, tmp_path
+):
     client = tracking
     (run_id,) = register_versions(client, 1)
     training, metrics = tmp_path / "training.json", tmp_path / "metrics.json"
@@ -180,8 +227,12 @@ def test_decide_promotes_the_first_challenger_and_leaves_a_champion_that_is_the_
     params = PipelineParams.from_dict({"package": {"name": "model"}})
     first = decide(params, client, tmp_path, training, metrics, tmp_path / "no-prepared-data-needed")
     assert first["decision"] == PROMOTED and first["champion"] is None
-    assert first["challenger"] == {"version": "1", "run_id": run_id, "data_hash": "abc",
-                                   "metrics": {"detection": 0.9, "texture": 0.1, "predictive": 0.1}}
+    assert first["challenger"] == {
+        "version": "1",
+        "run_id": run_id,
+        "data_hash": "abc",
+        "metrics": {"detection": 0.9, "texture": 0.1, "predictive": 0.1},
+    }
     client.set_registered_model_alias("model", "champion", "1")
     again = decide(params, client, tmp_path, training, metrics, tmp_path / "no-prepared-data-needed")
     assert again["decision"] == UNCHANGED and again["champion"]["version"] == "1"
@@ -197,9 +248,13 @@ def hourly_series(rows: int) -> pd.DataFrame:
     """Two smooth hourly channels with a little noise; the first rows never change as ``rows`` grows."""
     rng = np.random.default_rng(0)
     t = np.arange(ROWS + NEW_ROWS)
-    frame = pd.DataFrame({"time": pd.date_range("2024-01-01", periods=len(t), freq="h").astype(str),
-                          "a": 150 + 45 * np.sin(2 * np.pi * t / 160) + rng.normal(0, 1, len(t)),
-                          "b": 150 - 45 * np.cos(2 * np.pi * t / 120) + rng.normal(0, 1, len(t))})
+    frame = pd.DataFrame(
+        {
+            "time": pd.date_range("2024-01-01", periods=len(t), freq="h").astype(str),
+            "a": 150 + 45 * np.sin(2 * np.pi * t / 160) + rng.normal(0, 1, len(t)),
+            "b": 150 - 45 * np.cos(2 * np.pi * t / 120) + rng.normal(0, 1, len(t)),
+        }
+    )
     return frame.iloc[:rows]
 
 
@@ -225,10 +280,15 @@ def registry(env: dict) -> dict:
     versions = client.search_model_versions("name='stagediff-e2e'")
     aliases = client.get_registered_model("stagediff-e2e").aliases
     home = Path(env["BENTOML_HOME"])
-    stored = {kind: sorted(f"{p.parent.name}:{p.name}" for p in (home / kind).glob("*/*") if p.is_dir())
-              for kind in ("models", "bentos")}
-    return {"versions": sorted(str(v.version) for v in versions), "aliases": {k: str(v) for k, v in aliases.items()},
-            **stored}
+    stored = {
+        kind: sorted(f"{p.parent.name}:{p.name}" for p in (home / kind).glob("*/*") if p.is_dir())
+        for kind in ("models", "bentos")
+    }
+    return {
+        "versions": sorted(str(v.version) for v in versions),
+        "aliases": {k: str(v) for k, v in aliases.items()},
+        **stored,
+    }
 
 
 def report(clone: Path) -> dict:
@@ -241,8 +301,11 @@ def scenario(tmp_path_factory, prefect_api):
     source = root / "source.csv"
     hourly_series(ROWS).to_csv(source, index=False)
     clone = make_clone(root / "clone", {"source": str(source), "time_column": "time"})
-    edit_params(clone, model={"max_steps": 200, "checkpoint_every": 100},
-                retrain={"metrics": ["discriminative", "predictive", "marginal"], "margin": 0.05})
+    edit_params(
+        clone,
+        model={"max_steps": 200, "checkpoint_every": 100},
+        retrain={"metrics": ["discriminative", "predictive", "marginal"], "margin": 0.05},
+    )
     env = {**environment(clone, root / "bentoml"), "PREFECT_API_URL": prefect_api}
     return {"clone": clone, "env": env, "source": source, "states": {}}
 
@@ -286,12 +349,12 @@ def test_bad_new_data_fails_the_run_at_validate_and_changes_nothing(scenario):
 def test_a_crash_in_training_fails_the_run_and_changes_nothing(scenario):
     clone, env = scenario["clone"], scenario["env"]
     hourly_series(ROWS + NEW_ROWS).to_csv(scenario["source"], index=False)  # good new data
-    edit_params(clone, model={"max_steps": 100, "checkpoint_every": 10, "learning_rate": 1e-6},
-                retrain={"margin": 0.0})
+    edit_params(clone, model={"max_steps": 100, "checkpoint_every": 10, "learning_rate": 1e-6}, retrain={"margin": 0.0})
     old = {p.parent for p in (clone / "checkpoints").glob("*/last.pt")}
     with (clone.parent / "crash.log").open("w") as log:
-        process = psutil.Popen([sys.executable, "-m", "flows.retrain", "run"], cwd=clone, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+        process = psutil.Popen(
+            [sys.executable, "-m", "flows.retrain", "run"], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             checkpoint = wait_for_new_checkpoint(clone, old, process)
             trainers = [p for p in process.children(recursive=True) if "flows.train" in " ".join(p.cmdline())]
@@ -354,8 +417,9 @@ def test_a_rerun_continues_and_a_worse_challenger_is_rejected(scenario):
     assert tags["retrain.decision"] == REJECTED and tags["retrain.champion_version"] == "1"
     assert metrics["retrain_champion_predictive"] == decision["champion"]["metrics"]["predictive"]
     assert client.get_model_version("stagediff-e2e", "2").tags["retrain.reason"] == decision["reason"]
-    history = client.search_runs([client.get_experiment_by_name("stagediff-e2e-retrain").experiment_id],
-                                 order_by=["start_time ASC"])
+    history = client.search_runs(
+        [client.get_experiment_by_name("stagediff-e2e-retrain").experiment_id], order_by=["start_time ASC"]
+    )
     assert [h.data.tags["retrain.decision"] for h in history] == [PROMOTED, FAILED, FAILED, REJECTED]
     assert [h.data.tags.get("retrain.failed_stage") for h in history] == [None, "validate", "train", None]
 
@@ -364,4 +428,3 @@ def test_a_rerun_continues_and_a_worse_challenger_is_rejected(scenario):
     assert states == ["COMPLETED", "FAILED", "FAILED", "COMPLETED"]
     artifact = run(clone, env, "prefect", "artifact", "inspect", "retrain-decision", "--limit", "1")
     assert "Retraining: rejected" in artifact.stdout, artifact.stdout + artifact.stderr
-

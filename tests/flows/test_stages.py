@@ -38,14 +38,29 @@ from stagediff.runtime import default_threads
 
 def hourly(rows: int = 400, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"time": pd.date_range("2024-01-01", periods=rows, freq="h").astype(str),
-                         "a": rng.normal(10, 2, rows), "b": rng.normal(-5, 1, rows)})
+    return pd.DataFrame(
+        {
+            "time": pd.date_range("2024-01-01", periods=rows, freq="h").astype(str),
+            "a": rng.normal(10, 2, rows),
+            "b": rng.normal(-5, 1, rows),
+        }
+    )
 
 
 def params(**data) -> PipelineParams:
-    return PipelineParams.from_dict({"data": {"time_column": "time", **data},
-                                     "model": {"window": 32, "stage_length": 8, "context": 2, "patch_length": 4,
-                                               "patch_stride": 2, "validation_fraction": 0.2}})
+    return PipelineParams.from_dict(
+        {
+            "data": {"time_column": "time", **data},
+            "model": {
+                "window": 32,
+                "stage_length": 8,
+                "context": 2,
+                "patch_length": 4,
+                "patch_stride": 2,
+                "validation_fraction": 0.2,
+            },
+        }
+    )
 
 
 @pytest.fixture
@@ -63,8 +78,13 @@ def ingest_frame(frame: pd.DataFrame, tmp_path, stage_paths, **data) -> Pipeline
 
 
 def run_validate(chosen: PipelineParams, stage_paths) -> dict:
-    return validate(chosen, stage_paths["raw.parquet"], stage_paths["raw.json"], stage_paths["validation.json"],
-                    stage_paths["validation.md"])
+    return validate(
+        chosen,
+        stage_paths["raw.parquet"],
+        stage_paths["raw.json"],
+        stage_paths["validation.json"],
+        stage_paths["validation.md"],
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- ingest
@@ -82,8 +102,10 @@ def test_ingest_writes_the_table_and_its_description(tmp_path, stage_paths):
     again = ingest(chosen.data, tmp_path / "again.parquet", tmp_path / "again.json")
     assert again["content_hash"] == description["content_hash"]  # same data, same hash
     frame.loc[3, "a"] += 1
-    assert ingest_frame(frame, tmp_path, stage_paths) and \
-        json.loads(stage_paths["raw.json"].read_text())["content_hash"] != description["content_hash"]
+    assert (
+        ingest_frame(frame, tmp_path, stage_paths)
+        and json.loads(stage_paths["raw.json"].read_text())["content_hash"] != description["content_hash"]
+    )
 
 
 def test_ingest_keeps_the_time_column_and_the_chosen_channels_in_their_order(tmp_path, stage_paths):
@@ -105,8 +127,9 @@ def test_ingest_downloads_a_url(tmp_path, stage_paths):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/served.csv"
-        description = ingest(DataParams(source=url, time_column="time"), stage_paths["raw.parquet"],
-                             stage_paths["raw.json"])
+        description = ingest(
+            DataParams(source=url, time_column="time"), stage_paths["raw.parquet"], stage_paths["raw.json"]
+        )
         assert description["rows"] == 400 and description["source"] == url
         with pytest.raises(DataError, match="could not download"):
             ingest(DataParams(source=url.replace("served", "absent")), tmp_path / "x.parquet", tmp_path / "x.json")
@@ -142,8 +165,13 @@ def test_a_url_source_records_its_etag_and_the_sha256_of_what_was_downloaded(tmp
         first = ingest(DataParams(source=url, time_column="time"), stage_paths["raw.parquet"], stage_paths["raw.json"])
         content = served.read_bytes()
         expected_etag = f'"{hashlib.sha256(content).hexdigest()[:16]}"'
-        assert first["origin"] == {"kind": "url", "source": url, "etag": expected_etag,
-                                   "sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content)}
+        assert first["origin"] == {
+            "kind": "url",
+            "source": url,
+            "etag": expected_etag,
+            "sha256": hashlib.sha256(content).hexdigest(),
+            "bytes": len(content),
+        }
         assert json.loads(stage_paths["raw.json"].read_text())["origin"] == first["origin"]
         hourly(seed=1).to_csv(served, index=False)  # the remote file changes: a forced ingest records the new one
         second = ingest(DataParams(source=url, time_column="time"), stage_paths["raw.parquet"], stage_paths["raw.json"])
@@ -156,8 +184,9 @@ def test_a_url_source_records_its_etag_and_the_sha256_of_what_was_downloaded(tmp
     no_etag = serve_folder(tmp_path, http.server.SimpleHTTPRequestHandler)  # sends Last-Modified, no ETag
     try:
         url = f"http://127.0.0.1:{no_etag.server_port}/served.csv"
-        origin = ingest(DataParams(source=url, time_column="time"), tmp_path / "x.parquet",
-                        tmp_path / "x.json")["origin"]
+        origin = ingest(DataParams(source=url, time_column="time"), tmp_path / "x.parquet", tmp_path / "x.json")[
+            "origin"
+        ]
         assert origin["etag"] is None and origin["sha256"] == hashlib.sha256(served.read_bytes()).hexdigest()
     finally:
         no_etag.shutdown()
@@ -167,8 +196,12 @@ def test_the_source_stamp_changes_with_the_content_of_a_file_and_only_then(tmp_p
     monkeypatch.chdir(tmp_path)  # dvc runs stages in the project root: a relative path is kept as named
     hourly().to_csv("own.csv", index=False)
     stamp = source_stamp("own.csv")
-    assert stamp == {"kind": "file", "source": "own.csv", "sha256": hashlib.sha256(Path("own.csv").read_bytes())
-                     .hexdigest(), "bytes": Path("own.csv").stat().st_size}
+    assert stamp == {
+        "kind": "file",
+        "source": "own.csv",
+        "sha256": hashlib.sha256(Path("own.csv").read_bytes()).hexdigest(),
+        "bytes": Path("own.csv").stat().st_size,
+    }
     assert source_stamp("own.csv") == stamp  # nothing changed, same stamp
     Path("own.csv").touch()
     assert source_stamp("own.csv") == stamp  # a new modification time alone is no change
@@ -190,8 +223,12 @@ def test_the_source_stamp_of_a_builtin_is_its_name_and_published_hash_wherever_i
         source_stamp("etth1", data_dir=tmp_path)  # a modified benchmark file is refused, as ingest refuses it
     if not (resolve_data_dir() / etth1.filename).is_file():
         pytest.skip(f"{etth1.filename} is not in {resolve_data_dir()} (STAGEDIFF_DATA_DIR)")
-    assert source_stamp("etth1") == {"kind": "builtin", "source": "etth1", "file": etth1.filename,
-                                     "sha256": etth1.sha256}
+    assert source_stamp("etth1") == {
+        "kind": "builtin",
+        "source": "etth1",
+        "file": etth1.filename,
+        "sha256": etth1.sha256,
+    }
 
 
 def test_the_source_stamp_of_a_missing_file_says_so(tmp_path):
@@ -214,17 +251,21 @@ def test_good_data_passes_every_expectation_and_records_ranges(tmp_path, stage_p
     report = run_validate(ingest_frame(hourly(), tmp_path, stage_paths), stage_paths)
     assert report["success"] and report["failed"] == []
     kinds = {r["type"] for r in report["expectations"]}
-    assert {"expect_column_values_to_be_increasing", "expect_column_values_to_be_unique",
-            "expect_column_values_to_be_in_type_list", "expect_table_row_count_to_be_between"} <= kinds
+    assert {
+        "expect_column_values_to_be_increasing",
+        "expect_column_values_to_be_unique",
+        "expect_column_values_to_be_in_type_list",
+        "expect_table_row_count_to_be_between",
+    } <= kinds
     assert report["channel_ranges"]["a"]["min"] < 10 < report["channel_ranges"]["a"]["max"]
     assert "PASSED" in stage_paths["validation.md"].read_text()
 
 
 def test_duplicates_nans_and_text_are_each_named_with_example_rows(tmp_path, stage_paths):
     frame = hourly()
-    frame.loc[10, "time"] = frame.loc[9, "time"]          # a duplicate timestamp
-    frame.loc[20, "a"] = np.nan                           # a missing value
-    frame["note"] = "text"                                # a text column
+    frame.loc[10, "time"] = frame.loc[9, "time"]  # a duplicate timestamp
+    frame.loc[20, "a"] = np.nan  # a missing value
+    frame["note"] = "text"  # a text column
     chosen = ingest_frame(frame, tmp_path, stage_paths)
     with pytest.raises(ValidationFailed) as failure:
         run_validate(chosen, stage_paths)
@@ -239,7 +280,7 @@ def test_duplicates_nans_and_text_are_each_named_with_example_rows(tmp_path, sta
 
 
 def test_gaps_unparseable_times_and_too_few_rows_are_named(tmp_path, stage_paths):
-    frame = hourly(60).drop(index=[30])                   # a missing hour: irregular step
+    frame = hourly(60).drop(index=[30])  # a missing hour: irregular step
     frame.loc[5, "time"] = "not a time"
     with pytest.raises(ValidationFailed) as failure:
         run_validate(ingest_frame(frame, tmp_path, stage_paths), stage_paths)
@@ -264,9 +305,13 @@ def test_missing_values_within_the_declared_policy_pass(tmp_path, stage_paths):
     with pytest.raises(ConfigError, match="interpolate"):
         run_validate(ingest_frame(frame, tmp_path, stage_paths, max_missing_fraction=0.01), stage_paths)
     source = tmp_path / "source.csv"
-    chosen = PipelineParams.from_dict({**params().to_dict(), "data": {"source": str(source), "time_column": "time",
-                                                                      "max_missing_fraction": 0.01},
-                                       "model": {**params().model.to_dict(), "missing": "interpolate"}})
+    chosen = PipelineParams.from_dict(
+        {
+            **params().to_dict(),
+            "data": {"source": str(source), "time_column": "time", "max_missing_fraction": 0.01},
+            "model": {**params().model.to_dict(), "missing": "interpolate"},
+        }
+    )
     assert run_validate(chosen, stage_paths)["success"]
 
 
@@ -276,8 +321,15 @@ def test_missing_values_within_the_declared_policy_pass(tmp_path, stage_paths):
 def test_segment_splits_by_time_then_scales_on_the_training_part(tmp_path, stage_paths):
     chosen = ingest_frame(hourly(), tmp_path, stage_paths)
     summary = segment(chosen.model, stage_paths["raw.parquet"], stage_paths["raw.json"], stage_paths["prepared"])
-    assert summary == {"train_rows": 320, "validation_rows": 80, "channels": 2, "window": 32, "stages": 4,
-                       "train_windows": 289, "validation_windows": 49}
+    assert summary == {
+        "train_rows": 320,
+        "validation_rows": 80,
+        "channels": 2,
+        "window": 32,
+        "stages": 4,
+        "train_windows": 289,
+        "validation_windows": 49,
+    }
     prepared = load_prepared(stage_paths["prepared"])
     assert prepared.train.min() == pytest.approx(-1) and prepared.train.max() == pytest.approx(1)
     original = hourly()[["a", "b"]].to_numpy()
@@ -314,16 +366,20 @@ def test_every_flow_sets_torch_threads_by_the_library_rule_whatever_omp_num_thre
     modules = [importlib.import_module(f"flows.{module.name}") for module in pkgutil.iter_modules(flows.__path__)]
     found = {value.name: value for module in modules for value in vars(module).values() if isinstance(value, Flow)}
     assert set(found) == {"ingest", "validate", "segment", "train", "evaluate", "package", "retrain"}
-    assert [name for name, flow in found.items() if not getattr(flow.fn, "sets_threads", False)] == [], \
+    assert [name for name, flow in found.items() if not getattr(flow.fn, "sets_threads", False)] == [], (
         "decorate every flow with flows.common.pipeline_flow"
+    )
     # What a flow's body sees, in a fresh process that asks for more threads (the six stages' real processes are
     # checked the same way in test_pipeline.py; a deployment's run is such a fresh process too).
-    probe = ("import torch\nfrom flows.common import pipeline_flow\n"
-             "@pipeline_flow('probe')\ndef probe():\n    return torch.get_num_threads()\n"
-             "print(torch.get_num_threads(), probe.fn())")
+    probe = (
+        "import torch\nfrom flows.common import pipeline_flow\n"
+        "@pipeline_flow('probe')\ndef probe():\n    return torch.get_num_threads()\n"
+        "print(torch.get_num_threads(), probe.fn())"
+    )
     environment = {**os.environ, "OMP_NUM_THREADS": str(default_threads() + 1)}
-    shown = subprocess.run([sys.executable, "-c", probe], cwd=flows.PROJECT, env=environment, capture_output=True,
-                           text=True, timeout=300)
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], cwd=flows.PROJECT, env=environment, capture_output=True, text=True, timeout=300
+    )
     assert shown.returncode == 0, shown.stderr[-3000:]
     assert shown.stdout.split() == [str(default_threads() + 1), str(default_threads())]
 
@@ -357,9 +413,12 @@ report("end")
 def programs() -> list[str]:
     """The flows modules run as ``python -m flows.X``, but flows.source, which imports none of those modules and
     sets nothing (run as a program here, it would rewrite data/source.json)."""
-    return [f"flows.{module.name}" for module in pkgutil.iter_modules(flows.__path__)
-            if 'if __name__ == "__main__"' in (Path(flows.__path__[0]) / f"{module.name}.py").read_text()
-            and module.name != "source"]
+    return [
+        f"flows.{module.name}"
+        for module in pkgutil.iter_modules(flows.__path__)
+        if 'if __name__ == "__main__"' in (Path(flows.__path__[0]) / f"{module.name}.py").read_text()
+        and module.name != "source"
+    ]
 
 
 def first_read(module: str, run_name: str) -> dict:
@@ -367,8 +426,14 @@ def first_read(module: str, run_name: str) -> dict:
     expectations or bentoml, or starts a process; started without flows.ENVIRONMENT."""
     environment = {name: value for name, value in os.environ.items() if name not in flows.ENVIRONMENT}
     environment["PREFECT_API_URL"] = "http://127.0.0.1:9/api"  # flows.repro: no server of its own
-    shown = subprocess.run([sys.executable, "-c", FIRST_READ, module, run_name], cwd=flows.PROJECT, env=environment,
-                           capture_output=True, text=True, timeout=300)
+    shown = subprocess.run(
+        [sys.executable, "-c", FIRST_READ, module, run_name],
+        cwd=flows.PROJECT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert shown.returncode == 0, shown.stderr[-3000:]
     return json.loads(shown.stdout.splitlines()[-1])  # flows.repro says first that its server is ready
 
@@ -377,17 +442,22 @@ def test_every_program_sets_the_environment_before_prefect_mlflow_and_torch_read
     assert {"flows.ingest", "flows.train", "flows.package", "flows.repro", "flows.retrain"} <= set(programs())
     for module in programs():
         seen = first_read(module, "__main__")
-        assert {name: seen["environment"].get(name) for name in flows.ENVIRONMENT} == flows.ENVIRONMENT, \
-            (module, seen["event"])
+        assert {name: seen["environment"].get(name) for name in flows.ENVIRONMENT} == flows.ENVIRONMENT, (
+            module,
+            seen["event"],
+        )
 
 
 def test_importing_flows_sets_nothing():
-    probe = ("import json, os, pkgutil, importlib\nbefore = dict(os.environ)\nimport flows\n"
-             "for module in pkgutil.iter_modules(flows.__path__):\n    importlib.import_module(f'flows.{module.name}')\n"
-             "print(json.dumps(sorted(name for name in {*before, *os.environ} if before.get(name) != os.environ.get(name))))")
+    probe = (
+        "import json, os, pkgutil, importlib\nbefore = dict(os.environ)\nimport flows\n"
+        "for module in pkgutil.iter_modules(flows.__path__):\n    importlib.import_module(f'flows.{module.name}')\n"
+        "print(json.dumps(sorted(name for name in {*before, *os.environ} if before.get(name) != os.environ.get(name))))"
+    )
     environment = {name: value for name, value in os.environ.items() if name not in flows.ENVIRONMENT}
-    shown = subprocess.run([sys.executable, "-c", probe], cwd=flows.PROJECT, env=environment, capture_output=True,
-                           text=True, timeout=300)
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], cwd=flows.PROJECT, env=environment, capture_output=True, text=True, timeout=300
+    )
     assert shown.returncode == 0, shown.stderr[-3000:]
     # mlflow notes its telemetry session on import (_MLFLOW_TELEMETRY_SESSION_ID) where telemetry is not disabled.
     assert [name for name in json.loads(shown.stdout) if not name.startswith("_MLFLOW_")] == []

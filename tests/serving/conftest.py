@@ -28,8 +28,12 @@ LIMITS = {"max_length": 20_000, "max_samples": 16, "max_values": 40_000, "max_co
 """Small enough that no fuzzed request keeps the tiny model busy for more than seconds (at most about 220 network
 evaluations); max_values below max_cost, so that either can be the limit a request meets."""
 METADATA = {
-    "mlflow_run_id": "0123456789abcdef", "registered_model": "stagediff-smooth", "model_version": "7",
-    "data_hash": "feedc0de", "dataset": "smooth", "metrics": {"discriminative": 0.12, "context_fid": 0.5},
+    "mlflow_run_id": "0123456789abcdef",
+    "registered_model": "stagediff-smooth",
+    "model_version": "7",
+    "data_hash": "feedc0de",
+    "dataset": "smooth",
+    "metrics": {"discriminative": 0.12, "context_fid": 0.5},
     "metrics_sampling": {"sampler": "ddim", "steps": 5},
     "limits": LIMITS,
 }
@@ -76,8 +80,9 @@ def bentoml_home() -> Path:
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory, training_frame) -> Path:
     """A tiny hourly two-channel model (channels a and b, about 100..200), saved with StageDiff.save."""
-    config = StageDiffConfig(**TINY, max_steps=TRAINING_STEPS, checkpoint_every=TRAINING_STEPS, validation_fraction=0.2,
-                             learning_rate=3e-3)
+    config = StageDiffConfig(
+        **TINY, max_steps=TRAINING_STEPS, checkpoint_every=TRAINING_STEPS, validation_fraction=0.2, learning_rate=3e-3
+    )
     model = StageDiff(config).fit(training_frame, "date", progress=False, device="cpu")
     return model.save(tmp_path_factory.mktemp("served") / "model")
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from torch import nn
 
-from serving.batching import SLICE, Batcher, Turns, Work, rows_independent
+from serving.batching import Batcher, Turns, Work, rows_independent
 from stagediff import SampleRequest, StageDiff
 from stagediff.model import StageDiffDenoiser
 
@@ -60,13 +60,25 @@ def test_requests_that_wait_together_share_batches_and_get_what_they_get_alone(s
 
 def test_only_requests_with_one_batch_key_are_batched_and_order_is_kept(served_model, training_frame):
     prefix = training_frame[["a", "b"]].to_numpy()[-16:]
-    requests = [SampleRequest(1, 64, 0, 5), SampleRequest(1, 32, 1, 5), SampleRequest(1, 64, 2, 5),
-                SampleRequest(1, 64, 3, 3), SampleRequest(2, 256, 4, 5, prefix), SampleRequest(1, 256, 5, 5, prefix * 2)]
+    requests = [
+        SampleRequest(1, 64, 0, 5),
+        SampleRequest(1, 32, 1, 5),
+        SampleRequest(1, 64, 2, 5),
+        SampleRequest(1, 64, 3, 3),
+        SampleRequest(2, 256, 4, 5, prefix),
+        SampleRequest(1, 256, 5, 5, prefix * 2),
+    ]
     with ThreadPoolExecutor(1) as executor:
         batcher = Batcher(served_model, executor, max_rows=16, max_jobs=16)
         results = run_concurrently(batcher, requests)
-    assert [values.shape for values in results] == [(1, 64, 2), (1, 32, 2), (1, 64, 2), (1, 64, 2), (2, 256, 2),
-                                                     (1, 256, 2)]
+    assert [values.shape for values in results] == [
+        (1, 64, 2),
+        (1, 32, 2),
+        (1, 64, 2),
+        (1, 64, 2),
+        (2, 256, 2),
+        (1, 256, 2),
+    ]
     # (64, 5 steps) twice together, the long continuations together, 32 and the 3-step request alone
     assert batcher.batches == 4
     alone = served_model.sample_array(1, 256, seed=5, steps=5, prefix=prefix * 2, progress=False)

@@ -43,9 +43,23 @@ class Server:
         self.log = log
         with open(log, "wb") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bentoml", "serve", "serving.service:StageDiffService", "--host", "127.0.0.1",
-                 "--port", str(self.port)], cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "bentoml",
+                    "serve",
+                    "serving.service:StageDiffService",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                cwd=root,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.processes: list[psutil.Process] = []
 
     def wait_ready(self) -> None:
@@ -55,7 +69,10 @@ class Server:
                 raise RuntimeError(f"bentoml serve exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    self.processes = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
+                    self.processes = [
+                        psutil.Process(self.process.pid),
+                        *psutil.Process(self.process.pid).children(recursive=True),
+                    ]
                     return
             except httpx.TransportError:
                 pass
@@ -164,11 +181,15 @@ def leave(url: str, endpoint: str, body: dict, after: float) -> None:
             pass
 
 
-@pytest.mark.parametrize(("endpoint", "body", "after"), [
-    ("/generate", {"length": 1248, "sampler": "ddpm", "seed": 3}, 0.5),  # 11 chunks of 20 evaluations: seconds
-    ("/generate_stream", {"length": 20_000, "steps": 1, "seed": 3}, 0.5),  # left after its first records
-    ("/generate_stream", {"length": 1248, "sampler": "ddpm", "seed": 3}, 0.05),  # before its first record
-], ids=["generate", "stream", "stream before its first record"])
+@pytest.mark.parametrize(
+    ("endpoint", "body", "after"),
+    [
+        ("/generate", {"length": 1248, "sampler": "ddpm", "seed": 3}, 0.5),  # 11 chunks of 20 evaluations: seconds
+        ("/generate_stream", {"length": 20_000, "steps": 1, "seed": 3}, 0.5),  # left after its first records
+        ("/generate_stream", {"length": 1248, "sampler": "ddpm", "seed": 3}, 0.05),  # before its first record
+    ],
+    ids=["generate", "stream", "stream before its first record"],
+)
 def test_a_client_that_leaves_stops_the_server_using_the_cpu_within_a_second(client, server, endpoint, body, after):
     before = client.get("/info").json()["serving"]
     leave(server.url, endpoint, body, after)
@@ -200,23 +221,48 @@ def raw(content: bytes | str, content_type: str | None = "application/json") -> 
 
 
 BODIES = [  # (case, endpoints, request, status, message): bodies that are not one JSON object
-    ("multipart without boundary", (*ENDPOINTS, "/info"), raw(b"x", "multipart/form-data"), 415,
-     "must be a JSON object sent with content-type application/json, got content-type 'multipart/form-data'"),
+    (
+        "multipart without boundary",
+        (*ENDPOINTS, "/info"),
+        raw(b"x", "multipart/form-data"),
+        415,
+        "must be a JSON object sent with content-type application/json, got content-type 'multipart/form-data'",
+    ),
     ("empty body", (*ENDPOINTS, "/info"), raw(b""), 400, "the request body is empty; send a JSON object: {} for every"),
     ("text/plain", (*ENDPOINTS, "/info"), raw(b"{}", "text/plain"), 415, "got content-type 'text/plain'"),
-    ("form", ENDPOINTS, raw(b"n_samples=2", "application/x-www-form-urlencoded"), 415,
-     "got content-type 'application/x-www-form-urlencoded'"),
-    ("pickle", ENDPOINTS, raw(b"\x80\x04N.", "application/vnd.bentoml+pickle"), 415,
-     "got content-type 'application/vnd.bentoml+pickle'"),
+    (
+        "form",
+        ENDPOINTS,
+        raw(b"n_samples=2", "application/x-www-form-urlencoded"),
+        415,
+        "got content-type 'application/x-www-form-urlencoded'",
+    ),
+    (
+        "pickle",
+        ENDPOINTS,
+        raw(b"\x80\x04N.", "application/vnd.bentoml+pickle"),
+        415,
+        "got content-type 'application/vnd.bentoml+pickle'",
+    ),
     ("invalid JSON", ENDPOINTS, raw(b'{"n_samples": 1,'), 400, "the request body is not valid JSON (EOF while parsing"),
     ("array", ENDPOINTS, raw(b"[1, 2]"), 400, "must be a JSON object such as"),
     ("string", ("/generate",), raw(b'"length"'), 400, "got a string"),
     ("null", ("/generate",), raw(b"null"), 400, "got null"),
     ("number", ("/generate",), raw(b"64"), 400, "got a number"),
-    ("NaN in a prefix", ENDPOINTS, raw(b'{"prefix": [{"date": "2022-01-21T00:00:00", "a": NaN, "b": 1.0}]}'), 400,
-     "prefix record 0: channel 'a' is nan"),
-    ("Infinity in a prefix", ENDPOINTS, raw(b'{"prefix": [{"date": "2022-01-21T00:00:00", "a": Infinity, "b": 1.0}]}'),
-     400, "channel 'a' is inf"),
+    (
+        "NaN in a prefix",
+        ENDPOINTS,
+        raw(b'{"prefix": [{"date": "2022-01-21T00:00:00", "a": NaN, "b": 1.0}]}'),
+        400,
+        "prefix record 0: channel 'a' is nan",
+    ),
+    (
+        "Infinity in a prefix",
+        ENDPOINTS,
+        raw(b'{"prefix": [{"date": "2022-01-21T00:00:00", "a": Infinity, "b": 1.0}]}'),
+        400,
+        "channel 'a' is inf",
+    ),
 ]
 FIELDS = [  # (case, JSON body, message); each is sent to both endpoints and gets 400
     ("unknown field", {"n_samples": 1, "lenght": 64}, "lenght: Extra inputs are not permitted, got 64"),
@@ -226,17 +272,29 @@ FIELDS = [  # (case, JSON body, message); each is sent to both endpoints and get
     ("n_samples over the limit", {"n_samples": 17}, "n_samples must be an integer between 1 and 16, got 17"),
     ("length a float", {"length": 64.5}, "length: Input should be a valid integer, got 64.5"),
     ("length 0", {"length": 0}, "length: Input should be greater than or equal to 1"),
-    ("length not a multiple of the stage", {"length": 30},
-     "length must be a multiple of the stage length 8 between 8 and 20000, got 30"),
+    (
+        "length not a multiple of the stage",
+        {"length": 30},
+        "length must be a multiple of the stage length 8 between 8 and 20000, got 30",
+    ),
     ("length over max_length", {"length": 1_000_000}, "between 8 and 20000, got 1000000"),
-    ("over max_values", {"n_samples": 16, "length": 1_440, "steps": 1},
-     "= 46,080 exceeds the limit of 40,000 values per request (max_values); with n_samples=16 and steps=1 the "
-     "length may be at most 1248"),
-    ("over the budget max_cost", {"n_samples": 16, "length": 3_120, "steps": 20},
-     "16 * 3120 * 2 * 20 = 1,996,800 exceeds the budget of 50,000 per request (max_cost); with n_samples=16 and "
-     "steps=20 the length may be at most 72"),
-    ("over the budget with ddpm's steps", {"n_samples": 16, "length": 1_000, "sampler": "ddpm"},
-     "with n_samples=16 and steps=20 the length may be at most 72"),
+    (
+        "over max_values",
+        {"n_samples": 16, "length": 1_440, "steps": 1},
+        "= 46,080 exceeds the limit of 40,000 values per request (max_values); with n_samples=16 and steps=1 the "
+        "length may be at most 1248",
+    ),
+    (
+        "over the budget max_cost",
+        {"n_samples": 16, "length": 3_120, "steps": 20},
+        "16 * 3120 * 2 * 20 = 1,996,800 exceeds the budget of 50,000 per request (max_cost); with n_samples=16 and "
+        "steps=20 the length may be at most 72",
+    ),
+    (
+        "over the budget with ddpm's steps",
+        {"n_samples": 16, "length": 1_000, "sampler": "ddpm"},
+        "with n_samples=16 and steps=20 the length may be at most 72",
+    ),
     ("seed negative", {"seed": -5}, "seed: Input should be greater than or equal to 0, got -5"),
     ("seed over 2**63 - 1", {"seed": 2**63}, "seed: Input should be less than or equal to 9223372036854775807"),
     ("seed a string", {"seed": "7"}, "seed: Input should be a valid integer"),
@@ -250,14 +308,20 @@ FIELDS = [  # (case, JSON body, message); each is sent to both endpoints and get
     ("start now", {"start": "now"}, "start 'now' is not an ISO 8601 timestamp"),
     ("start a number on a dated model", {"start": 5}, "start must be an ISO 8601 timestamp such as"),
     ("start a list", {"start": [2022]}, "start.str: Input should be a valid string"),
-    ("timestamps after 9999", {"start": "9999-12-31T23:00:00", "length": 16},
-     "end in 10000-01-01 14:00:00, after the year 9999 that ISO 8601 timestamps can name"),
+    (
+        "timestamps after 9999",
+        {"start": "9999-12-31T23:00:00", "length": 16},
+        "end in 10000-01-01 14:00:00, after the year 9999 that ISO 8601 timestamps can name",
+    ),
     ("start and prefix", {"start": "2030-01-01T00:00:00", "prefix": PREFIX}, "either start or prefix"),
     ("prefix empty", {"prefix": []}, "prefix is empty; send at least one record"),
     ("prefix not a list", {"prefix": {"a": 1}}, "prefix: Input should be a valid array"),
     ("prefix record not an object", {"prefix": [1]}, "prefix.0: Input should be an object"),
-    ("prefix lacks a channel", {"prefix": [{k: v for k, v in PREFIX[0].items() if k != "b"}]},
-     "prefix record 0 lacks ['b']"),
+    (
+        "prefix lacks a channel",
+        {"prefix": [{k: v for k, v in PREFIX[0].items() if k != "b"}]},
+        "prefix record 0 lacks ['b']",
+    ),
     ("prefix lacks the time column", {"prefix": [{"a": 1.0, "b": 2.0}]}, "prefix record 0 lacks ['date']"),
     ("prefix has an unknown column", {"prefix": [{**PREFIX[0], "c": 1.0}]}, "prefix record 0 has unknown ['c']"),
     ("prefix not increasing", {"prefix": [PREFIX[1], PREFIX[0]]}, "prefix timestamps must be strictly increasing"),
@@ -267,17 +331,38 @@ FIELDS = [  # (case, JSON body, message); each is sent to both endpoints and get
     ("prefix value a boolean", {"prefix": [{**PREFIX[0], "b": True}]}, "channel 'b' must be a number, got True"),
     ("prefix time a number", {"prefix": [{**PREFIX[0], "date": 5}]}, "'date' must be an ISO 8601 timestamp string"),
     ("prefix time not a date", {"prefix": [{**PREFIX[0], "date": "soon"}]}, "is not an ISO 8601 timestamp"),
-    ("prefix value 1e30", {"prefix": [PREFIX[0], {**PREFIX[1], "a": 1e30}]},
-     "prefix record 1: channel 'a' is 1e+30, more than 10 training ranges outside the model's training range"),
-    ("prefix value -1e6", {"prefix": [{**PREFIX[0], "b": -1e6}]}, "prefix record 0: channel 'b' is -1e+06, more than 10"),
+    (
+        "prefix value 1e30",
+        {"prefix": [PREFIX[0], {**PREFIX[1], "a": 1e30}]},
+        "prefix record 1: channel 'a' is 1e+30, more than 10 training ranges outside the model's training range",
+    ),
+    (
+        "prefix value -1e6",
+        {"prefix": [{**PREFIX[0], "b": -1e6}]},
+        "prefix record 0: channel 'b' is -1e+06, more than 10",
+    ),
 ]
-CATALOGUE = ([pytest.param(endpoint, request, status, message, id=f"{case} {endpoint}")
-              for case, endpoints, request, status, message in BODIES for endpoint in endpoints]
-             + [pytest.param(endpoint, {"json": body}, 400, message, id=f"{case} {endpoint}")
-                for case, body, message in FIELDS for endpoint in ENDPOINTS]
-             + [pytest.param("/generate_stream", {"json": {"format": "parquet"}}, 400,
-                             "format 'parquet' cannot be streamed; a stream is one of ['json', 'csv']",
-                             id="parquet stream /generate_stream")])
+CATALOGUE = (
+    [
+        pytest.param(endpoint, request, status, message, id=f"{case} {endpoint}")
+        for case, endpoints, request, status, message in BODIES
+        for endpoint in endpoints
+    ]
+    + [
+        pytest.param(endpoint, {"json": body}, 400, message, id=f"{case} {endpoint}")
+        for case, body, message in FIELDS
+        for endpoint in ENDPOINTS
+    ]
+    + [
+        pytest.param(
+            "/generate_stream",
+            {"json": {"format": "parquet"}},
+            400,
+            "format 'parquet' cannot be streamed; a stream is one of ['json', 'csv']",
+            id="parquet stream /generate_stream",
+        )
+    ]
+)
 
 
 def test_the_catalogue_of_bad_requests_has_more_than_60_cases():
@@ -340,22 +425,31 @@ def test_the_openapi_document_describes_what_the_service_does(client):
     assert schemas["StreamRequest"]["properties"]["format"]["enum"] == ["json", "csv"]
     assert set(paths["/generate_stream"]["post"]["responses"]["200"]["content"]) == {"application/x-ndjson", "text/csv"}
     assert set(paths["/generate"]["post"]["responses"]["200"]["content"]) == {
-        "application/json", "text/csv", "application/vnd.apache.parquet"}
+        "application/json",
+        "text/csv",
+        "application/vnd.apache.parquet",
+    }
     assert schemas["Error"]["properties"]["detail"]["type"] == "array"
     for path in ("/generate", "/generate_stream"):
         assert {"400", "413", "415", "429", "504"} <= set(paths[path]["post"]["responses"])
     # the 400 bodies are what the document says: error, and detail as a list of problems
     refused = client.post("/generate", json={"n_samples": "two", "lenght": 1}).json()
     assert set(refused) == {"error", "detail"} and [problem["loc"] for problem in refused["detail"]] == [
-        ["n_samples"], ["lenght"]]
+        ["n_samples"],
+        ["lenght"],
+    ]
     assert set(client.post("/generate", json={"length": 30}).json()) == {"error"}
 
 
 RULES_THE_SCHEMA_CANNOT_EXPRESS = (
-    "exceeds the budget of", "exceeds the limit of",  # products of fields
+    "exceeds the budget of",
+    "exceeds the limit of",  # products of fields
     "is not an ISO 8601 timestamp",  # what Python's datetime.fromisoformat reads
-    "give either start or prefix", "prefix timestamps must be",  # relations between fields and records
-    "more than 10 training ranges outside", "cannot be represented", "after the year 9999",
+    "give either start or prefix",
+    "prefix timestamps must be",  # relations between fields and records
+    "more than 10 training ranges outside",
+    "cannot be represented",
+    "after the year 9999",
 )
 
 
@@ -381,16 +475,25 @@ def test_fuzzing_from_the_openapi_document_passes_every_check(server, client):
         lines = [json.loads(line) for line in response.content.splitlines()]
         return lines[0] if lines else None
 
-    config = SchemathesisConfig.from_dict({"checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400"]}}})
+    config = SchemathesisConfig.from_dict(
+        {"checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400"]}}}
+    )
     schema = schemathesis.openapi.from_url(f"{server.url}/docs.json", config=config)
-    cases = st.one_of(schema.as_strategy(schemathesis.GenerationMode.POSITIVE),
-                      schema.as_strategy(schemathesis.GenerationMode.NEGATIVE))
+    cases = st.one_of(
+        schema.as_strategy(schemathesis.GenerationMode.POSITIVE),
+        schema.as_strategy(schemathesis.GenerationMode.NEGATIVE),
+    )
     statuses: list[tuple[str, int]] = []
     failures: list[str] = []
 
     @given(case=cases)
-    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=FUZZ_EXAMPLES,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     def call(case) -> None:
         response = case.call(base_url=server.url, timeout=60)
         statuses.append((f"{case.method} {case.path}", response.status_code))
@@ -401,8 +504,10 @@ def test_fuzzing_from_the_openapi_document_passes_every_check(server, client):
 
     call()
     summary = pd.Series([status for _, status in statuses]).value_counts().to_dict()
-    print(f"schemathesis: {len(statuses)} requests over {len({op for op, _ in statuses})} operations, statuses "
-          f"{summary}, {len(failures)} failed checks")
+    print(
+        f"schemathesis: {len(statuses)} requests over {len({op for op, _ in statuses})} operations, statuses "
+        f"{summary}, {len(failures)} failed checks"
+    )
     assert not failures, "\n\n".join(failures[:5])
     assert len(statuses) >= FUZZ_EXAMPLES // 2 and all(status < 500 for _, status in statuses)
     assert client.get("/readyz").status_code == 200

@@ -10,15 +10,26 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from serving.requests import (BodyError, GenerateRequest, RequestError, RequestLimits, check_body, check_prefix,
-                              plan_request)
+from serving.requests import (
+    BodyError,
+    GenerateRequest,
+    RequestError,
+    RequestLimits,
+    check_body,
+    check_prefix,
+    plan_request,
+)
 from stagediff import DataError, StageDiff, StageDiffConfig
 from stagediff.data import MinMaxScaler
 from stagediff.model import StageDiffDenoiser
 
 LIMITS = RequestLimits(max_length=1024, max_samples=8, max_values=4096)
-HOURLY = {"channels": ["a", "b"], "time_column": "date", "frequency": {"kind": "timedelta", "value": "PT1H"},
-          "last_time": "2022-01-20T23:00:00"}
+HOURLY = {
+    "channels": ["a", "b"],
+    "time_column": "date",
+    "frequency": {"kind": "timedelta", "value": "PT1H"},
+    "last_time": "2022-01-20T23:00:00",
+}
 STEPS = {"channels": ["a", "b"], "time_column": None, "frequency": None, "last_time": None}
 
 
@@ -75,7 +86,10 @@ def test_defaults_are_filled_in_and_a_seed_is_chosen(hourly):
 
 @pytest.mark.parametrize("length", [4, 12, 1032])
 def test_length_must_be_a_multiple_of_the_stage_length_within_the_limit(hourly, length):
-    assert refused(hourly, length=length) == f"length must be a multiple of the stage length 8 between 8 and 1024, got {length}"
+    assert (
+        refused(hourly, length=length)
+        == f"length must be a multiple of the stage length 8 between 8 and 1024, got {length}"
+    )
 
 
 def test_counts_and_steps_out_of_range_name_the_range(hourly):
@@ -86,7 +100,8 @@ def test_counts_and_steps_out_of_range_name_the_range(hourly):
 def test_a_request_over_the_value_limit_says_how_long_it_may_be(hourly):
     assert refused(hourly, n_samples=8, length=512) == (
         "n_samples * length * channels = 8 * 512 * 2 = 8,192 exceeds the limit of 4,096 values per request "
-        "(max_values); with n_samples=8 and steps=5 the length may be at most 256 (or ask for fewer samples)")
+        "(max_values); with n_samples=8 and steps=5 the length may be at most 256 (or ask for fewer samples)"
+    )
 
 
 def test_a_request_over_the_cost_budget_says_how_long_it_may_be(hourly):
@@ -97,31 +112,59 @@ def test_a_request_over_the_cost_budget_says_how_long_it_may_be(hourly):
         plan_request(GenerateRequest(n_samples=8, length=256, steps=10), hourly, budget)
     assert str(error.value) == (
         "n_samples * length * channels * steps = 8 * 256 * 2 * 10 = 40,960 exceeds the budget of 40,000 per request "
-        "(max_cost); with n_samples=8 and steps=10 the length may be at most 248 (or ask for fewer samples or steps)")
+        "(max_cost); with n_samples=8 and steps=10 the length may be at most 248 (or ask for fewer samples or steps)"
+    )
     with pytest.raises(RequestError, match="with n_samples=8 and steps=20 not even one stage of 8 steps fits"):
         plan_request(GenerateRequest(n_samples=8, length=8, steps=20), hourly, RequestLimits(max_cost=2000))
     assert budget.longest(1, 2, 20, 8) == 1000 and budget.longest(8, 2, 1, 8) == 256
 
 
-@pytest.mark.parametrize(("content_type", "body", "status", "message"), [
-    ("multipart/form-data", b"x", 415, "got content-type 'multipart/form-data'"),
-    ("text/plain", b"{}", 415, "must be a JSON object sent with content-type application/json, got content-type "
-                              "'text/plain'; e.g. curl -H 'content-type: application/json'"),
-    ("application/x-www-form-urlencoded", b"n_samples=2", 415, "got content-type 'application/x-www-form-urlencoded'"),
-    ("", b"{}", 415, "got content-type ''"),
-    ("application/json", b"", 400, "the request body is empty; send a JSON object: {} for every default"),
-    (None, b"  \n", 400, "the request body is empty"),
-    ("application/json", b'{"n_samples": 1,', 400, "the request body is not valid JSON (EOF while parsing a value at "
-                                                   "line 1 column 16); send a JSON object such as"),
-    ("application/json", b'{"lenght": 64, "seed": -1}', 400, "the request body does not fit the schema (see "
-                                                            "/docs.json): seed: Input should be greater than or equal "
-                                                            "to 0, got -1; lenght: Extra inputs are not permitted, got 64"),
-    ("application/json", b"[1, 2]", 400, "must be a JSON object such as {\"n_samples\": 2, \"length\": 256} ({} for "
-                                         "every default), got an array"),
-    ("application/json", b'"text"', 400, "got a string"),
-    ("application/json", b"null", 400, "got null"),
-    ("application/json", b"12", 400, "got a number"),
-])
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "message"),
+    [
+        ("multipart/form-data", b"x", 415, "got content-type 'multipart/form-data'"),
+        (
+            "text/plain",
+            b"{}",
+            415,
+            "must be a JSON object sent with content-type application/json, got content-type "
+            "'text/plain'; e.g. curl -H 'content-type: application/json'",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"n_samples=2",
+            415,
+            "got content-type 'application/x-www-form-urlencoded'",
+        ),
+        ("", b"{}", 415, "got content-type ''"),
+        ("application/json", b"", 400, "the request body is empty; send a JSON object: {} for every default"),
+        (None, b"  \n", 400, "the request body is empty"),
+        (
+            "application/json",
+            b'{"n_samples": 1,',
+            400,
+            "the request body is not valid JSON (EOF while parsing a value at "
+            "line 1 column 16); send a JSON object such as",
+        ),
+        (
+            "application/json",
+            b'{"lenght": 64, "seed": -1}',
+            400,
+            "the request body does not fit the schema (see "
+            "/docs.json): seed: Input should be greater than or equal "
+            "to 0, got -1; lenght: Extra inputs are not permitted, got 64",
+        ),
+        (
+            "application/json",
+            b"[1, 2]",
+            400,
+            'must be a JSON object such as {"n_samples": 2, "length": 256} ({} for every default), got an array',
+        ),
+        ("application/json", b'"text"', 400, "got a string"),
+        ("application/json", b"null", 400, "got null"),
+        ("application/json", b"12", 400, "got a number"),
+    ],
+)
 def test_a_body_that_is_not_a_json_object_of_the_schema_is_refused(content_type, body, status, message):
     with pytest.raises(BodyError) as error:
         check_body(content_type, body, GenerateRequest)
@@ -130,15 +173,24 @@ def test_a_body_that_is_not_a_json_object_of_the_schema_is_refused(content_type,
         assert [problem["loc"] for problem in error.value.detail] == [("seed",), ("lenght",)]
 
 
-@pytest.mark.parametrize("content_type", [None, "application/json", "application/json; charset=utf-8", "Application/JSON"])
+@pytest.mark.parametrize(
+    "content_type", [None, "application/json", "application/json; charset=utf-8", "Application/JSON"]
+)
 def test_a_json_object_passes_the_body_check(content_type):
     for body in (b"{}", b' {"length": 64} ', b'{"prefix": [{"a": NaN}]}'):  # NaN: refused later, naming the record
         check_body(content_type, body, GenerateRequest)
 
 
 def test_unknown_fields_and_wrong_types_fail_in_the_schema():
-    for body in ({"n_samples": 1, "lenght": 64}, {"n_samples": "2"}, {"length": 64.5}, {"seed": -1},
-                 {"format": "xml"}, {"n_samples": True}, {"steps": "5"}):
+    for body in (
+        {"n_samples": 1, "lenght": 64},
+        {"n_samples": "2"},
+        {"length": 64.5},
+        {"seed": -1},
+        {"format": "xml"},
+        {"n_samples": True},
+        {"steps": "5"},
+    ):
         with pytest.raises(ValidationError):
             GenerateRequest.model_validate(body)
 
@@ -164,7 +216,8 @@ def test_timestamps_after_the_year_9999_are_refused(hourly):
     assert plan(hourly, start="9999-12-31T08:00:00", length=16).start == pd.Timestamp("9999-12-31T08:00:00")
     assert refused(hourly, start="9999-12-31T23:00:00", length=16) == (
         "the 16 timestamps from start 9999-12-31 23:00:00 end in 10000-01-01 14:00:00, after the year 9999 that "
-        "ISO 8601 timestamps can name; choose an earlier start or a shorter length")
+        "ISO 8601 timestamps can name; choose an earlier start or a shorter length"
+    )
 
 
 def test_start_and_prefix_together_are_refused(hourly):
@@ -177,24 +230,33 @@ def test_a_good_prefix_becomes_a_frame(hourly):
     assert frame["date"].iloc[-1] == pd.Timestamp("2022-01-21T03:00:00")
 
 
-@pytest.mark.parametrize(("prefix", "expected"), [
-    ([], "prefix is empty"),
-    ([{"date": HOURS[0], "a": 1.0}], "prefix record 0 lacks ['b']: every record needs exactly the columns ['date', 'a', 'b']"),
-    ([{"date": HOURS[0], "a": 1.0, "b": 2.0, "c": 3.0}], "prefix record 0 has unknown ['c']"),
-    ([{"a": 1.0, "b": 2.0}], "prefix record 0 lacks ['date']"),
-    (records(HOURS, a=[1.0, math.nan, 2.0, 3.0]), "prefix record 1: channel 'a' is nan; NaN and infinite values"),
-    (records(HOURS, b=[1.0, 2.0, math.inf, 3.0]), "prefix record 2: channel 'b' is inf"),
-    (records(HOURS, a=[1.0, "2", 2.0, 3.0]), "prefix record 1: channel 'a' must be a number, got '2'"),
-    (records(HOURS, a=[1.0, None, 2.0, 3.0]), "channel 'a' must be a number, got None"),
-    (records(HOURS, a=[1.0, True, 2.0, 3.0]), "channel 'a' must be a number, got True"),
-    (records([HOURS[0], HOURS[2], HOURS[1], HOURS[3]]), "prefix timestamps must be strictly increasing; record 2"),
-    (records([HOURS[0], HOURS[0]]), "strictly increasing; record 1"),
-    (records([HOURS[0], HOURS[1], HOURS[3]]), "prefix timestamps must be 0 days 01:00:00 apart (the model's "
-                                               "frequency); records 1 and 2 are 0 days 02:00:00 apart"),
-    (records(["2022-01-21", "tomorrow"]), "is not an ISO 8601 timestamp"),
-    (records(["2022-01-21T00:00:00", ""]), "prefix record 1: 'date' '' is not an ISO 8601 timestamp"),
-    (records([1, 2]), "prefix record 0: 'date' must be an ISO 8601 timestamp string, got 1"),
-])
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ([], "prefix is empty"),
+        (
+            [{"date": HOURS[0], "a": 1.0}],
+            "prefix record 0 lacks ['b']: every record needs exactly the columns ['date', 'a', 'b']",
+        ),
+        ([{"date": HOURS[0], "a": 1.0, "b": 2.0, "c": 3.0}], "prefix record 0 has unknown ['c']"),
+        ([{"a": 1.0, "b": 2.0}], "prefix record 0 lacks ['date']"),
+        (records(HOURS, a=[1.0, math.nan, 2.0, 3.0]), "prefix record 1: channel 'a' is nan; NaN and infinite values"),
+        (records(HOURS, b=[1.0, 2.0, math.inf, 3.0]), "prefix record 2: channel 'b' is inf"),
+        (records(HOURS, a=[1.0, "2", 2.0, 3.0]), "prefix record 1: channel 'a' must be a number, got '2'"),
+        (records(HOURS, a=[1.0, None, 2.0, 3.0]), "channel 'a' must be a number, got None"),
+        (records(HOURS, a=[1.0, True, 2.0, 3.0]), "channel 'a' must be a number, got True"),
+        (records([HOURS[0], HOURS[2], HOURS[1], HOURS[3]]), "prefix timestamps must be strictly increasing; record 2"),
+        (records([HOURS[0], HOURS[0]]), "strictly increasing; record 1"),
+        (
+            records([HOURS[0], HOURS[1], HOURS[3]]),
+            "prefix timestamps must be 0 days 01:00:00 apart (the model's "
+            "frequency); records 1 and 2 are 0 days 02:00:00 apart",
+        ),
+        (records(["2022-01-21", "tomorrow"]), "is not an ISO 8601 timestamp"),
+        (records(["2022-01-21T00:00:00", ""]), "prefix record 1: 'date' '' is not an ISO 8601 timestamp"),
+        (records([1, 2]), "prefix record 0: 'date' must be an ISO 8601 timestamp string, got 1"),
+    ],
+)
 def test_bad_prefixes_are_named(hourly, prefix, expected):
     assert expected in refused(hourly, prefix=prefix)
 
@@ -205,8 +267,9 @@ def test_a_prefix_over_the_limits_is_refused(hourly):
 
 
 def test_a_numeric_time_axis_checks_its_frequency_with_a_float_tolerance(untrained):
-    tenths = untrained({"channels": ["a", "b"], "time_column": "t", "frequency": {"kind": "number", "value": 0.1},
-                        "last_time": 1.0})
+    tenths = untrained(
+        {"channels": ["a", "b"], "time_column": "t", "frequency": {"kind": "number", "value": 0.1}, "last_time": 1.0}
+    )
     times = [0.1 * i for i in range(1, 8)]  # 0.30000000000000004 - 0.2 is not exactly 0.1
     frame = check_prefix([{"t": t, "a": 1.0, "b": 2.0} for t in times], tenths, LIMITS)
     assert frame["t"].tolist() == times
@@ -245,7 +308,8 @@ def test_a_prefix_far_outside_the_training_range_is_refused_by_the_library(hourl
         plan(hourly, prefix=history)
     assert str(error.value) == (
         f"prefix record 2: channel {channel!r} is {value:.6g}, more than 10 training ranges outside the model's "
-        "training range [100, 200]; values must lie within [-900, 1200]: check the units and the channel order")
+        "training range [100, 200]; values must lie within [-900, 1200]: check the units and the channel order"
+    )
     with pytest.raises(DataError, match=f"prefix record 2: channel {channel!r}"):  # the library itself refuses it
         hourly.scale_prefix(pd.DataFrame(history).assign(date=lambda f: pd.to_datetime(f["date"])))
 

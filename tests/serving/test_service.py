@@ -12,7 +12,6 @@ import time
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-
 import pytest
 import torch
 
@@ -56,9 +55,19 @@ def test_json_has_series_in_data_units_with_timestamps_and_provenance(service, t
         assert frame[channel].between(low - 1e-9, high + 1e-9).all() and frame[channel].std() > 1
     provenance = body["provenance"]
     assert provenance == {
-        "model": model_tag, "model_version": "7", "registered_model": "stagediff-smooth",
-        "mlflow_run_id": "0123456789abcdef", "seed": 11, "seed_chosen": False, "steps": 5, "sampler": "ddim",
-        "n_samples": 3, "length": 64, "start": "2022-01-21T00:00:00", "prefix_rows": 0}
+        "model": model_tag,
+        "model_version": "7",
+        "registered_model": "stagediff-smooth",
+        "mlflow_run_id": "0123456789abcdef",
+        "seed": 11,
+        "seed_chosen": False,
+        "steps": 5,
+        "sampler": "ddim",
+        "n_samples": 3,
+        "length": 64,
+        "start": "2022-01-21T00:00:00",
+        "prefix_rows": 0,
+    }
     assert response.headers["x-stagediff-seed"] == "11" and response.headers["x-stagediff-model-version"] == "7"
     assert response.headers["x-stagediff-steps"] == "5" and response.headers["x-stagediff-model"] == model_tag
 
@@ -73,8 +82,9 @@ def test_the_same_seed_gives_the_same_series_and_a_chosen_seed_regenerates_them(
     assert regenerated["records"] == chosen["records"]
     # From 4 samples on, the library gives the very same values.
     library = served_model.sample(4, 32, seed=5, steps=5)
-    np.testing.assert_allclose(frame_of(body_of(first))[["a", "b"]].to_numpy(), library[["a", "b"]].to_numpy(),
-                               rtol=1e-14)
+    np.testing.assert_allclose(
+        frame_of(body_of(first))[["a", "b"]].to_numpy(), library[["a", "b"]].to_numpy(), rtol=1e-14
+    )
 
 
 def test_csv_and_parquet_carry_the_same_values(service, served_model):
@@ -94,12 +104,16 @@ def test_csv_and_parquet_carry_the_same_values(service, served_model):
 
 def test_start_sets_the_first_timestamp(service):
     frame = frame_of(body_of(call(service, length=16, seed=0, start="2030-06-01T12:00:00")))
-    assert frame["date"].iloc[0] == pd.Timestamp("2030-06-01T12:00") and frame["date"].iloc[-1] == pd.Timestamp("2030-06-02T03:00")
+    assert frame["date"].iloc[0] == pd.Timestamp("2030-06-01T12:00") and frame["date"].iloc[-1] == pd.Timestamp(
+        "2030-06-02T03:00"
+    )
 
 
 def test_a_prefix_is_continued_right_after_its_last_timestamp(service, served_model, training_frame):
     history = training_frame.tail(24)
-    records = [{"date": t.isoformat(), "a": a, "b": b} for t, a, b in history[["date", "a", "b"]].itertuples(index=False)]
+    records = [
+        {"date": t.isoformat(), "a": a, "b": b} for t, a, b in history[["date", "a", "b"]].itertuples(index=False)
+    ]
     body = body_of(call(service, n_samples=4, length=32, seed=4, prefix=records))
     frame = frame_of(body)
     assert frame["date"].iloc[0] == history["date"].iloc[-1] + pd.Timedelta("1h")
@@ -149,22 +163,31 @@ def test_closing_a_stream_stops_the_sampling(service):
     assert service.pieces_streamed == after == before + 2  # of 157 pieces
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"length": 30}, "length must be a multiple of the stage length 8 between 8 and 20000, got 30"),
-    ({"length": 20_008}, "between 8 and 20000, got 20008"),
-    ({"n_samples": 17}, "n_samples must be an integer between 1 and 16, got 17"),
-    ({"n_samples": 16, "length": 8_000}, "= 1,280,000 exceeds the budget of 50,000 per request (max_cost); with "
-                                          "n_samples=16 and steps=5 the length may be at most 312"),
-    ({"n_samples": 16, "length": 1_440, "steps": 1}, "= 46,080 exceeds the limit of 40,000 values per request "
-                                                     "(max_values); with n_samples=16 and steps=1 the length may be at "
-                                                     "most 1248"),
-    ({"start": ""}, "start '' is not an ISO 8601 timestamp"),
-    ({"start": "now"}, "start 'now' is not an ISO 8601 timestamp"),
-    ({"steps": 21}, "steps must be an integer between 1 and 20, got 21"),
-    ({"start": "soon"}, "start 'soon' is not an ISO 8601 timestamp"),
-    ({"prefix": [{"date": "2022-01-21T00:00:00", "a": 1.0}]}, "prefix record 0 lacks ['b']"),
-    ({"prefix": [{"date": "2022-01-21T00:00:00", "a": float("nan"), "b": 1.0}]}, "channel 'a' is nan"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"length": 30}, "length must be a multiple of the stage length 8 between 8 and 20000, got 30"),
+        ({"length": 20_008}, "between 8 and 20000, got 20008"),
+        ({"n_samples": 17}, "n_samples must be an integer between 1 and 16, got 17"),
+        (
+            {"n_samples": 16, "length": 8_000},
+            "= 1,280,000 exceeds the budget of 50,000 per request (max_cost); with "
+            "n_samples=16 and steps=5 the length may be at most 312",
+        ),
+        (
+            {"n_samples": 16, "length": 1_440, "steps": 1},
+            "= 46,080 exceeds the limit of 40,000 values per request "
+            "(max_values); with n_samples=16 and steps=1 the length may be at "
+            "most 1248",
+        ),
+        ({"start": ""}, "start '' is not an ISO 8601 timestamp"),
+        ({"start": "now"}, "start 'now' is not an ISO 8601 timestamp"),
+        ({"steps": 21}, "steps must be an integer between 1 and 20, got 21"),
+        ({"start": "soon"}, "start 'soon' is not an ISO 8601 timestamp"),
+        ({"prefix": [{"date": "2022-01-21T00:00:00", "a": 1.0}]}, "prefix record 0 lacks ['b']"),
+        ({"prefix": [{"date": "2022-01-21T00:00:00", "a": float("nan"), "b": 1.0}]}, "channel 'a' is nan"),
+    ],
+)
 def test_bad_requests_get_400_with_the_problem_named(service, fields, message):
     for endpoint in ("generate", "generate_stream"):
         response = call(service, endpoint, **fields)
@@ -175,17 +198,34 @@ def test_bad_requests_get_400_with_the_problem_named(service, fields, message):
 def test_info_describes_model_data_scores_and_limits(service, model_tag):
     info = asyncio.run(service.info())
     assert info["model"] | {"created": None} == {
-        "name": "stagediff-test", "tag": model_tag, "version": "7", "registered_model": "stagediff-smooth",
-        "mlflow_run_id": "0123456789abcdef", "created": None, "parameters": info["model"]["parameters"]}
-    assert info["data"] == {"dataset": "smooth", "hash": "feedc0de", "channels": ["a", "b"], "time_column": "date",
-                            "frequency": "P0DT1H0M0S", "first_time": "2022-01-01T00:00:00",
-                            "last_time": "2022-01-20T23:00:00"}
+        "name": "stagediff-test",
+        "tag": model_tag,
+        "version": "7",
+        "registered_model": "stagediff-smooth",
+        "mlflow_run_id": "0123456789abcdef",
+        "created": None,
+        "parameters": info["model"]["parameters"],
+    }
+    assert info["data"] == {
+        "dataset": "smooth",
+        "hash": "feedc0de",
+        "channels": ["a", "b"],
+        "time_column": "date",
+        "frequency": "P0DT1H0M0S",
+        "first_time": "2022-01-01T00:00:00",
+        "last_time": "2022-01-20T23:00:00",
+    }
     assert (info["window"], info["stage_length"], info["diffusion_steps"]) == (32, 8, 20)
     assert info["sampling"] == {"sampler": "ddim", "steps": 5}  # what a request without sampler and steps gets
     assert info["metrics_sampling"] == {"sampler": "ddim", "steps": 5}  # what the scores were measured with
     assert info["metrics"] == {"discriminative": 0.12, "context_fid": 0.5}
-    assert info["limits"] == {"max_length": 20_000, "max_samples": 16, "max_values": 40_000, "max_cost": 50_000,
-                              "max_body_bytes": 16 * 2**20}
+    assert info["limits"] == {
+        "max_length": 20_000,
+        "max_samples": 16,
+        "max_values": 40_000,
+        "max_cost": 50_000,
+        "max_body_bytes": 16 * 2**20,
+    }
     assert info["serving"]["torch_threads"] >= 1 and info["serving"]["batching"] is True
     # glibc (every Linux this runs on in CI): the sampling threads share 2 malloc arenas (memory stays flat)
     assert info["serving"]["malloc_arenas"] == (2 if platform.libc_ver()[0] == "glibc" else None)
