@@ -23,10 +23,9 @@ import bentoml
 
 from serving.requests import RequestLimits
 from stagediff import StageDiff
+from stagediff.artifacts import FILES as MODEL_FILES  # what StageDiff.save(dir) writes
 from stagediff.diffusion import SAMPLERS
 
-MODEL_FILES = ("config.json", "scaler.json", "metadata.json", "weights.pt")
-"""What ``StageDiff.save(dir)`` writes (stagediff.artifacts)."""
 BENTOFILE = Path("serving") / "bentofile.yaml"
 METADATA_KEYS = (
     "mlflow_run_id",

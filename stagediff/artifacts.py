@@ -28,6 +28,7 @@ from stagediff.data import MinMaxScaler
 from stagediff.errors import StageDiffError
 
 FILES = ("config.json", "scaler.json", "metadata.json", "weights.pt")
+"""What :meth:`StageDiff.save` writes into a model folder; the service packages exactly these."""
 FORMAT_VERSION = 1
 
 
