@@ -8,7 +8,14 @@ import ast
 from pathlib import Path
 
 SERVING = Path(__file__).resolve().parents[2] / "serving"
-LIBRARY_MODULES = {"stagediff", "stagediff.generator", "stagediff.diffusion", "stagediff.runtime", "stagediff.settings"}
+LIBRARY_MODULES = {
+    "stagediff",
+    "stagediff.data.rules",
+    "stagediff.generator",
+    "stagediff.diffusion",
+    "stagediff.runtime",
+    "stagediff.settings",
+}
 
 
 def imported_modules(path: Path) -> set[str]:
