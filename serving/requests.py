@@ -15,7 +15,6 @@ import dataclasses
 import math
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -23,6 +22,7 @@ import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from stagediff import DataError, StageDiff
+from stagediff.data.rules import check_finite, check_times, iso_timestamp
 from stagediff.diffusion import SAMPLERS, sampling_choice
 from stagediff.generator import SampleRequest, SamplingRun, decode_frequency
 from stagediff.settings import check_types, known_keywords, reject_unknown, require
@@ -309,8 +309,8 @@ def check_start(start: str | int | float, model: StageDiff) -> Any:
             raise RequestError(
                 f"start must be an ISO 8601 timestamp such as {model.metadata['last_time']!r}, got {start!r}"
             )
-        try:  # strictly ISO 8601: pandas would also read "" (as NaT) and "now" (a different time per call)
-            return pd.Timestamp(datetime.fromisoformat(start))
+        try:  # strictly ISO 8601, the one rule of stagediff.data.rules.read_times(iso=True)
+            return iso_timestamp(start)
         except (ValueError, TypeError, OverflowError) as error:
             raise RequestError(
                 f"start {start!r} is not an ISO 8601 timestamp (e.g. {model.metadata['last_time']!r}): {error}"
@@ -349,9 +349,13 @@ def most_prefix_records(model: StageDiff, limits: RequestLimits) -> int:
 
 
 def check_prefix(records: list[dict[str, Any]], model: StageDiff, limits: RequestLimits) -> pd.DataFrame:
-    """The prefix records as a DataFrame (time column, channels), after every check a client can fail."""
+    """The prefix records as a DataFrame (time column, channels). What is the request's own is checked here: records
+    there are, at most so many, each with exactly the model's columns, numbers where numbers belong. The rest are
+    the library's rules (stagediff.data.rules): finite values, and times that are ISO 8601 (for a model with dates),
+    strictly increasing and exactly the model's frequency apart."""
     channels = list(model.metadata["channels"])
-    time_column = model.metadata.get("time_column")
+    time_column, frequency = model.metadata.get("time_column"), frequency_of(model)
+    dated = isinstance(frequency, pd.Timedelta)
     columns = prefix_columns(model)
     if not records:
         raise RequestError("prefix is empty; send at least one record, or leave prefix out")
@@ -370,74 +374,21 @@ def check_prefix(records: list[dict[str, Any]], model: StageDiff, limits: Reques
                 part for part in (missing and f"lacks {missing}", extra and f"has unknown {extra}") if part
             )
             raise RequestError(f"prefix record {row} {problem}: every record needs exactly the columns {columns}")
-    for channel in channels:
+    numbers = [f"channel {c!r}" for c in channels] + ([f"{time_column!r}"] if time_column and not dated else [])
+    for column, label in zip(channels + [time_column], numbers):
         for row, record in enumerate(records):
-            value = record[channel]
+            value = record[column]
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise RequestError(f"prefix record {row}: channel {channel!r} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise RequestError(
-                    f"prefix record {row}: channel {channel!r} is {value!r}; NaN and infinite "
-                    "values are not accepted, fill them before sending"
-                )
+                raise RequestError(f"prefix record {row}: {label} must be a number, got {value!r}")
     frame = pd.DataFrame({c: np.array([r[c] for r in records], dtype=np.float64) for c in channels})
-    if time_column:
-        frame.insert(0, time_column, check_prefix_times([r[time_column] for r in records], model))
+    try:
+        check_finite(frame.to_numpy(), tuple(channels), "prefix", "fill them before sending")
+        if time_column:
+            times = pd.Series([r[time_column] for r in records], name=time_column, dtype=object if dated else None)
+            frame.insert(0, time_column, check_times(times, time_column, "prefix", iso=dated, step=frequency))
+    except DataError as error:
+        raise RequestError(str(error)) from None
     return frame
-
-
-def check_prefix_times(times: list[Any], model: StageDiff) -> pd.Index:
-    """Prefix timestamps, parsed, strictly increasing and exactly the model's frequency apart."""
-    time_column, frequency = model.metadata["time_column"], frequency_of(model)
-    if isinstance(frequency, pd.Timedelta):
-        bad = next((row for row, value in enumerate(times) if not isinstance(value, str)), None)
-        if bad is not None:
-            raise RequestError(
-                f"prefix record {bad}: {time_column!r} must be an ISO 8601 timestamp string, got {times[bad]!r}"
-            )
-        try:
-            index = pd.DatetimeIndex(pd.to_datetime(times, format="ISO8601"))
-        except (ValueError, TypeError, OverflowError) as error:
-            raise RequestError(
-                f"prefix column {time_column!r} has a value that is not an ISO 8601 timestamp ({error})"
-            ) from None
-        missing = np.flatnonzero(np.asarray(index.isna()))
-        if missing.size:  # pandas reads "" as a missing timestamp
-            row = int(missing[0])
-            raise RequestError(f"prefix record {row}: {time_column!r} {times[row]!r} is not an ISO 8601 timestamp")
-    else:
-        bad = next(
-            (
-                row
-                for row, value in enumerate(times)
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            ),
-            None,
-        )
-        if bad is not None:
-            raise RequestError(f"prefix record {bad}: {time_column!r} must be a finite number, got {times[bad]!r}")
-        index = pd.Index(times)
-    if len(index) > 1:
-        steps = index[1:] - index[:-1]
-        back = np.flatnonzero(np.asarray(index[1:] <= index[:-1]))
-        if back.size:
-            row = int(back[0]) + 1
-            raise RequestError(
-                f"prefix timestamps must be strictly increasing; record {row} ({index[row]}) does not "
-                f"come after record {row - 1} ({index[row - 1]})"
-            )
-        if frequency is not None:
-            if isinstance(frequency, pd.Timedelta):
-                off = np.flatnonzero(np.asarray(steps != frequency))
-            else:  # numeric time: steps of 0.1 do not add up exactly
-                off = np.flatnonzero(~np.isclose(np.asarray(steps, dtype=np.float64), frequency, rtol=1e-9, atol=0))
-            if off.size:
-                row = int(off[0]) + 1
-                raise RequestError(
-                    f"prefix timestamps must be {frequency} apart (the model's frequency); records "
-                    f"{row - 1} and {row} are {steps[row - 1]} apart"
-                )
-    return index
 
 
 def frequency_of(model: StageDiff) -> pd.Timedelta | float | int | None:

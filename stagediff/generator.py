@@ -12,7 +12,6 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from stagediff.artifacts import SavedGenerator, load_generator, save_generator
 from stagediff.config import SAMPLERS, StageDiffConfig
 from stagediff.data import MinMaxScaler, PreparedData, load_series, prepare, sliding_windows, validate_frame
 from stagediff.data.prepared import decode_frequency, decode_time
+from stagediff.data.rules import iso_timestamp
 from stagediff.diffusion import Noise, Sampler, make_sampler, sampling_choice
 from stagediff.errors import DataError, StageDiffError
 from stagediff.model import StageDiffDenoiser
@@ -638,7 +638,7 @@ def check_chunks(chunk_length: int, overlap: int, stage: int) -> None:
 
 def as_timestamp(value: Any) -> pd.Timestamp:
     """A timestamp from a datetime-like value, or from an ISO 8601 string only (pandas would also read "now")."""
-    return pd.Timestamp(datetime.fromisoformat(value) if isinstance(value, str) else value)
+    return iso_timestamp(value) if isinstance(value, str) else pd.Timestamp(value)
 
 
 def parse_start(start: Any, kind: Callable[[Any], Any], expected: str) -> Any:

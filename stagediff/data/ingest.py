@@ -69,8 +69,12 @@ def source_stamp(source: str, *, data_dir: str | os.PathLike | None = None) -> d
     return {"kind": "file", "source": str(source), "sha256": file_sha256(path), "bytes": path.stat().st_size}
 
 
-def read_source(source: str, time_column: str | None = None, *, data_dir: str | os.PathLike | None = None,
-                ) -> RawSource:
+def read_source(
+    source: str,
+    time_column: str | None = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+) -> RawSource:
     """``source`` read as it is (not validated: that is the validate step's job), with where it came from."""
     if not is_url(source):
         origin = source_stamp(source, data_dir=data_dir)
@@ -89,8 +93,13 @@ def read_source(source: str, time_column: str | None = None, *, data_dir: str | 
             raise DataError(f"could not download {source}: {error}") from error
         path.write_bytes(content)
         frame, _, _ = load_frame(path, time_column)
-    origin = {"kind": "url", "source": source, "etag": etag, "sha256": hashlib.sha256(content).hexdigest(),
-              "bytes": len(content)}
+    origin = {
+        "kind": "url",
+        "source": source,
+        "etag": etag,
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "bytes": len(content),
+    }
     return RawSource(frame, time_column, source, origin)
 
 
@@ -103,15 +112,20 @@ def frame_hash(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def describe_frame(frame: pd.DataFrame, time_column: str | None, source: str,
-                   origin: dict[str, Any] | None = None) -> dict[str, Any]:
+def describe_frame(
+    frame: pd.DataFrame, time_column: str | None, source: str, origin: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Schema, size, time range and content hash of a raw table, and where it came from (``origin``, see
     :class:`RawSource`)."""
     first = last = None
     if time_column is not None and time_column in frame.columns and len(frame):
         first, last = (str(frame[time_column].iloc[i]) for i in (0, -1))
     return {
-        "source": source, "time_column": time_column, "rows": int(len(frame)),
+        "source": source,
+        "time_column": time_column,
+        "rows": int(len(frame)),
         "columns": {str(name): str(dtype) for name, dtype in frame.dtypes.items()},
-        "time_range": {"first": first, "last": last}, "content_hash": frame_hash(frame), "origin": origin,
+        "time_range": {"first": first, "last": last},
+        "content_hash": frame_hash(frame),
+        "origin": origin,
     }

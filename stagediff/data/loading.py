@@ -10,14 +10,15 @@ import hashlib
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from stagediff.data.builtin import BUILTIN_DATASETS, BuiltinDataset, builtin_path, find_builtin, synthetic_frame
+from stagediff.data.rules import check_finite, check_times, examples, is_numeric, most_common_step
 from stagediff.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,6 @@ logger = logging.getLogger(__name__)
 MISSING_OPTIONS: tuple[str, ...] = ("error", "interpolate")
 CSV_SUFFIXES: tuple[str, ...] = (".csv",)
 PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
-EXAMPLES_SHOWN = 5
 LONG_GAP = 24
 """Missing values in a row beyond which missing="interpolate" warns (a day of hourly data)."""
 
@@ -247,7 +247,7 @@ def validate_frame(
     channel_columns = channel_columns_of(frame, columns, time_column, source)
     _check_channel_columns(frame, channel_columns, time_column, source)
     _check_channel_count(len(channel_columns), max_channels, source)
-    timestamps = None if time_column is None else _parse_timestamps(frame[time_column], time_column, source)
+    timestamps = None if time_column is None else check_times(frame[time_column], time_column, source)
     values = frame[channel_columns].to_numpy(dtype=np.float64, na_value=np.nan)
     channels = tuple(str(column) for column in channel_columns)
     _check_missing_values(values, channels, missing, source)
@@ -262,7 +262,7 @@ def validate_frame(
         channels=channels,
         time_column=time_column,
         timestamps=timestamps,
-        frequency=None if timestamps is None else _most_common_step(timestamps),
+        frequency=None if timestamps is None else most_common_step(timestamps),
         source=source,
         content_hash=compute_content_hash(values, channels),
     )
@@ -291,7 +291,7 @@ def _check_optional_positive(name: str, value: object) -> None:
 def _check_unique_columns(frame: pd.DataFrame, source: str) -> None:
     duplicated = frame.columns[frame.columns.duplicated()].unique().tolist()
     if duplicated:
-        raise DataError(f"{source}: duplicated column names {_examples(duplicated)}; rename them so each is unique")
+        raise DataError(f"{source}: duplicated column names {examples(duplicated)}; rename them so each is unique")
 
 
 def _check_time_column_present(frame: pd.DataFrame, time_column: str | None, source: str) -> None:
@@ -302,19 +302,23 @@ def _check_time_column_present(frame: pd.DataFrame, time_column: str | None, sou
         )
 
 
-def channel_columns_of(frame: pd.DataFrame, columns: Sequence[str] | None, time_column: str | None,
-                     source: str) -> list:
+def channel_columns_of(
+    frame: pd.DataFrame, columns: Sequence[str] | None, time_column: str | None, source: str
+) -> list:
     """The channel columns: ``columns`` (each present, once, not the time column), else all but the time column."""
     if columns is None:
         return [column for column in frame.columns if column != time_column]
     if isinstance(columns, str):
-        raise DataError(f"columns must be a list of column names, got the string {columns!r}; "
-                        f"write columns=[{columns!r}]")
+        raise DataError(
+            f"columns must be a list of column names, got the string {columns!r}; write columns=[{columns!r}]"
+        )
     columns = list(columns)
     absent = [column for column in columns if column not in frame.columns]
     if absent:
-        raise DataError(f"{source}: column(s) {_examples(absent)} named in columns are not in the data; its "
-                        f"columns are {_examples(list(map(str, frame.columns)))}")
+        raise DataError(
+            f"{source}: column(s) {examples(absent)} named in columns are not in the data; its "
+            f"columns are {examples(list(map(str, frame.columns)))}"
+        )
     repeated = sorted({str(column) for column in columns if columns.count(column) > 1})
     if repeated:
         raise DataError(f"{source}: columns names {repeated} more than once; name each channel once")
@@ -323,15 +327,13 @@ def channel_columns_of(frame: pd.DataFrame, columns: Sequence[str] | None, time_
     return columns
 
 
-def _check_channel_columns(
-    frame: pd.DataFrame, channel_columns: list, time_column: str | None, source: str
-) -> None:
+def _check_channel_columns(frame: pd.DataFrame, channel_columns: list, time_column: str | None, source: str) -> None:
     if not channel_columns:
         raise DataError(
             f"{source}: no channel columns (columns: {list(map(str, frame.columns))}); "
             f"the data needs at least one numeric column besides the time column"
         )
-    non_numeric = [column for column in channel_columns if not _is_numeric_channel(frame[column])]
+    non_numeric = [column for column in channel_columns if not is_numeric(frame[column])]
     if non_numeric:
         described = [f"{str(column)!r} ({frame[column].dtype})" for column in non_numeric]
         hint = (
@@ -340,19 +342,9 @@ def _check_channel_columns(
             else f"(the time column is {time_column!r})"
         )
         raise DataError(
-            f"{source}: non-numeric channel column(s) {_examples(described)}; every column except the time column "
+            f"{source}: non-numeric channel column(s) {examples(described)}; every column except the time column "
             f"must be numeric. Drop these columns (frame.drop(columns=[...])), convert them to numbers, {hint}"
         )
-
-
-def _is_numeric_channel(column: pd.Series) -> bool:
-    """True for real-valued numeric dtypes (bool and complex excluded)."""
-    dtype = column.dtype
-    return (
-        pd.api.types.is_numeric_dtype(dtype)
-        and not pd.api.types.is_bool_dtype(dtype)
-        and not pd.api.types.is_complex_dtype(dtype)
-    )
 
 
 def _check_channel_count(n_channels: int, max_channels: int | None, source: str) -> None:
@@ -373,131 +365,22 @@ def _check_length(length: int, min_length: int | None, source: str) -> None:
         )
 
 
-def _parse_timestamps(column: pd.Series, time_column: str, source: str) -> pd.Index:
-    """Time column as a strictly increasing DatetimeIndex (or numeric Index), after all its checks."""
-    missing_rows = np.flatnonzero(column.isna().to_numpy())
-    if missing_rows.size:
-        raise DataError(
-            f"{source}: time column {time_column!r} has {missing_rows.size} missing value(s), first at row(s) "
-            f"{_examples(missing_rows.tolist())}; drop or fill those rows before loading"
-        )
-    if _is_numeric_channel(column):
-        timestamps = pd.Index(column.to_numpy(), name=time_column)
-        bad_rows = np.flatnonzero(~np.isfinite(timestamps.to_numpy(dtype=np.float64)))
-        if bad_rows.size:
-            raise DataError(
-                f"{source}: time column {time_column!r} has infinite values at row(s) {_examples(bad_rows.tolist())}; "
-                f"fix or drop those rows"
-            )
-    else:
-        timestamps = pd.DatetimeIndex(_to_datetime(column, time_column, source), name=time_column)
-    _check_no_duplicate_timestamps(timestamps, time_column, source)
-    _check_increasing_timestamps(timestamps, time_column, source)
-    _check_regular_steps(timestamps, time_column, source)
-    return timestamps
-
-
-def _to_datetime(column: pd.Series, time_column: str, source: str) -> pd.Series:
-    """Parse a non-numeric time column; unparseable entries raise DataError with examples."""
-    if pd.api.types.is_datetime64_any_dtype(column.dtype):
-        return column
-    try:
-        parsed = pd.to_datetime(column, errors="coerce")
-        if parsed.isna().any():  # the format inferred from the first row may not fit the others
-            parsed = pd.to_datetime(column, errors="coerce", format="mixed")
-    except (TypeError, ValueError) as error:
-        raise DataError(
-            f"{source}: time column {time_column!r} of dtype {column.dtype} cannot be read as dates ({error}); "
-            f"pass a column of date strings, datetimes or numbers, or time_column=None"
-        ) from error
-    unparseable = np.flatnonzero(parsed.isna().to_numpy())
-    if unparseable.size:
-        examples = [f"row {row}: {column.iloc[row]!r}" for row in unparseable[:EXAMPLES_SHOWN]]
-        raise DataError(
-            f"{source}: time column {time_column!r} has {unparseable.size} value(s) that are not dates "
-            f"({'; '.join(examples)}); fix them, or pass time_column=None if the column is not time"
-        )
-    return parsed
-
-
-def _check_no_duplicate_timestamps(timestamps: pd.Index, time_column: str, source: str) -> None:
-    duplicated = timestamps[timestamps.duplicated()].unique()
-    if len(duplicated):
-        raise DataError(
-            f"{source}: time column {time_column!r} has {len(duplicated)} duplicated timestamp(s), e.g. "
-            f"{_examples([str(value) for value in duplicated])}; keep one row per timestamp "
-            f"(aggregate them or frame.drop_duplicates(subset=[{time_column!r}]))"
-        )
-
-
-def _check_increasing_timestamps(timestamps: pd.Index, time_column: str, source: str) -> None:
-    if timestamps.is_monotonic_increasing:
-        return  # with duplicates already excluded, this is strictly increasing
-    steps_back = np.flatnonzero(timestamps[1:] < timestamps[:-1]) + 1
-    row = int(steps_back[0])
-    raise DataError(
-        f"{source}: time column {time_column!r} is not strictly increasing: it goes back at row {row} "
-        f"({timestamps[row]} comes after {timestamps[row - 1]}); sort the rows by time first "
-        f"(frame.sort_values({time_column!r}))"
-    )
-
-
-def _check_regular_steps(timestamps: pd.Index, time_column: str, source: str) -> None:
-    """Every step between rows must equal the most common one: the model samples on a regular grid."""
-    step = _most_common_step(timestamps)
-    if step is None:
-        return
-    if isinstance(timestamps, pd.DatetimeIndex):
-        irregular = np.flatnonzero(np.asarray(timestamps[1:] - timestamps[:-1]) != step.to_timedelta64()) + 1
-    else:
-        steps = np.diff(timestamps.to_numpy(dtype=np.float64))
-        irregular = np.flatnonzero(~np.isclose(steps, float(step), rtol=1e-6, atol=0.0)) + 1
-    if not irregular.size:
-        return
-    examples = [f"row {row}: {timestamps[row]} after {timestamps[row - 1]}" for row in irregular[:3]]
-    resample = (f"frame.set_index({time_column!r}).resample({_offset(step)!r}).mean().reset_index(), which leaves "
-                "NaN in the gaps, then missing=\"interpolate\"" if isinstance(step, pd.Timedelta) else
-                "put the rows on a regular grid first")
-    raise DataError(
-        f"{source}: time column {time_column!r} is not regular: most steps are {step}, but {irregular.size} "
-        f"differ ({'; '.join(examples)}). Samples continue on a regular grid, so the data must lie on one: "
-        f"{resample}; or pass time_column=None to treat the rows as consecutive steps"
-    )
-
-
-def _offset(step: pd.Timedelta) -> str:
-    """A pandas frequency string for a step, e.g. "1h"."""
-    return pd.tseries.frequencies.to_offset(step).freqstr
-
-
 def _check_missing_values(values: np.ndarray, channels: tuple[str, ...], missing: str, source: str) -> None:
     """Raise for NaN/inf (missing="error") or for columns with nothing to interpolate from."""
-    not_finite = ~np.isfinite(values)
-    if not not_finite.any():
-        return
-    affected = np.flatnonzero(not_finite.any(axis=0))
-    if missing == "interpolate":
-        empty = [repr(channels[index]) for index in affected if not_finite[:, index].all()]
-        if empty:
-            raise DataError(
-                f"{source}: channel(s) {_examples(empty)} have no finite value at all, so there is nothing to "
-                f"interpolate from; drop those columns"
-            )
-        return
-    details = [
-        f"{channels[index]!r}: {int(not_finite[:, index].sum())} missing/infinite, first at row "
-        f"{int(np.argmax(not_finite[:, index]))}"
-        for index in affected
-    ]
-    raise DataError(
-        f"{source}: channels contain NaN or infinite values ({'; '.join(details[:EXAMPLES_SHOWN])}"
-        f"{'; ...' if len(details) > EXAMPLES_SHOWN else ''}); clean the data, or pass missing=\"interpolate\" "
-        f"to fill them by linear interpolation in time"
-    )
+    if missing == "error":
+        fix = 'clean the data, or pass missing="interpolate" to fill them by linear interpolation in time'
+        return check_finite(values, channels, source, fix)
+    empty = [repr(name) for name, column in zip(channels, values.T) if not np.isfinite(column).any()]
+    if empty:
+        raise DataError(
+            f"{source}: channel(s) {examples(empty)} have no finite value at all, so there is nothing to "
+            f"interpolate from; drop those columns"
+        )
 
 
-def _interpolate_missing(values: np.ndarray, channels: tuple[str, ...], timestamps: pd.Index | None,
-                         source: str) -> np.ndarray:
+def _interpolate_missing(
+    values: np.ndarray, channels: tuple[str, ...], timestamps: pd.Index | None, source: str
+) -> np.ndarray:
     """Fill NaN/inf per channel by linear interpolation in time; edges take the nearest observed value. A gap
     longer than LONG_GAP rows warns: the model learns its straight line as data.
 
@@ -517,15 +400,13 @@ def _interpolate_missing(values: np.ndarray, channels: tuple[str, ...], timestam
         if observed.all():
             continue
         # np.interp holds the first/last observed value beyond the edges, which is the nearest-value fill.
-        filled[~observed, index] = np.interp(
-            positions[~observed], positions[observed], values[observed, index]
-        )
+        filled[~observed, index] = np.interp(positions[~observed], positions[observed], values[observed, index])
         logger.info("interpolated %d missing value(s) in channel %r", int((~observed).sum()), channels[index])
         first, length = _longest_run(~observed)
         if length > LONG_GAP:
             warnings.warn(
                 f"{source}: channel {channels[index]!r} misses {length} values in a row (rows {first}-"
-                f"{first + length - 1}); missing=\"interpolate\" fills them with a straight line, which the model "
+                f'{first + length - 1}); missing="interpolate" fills them with a straight line, which the model '
                 f"will learn as if it were data. Drop that stretch (or split the series there) or fill it yourself",
                 UserWarning,
                 stacklevel=4,
@@ -556,26 +437,8 @@ def _warn_constant_channels(values: np.ndarray, channels: tuple[str, ...], sourc
     constant = [repr(channels[index]) for index in np.flatnonzero(np.ptp(values, axis=0) == 0)]
     if constant:
         warnings.warn(
-            f"{source}: channel(s) {_examples(constant)} are constant (zero variance); they carry no signal "
+            f"{source}: channel(s) {examples(constant)} are constant (zero variance); they carry no signal "
             f"and will be scaled to 0. Consider dropping them",
             UserWarning,
             stacklevel=3,
         )
-
-
-def _most_common_step(timestamps: pd.Index) -> pd.Timedelta | float | int | None:
-    """Mode of the differences between consecutive timestamps (smallest on ties); None for one row."""
-    if len(timestamps) < 2:
-        return None
-    steps = pd.Series(timestamps[1:] - timestamps[:-1])
-    step = steps.mode().iloc[0]
-    if isinstance(step, pd.Timedelta):
-        return step
-    return step.item() if hasattr(step, "item") else step
-
-
-def _examples(items: list) -> str:
-    """The first few items as a readable list, with a count of the rest."""
-    shown = ", ".join(map(str, items[:EXAMPLES_SHOWN]))
-    rest = len(items) - EXAMPLES_SHOWN
-    return f"[{shown}{f', ... and {rest} more' if rest > 0 else ''}]"

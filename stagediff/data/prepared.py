@@ -41,12 +41,15 @@ def prepare(series: Series, window: int, validation_fraction: float) -> Prepared
     """Split ``series`` by time, fit the scaler on the training part and scale both parts."""
     train, validation = split_by_time(series.values, validation_fraction)
     if len(train) < window:
-        raise DataError(f"the training split ({len(train)} of {series.length} rows, validation_fraction "
-                        f"{validation_fraction}) is shorter than one window of {window}; "
-                        "lower validation_fraction or window")
+        raise DataError(
+            f"the training split ({len(train)} of {series.length} rows, validation_fraction "
+            f"{validation_fraction}) is shorter than one window of {window}; "
+            "lower validation_fraction or window"
+        )
     scaler = MinMaxScaler.fit(train)
-    return PreparedData(scaler.transform(train), scaler.transform(validation), scaler,
-                        describe_series(series, len(train)))
+    return PreparedData(
+        scaler.transform(train), scaler.transform(validation), scaler, describe_series(series, len(train))
+    )
 
 
 def save_prepared(directory: str | os.PathLike, prepared: PreparedData, window: int, stage_length: int) -> Path:
@@ -56,8 +59,13 @@ def save_prepared(directory: str | os.PathLike, prepared: PreparedData, window: 
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     np.savez(target / SPLIT_FILE, train=prepared.train, validation=prepared.validation)
-    np.savez(target / WINDOWS_FILE, **{name: stage_windows(part, window, stage_length) for name, part in
-                                       (("train", prepared.train), ("validation", prepared.validation))})
+    np.savez(
+        target / WINDOWS_FILE,
+        **{
+            name: stage_windows(part, window, stage_length)
+            for name, part in (("train", prepared.train), ("validation", prepared.validation))
+        },
+    )
     (target / SCALER_FILE).write_text(json.dumps(prepared.scaler.to_dict(), indent=2))
     (target / DESCRIPTION_FILE).write_text(json.dumps(prepared.description, indent=2))
     return target
@@ -71,8 +79,12 @@ def load_prepared(directory: str | os.PathLike) -> PreparedData:
         raise DataError(f"{source} is not prepared data: {missing} missing (written by the segment stage)")
     with np.load(source / SPLIT_FILE) as split:
         train, validation = split["train"], split["validation"]
-    return PreparedData(train, validation, MinMaxScaler.from_dict(json.loads((source / SCALER_FILE).read_text())),
-                        json.loads((source / DESCRIPTION_FILE).read_text()))
+    return PreparedData(
+        train,
+        validation,
+        MinMaxScaler.from_dict(json.loads((source / SCALER_FILE).read_text())),
+        json.loads((source / DESCRIPTION_FILE).read_text()),
+    )
 
 
 def stage_windows(values: np.ndarray, window: int, stage_length: int) -> np.ndarray:
@@ -86,11 +98,14 @@ def describe_series(series: Series, training_rows: int) -> dict[str, Any]:
     """What the generator remembers about its data (no values): names, time axis, size and hash."""
     timestamps = series.timestamps
     return {
-        "channels": list(series.channels), "time_column": series.time_column,
+        "channels": list(series.channels),
+        "time_column": series.time_column,
         "frequency": encode_frequency(series.frequency),
         "first_time": None if timestamps is None else encode_time(timestamps[0]),
         "last_time": None if timestamps is None else encode_time(timestamps[-1]),
-        "rows": series.length, "training_rows": training_rows, "source": series.source,
+        "rows": series.length,
+        "training_rows": training_rows,
+        "source": series.source,
         "content_hash": series.content_hash,
     }
 

@@ -11,6 +11,7 @@ SERVING = Path(__file__).resolve().parents[2] / "serving"
 LIBRARY_MODULES = {
     "stagediff",
     "stagediff.artifacts",
+    "stagediff.data.rules",
     "stagediff.generator",
     "stagediff.diffusion",
     "stagediff.runtime",

@@ -324,13 +324,21 @@ FIELDS = [  # (case, JSON body, message); each is sent to both endpoints and get
     ),
     ("prefix lacks the time column", {"prefix": [{"a": 1.0, "b": 2.0}]}, "prefix record 0 lacks ['date']"),
     ("prefix has an unknown column", {"prefix": [{**PREFIX[0], "c": 1.0}]}, "prefix record 0 has unknown ['c']"),
-    ("prefix not increasing", {"prefix": [PREFIX[1], PREFIX[0]]}, "prefix timestamps must be strictly increasing"),
+    (
+        "prefix not increasing",
+        {"prefix": [PREFIX[1], PREFIX[0]]},
+        "prefix: time column 'date' is not strictly increasing",
+    ),
     ("prefix with a gap", {"prefix": [PREFIX[0], PREFIX[2]]}, "must be 0 days 01:00:00 apart (the model's frequency)"),
     ("prefix value null", {"prefix": [{**PREFIX[0], "a": None}]}, "channel 'a' must be a number, got None"),
     ("prefix value a string", {"prefix": [{**PREFIX[0], "a": "1"}]}, "channel 'a' must be a number, got '1'"),
     ("prefix value a boolean", {"prefix": [{**PREFIX[0], "b": True}]}, "channel 'b' must be a number, got True"),
-    ("prefix time a number", {"prefix": [{**PREFIX[0], "date": 5}]}, "'date' must be an ISO 8601 timestamp string"),
-    ("prefix time not a date", {"prefix": [{**PREFIX[0], "date": "soon"}]}, "is not an ISO 8601 timestamp"),
+    (
+        "prefix time a number",
+        {"prefix": [{**PREFIX[0], "date": 5}]},
+        "value(s) that are not ISO 8601 timestamps (row 0: 5)",
+    ),
+    ("prefix time not a date", {"prefix": [{**PREFIX[0], "date": "soon"}]}, "not ISO 8601 timestamps (row 0: 'soon')"),
     (
         "prefix value 1e30",
         {"prefix": [PREFIX[0], {**PREFIX[1], "a": 1e30}]},
@@ -446,7 +454,8 @@ RULES_THE_SCHEMA_CANNOT_EXPRESS = (
     "exceeds the limit of",  # products of fields
     "is not an ISO 8601 timestamp",  # what Python's datetime.fromisoformat reads
     "give either start or prefix",
-    "prefix timestamps must be",  # relations between fields and records
+    "prefix: time column",  # relations between fields and records: the library's rules (stagediff.data.rules)
+    "prefix: channels contain NaN or infinite values",
     "more than 10 training ranges outside",
     "cannot be represented",
     "after the year 9999",

@@ -240,21 +240,37 @@ def test_a_good_prefix_becomes_a_frame(hourly):
         ),
         ([{"date": HOURS[0], "a": 1.0, "b": 2.0, "c": 3.0}], "prefix record 0 has unknown ['c']"),
         ([{"a": 1.0, "b": 2.0}], "prefix record 0 lacks ['date']"),
-        (records(HOURS, a=[1.0, math.nan, 2.0, 3.0]), "prefix record 1: channel 'a' is nan; NaN and infinite values"),
-        (records(HOURS, b=[1.0, 2.0, math.inf, 3.0]), "prefix record 2: channel 'b' is inf"),
+        (
+            records(HOURS, a=[1.0, math.nan, 2.0, 3.0]),
+            "prefix: channels contain NaN or infinite values ('a': 1 missing/infinite, first at row 1)",
+        ),
+        (
+            records(HOURS, b=[1.0, 2.0, math.inf, 3.0]),
+            "('b': 1 missing/infinite, first at row 2); fill them before sending",
+        ),
         (records(HOURS, a=[1.0, "2", 2.0, 3.0]), "prefix record 1: channel 'a' must be a number, got '2'"),
         (records(HOURS, a=[1.0, None, 2.0, 3.0]), "channel 'a' must be a number, got None"),
         (records(HOURS, a=[1.0, True, 2.0, 3.0]), "channel 'a' must be a number, got True"),
-        (records([HOURS[0], HOURS[2], HOURS[1], HOURS[3]]), "prefix timestamps must be strictly increasing; record 2"),
-        (records([HOURS[0], HOURS[0]]), "strictly increasing; record 1"),
+        (
+            records([HOURS[0], HOURS[2], HOURS[1], HOURS[3]]),
+            "prefix: time column 'date' is not strictly increasing: it goes back at row 2",
+        ),
+        (
+            records([HOURS[0], HOURS[0]]),
+            "prefix: time column 'date' has 1 duplicated timestamp(s), e.g. [2022-01-21 00:00:00]",
+        ),
         (
             records([HOURS[0], HOURS[1], HOURS[3]]),
-            "prefix timestamps must be 0 days 01:00:00 apart (the model's "
-            "frequency); records 1 and 2 are 0 days 02:00:00 apart",
+            "prefix: time column 'date' must be 0 days 01:00:00 apart (the model's "
+            "frequency); rows 1 and 2 are 0 days 02:00:00 apart",
         ),
-        (records(["2022-01-21", "tomorrow"]), "is not an ISO 8601 timestamp"),
-        (records(["2022-01-21T00:00:00", ""]), "prefix record 1: 'date' '' is not an ISO 8601 timestamp"),
-        (records([1, 2]), "prefix record 0: 'date' must be an ISO 8601 timestamp string, got 1"),
+        (records(["2022-01-21", "tomorrow"]), "not ISO 8601 timestamps (row 1: 'tomorrow')"),
+        (records(["2022-01-21T00:00:00", "now"]), "not ISO 8601 timestamps (row 1: 'now')"),
+        (
+            records(["2022-01-21T00:00:00", ""]),
+            "prefix: time column 'date' has 1 value(s) that are not ISO 8601 timestamps (row 1: '')",
+        ),
+        (records([1, 2]), "has 2 value(s) that are not ISO 8601 timestamps (row 0: 1; row 1: 2)"),
     ],
 )
 def test_bad_prefixes_are_named(hourly, prefix, expected):

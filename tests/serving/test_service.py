@@ -185,7 +185,10 @@ def test_closing_a_stream_stops_the_sampling(service):
         ({"steps": 21}, "steps must be an integer between 1 and 20, got 21"),
         ({"start": "soon"}, "start 'soon' is not an ISO 8601 timestamp"),
         ({"prefix": [{"date": "2022-01-21T00:00:00", "a": 1.0}]}, "prefix record 0 lacks ['b']"),
-        ({"prefix": [{"date": "2022-01-21T00:00:00", "a": float("nan"), "b": 1.0}]}, "channel 'a' is nan"),
+        (
+            {"prefix": [{"date": "2022-01-21T00:00:00", "a": float("nan"), "b": 1.0}]},
+            "('a': 1 missing/infinite, first at row 0)",
+        ),
     ],
 )
 def test_bad_requests_get_400_with_the_problem_named(service, fields, message):
