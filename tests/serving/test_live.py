@@ -254,14 +254,14 @@ BODIES = [  # (case, endpoints, request, status, message): bodies that are not o
         ENDPOINTS,
         raw(b'{"prefix": [{"date": "2022-01-21T00:00:00", "a": NaN, "b": 1.0}]}'),
         400,
-        "prefix record 0: channel 'a' is nan",
+        "prefix: channels contain NaN or infinite values ('a': 1 missing/infinite, first at row 0)",
     ),
     (
         "Infinity in a prefix",
         ENDPOINTS,
         raw(b'{"prefix": [{"date": "2022-01-21T00:00:00", "a": Infinity, "b": 1.0}]}'),
         400,
-        "channel 'a' is inf",
+        "NaN or infinite values ('a': 1 missing/infinite, first at row 0)",
     ),
 ]
 FIELDS = [  # (case, JSON body, message); each is sent to both endpoints and gets 400
