@@ -11,14 +11,15 @@ the CPU than one network evaluation of the largest batch (at most ``max_samples`
 serving.requests.RequestLimits) before its turn, unless others are served first by these rules.
 
 Batching. On a small CPU one sample of 256 steps costs nearly as much as several: each reverse step is many small
-sequential calls (docs/benchmarks.md), so requests that wait together are sampled together, by the library's
-:meth:`StageDiff.sample_many`: each request draws its noise from its own seed, in the order it would alone, and
-the denoiser's rows do not depend on the batch (:meth:`StageDiffDenoiser.batch_invariant`). So a request gets the
-same bytes as ``StageDiff.sample_array`` with the same arguments, batched or not. :func:`rows_independent`
-checks that on the machine the service runs on; where it fails, requests are sampled one at a time. A new batch
-starts at once when nothing runs, and beside the running batches while each of them is expected to run for more
-than LONG seconds per request in it (from its evaluations so far): a large request does not make others wait,
-while a batch of many small ones that ends soon for each of them does, so that new requests are batched together.
+sequential calls (results/decisions.md, "Speed of the library; threads"), so requests that wait together are
+sampled together, by the library's :meth:`StageDiff.sample_many`: each request draws its noise from its own seed,
+in the order it would alone, and the denoiser's rows do not depend on the batch
+(:meth:`StageDiffDenoiser.batch_invariant`). So a request gets the same bytes as ``StageDiff.sample_array`` with
+the same arguments, batched or not. :func:`rows_independent` checks that on the machine the service runs on; where
+it fails, requests are sampled one at a time. A new batch starts at once when nothing runs, and beside the running
+batches while each of them is expected to run for more than LONG seconds per request in it (from its evaluations so
+far): a large request does not make others wait, while a batch of many small ones that ends soon for each of them
+does, so that new requests are batched together.
 
 Clients that leave. Work whose requests have all gone (the service cancels a request whose client disconnected)
 stops at its next network evaluation: the step callback raises :class:`Cancelled`.

@@ -48,7 +48,7 @@ PREFIX_RANGES = 10
 its float32 arithmetic overflows into NaN."""
 CHUNK_WINDOWS = 4
 """Default chunk for long samples, in training windows: 4 made one 10,000-step series 1.3x faster than 1
-(fewer overlapping steps recomputed, fewer small calls; docs/benchmarks.md)."""
+(fewer overlapping steps recomputed, fewer small calls; results/decisions.md, "Speed of the library; threads")."""
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Process-level runtime choices, made by the entry points (the CLI, the pipeline's flows, the service) and never
-on import: OpenMP's wait policy and torch's CPU thread count (see docs/benchmarks.md for the measurements).
+on import: OpenMP's wait policy and torch's CPU thread count (the measurements:
+results/decisions.md, "Speed of the library; threads").
 
 This module does not import torch (configure_threads imports it when called), so that an entry point can call
 :func:`configure_environment` before anything loads torch."""
@@ -31,9 +32,9 @@ def available_cores() -> int:
 def default_threads() -> int:
     """1 on machines with up to 2 cores, else half the cores (at most 8).
 
-    Measured on a shared 2-core machine (docs/benchmarks.md): 2 threads sampled a 10,000-step series
-    5x slower than 1 thread and 64 windows 1.4x slower; training was no faster. Above 2 cores the
-    choice is not measured yet."""
+    Measured on a shared 2-core machine (results/decisions.md, "Speed of the library; threads"): 2 threads
+    sampled a 10,000-step series 5x slower than 1 thread and 64 windows 1.4x slower; training was no faster.
+    Above 2 cores the choice is not measured yet."""
     cores = available_cores()
     return 1 if cores <= 2 else min(cores // 2, 8)
 

@@ -51,7 +51,7 @@ class PatchEmbedding(nn.Module):
 
 def softmax(scores: torch.Tensor) -> torch.Tensor:
     """Softmax over the last axis; written out because torch's CPU kernel is 4-5x slower on the
-    very short rows (a dozen patches) that attention has here (measured in docs/benchmarks.md)."""
+    very short rows (a dozen patches) that attention has here (measured: docs/design.md, "attention")."""
     exponent = (scores - scores.amax(dim=-1, keepdim=True)).exp()
     return exponent / exponent.sum(dim=-1, keepdim=True)
 
