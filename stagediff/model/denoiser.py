@@ -123,10 +123,10 @@ class StageDiffDenoiser(nn.Module):
 
     def to_sequences(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, channels, length) -> (sequences, channels per sequence, length)."""
-        return rearrange(x, "b d l -> (b d) 1 l") if self.config.channel_independent else x
+        return x.reshape(-1, 1, x.shape[-1]) if self.config.channel_independent else x
 
     def from_sequences(self, x: torch.Tensor, batch: int) -> torch.Tensor:
-        return rearrange(x, "(b d) 1 l -> b d l", b=batch) if self.config.channel_independent else x
+        return x.reshape(batch, -1, x.shape[-1]) if self.config.channel_independent else x
 
     def forward(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         batch, length, channels = x.shape
@@ -157,6 +157,7 @@ class StageDiffDenoiser(nn.Module):
                 )
                 tokens = layer.attend_across_stages(rearrange(tokens, "(b m) p e -> b m p e", b=batch))
                 tokens = rearrange(tokens, "b m p e -> m b p e")
+            tokens = layer.prepare(tokens)  # the part of decoding that needs no history, for all stages at once
             history = self.initial_history[scale].expand(batch, -1, -1)
             outputs = []
             for stage in range(stages):

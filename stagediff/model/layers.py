@@ -45,8 +45,9 @@ class PatchEmbedding(nn.Module):
         self.position = nn.Parameter(torch.randn(self.count, d_model) * 0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        patches = x.unfold(-1, self.patch_length, self.stride)
-        return self.projection(rearrange(patches, "n c p l -> n p (c l)")) + self.position
+        patches = x.unfold(-1, self.patch_length, self.stride)  # (n, c, p, l)
+        n, c, p, length = patches.shape
+        return self.projection(patches.permute(0, 2, 1, 3).reshape(n, p, c * length)) + self.position
 
 
 def softmax(scores: torch.Tensor) -> torch.Tensor:
@@ -73,11 +74,16 @@ class Attention(nn.Module):
         self, queries: torch.Tensor, keys_values: torch.Tensor, bias: torch.Tensor | None = None
     ) -> torch.Tensor:
         """bias: (p, q) added to every head's scores before the softmax (-inf: never attend), or None."""
-        q = rearrange(self.query(queries), "n p (h e) -> (n h) p e", h=self.heads)
-        k, v = rearrange(self.key_value(keys_values), "n q (two h e) -> two (n h) q e", two=2, h=self.heads)
-        scores = torch.bmm(q, k.transpose(1, 2)) * self.scale
-        weights = self.dropout(softmax(scores if bias is None else scores + bias))
-        mixed = rearrange(torch.bmm(weights, v), "(n h) p e -> n p (h e)", h=self.heads)
+        # Tensor methods rather than einops here: this runs thousands of times per sample on tiny tensors, where
+        # einops' own overhead was 15 % of a sample's time (results/decisions.md, "Sampling overhead").
+        n, p, q, h = queries.shape[0], queries.shape[1], keys_values.shape[1], self.heads
+        queries = self.query(queries).reshape(n, p, h, -1).permute(0, 2, 1, 3).reshape(n * h, p, -1)
+        k, v = self.key_value(keys_values).reshape(n, q, 2, h, -1).permute(2, 0, 3, 1, 4).reshape(2, n * h, q, -1)
+        scores = torch.bmm(queries, k.transpose(1, 2)) * self.scale
+        weights = softmax(scores if bias is None else scores + bias)
+        if self.training:
+            weights = self.dropout(weights)
+        mixed = torch.bmm(weights, v).reshape(n, h, p, -1).permute(0, 2, 1, 3).reshape(n, p, -1)
         return self.output(mixed)
 
 
@@ -112,11 +118,18 @@ class DecoderBlock(nn.Module):
         self.cross_attention = Attention(d_model, heads, dropout)
         self.feedforward = FeedForward(d_model, feedforward, dropout)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    def attend_self(self, x: torch.Tensor) -> torch.Tensor:
+        """The self-attention step alone (with its residual)."""
         normed = self.self_norm(x)
-        x = x + self.self_attention(normed, normed)
+        return x + self.self_attention(normed, normed)
+
+    def attend_memory(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """The cross-attention and feed-forward steps, after :meth:`attend_self`."""
         x = x + self.cross_attention(self.cross_norm(x), memory)
         return x + self.feedforward(self.feedforward_norm(x))
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        return self.attend_memory(self.attend_self(x), memory)
 
 
 class Encoder(nn.Module):
@@ -134,15 +147,24 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """A stack of decoder blocks with a final LayerNorm: queries (n, p, d_model), memory (n, q, d_model)."""
+    """A stack of decoder blocks with a final LayerNorm: queries (n, p, d_model), memory (n, q, d_model).
+
+    The first block's self-attention does not depend on the memory, so it is split off (:meth:`prepare`): the
+    denoiser runs it for all stages in one call, and only the rest waits for each stage's history."""
 
     def __init__(self, d_model: int, heads: int, feedforward: int, layers: int, dropout: float):
         super().__init__()
         self.blocks = nn.ModuleList(DecoderBlock(d_model, heads, feedforward, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """queries (..., p, d_model) -> the first block's self-attention applied (any leading axes)."""
+        return self.blocks[0].attend_self(x.reshape(-1, *x.shape[-2:])).reshape(x.shape)
+
+    def forward(self, prepared: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """prepared: queries after :meth:`prepare`."""
+        x = self.blocks[0].attend_memory(prepared, memory)
+        for block in self.blocks[1:]:
             x = block(x, memory)
         return self.norm(x)
 
@@ -221,9 +243,13 @@ class DecompositionLayer(nn.Module):
         """segments (n, in_channels * inputs_per_channel, span), step (n, d_model) -> tokens (n, patches, d_model)."""
         return self.encoder(self.stage_patches(segments) + step[:, None, :])
 
-    def decode(self, tokens: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        """tokens (n, patches, d_model), history (n, in_channels, stage_length)
+    def prepare(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (..., patches, d_model), all stages at once -> the queries that :meth:`decode` takes."""
+        return self.decoder.prepare(tokens)
+
+    def decode(self, queries: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """queries (n, patches, d_model) from :meth:`prepare`, history (n, in_channels, stage_length)
         -> x_hat (n, in_channels, output_length)."""
         memory = self.history_encoder(self.history_patches(history))
-        decoded = self.decoder(tokens, memory)
+        decoded = self.decoder(queries, memory)
         return self.head(decoded.flatten(1)).view(-1, self.in_channels, self.output_length)
