@@ -337,3 +337,25 @@ def test_a_prefix_at_the_edge_of_the_allowed_range_is_sampled_to_finite_values(s
     assert np.isfinite(values).all()
     with pytest.raises(DataError, match="more than 10 training ranges outside"):
         served_model.sample_array(1, 32, seed=0, prefix=high + 10.01 * (high - low) + 0 * edge)
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        {"sampler": "ddpm"},  # a model saved with DDPM: every diffusion step
+        {"sampler": "ddim", "ddim_eta": 0.0, "sampling_steps": 10},  # deterministic DDIM, as the presets had it
+        {k: getattr(StageDiffConfig(), k) for k in ("sampler", "ddim_eta", "sampling_steps")},  # the new default
+    ],
+    ids=["ddpm", "ddim", "default"],
+)
+def test_the_service_samples_a_model_as_the_library_does_by_default(untrained, tiny_settings, sampling):
+    """A request that names no sampler and no steps draws, for its seed, the bytes the library's sample_array draws
+    with its own defaults: one rule (stagediff.diffusion.sampling_choice) decides both."""
+    model = untrained(STEPS)
+    model.config = StageDiffConfig(**{**tiny_settings, **sampling, "diffusion_steps": 40}, channels=2)
+    model.denoiser = StageDiffDenoiser(model.config, 2).eval()
+    planned = plan(model, seed=7, n_samples=2, length=32)
+    expected_steps = 40 if sampling["sampler"] == "ddpm" else sampling["sampling_steps"]
+    assert (planned.sampler, planned.steps) == (sampling["sampler"], expected_steps)
+    (served,) = model.sample_many([planned.run])
+    np.testing.assert_array_equal(served, model.sample_array(2, length=32, seed=7, progress=False))
