@@ -6,8 +6,7 @@ paper protocol (every stride-1 window of the whole series, subsampled with ``--s
 benchmarks/default_recipe.py (``synthetic-7``, ``weather``) its held-out windows. Scores: the discriminative score
 (``--repeats`` GRU judges), the predictive score, the detection AUC (boosted trees on per-window features) and the
 texture figures. Seconds per 64 windows are timed apart, after a warm-up, on one thread. Settings are
-``sampler:steps``, ``ddim:steps:eta`` or ``ddim:steps:eta:spacing`` (``uniform`` or ``quadratic``; without it the
-model's own, "uniform" for these saved models).
+``sampler:steps`` or ``ddim:steps:eta``.
 Each result is one JSON line, appended to ``--out`` as soon as it is scored (a rerun skips what is there).
 
     .venv/bin/python -m benchmarks.samplers --models runs/default-table --cells etth1-128 stock-128 exchange-128 \\
@@ -37,18 +36,14 @@ SETTINGS = ["ddpm:200", "ddim:50", "ddim:10:1", "ddim:20:1", "ddim:50:1"]
 METRICS = ["discriminative", "predictive", "detection", "texture"]
 
 
-def parse_setting(text: str) -> tuple[str, int, float | None, str | None]:
-    """``sampler:steps[:eta[:spacing]]`` -> (sampler, steps, eta or None, timestep spacing or None)."""
+def parse_setting(text: str) -> tuple[str, int, float | None]:
     parts = text.split(":")
-    eta = float(parts[2]) if len(parts) > 2 else None
-    return parts[0], int(parts[1]), eta, parts[3] if len(parts) > 3 else None
+    return parts[0], int(parts[1]), float(parts[2]) if len(parts) > 2 else None
 
 
-def with_setting(model: StageDiff, sampler: str, eta: float | None, spacing: str | None = None) -> StageDiff:
-    """The model sampling with ``sampler`` (and DDIM's eta and the timestep spacing, where given; else the model's
-    own: the saved benchmark models predate the spacing setting, so theirs is "uniform"), its weights untouched."""
-    changes = {"ddim_eta": eta, "timestep_spacing": spacing}
-    copy = StageDiff(model.config.replace(**{k: v for k, v in changes.items() if v is not None}))
+def with_setting(model: StageDiff, sampler: str, eta: float | None) -> StageDiff:
+    """The model sampling with ``sampler`` (and DDIM's eta), its weights untouched."""
+    copy = StageDiff(model.config.replace(**({"ddim_eta": eta} if eta is not None else {})))
     copy.denoiser, copy.scaler, copy.metadata = model.denoiser, model.scaler, model.metadata
     return copy
 
@@ -80,8 +75,8 @@ def run(args: argparse.Namespace) -> None:
         for setting in args.settings:
             if (cell, setting) in done:
                 continue
-            sampler, steps, eta, spacing = parse_setting(setting)
-            model = with_setting(base, sampler, eta, spacing)
+            sampler, steps, eta = parse_setting(setting)
+            model = with_setting(base, sampler, eta)
             started = time.perf_counter()
             synthetic = model.sample_array(len(real), seed=args.seed, sampler=sampler, steps=steps, progress=False)
             sampling = time.perf_counter() - started
@@ -100,7 +95,6 @@ def run(args: argparse.Namespace) -> None:
                 "sampler": sampler,
                 "steps": steps,
                 "eta": eta,
-                "spacing": model.config.timestep_spacing,
                 "discriminative": scores["discriminative"]["values"],
                 "predictive": scores["predictive"]["values"],
                 "detection": scores["detection"]["mean"],
@@ -152,7 +146,6 @@ def table(paths: list[str]) -> str:
     for r in rows:
         disc = r["discriminative"]
         name = r["sampler"] + (f" eta={r['eta']:g}" if r["eta"] is not None else "")
-        name += " quadratic" if r.get("spacing") == "quadratic" else ""  # rows without it predate the setting
         lines.append(
             f"| {r['cell']} | {name} | {r['steps']} | {np.mean(disc):.3f} ({', '.join(f'{d:.3f}' for d in disc)})"
             f" | {np.mean(r['predictive']):.3f} | {r['detection']:.3f} ({r['detection_baseline']:.3f}) | "

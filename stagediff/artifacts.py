@@ -75,10 +75,7 @@ def load_generator(path: str | os.PathLike) -> SavedGenerator:
     missing = [name for name in FILES if not (source / name).is_file()]
     if missing:
         raise StageDiffError(f"{source} is not a complete stagediff model folder: missing {', '.join(missing)}")
-    saved = json.loads((source / "config.json").read_text())
-    if isinstance(saved, dict):
-        saved.setdefault("timestep_spacing", "uniform")  # saved before the setting existed: it sampled so
-    config = StageDiffConfig.from_dict(saved)
+    config = StageDiffConfig.from_dict(json.loads((source / "config.json").read_text()))
     scaler = MinMaxScaler.from_dict(json.loads((source / "scaler.json").read_text()))
     metadata = json.loads((source / "metadata.json").read_text())
     if metadata.get("format_version") != FORMAT_VERSION:

@@ -19,7 +19,6 @@ from stagediff.recipe import WINDOW_FIELDS, preset, stage_length_for, window_set
 from stagediff.settings import check_types, known_keywords, read_mapping, require
 
 SAMPLERS = ("ddpm", "ddim")
-SPACINGS = ("uniform", "quadratic")
 SCHEDULES = ("cosine", "linear")
 MISSING_POLICIES = ("error", "interpolate")
 
@@ -144,11 +143,6 @@ class StageDiffConfig:
     """Network evaluations per chunk of every sampler but "ddpm"."""
     ddim_eta: float = 1.0
     """DDIM's noise: 0 deterministic, 1 ancestral (the DDPM posterior on the sampler's steps)."""
-    timestep_spacing: str = "quadratic"
-    """Which diffusion steps a sampler of fewer evaluations than diffusion steps visits: "uniform" (evenly spaced) or
-    "quadratic" (step (T - 1) * u^2 for u evenly spaced in [0, 1], so denser at low noise where the fine texture is
-    made; why: results/decisions.md, "Timestep spacing"). A model saved before this setting existed samples with
-    "uniform", as it did."""
     range_margin: float | None = None
     """How far samples may leave the training split's range, as a share of each channel's range on either side
     (0: never beyond it). None: chosen from the training split at fit time (how far the series went beyond its own
@@ -280,7 +274,6 @@ def _check_values(c: StageDiffConfig) -> None:
     require(c.missing in MISSING_POLICIES, f"missing must be one of {MISSING_POLICIES}, got {c.missing!r}")
     require(c.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, got {c.sampler!r}")
     require(c.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {c.schedule!r}")
-    require(c.timestep_spacing in SPACINGS, f"timestep_spacing must be one of {SPACINGS}, got {c.timestep_spacing!r}")
     require(
         c.sampling_steps <= c.diffusion_steps,
         f"sampling_steps ({c.sampling_steps}) cannot exceed diffusion_steps ({c.diffusion_steps})",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from stagediff.config import SAMPLERS, SPACINGS, StageDiffConfig
+from stagediff.config import SAMPLERS, StageDiffConfig
 
 
 @dataclass(frozen=True)
@@ -97,24 +97,14 @@ class Sampler:
             return torch.maximum(torch.minimum(x0_pred, high), low)
         return x0_pred.clamp(self.low, self.high)
 
-    def set_timesteps(self, steps: int | None = None, spacing: str = "uniform") -> None:
-        """``steps`` timesteps from the noisiest to 0 (None: every diffusion step): evenly spaced, or with
-        ``spacing="quadratic"`` at (T - 1) * u^2 for u evenly spaced from 1 to 0, moved apart where rounding would
-        make two equal (each keeps at least one step below the one before), so there are always ``steps``."""
+    def set_timesteps(self, steps: int | None = None) -> None:
+        """``steps`` evenly spaced timesteps from the noisiest to 0 (None: every diffusion step)."""
         total = self.schedule.steps
         steps = total if steps is None else steps
         if not 1 <= steps <= total:
             raise ValueError(f"steps must be between 1 and {total}, got {steps}")
-        if spacing not in SPACINGS:
-            raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {SPACINGS}")
-        if spacing == "uniform":
-            grid = torch.linspace(total - 1, 0, steps).round().long().tolist()
-            self.timesteps = sorted(set(grid), reverse=True)
-            return
-        grid = (torch.linspace(1, 0, steps, dtype=torch.float64) ** 2 * (total - 1)).round().long().tolist()
-        for index in range(steps - 2, -1, -1):  # from the clean end: keep each step above the next one
-            grid[index] = max(grid[index], grid[index + 1] + 1)
-        self.timesteps = grid
+        grid = torch.linspace(total - 1, 0, steps).round().long().tolist()
+        self.timesteps = sorted(set(grid), reverse=True)
 
     def previous(self, index: int) -> int:
         """The timestep after ``timesteps[index]`` in the reverse chain (-1 means x_0)."""
@@ -177,7 +167,7 @@ def make_sampler(config: StageDiffConfig, sampler: str | None = None, steps: int
         chosen: Sampler = DDPMSampler(schedule, margin)
     else:
         chosen = DDIMSampler(schedule, eta=config.ddim_eta, range_margin=margin)
-    chosen.set_timesteps(steps, config.timestep_spacing)
+    chosen.set_timesteps(steps)
     return chosen
 
 

@@ -47,7 +47,7 @@ MARGIN_BOUNDS = (0.05, 0.5)
 """The automatic range margin, as a share of each channel's training range, lies within these bounds."""
 
 DDPM = {"sampler": "ddpm"}
-DDIM_50 = {"sampler": "ddim", "ddim_eta": 0.0, "sampling_steps": 50, "timestep_spacing": "uniform"}
+DDIM_50 = {"sampler": "ddim", "ddim_eta": 0.0, "sampling_steps": 50}
 PRESETS: dict[str, dict[str, Any]] = {
     # The benchmark cells (dataset-window) where their measured configuration differs from the default recipe;
     # every other setting is the default's. Each keeps the sampler it was measured with. Numbers and history:

@@ -72,7 +72,6 @@ def test_numbers_accepted_where_floats_are_expected():
         (dict(window=0), "window must be at least 1"),
         (dict(context=-1), "context must be non-negative"),
         (dict(sampler="euler"), "sampler must be one of"),
-        (dict(timestep_spacing="cubic"), "timestep_spacing must be one of"),
         (dict(schedule="sqrt"), "schedule must be one of"),
         (dict(missing="drop"), "missing must be one of"),
         (dict(diffusion_steps=10, sampling_steps=20), "cannot exceed diffusion_steps"),

@@ -66,27 +66,6 @@ def test_ddim_has_as_many_descending_timesteps_as_asked(steps):
     assert sampler.previous(steps - 1) == -1
 
 
-def test_quadratic_spacing_puts_the_steps_where_the_noise_is_low():
-    sampler = DDIMSampler(NoiseSchedule.create(200))
-    sampler.set_timesteps(20, "quadratic")
-    assert sampler.timesteps == [199, 179, 159, 141, 124, 108, 93, 79, 67, 55, 45, 35, 27, 20, 14, 9, 5, 2, 1, 0]
-    sampler.set_timesteps(20)
-    assert sampler.timesteps[-3:] == [21, 10, 0]  # evenly spaced: a tenth of the steps below 20 are visited
-
-
-@pytest.mark.parametrize("total", [20, 200])
-def test_quadratic_spacing_always_gives_as_many_distinct_steps_as_asked(total):
-    sampler = DDIMSampler(NoiseSchedule.create(total))
-    for steps in range(1, total + 1):
-        sampler.set_timesteps(steps, "quadratic")
-        timesteps = sampler.timesteps
-        assert len(timesteps) == steps and timesteps[0] == total - 1
-        assert all(a > b >= 0 for a, b in zip(timesteps, timesteps[1:]))
-        assert steps == 1 or timesteps[-1] == 0
-    with pytest.raises(ValueError, match="unknown timestep spacing 'cubic'"):
-        sampler.set_timesteps(5, "cubic")
-
-
 @pytest.mark.parametrize("steps", [0, 201])
 def test_ddim_rejects_impossible_step_counts(steps):
     with pytest.raises(ValueError, match="between 1 and 200"):
@@ -192,8 +171,6 @@ def test_make_sampler_swaps_by_config(tiny_config):
     assert len(make_sampler(tiny_config, "ddpm", 4).timesteps) == 4  # ancestral on a subset
     assert len(make_sampler(tiny_config, steps=3).timesteps) == 3
     assert ddim.schedule.steps == tiny_config.diffusion_steps
-    assert make_sampler(tiny_config.replace(timestep_spacing="quadratic")).timesteps == [19, 11, 5, 1, 0]
-    assert make_sampler(tiny_config.replace(timestep_spacing="uniform")).timesteps == [19, 14, 10, 5, 0]
     linear = make_sampler(tiny_config.replace(schedule="linear"))
     assert torch.allclose(linear.schedule.alphas_cumprod, NoiseSchedule.create(20, "linear").alphas_cumprod)
     with pytest.raises(ValueError, match="unknown sampler"):

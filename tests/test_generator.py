@@ -127,15 +127,6 @@ def test_a_saved_model_keeps_the_sampler_it_was_saved_with(trained_model, tmp_pa
     assert len(lengths) == loaded.config.diffusion_steps
 
 
-@pytest.mark.parametrize("spacing", ["uniform", "quadratic"])
-def test_a_saved_model_keeps_its_timestep_spacing(trained_model, tmp_path, spacing):
-    model = StageDiff(trained_model.config.replace(timestep_spacing=spacing))
-    model.denoiser, model.scaler, model.metadata = trained_model.denoiser, trained_model.scaler, trained_model.metadata
-    loaded = StageDiff.load(model.save(tmp_path / spacing))
-    assert loaded.config.timestep_spacing == spacing
-    np.testing.assert_array_equal(loaded.sample_array(2, 32, seed=4), model.sample_array(2, 32, seed=4))
-
-
 def test_sample_many_checks_every_request_before_any_work(trained_model):
     with recorded_lengths(trained_model) as lengths, pytest.raises(DataError, match="steps"):
         trained_model.sample_many([SampleRequest(2), SampleRequest(1, steps=999)])
