@@ -75,7 +75,7 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """bias: (p, q) added to every head's scores before the softmax (-inf: never attend), or None."""
         # Tensor methods rather than einops here: this runs thousands of times per sample on tiny tensors, where
-        # einops' own overhead was 15 % of a sample's time (results/decisions.md, "Sampling overhead").
+        # einops' own overhead was 15 % of a sample's time (results/decisions.md, "Sampling speed: the stage loop").
         n, p, q, h = queries.shape[0], queries.shape[1], keys_values.shape[1], self.heads
         queries = self.query(queries).reshape(n, p, h, -1).permute(0, 2, 1, 3).reshape(n * h, p, -1)
         k, v = self.key_value(keys_values).reshape(n, q, 2, h, -1).permute(2, 0, 3, 1, 4).reshape(2, n * h, q, -1)
