@@ -137,7 +137,12 @@ def read(path: Path) -> list[dict]:
 
 
 def table(paths: list[str]) -> str:
+    """The rows of ``paths`` grouped by cell (in order of first appearance): DDPM, deterministic DDIM, then the
+    ancestral settings by their number of evaluations; the default's rows (ancestral, 20) in bold."""
     rows = [r for p in paths for r in read(Path(p))]
+    cells = list(dict.fromkeys(r["cell"] for r in rows))
+    rank = {"ddpm": 0, "ddim": 1}
+    rows.sort(key=lambda r: (cells.index(r["cell"]), rank[r["sampler"]] + (r["eta"] is not None), r["steps"]))
     lines = [
         "| cell | sampler | evaluations | disc (judges) | pred | detection AUC (real vs real) | step spread | "
         "roughness | step corr err | s / 64 windows |",
@@ -146,6 +151,7 @@ def table(paths: list[str]) -> str:
     for r in rows:
         disc = r["discriminative"]
         name = r["sampler"] + (f" eta={r['eta']:g}" if r["eta"] is not None else "")
+        name = f"**{name}**" if (r["sampler"], r["steps"], r["eta"]) == ("ddim", 20, 1.0) else name
         lines.append(
             f"| {r['cell']} | {name} | {r['steps']} | {np.mean(disc):.3f} ({', '.join(f'{d:.3f}' for d in disc)})"
             f" | {np.mean(r['predictive']):.3f} | {r['detection']:.3f} ({r['detection_baseline']:.3f}) | "
