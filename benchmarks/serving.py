@@ -2,16 +2,15 @@
 
     .venv/bin/python -m benchmarks.serving --out results/benchmarks/serving-benchmark.json
 
-A window-256 model (default StageDiffConfig, 5 synthetic channels, trained for 50 steps: speed does not
-depend on quality; trained once into runs/serving-benchmark/model) is stored in a temporary BentoML home
-and served twice on free loopback ports, with and without cross-request batching. /generate is measured
-for one 256-step sample at the model's default sampling (ancestral DDIM, 20 evaluations) with 1, 8 and 32 concurrent
-clients (each client sends its next
-request when the previous one is answered) and for one 10,016-step sample (10,000 rounded up to a
-multiple of the stage length). The two servers take turns, round by round, so that the shared machine's
-changing load falls on both alike. Then the batching server runs a 32-client soak (errors, its memory
-every 10 s) and a 100,000-step stream (time to the first record; the client then leaves and the service
-must stop sampling), and takes turns with a server on 2 torch threads for the 1-client latency.
+A window-256 model (default StageDiffConfig, 5 synthetic channels, trained for 50 steps: speed does not depend on
+quality; trained once into runs/serving-benchmark/model) is stored in a temporary BentoML home and served twice on
+free loopback ports, with and without cross-request batching. /generate is measured for one 256-step sample at the
+model's default sampling (ancestral DDIM, 20 evaluations) with 1, 8 and 32 concurrent clients (each client sends
+its next request when the previous one is answered) and for one 10,016-step sample (10,000 rounded up to a multiple
+of the stage length). The two servers take turns, round by round, so that the shared machine's changing load falls
+on both alike. Then the batching server runs a 32-client soak (errors, its memory every 10 s) and a 100,000-step
+stream (time to the first record; the client then leaves and the service must stop sampling), and takes turns with
+a server on 2 torch threads for the 1-client latency.
 
 Fairness: while one request of the largest size the budget allows (16 x 2,496 steps at 50 DDIM steps) runs, one
 client sends 1 x 256-step requests back to back; their latencies show whether small requests wait for the large
