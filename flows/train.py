@@ -1,6 +1,7 @@
 """Stage 4, train: the library's training loop (GPU when present, else CPU) on data/prepared/, tracked in MLflow
 (parameters; per-step loss, learning rate and time; the model, logged and registered). Checkpoints under
-checkpoints/ let an interrupted stage resume, in the same MLflow run."""
+checkpoints/ let an interrupted stage resume, in the same MLflow run (never a run of other parameters, data or library
+code)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from mlflow.entities import Metric
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
+import stagediff
 from flows.common import (
     CHECKPOINTS,
     LOSS_CURVE,
@@ -84,9 +86,20 @@ class MetricBatcher:
 
 
 def checkpoint_folder(params: PipelineParams, prepared: PreparedData, root: Path = CHECKPOINTS) -> Path:
-    """One folder per (model parameters, data): a changed parameter starts afresh, an interruption resumes."""
-    key = hashlib.sha256((params.model.to_json() + prepared.description["content_hash"]).encode()).hexdigest()[:16]
-    return root / key
+    """One folder per (model parameters, data, library code): a changed parameter or a changed stagediff starts
+    afresh, an interruption resumes. (Without the code a `dvc repro` after a change to the model's code resumed the
+    finished run of the old code, and its lock recorded a model that a fresh clone does not train.)"""
+    text = params.model.to_json() + prepared.description["content_hash"] + code_fingerprint()
+    return root / hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def code_fingerprint() -> str:
+    """A hash of the stagediff library's source files, names and contents."""
+    package = Path(stagediff.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def flat_params(params: PipelineParams) -> dict[str, Any]:

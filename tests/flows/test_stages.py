@@ -343,7 +343,7 @@ def test_segment_splits_by_time_then_scales_on_the_training_part(tmp_path, stage
 # ---------------------------------------------------------------------------------------- train and evaluate
 
 
-def test_checkpoints_are_kept_per_parameters_and_data(tmp_path, stage_paths):
+def test_checkpoints_are_kept_per_parameters_data_and_code(tmp_path, stage_paths, monkeypatch):
     chosen = ingest_frame(hourly(), tmp_path, stage_paths)
     segment(chosen.model, stage_paths["raw.parquet"], stage_paths["raw.json"], stage_paths["prepared"])
     prepared = load_prepared(stage_paths["prepared"])
@@ -351,6 +351,10 @@ def test_checkpoints_are_kept_per_parameters_and_data(tmp_path, stage_paths):
     assert checkpoint_folder(chosen, prepared, tmp_path) == first
     changed = PipelineParams.from_dict({**chosen.to_dict(), "model": {**chosen.model.to_dict(), "max_steps": 7}})
     assert checkpoint_folder(changed, prepared, tmp_path) != first
+    fingerprint = flows.train.code_fingerprint()
+    assert len(fingerprint) == 64 and flows.train.code_fingerprint() == fingerprint
+    monkeypatch.setattr(flows.train, "code_fingerprint", lambda: "the library changed")
+    assert checkpoint_folder(chosen, prepared, tmp_path) != first  # a run of other code is not resumed
 
 
 def test_flat_metrics_keep_numbers_only():
