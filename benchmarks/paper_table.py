@@ -183,8 +183,9 @@ def quality_markdown(cells: list[dict], protocol: str = "paper") -> str:
         kurtosis = texture.get("kurtosis")
         kurtosis_pair = f"{kurtosis['real'] + 3:.1f} / {kurtosis['synthetic'] + 3:.1f}" if kurtosis else "-"
         copies = p.get("copy", {}).get("copy_fraction")
+        variant = "" if c.get("variant", "full") == "full" else f" ({c['variant']})"
         lines.append(
-            f"| {c['dataset']} | {c['window']} | {f'{ref[0]:.3f} / {ref[1]:.3f}' if ref else '-'} | "
+            f"| {c['dataset']}{variant} | {c['window']} | {f'{ref[0]:.3f} / {ref[1]:.3f}' if ref else '-'} | "
             f"{judge('discriminative')} | {judge('predictive')} | "
             f"{judge('detection')} ({show('detection', 'real_baseline')}) | "
             f"{judge('detection_cnn')} ({show('detection_cnn', 'real_baseline')}) | "
@@ -229,6 +230,10 @@ def main() -> None:
         metavar="VARIANT",
         help=f"with --ablations, only these of {', '.join(ABLATIONS)}",
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a configuration field on top (YAML value)"
+    )
+    parser.add_argument("--label", default="full", help="the cells' variant name in the results (with --set)")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--work", default="runs/paper-table")
     parser.add_argument("--out", default="runs/paper-table/results.json")
@@ -255,8 +260,11 @@ def main() -> None:
         ]
         reference = PAPER_ABLATIONS
     else:
+        changes = parse_settings(args.set)
         cells = [
-            run_cell(dataset, window, args, recipe=args.recipe) for dataset in args.datasets for window in args.windows
+            run_cell(dataset, window, args, args.label, recipe=args.recipe, **changes)
+            for dataset in args.datasets
+            for window in args.windows
         ]
         reference = PAPER
     report = {

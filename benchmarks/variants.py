@@ -195,7 +195,7 @@ def denoise(args: argparse.Namespace) -> dict:
 
 def channels(args: argparse.Namespace) -> dict:
     model = StageDiff.load(args.model)
-    real, _, values = protocol_windows(model, args.dataset, "paper", 64, 0)
+    real, _, values, _ = protocol_windows(model, args.dataset, "paper", 64, 0)
     low, high = values.min(0), values.max(0)
     names = list(model.metadata["channels"])
     result = {"model": str(args.model), "channels": names}
@@ -281,7 +281,7 @@ def features(args: argparse.Namespace) -> dict:
     from sklearn.model_selection import cross_val_score
 
     model = StageDiff.load(args.model)
-    real, _, values = protocol_windows(model, args.dataset, "paper", args.n, 0)
+    real, _, values, _ = protocol_windows(model, args.dataset, "paper", args.n, 0)
     synthetic = windows_from_longer(model, args.n, 0, "ddpm", args.length, args.start)
     low, high = values.min(0), values.max(0)
     names = list(model.metadata["channels"])

@@ -14,6 +14,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 
 from flows.common import (
     EVALUATION,
@@ -31,19 +32,25 @@ from flows.common import (
 )
 from flows.params import EvaluateParams
 from stagediff import StageDiff
+from stagediff.calendar import series_times
 from stagediff.data import load_prepared
-from stagediff.evaluation import evaluate_windows, heldout_windows
+from stagediff.evaluation import evaluate_windows, heldout_windows, window_starts
 
 
 def held_out_windows(
     prepared_dir: Path, window: int, count: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(up to ``count`` held-out windows, all training windows, the whole series), all in data units."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Index | None]:
+    """(up to ``count`` held-out windows, all training windows, the whole series, the held-out windows' first
+    timestamps or None without a datetime time column), all in data units."""
     prepared = load_prepared(prepared_dir)
     train = prepared.scaler.inverse_transform(prepared.train)
     heldout = prepared.scaler.inverse_transform(prepared.validation)
     real, training = heldout_windows(train, heldout, window, count, seed)
-    return real, training, np.concatenate([train, heldout])
+    description = prepared.description
+    times = None
+    if description.get("frequency") is not None and description.get("first_time") is not None:
+        times = series_times(description, len(train), len(heldout))
+    return real, training, np.concatenate([train, heldout]), window_starts(times, window, count, seed)
 
 
 def flat_metrics(scores: dict[str, Any], repeats: int) -> dict[str, float]:
@@ -71,7 +78,9 @@ def evaluate(
 ) -> dict[str, float]:
     log = logger()
     generator = StageDiff.load(model_dir)
-    real, training, series = held_out_windows(prepared_dir, generator.config.window, settings.windows, settings.seed)
+    real, training, series, starts = held_out_windows(
+        prepared_dir, generator.config.window, settings.windows, settings.seed
+    )
     log.info(
         "read %s and %s: scoring %d held-out windows (repeats %d, fast %s)",
         relative(model_dir),
@@ -87,6 +96,7 @@ def evaluate(
         series,
         pictures,
         protocol="heldout",
+        starts=starts,
         repeats=settings.repeats,
         seed=settings.seed,
         fast=settings.fast,

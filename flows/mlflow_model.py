@@ -21,13 +21,14 @@ class GeneratorModel(PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         request = model_input.iloc[0]
-        steps, sampler = request.get("steps"), request.get("sampler")
+        steps, sampler, start = request.get("steps"), request.get("sampler"), request.get("start")
         return self.generator.sample(
             n=int(request.get("n_samples", 1)),
             length=int(request["length"]),
             seed=int(request.get("seed", 0)),
             steps=None if steps is None or pd.isna(steps) else int(steps),
             sampler=None if sampler is None or pd.isna(sampler) else str(sampler),
+            start=None if start is None or pd.isna(start) else str(start),
         )
 
 

@@ -323,7 +323,9 @@ def load_registered_generator(name: str, version: str, into: Path) -> StageDiff:
 def score(generator: StageDiff, settings: EvaluateParams, prepared_dir: Path, out: Path) -> dict[str, float]:
     """``generator``'s held-out metrics exactly as the evaluate stage computes them (same windows, seed and
     settings), without the pictures; the full scores go to ``out``/metrics.json."""
-    real, training, series = held_out_windows(prepared_dir, generator.config.window, settings.windows, settings.seed)
+    real, training, series, starts = held_out_windows(
+        prepared_dir, generator.config.window, settings.windows, settings.seed
+    )
     scores = evaluate_windows(
         generator,
         real,
@@ -331,6 +333,7 @@ def score(generator: StageDiff, settings: EvaluateParams, prepared_dir: Path, ou
         series,
         out,
         protocol="heldout",
+        starts=starts,
         repeats=settings.repeats,
         seed=settings.seed,
         fast=settings.fast,

@@ -51,6 +51,7 @@ SIGNATURE = ModelSignature(
             ColSpec("long", "length"),
             ColSpec("long", "seed", required=False),
             ColSpec("long", "steps", required=False),
+            ColSpec("string", "start", required=False),
         ]
     )
 )

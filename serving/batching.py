@@ -66,8 +66,13 @@ def rows_independent(model: StageDiff, max_rows: int) -> bool:
     for length in sorted({config.effective_stage_length, config.window}):
         x = torch.randn((max_rows, length, denoiser.channels), generator=generator).to(device)
         t = torch.full((max_rows,), config.diffusion_steps // 2, dtype=torch.long, device=device)
-        reference = denoiser(x, t)
-        if not all(torch.equal(denoiser(x[:s], t[:s]), reference[:s]) for s in sizes):
+        c = (
+            torch.rand((max_rows, length, denoiser.calendar_inputs), generator=generator).to(device) * 2 - 1
+            if denoiser.calendar_inputs
+            else None
+        )
+        reference = denoiser(x, t, c)
+        if not all(torch.equal(denoiser(x[:s], t[:s], None if c is None else c[:s]), reference[:s]) for s in sizes):
             return False
     return True
 

@@ -197,8 +197,9 @@ class GenerateRequest(BaseModel):
     )
     start: str | int | float | None = Field(
         None,
-        description="Timestamp of the first step (ISO 8601 for a model with dates, a number otherwise). "
-        "Default: continue after the training data, or after the prefix.",
+        description="Timestamp of the first step (ISO 8601 for a model with dates, a number otherwise); a model "
+        "with calendar features follows the calendar from there. Default: right after the training data, where the "
+        "series continue the data's last window (unless the model keeps none), or after the prefix.",
     )
     prefix: list[dict[str, Any]] | None = Field(
         None,
@@ -261,7 +262,7 @@ def plan_request(request: GenerateRequest, model: StageDiff, limits: RequestLimi
     prefix = None if request.prefix is None else check_prefix(request.prefix, model, limits)
     check_time_axis(model, length, start, prefix)
     seed = secrets.randbelow(RANDOM_SEEDS) if seed_chosen else request.seed
-    run = model.plan_sampling(SampleRequest(request.n_samples, length, seed, steps, prefix, sampler))
+    run = model.plan_sampling(SampleRequest(request.n_samples, length, seed, steps, prefix, sampler, start=start))
     return Plan(run=run, seed_chosen=seed_chosen, start=start, prefix=prefix, format=request.format)
 
 

@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--seed", type=int, help="random seed of initialisation and training")
     fit.add_argument("--interpolate", action="store_true", help="interpolate NaN/inf values instead of failing")
+    fit.add_argument(
+        "--calendar",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="condition on the time column's calendar (hour of day, day of week, day of year), so samples follow the "
+        "calendar of their timestamps (default: yes where the data has a datetime time column)",
+    )
     fit.add_argument("--data-dir", help="folder of the benchmark files (default: $STAGEDIFF_DATA_DIR, else ./data)")
     fit.add_argument(
         "--checkpoint-dir",
@@ -177,6 +184,8 @@ def fit_command(args: argparse.Namespace) -> int:
             overrides[name] = value
     if args.interpolate:
         overrides["missing"] = "interpolate"
+    if args.calendar is False:
+        overrides["calendar"] = []
     config = config.replace(**overrides)
     out = Path(args.out)
     checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else out.parent / f"{out.name}-checkpoints"

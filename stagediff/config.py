@@ -79,6 +79,15 @@ class StageDiffConfig:
     """Chronological share of the series held out for the validation loss."""
     missing: str = "error"
     """What to do with NaN/inf in the data: "error" or "interpolate" (linear in time)."""
+    calendar: tuple[str, ...] | None = None
+    """The calendar cycles the model conditions on, of "day", "week" and "year": at every step the sine and cosine of
+    its phase in the day, week and year of its local time (stagediff.calendar), so samples follow the calendar of
+    their timestamps. None: chosen from the data at fit time (every cycle that the data's step samples at least 4
+    times and that its training split covers; none without a datetime time column). [] switches the calendar off."""
+    continuation: bool = True
+    """Keep the data's last window (its values, in the model's metadata) so that samples whose timestamps continue
+    right after the data continue it, starting where it ends (as with ``prefix=``). False keeps no data values in
+    the model, and such samples start anywhere the model's distribution allows."""
 
     # --- model (paper section 3) ------------------------------------------------------------
     stage_length: int | None = None
@@ -165,6 +174,8 @@ class StageDiffConfig:
 
     # ----------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
+        if isinstance(self.calendar, list):  # as YAML, JSON and a saved configuration write it
+            object.__setattr__(self, "calendar", tuple(self.calendar))
         check_types(self)
         given = {name: getattr(self, name) for name in WINDOW_FIELDS}
         require(isinstance(self.window, int) and self.window >= 1, f"window must be at least 1, got {self.window}")
@@ -211,6 +222,8 @@ class StageDiffConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["pool_kernels"] = list(self.pool_kernels)
+        if self.calendar is not None:
+            data["calendar"] = list(self.calendar)
         return data
 
     @classmethod
@@ -290,6 +303,12 @@ def _check_values(c: StageDiffConfig) -> None:
     require(c.weight_decay >= 0, f"weight_decay must be non-negative, got {c.weight_decay}")
     require(c.grad_clip > 0, f"grad_clip must be positive, got {c.grad_clip}")
     require(c.d_model % c.heads == 0, f"d_model ({c.d_model}) must be divisible by heads ({c.heads})")
+    from stagediff.calendar import CYCLES  # here: importing stagediff loads no pandas
+
+    require(
+        c.calendar is None or (set(c.calendar) <= set(CYCLES) and len(set(c.calendar)) == len(c.calendar)),
+        f"calendar must list each of {list(CYCLES)} at most once (or be [] for none), got {c.calendar}",
+    )
     require(len(c.pool_kernels) >= 1, "pool_kernels needs at least one kernel (one per decomposition scale)")
     require(
         all(k >= 1 and k % 2 == 1 for k in c.pool_kernels),

@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from stagediff.data import load_series, sliding_windows, split_by_time
 from stagediff.data.expectations import HELD_OUT_WINDOWS
@@ -30,7 +32,7 @@ from stagediff.generator import StageDiff
 from stagediff.metrics import METRICS, choose_metrics, evaluate
 from stagediff.metrics.copying import has_apart_windows
 from stagediff.metrics.horizon import horizon_excursions
-from stagediff.metrics.inputs import subsample
+from stagediff.metrics.inputs import choose, subsample
 
 PROTOCOLS = ("paper", "heldout")
 OWN_FLOOR = ("discriminative", "detection", "detection_cnn", "texture")
@@ -45,11 +47,12 @@ SAMPLED_METRICS = ("horizon",)
 
 def protocol_windows(
     model: StageDiff, data: Any, protocol: str, n: int, seed: int, data_dir: Any = None, time_column: str | None = None
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """(at most ``n`` real windows, the training windows, the whole series) in data units: the model's channel
-    columns of ``data`` (its time column: ``time_column``, default the model's). Under ``paper`` the training
-    windows are every stride-1 window of the series (None for a series shorter than two windows: no two of them
-    would be apart), the real ones a subsample of them."""
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, pd.Index | None]:
+    """(at most ``n`` real windows, the training windows, the whole series, the real windows' first timestamps or
+    None without a time column) in data units: the model's channel columns of ``data`` (its time column:
+    ``time_column``, default the model's). Under ``paper`` the training windows are every stride-1 window of the
+    series (None for a series shorter than two windows: no two of them would be apart), the real ones a subsample
+    of them."""
     if protocol not in PROTOCOLS:
         raise DataError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     window = model.config.window
@@ -63,10 +66,18 @@ def protocol_windows(
     )
     if protocol == "paper":
         windows = sliding_windows(series.values, window)  # no copy detector without two that do not overlap
-        return subsample(windows, n, seed), windows if has_apart_windows(windows) else None, series.values
+        training = windows if has_apart_windows(windows) else None
+        return subsample(windows, n, seed), training, series.values, window_starts(series.timestamps, window, n, seed)
     train, heldout = split_by_time(series.values, model.config.validation_fraction)
     real, training = heldout_windows(train, heldout, window, n, seed)
-    return real, training, series.values
+    starts = None if series.timestamps is None else window_starts(series.timestamps[len(train) :], window, n, seed)
+    return real, training, series.values, starts
+
+
+def window_starts(times: pd.Index | None, window: int, n: int, seed: int) -> pd.Index | None:
+    """The first timestamps of the windows that ``subsample(sliding_windows(part, window), n, seed)`` picks from a
+    part of a series whose rows have the timestamps ``times`` (None: None)."""
+    return None if times is None else times[choose(len(times) - window + 1, n, seed)]
 
 
 def heldout_windows(
@@ -112,7 +123,7 @@ def evaluate_generator(
     protocol allows); ``time_column``: the data's time column (default: the model's)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 10:
         raise DataError(f"n must be an integer of at least 10 windows, got {n!r}")
-    real, training, series = protocol_windows(model, data, protocol, n, seed, data_dir, time_column)
+    real, training, series, starts = protocol_windows(model, data, protocol, n, seed, data_dir, time_column)
     return evaluate_windows(
         model,
         real,
@@ -120,6 +131,7 @@ def evaluate_generator(
         series,
         out,
         protocol=protocol,
+        starts=starts,
         repeats=repeats,
         seed=seed,
         fast=fast,
@@ -147,13 +159,16 @@ def evaluate_windows(
     pictures: bool = True,
     metrics: list[str] | None = None,
     long_samples: int = LONG_SAMPLES,
+    starts: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """The scoring half of :func:`evaluate_generator`, for callers that chose the real windows themselves.
 
     real: (n, window, channels) real windows in data units; training: the training windows (for the copy
     detector; under ``paper`` every stride-1 window of the series) or None; series: (rows, channels) the whole
-    real series (the range of "horizon" and the long-sample picture). The long samples are drawn once, when
-    "horizon" or the pictures are wanted."""
+    real series (the range of "horizon" and the long-sample picture); starts: the real windows' first timestamps,
+    where each synthetic window starts (else they would all continue the data from its end, at one phase of every
+    cycle of a model with calendar features). The long samples, drawn once when "horizon" or the pictures are
+    wanted, continue the data."""
     stage = model.require_trained().stage_length
     seams = stage if stage < model.config.window else None  # one stage: no seams to score
     chosen, horizon = choose_all_metrics(metrics, seams, training)  # bad names fail here, before the sampling
@@ -161,7 +176,7 @@ def evaluate_windows(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise DataError(f"{name} must be a positive integer, got {value!r}")
     channels = [str(c) for c in model.metadata["channels"]]
-    synthetic = model.sample_array(len(real), seed=seed, steps=steps)
+    synthetic = model.sample_array(len(real), seed=seed, steps=steps, start=None if starts is None else list(starts))
     scores = evaluate(
         real,
         synthetic,

@@ -7,6 +7,7 @@ training frequency; ``save``/``load`` round-trip everything needed to sample aga
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 
 import stagediff
 from stagediff.artifacts import SavedGenerator, load_generator, save_generator
+from stagediff.calendar import calendar_features, local_time, series_times
 from stagediff.config import SAMPLERS, StageDiffConfig
 from stagediff.data import MinMaxScaler, PreparedData, load_series, prepare, sliding_windows, validate_frame
 from stagediff.data.prepared import decode_frequency, decode_time
@@ -63,6 +65,7 @@ class SampleRequest:
     sampler: str | None = None
     chunk_length: int | None = None
     overlap: int | None = None
+    start: Any = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class SamplingRun:
     """(1, p, channels) the scaled prefix, as much of it as a chunk uses; None without a prefix."""
     chunks: int
     """Chunks denoised one after the other (:func:`stagediff.sampling.chunk_plan`)."""
+    calendar: torch.Tensor | None = None
+    """(1 or n, steps, features) the calendar features (of every sample, or of each) from the first step of ``known``
+    on, as far as the last chunk reaches (:meth:`StageDiff.calendar_of`); None for a model without calendar."""
 
     @property
     def evaluations(self) -> int:
@@ -188,10 +194,19 @@ class StageDiff:
                 f"the training split has {len(prepared.train)} rows, shorter than one window of "
                 f"{config.window}; lower validation_fraction or window"
             )
-        choices = data_choices(prepared.train, config.window, config.to_dict())
+        choices = data_choices(prepared.train, config.window, config.to_dict(), prepared.description)
         config = config.replace(**{name: choice["value"] for name, choice in choices.items()})
         validation = prepared.validation if len(prepared.validation) else None
-        trainer = Trainer(config, build_denoiser(config, prepared.n_channels), prepared.train, validation, device)
+        calendar = training_calendar(config, prepared)
+        trainer = Trainer(
+            config,
+            build_denoiser(config, prepared.n_channels),
+            prepared.train,
+            validation,
+            device,
+            calendar=calendar[0],
+            validation_calendar=calendar[1] if validation is not None else None,
+        )
         result = trainer.run(checkpoint_dir, callback=callback, progress=progress)
         config = trainer.config  # with max_minutes: the planned max_steps, so training again reaches these weights
         self.config, self.scaler = config, prepared.scaler
@@ -199,6 +214,7 @@ class StageDiff:
         self.denoiser = restore_denoiser(config, trainer.ema.state_dict(), trainer.device)
         self.metadata = {
             **prepared.description,
+            "tail": data_tail(prepared, config) if config.continuation else None,
             "choices": choices,
             "held_bounds": held_bounds(prepared.train),
             "training": {
@@ -221,14 +237,19 @@ class StageDiff:
     def check_quality(self, series: np.ndarray, windows: int = CHECK_WINDOWS, seed: int = 0) -> list[str]:
         """Warnings, each saying what to try, where ``windows`` samples break the channel structure or the texture
         of ``series`` (rows, channels in data units; fit passes its training split) by a wide margin
-        (:func:`stagediff.metrics.texture.texture_warnings`); also logged."""
-        from stagediff.metrics.inputs import subsample
+        (:func:`stagediff.metrics.texture.texture_warnings`); also logged. On a time axis the samples start where
+        random training windows do (at the same phases of the calendar, and not continuing the data)."""
+        from stagediff.metrics.inputs import choose, subsample
         from stagediff.metrics.texture import texture_warnings
 
-        real = subsample(sliding_windows(series, self.config.window), 4 * windows, seed)
+        window = self.config.window
+        real = subsample(sliding_windows(series, window), 4 * windows, seed)
+        starts = None
+        if self.metadata.get("frequency") is not None and self.metadata.get("first_time") is not None:
+            starts = series_times(self.metadata, 0, len(series))[choose(len(series) - window + 1, windows, seed + 1)]
         found = texture_warnings(
             real,
-            self.sample_array(windows, seed=seed, progress=False),
+            self.sample_array(len(starts) if starts is not None else windows, seed=seed, start=starts, progress=False),
             list(self.metadata["channels"]),
             self.config.channel_independent,
         )
@@ -260,7 +281,8 @@ class StageDiff:
         :func:`stagediff.diffusion.sampling_choice`).
         prefix: a real history (DataFrame with the channel columns, or an array (p, channels)) to continue;
         the samples start right after it. start: first timestamp (default: continue after the prefix, or
-        after the training data). chunk_length / overlap: see :func:`stagediff.sampling.generate`."""
+        after the training data); a model with calendar features (config.calendar) follows its calendar from there.
+        chunk_length / overlap: see :func:`stagediff.sampling.generate`."""
         pieces = self.sample_pieces(
             n,
             length,
@@ -268,6 +290,7 @@ class StageDiff:
             steps,
             prefix,
             sampler=sampler,
+            start=start,
             chunk_length=chunk_length,
             overlap=overlap,
             device=device,
@@ -285,12 +308,14 @@ class StageDiff:
         prefix: pd.DataFrame | np.ndarray | None = None,
         *,
         sampler: str | None = None,
+        start: Any = None,
         chunk_length: int | None = None,
         overlap: int | None = None,
         device: str | None = None,
         progress: bool | None = None,
     ) -> np.ndarray:
-        """Like :meth:`sample`, as an array (n, length, channels) in data units."""
+        """Like :meth:`sample`, as an array (n, length, channels) in data units; ``start`` may also give one
+        timestamp per sample (a list of n), for instance the starts of n real windows to compare with."""
         return assemble(
             self.sample_pieces(
                 n,
@@ -299,6 +324,7 @@ class StageDiff:
                 steps,
                 prefix,
                 sampler=sampler,
+                start=start,
                 chunk_length=chunk_length,
                 overlap=overlap,
                 device=device,
@@ -322,8 +348,8 @@ class StageDiff:
     ) -> Iterator[pd.DataFrame]:
         """Like :meth:`sample`, but yields the long DataFrame piece by piece as chunks are denoised (for long
         horizons: the first steps arrive before the rest is computed). All validation happens on the first
-        ``next``; the pieces concatenated equal ``sample(...)`` with the same arguments, up to row order when
-        n exceeds one sampling batch."""
+        ``next``; the pieces concatenated equal ``sample(...)`` with the same arguments up to row order (each piece
+        holds the next steps of every sample of a sampling batch)."""
         pieces = self.sample_pieces(
             n,
             length,
@@ -331,6 +357,7 @@ class StageDiff:
             steps,
             prefix,
             sampler=sampler,
+            start=start,
             chunk_length=chunk_length,
             overlap=overlap,
             device=device,
@@ -351,6 +378,7 @@ class StageDiff:
         prefix: pd.DataFrame | np.ndarray | None = None,
         *,
         sampler: str | None = None,
+        start: Any = None,
         chunk_length: int | None = None,
         overlap: int | None = None,
         device: str | None = None,
@@ -359,7 +387,7 @@ class StageDiff:
         """The engine of all sampling: validates everything at once (a :class:`DataError` names the first problem),
         then yields data-unit pieces in order (sampling batch by sampling batch, chunk by chunk) from the first
         ``next`` on."""
-        run = self.plan_sampling(SampleRequest(n, length, seed, steps, prefix, sampler, chunk_length, overlap))
+        run = self.plan_sampling(SampleRequest(n, length, seed, steps, prefix, sampler, chunk_length, overlap, start))
         if device is not None:
             self.require_trained().to(resolve_device(device))
         return self.run_pieces(run, progress)
@@ -388,7 +416,8 @@ class StageDiff:
             for first in range(0, run.n, SAMPLING_BATCH):
                 produced = 0
                 size = min(SAMPLING_BATCH, run.n - first)
-                for chunk in self.denoise([run], [size], [generator], step):
+                rows = run if run.calendar is None or len(run.calendar) == 1 else rows_of(run, first, size)
+                for chunk in self.denoise([rows], [size], [generator], step):
                     yield SamplePiece(
                         first, produced, run.length, self.scaler.inverse_transform(chunk.double().numpy())
                     )
@@ -437,11 +466,13 @@ class StageDiff:
         """Scaled chunks (sum of rows, new steps, channels) for ``rows[i]`` series of ``runs[i]`` (runs of one
         :attr:`SamplingRun.batch_key`), run i's noise drawn from ``generators[i]``."""
         first = runs[0]
-        known = (
-            None
-            if first.known is None
-            else torch.cat([run.known.expand(count, -1, -1) for run, count in zip(runs, rows)])
-        )
+
+        def stacked(name: str) -> torch.Tensor | None:
+            if getattr(first, name) is None:
+                return None
+            # one row for all of a run's samples, or one per sample
+            return torch.cat([getattr(run, name).expand(count, -1, -1) for run, count in zip(runs, rows)])
+
         yield from generate_chunks(
             self.require_trained(),
             self.make_sampler(first.sampler, first.steps),
@@ -449,7 +480,8 @@ class StageDiff:
             first.length,
             first.chunk_length,
             first.overlap,
-            prefix=known,
+            prefix=stacked("known"),
+            calendar=stacked("calendar"),
             step_callback=step_callback,
         )
 
@@ -460,21 +492,43 @@ class StageDiff:
         length = config.window if request.length is None else request.length
         stage = denoiser.stage_length
         check_size(request.n, length, denoiser.channels)
+        prefix = request.prefix
+        if prefix is None and self.continues(request.start):
+            prefix = np.asarray(self.metadata["tail"], dtype=np.float64)  # the data's last window
         chunk_length, overlap = request.chunk_length, request.overlap
-        if chunk_length is None:
-            chunk_length = max(config.window, min(CHUNK_WINDOWS * config.window, round_up(length, stage)))
+        if chunk_length is None:  # with a prefix, at least two stages: one of history, one of new steps
+            shortest = config.window if prefix is None else max(config.window, 2 * stage)
+            chunk_length = max(shortest, min(CHUNK_WINDOWS * config.window, round_up(length, stage)))
         if overlap is None:
             overlap = max(stage, min(round_up(config.window // 4, stage), chunk_length - stage))
         if (
             request.chunk_length is not None
             or request.overlap is not None
-            or request.prefix is not None
+            or prefix is not None
             or length > chunk_length
         ):
             check_chunks(chunk_length, overlap, stage)
         check_sampler(request.sampler, request.steps, config.diffusion_steps)
         sampler, steps = sampling_choice(config, request.sampler, request.steps)
-        known = None if request.prefix is None else self.scale_prefix(request.prefix)
+        known = None if prefix is None else self.scale_prefix(prefix)
+        if known is not None:
+            known = known[-(chunk_length - stage) :].unsqueeze(0)
+        starts = list(request.start) if is_sequence(request.start) else [request.start]
+        if len(starts) not in (1, request.n):
+            raise DataError(
+                f"start gives {len(starts)} timestamps for {request.n} samples; give one, or one per sample"
+            )
+        calendar = None
+        if config.calendar:
+            history = 0 if known is None else known.shape[1]
+            calendar = torch.stack(
+                [
+                    self.calendar_of(
+                        self.sample_times(1, start, request.prefix)[1][0], history + length + chunk_length, history
+                    )
+                    for start in starts
+                ]
+            )
         return SamplingRun(
             int(request.n),
             length,
@@ -483,9 +537,22 @@ class StageDiff:
             steps,
             chunk_length,
             overlap,
-            None if known is None else known[-(chunk_length - stage) :].unsqueeze(0),
-            chunk_plan(length, chunk_length, overlap, stage, 0 if known is None else known.shape[0]),
+            known,
+            chunk_plan(length, chunk_length, overlap, stage, 0 if prefix is None else len(prefix)),
+            calendar,
         )
+
+    def continues(self, start: Any) -> bool:
+        """Whether samples from ``start`` continue right after the data, so that they are conditioned on its last
+        window (``metadata["tail"]``, kept unless config.continuation is False): ``start`` None on a model with a
+        time column (whose samples then start after the data), or the timestamp (step number) right after the
+        data's last one."""
+        info = self.metadata
+        if info.get("tail") is None or is_sequence(start):
+            return False
+        if info.get("time_column") is None or info.get("frequency") is None:
+            return start is not None and self.sample_times(1, start)[1][0] == info["rows"]
+        return start is None or self.sample_times(1, start)[1][0] == self.sample_times(1)[1][0]
 
     def make_sampler(self, sampler: str | None = None, steps: int | None = None) -> Sampler:
         """The reverse process this model samples with: the configured (or named) sampler, its x_0 estimate held
@@ -533,6 +600,11 @@ class StageDiff:
 
     def sample_times(self, length: int, start: Any = None, prefix: Any = None) -> tuple[str, pd.Index]:
         """The time column name and ``length`` timestamps continuing the training frequency."""
+        if is_sequence(start):
+            raise DataError(
+                "sample() and sample_stream() take one start for all samples; for one start per sample use "
+                "sample_array(start=[...]) (its samples carry no timestamps)"
+            )
         info = self.metadata
         time_column, frequency = info.get("time_column"), decode_frequency(info.get("frequency"))
         if time_column is None or frequency is None:
@@ -542,9 +614,12 @@ class StageDiff:
             last = info["last_time"]
             if isinstance(prefix, pd.DataFrame) and time_column in prefix.columns:
                 last = prefix[time_column].iloc[-1]
+            elif isinstance(prefix, pd.DataFrame) and isinstance(prefix.index, pd.DatetimeIndex) and len(prefix):
+                last = prefix.index[-1]
             start = decode_time(last, frequency) + frequency
         if isinstance(frequency, pd.Timedelta):
             first = parse_start(start, as_timestamp, f"an ISO 8601 timestamp such as {info['last_time']!r}")
+            first = local_time(first, info.get("timezone"))  # the data's zone, with its daylight-saving rules
             try:
                 times = pd.date_range(first, periods=length, freq=frequency)
             except (ValueError, OverflowError) as error:
@@ -559,6 +634,18 @@ class StageDiff:
                 )
             return time_column, times
         return time_column, pd.Index(parse_start(start, float, "a number") + frequency * np.arange(length))
+
+    def calendar_of(self, first: pd.Timestamp, rows: int, before: int = 0) -> torch.Tensor:
+        """(rows, features) the calendar features of ``rows`` steps at the model's frequency, the first ``before``
+        steps ahead of ``first``."""
+        frequency = decode_frequency(self.metadata["frequency"])
+        try:
+            times = pd.date_range(first - before * frequency, periods=rows, freq=frequency)
+        except (ValueError, OverflowError) as error:
+            raise DataError(
+                f"the timestamps around start {first} cannot be represented ({error}); choose another start"
+            ) from None
+        return torch.from_numpy(calendar_features(times, self.config.calendar))
 
     def to_frame(self, values: np.ndarray, times: tuple[str, pd.Index], first_sample: int = 0) -> pd.DataFrame:
         """(n, length, channels) -> long DataFrame: sample (numbered from ``first_sample``), time column, channels."""
@@ -588,6 +675,16 @@ class StageDiff:
         return self.denoiser
 
 
+def is_sequence(start: Any) -> bool:
+    """Whether ``start`` gives one start per sample (a list, tuple, array or index) rather than one for all."""
+    return isinstance(start, (list, tuple, np.ndarray, pd.Index))
+
+
+def rows_of(run: SamplingRun, first: int, size: int) -> SamplingRun:
+    """``run`` for its samples ``first .. first + size`` only (their calendar rows)."""
+    return dataclasses.replace(run, n=size, calendar=run.calendar[first : first + size])
+
+
 def assemble(pieces: Iterable[SamplePiece]) -> np.ndarray:
     """The pieces of one run (:meth:`StageDiff.run_pieces`) as one array (n, length, channels)."""
     batches: list[list[np.ndarray]] = []
@@ -606,6 +703,35 @@ def restore_denoiser(
     denoiser = StageDiffDenoiser(config, config.channels)
     denoiser.load_state_dict(weights)
     return denoiser.to(device).eval().batch_invariant()
+
+
+def data_tail(prepared: PreparedData, config: StageDiffConfig) -> list[list[float]]:
+    """The last window of the whole series (training and validation split) in data units, as the model keeps it."""
+    scaled = np.concatenate([prepared.train[-config.window :], prepared.validation])[-config.window :]
+    return prepared.scaler.inverse_transform(scaled).tolist()
+
+
+def training_calendar(config: StageDiffConfig, prepared: PreparedData) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The calendar features of the training and validation splits (None, None without calendar); a
+    :class:`DataError` where the configuration asks for a calendar that the data has no time axis for."""
+    if not config.calendar:
+        return None, None
+    description = prepared.description
+    if decode_frequency(description.get("frequency")) is None or description.get("first_time") is None:
+        raise DataError(
+            f"calendar {list(config.calendar)} needs a datetime time column, and this data has none; pass "
+            "time_column=..., or calendar=[]"
+        )
+    if not isinstance(decode_frequency(description["frequency"]), pd.Timedelta):
+        raise DataError(
+            f"calendar {list(config.calendar)} needs a datetime time column, and this data's time column "
+            f"{description['time_column']!r} holds numbers; pass calendar=[]"
+        )
+    train, validation = len(prepared.train), len(prepared.validation)
+    return (
+        calendar_features(series_times(description, 0, train), config.calendar),
+        calendar_features(series_times(description, train, validation), config.calendar),
+    )
 
 
 def check_size(n: int, length: int, channels: int) -> None:

@@ -7,9 +7,9 @@ data, and the named presets of the benchmark cells (:func:`cell_config` gives a 
   128 from window 128 on, else 32 and 64).
 - From the training split (at fit time, :func:`data_choices`): ``channel_independent`` (channels modelled jointly
   where their steps or levels move together and the series holds enough windows to learn them jointly without
-  copying) and
-  ``range_margin`` (how far samples may leave the training range). Each choice is logged and saved with the model
-  beside the numbers it was made from; a value the user sets is kept.
+  copying) and ``range_margin`` (how far samples may leave the training range); from its time axis, ``calendar``
+  (the calendar cycles the data's step samples and its training split repeats, stagediff.calendar). Each choice is
+  logged and saved with the model beside the numbers it was made from; a value the user sets is kept.
 
 Where these rules come from (which data tuned what): results/decisions.md.
 """
@@ -160,10 +160,17 @@ def window_settings(window: int, given: dict[str, Any]) -> dict[str, Any]:
     return chosen
 
 
-def data_choices(train: np.ndarray, window: int, given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def data_choices(
+    train: np.ndarray, window: int, given: dict[str, Any], description: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     """The data-dependent choices for the fields ``given`` leaves None, from the scaled training split
-    (rows, channels) in [-1, 1]: ``{field: {"value": ..., "because": "...", **numbers}}``."""
+    (rows, channels) in [-1, 1] and the series' ``description`` (its time axis,
+    :func:`stagediff.data.prepared.describe_series`): ``{field: {"value": ..., "because": "...", **numbers}}``."""
+    from stagediff.calendar import choose_cycles
+
     choices: dict[str, dict[str, Any]] = {}
+    if given.get("calendar") is None:
+        choices["calendar"] = choose_cycles(description or {})
     if given.get("channel_independent") is None:
         choices["channel_independent"] = _channel_choice(train, window)
     if given.get("range_margin") is None:

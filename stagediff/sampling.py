@@ -31,10 +31,12 @@ def denoise_chunk(
     known: torch.Tensor | None = None,
     device: torch.device | None = None,
     step_callback: Callable[[], None] | None = None,
+    calendar: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample as many series as ``noise`` has rows, of ``length`` (a multiple of the stage length), in [-1, 1].
 
     known: (rows, p, channels) values of the first p steps to condition on (replacement), or None.
+    calendar: (rows, length, features) the calendar features of the steps, for a model with calendar.
     Returns (rows, length, channels) on the CPU. Noise is drawn on the CPU (:class:`Noise`) so that a seed gives
     the same samples on every device and in any batch."""
     device = device or next(denoiser.parameters()).device
@@ -44,11 +46,13 @@ def denoise_chunk(
     if known is not None:
         known = known.to(device=device, dtype=x.dtype)
         prefix = known.shape[1]
+    if calendar is not None:
+        calendar = calendar.to(device=device, dtype=x.dtype)
     for index, t in enumerate(sampler.timesteps):
         steps = torch.full((n,), t, dtype=torch.long, device=device)
         if known is not None:
             x[:, :prefix] = schedule.add_noise(known, noise.like(known), steps)
-        x0 = sampler.clip(denoiser(x, steps).float())
+        x0 = sampler.clip(denoiser(x, steps, calendar).float())
         x = sampler.step(x0, index, x, noise)
         if step_callback is not None:
             step_callback()
@@ -85,23 +89,37 @@ def generate_chunks(
     prefix: torch.Tensor | None = None,
     device: torch.device | None = None,
     step_callback: Callable[[], None] | None = None,
+    calendar: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
     """Scaled samples chunk by chunk, each piece (rows, new steps, channels) as soon as it is denoised; the pieces
     joined along time are the ``length`` steps.
 
     prefix: (rows, p, channels) scaled history to continue from (its last ``chunk_length - stage_length``
-    steps at most are used); the output starts right after it."""
+    steps at most are used); the output starts right after it.
+    calendar: (rows, steps, features) the calendar features from the first step of the history used on, at least
+    that history plus ``length + chunk_length`` steps, for a model with calendar."""
     stage = denoiser.stage_length
     produced = 0
     tail = None if prefix is None else prefix[:, -(chunk_length - stage) :]
+    begin = 0  # where the chunk starts in ``calendar``
     while produced < length:
         known = 0 if tail is None else tail.shape[1]
         size = chunk_length if tail is not None else min(chunk_length, round_up(length, stage))
-        chunk = denoise_chunk(denoiser, sampler, noise, size, known=tail, device=device, step_callback=step_callback)
+        chunk = denoise_chunk(
+            denoiser,
+            sampler,
+            noise,
+            size,
+            known=tail,
+            device=device,
+            step_callback=step_callback,
+            calendar=None if calendar is None else calendar[:, begin : begin + size],
+        )
         new = chunk[:, known:]
         yield new[:, : length - produced]
         produced += new.shape[1]
         tail = chunk[:, size - overlap :]
+        begin += size - overlap
 
 
 def chunk_plan(length: int, chunk_length: int, overlap: int, stage: int, prefix: int = 0) -> int:

@@ -168,6 +168,8 @@ class Trainer:
         validation: np.ndarray | None = None,
         device: str | torch.device | None = "auto",
         cuda_graph: bool | None = None,
+        calendar: np.ndarray | None = None,
+        validation_calendar: np.ndarray | None = None,
     ):
         self.distributed = DistributedContext.from_environment()
         self.rows = self.distributed.shard(config.batch_size)  # checks the split before any work
@@ -177,10 +179,16 @@ class Trainer:
         self.model = denoiser.to(self.device)
         self.network: torch.nn.Module = self.model  # what train_step calls: the model, or its DDP wrapper in run
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
-        self.windows = _window_view(series, config.window)
-        self.data_fingerprint = hashlib.sha256(np.ascontiguousarray(series, dtype=np.float32).tobytes()).hexdigest()
+        # The calendar features of each step (calendar (rows, features) beside series (rows, channels)) travel as
+        # extra columns of the windows, cut with them.
+        self.channels = series.shape[1]
+        self.windows = _window_view(_beside(series, calendar), config.window)
+        digest = hashlib.sha256(np.ascontiguousarray(series, dtype=np.float32).tobytes())
+        if calendar is not None:
+            digest.update(np.ascontiguousarray(calendar, dtype=np.float32).tobytes())
+        self.data_fingerprint = digest.hexdigest()
         self.validation = (
-            _window_view(validation, config.window)
+            _window_view(_beside(validation, validation_calendar), config.window)
             if validation is not None and len(validation) >= config.window
             else None
         )
@@ -225,13 +233,14 @@ class Trainer:
     # -- one step ---------------------------------------------------------------------------
     def noisy_batch(self, windows: torch.Tensor, generator: torch.Generator, size: int, rows: slice = slice(None)):
         """``size`` random windows, noise levels and noise (all drawn, so that the generator advances alike in
-        every process) -> (x_k, k, x_0) of ``rows`` on the device."""
+        every process) -> (x_k, k, x_0, calendar features or None) of ``rows`` on the device."""
         index = torch.randint(len(windows), (size,), generator=generator)
-        x0 = windows[index]
+        x0, calendar = windows[index].split([self.channels, windows.shape[-1] - self.channels], dim=-1)
         k = torch.randint(self.schedule.steps, (size,), generator=generator)
         noise = torch.randn(x0.shape, generator=generator)
         x_k = self.schedule.add_noise(x0, noise, k)
-        return x_k[rows].to(self.device), k[rows].to(self.device), x0[rows].to(self.device)
+        calendar = calendar[rows].to(self.device) if calendar.shape[-1] else None
+        return x_k[rows].to(self.device), k[rows].to(self.device), x0[rows].to(self.device), calendar
 
     def train_step(self) -> float:
         """One optimizer step on a global batch of config.batch_size; returns its mean loss.
@@ -240,20 +249,22 @@ class Trainer:
         gradients, which is the gradient of the global batch's mean loss; clipping, AdamW and EMA then run
         identically everywhere."""
         self.model.train()
-        x_k, k, x0 = self.noisy_batch(self.windows, self.generator, self.config.batch_size, self.rows)
+        batch = self.noisy_batch(self.windows, self.generator, self.config.batch_size, self.rows)
         self.ema_weight.fill_(1 - min(self.config.ema_decay, (1 + self.step) / (10 + self.step)))
-        loss = self.graphed_update(x_k, k, x0) if self.graphed else self.update(x_k, k, x0)
+        loss = self.graphed_update(*batch) if self.graphed else self.update(*batch)
         self.scheduler.step()
         self.step += 1
         return self.distributed.mean(loss.detach()).item()
 
-    def update(self, x_k: torch.Tensor, k: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    def update(
+        self, x_k: torch.Tensor, k: torch.Tensor, x0: torch.Tensor, calendar: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Loss, backward, clipping, AdamW and EMA on one batch (only device work: it can be captured)."""
         # autocast's weight cache would keep tensors of the capture alive; the casts are cheap
         with torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda", cache_enabled=False
         ):
-            prediction = self.network(x_k, k)
+            prediction = self.network(x_k, k, calendar)
         loss = diffusion_loss(prediction.float(), x0, self.loss_weights(k))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -266,24 +277,25 @@ class Trainer:
             torch._foreach_add_(averages, steps)
         return loss
 
-    def graphed_update(self, x_k: torch.Tensor, k: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    def graphed_update(self, *batch: torch.Tensor | None) -> torch.Tensor:
         """``update`` replayed from a CUDA graph. The first GRAPH_WARMUP_STEPS steps run eagerly on a side stream
         (they create the optimizer's state and let cuBLAS and the allocator settle); the next one is captured."""
         if self.graph is None and self.eager_steps < GRAPH_WARMUP_STEPS:
             stream = torch.cuda.Stream(self.device)
             stream.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(stream):
-                loss = self.update(x_k, k, x0)
+                loss = self.update(*batch)
             torch.cuda.current_stream(self.device).wait_stream(stream)
             self.eager_steps += 1
             return loss
         if self.graph is None:
-            self.graph_inputs = (x_k.clone(), k.clone(), x0.clone())
+            self.graph_inputs = tuple(None if value is None else value.clone() for value in batch)
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):
                 self.graph_loss = self.update(*self.graph_inputs)
-        for static, value in zip(self.graph_inputs, (x_k, k, x0)):
-            static.copy_(value)
+        for static, value in zip(self.graph_inputs, batch):
+            if static is not None:
+                static.copy_(value)
         self.graph.replay()
         return self.graph_loss
 
@@ -305,9 +317,15 @@ class Trainer:
             return None
         self.ema.eval()
         generator = torch.Generator().manual_seed(self.config.seed + 1)
-        x_k, k, x0 = self.noisy_batch(self.validation, generator, min(VALIDATION_WINDOWS, len(self.validation)))
+        x_k, k, x0, calendar = self.noisy_batch(
+            self.validation, generator, min(VALIDATION_WINDOWS, len(self.validation))
+        )
         losses = [
-            F.mse_loss(self.ema(x_k[i : i + 64], k[i : i + 64]).float(), x0[i : i + 64], reduction="sum")
+            F.mse_loss(
+                self.ema(x_k[i : i + 64], k[i : i + 64], None if calendar is None else calendar[i : i + 64]).float(),
+                x0[i : i + 64],
+                reduction="sum",
+            )
             for i in range(0, len(x0), 64)
         ]
         return float(sum(losses) / x0.numel())
@@ -598,6 +616,15 @@ class Trainer:
         if directory is not None:
             self.distributed.barrier()  # when run returns in any process, rank 0's last checkpoint is complete
         return self.result
+
+
+def _beside(series: np.ndarray, calendar: np.ndarray | None) -> np.ndarray:
+    """The series with its calendar features as extra columns (the series alone without any)."""
+    if calendar is None:
+        return series
+    if len(calendar) != len(series):
+        raise ValueError(f"{len(calendar)} rows of calendar features for {len(series)} rows of data")
+    return np.concatenate([series, calendar], axis=1)
 
 
 def _window_view(series: np.ndarray, window: int) -> torch.Tensor:

@@ -94,8 +94,15 @@ def training_frame() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def trained_model(training_frame) -> StageDiff:
-    """A tiny StageDiff fitted on ``training_frame`` for a few seconds (shared; do not mutate)."""
+    """A tiny StageDiff fitted on ``training_frame`` for a few seconds (shared; do not mutate). It keeps no data
+    values (continuation=False), so its samples never continue the data: the sampling tests count the chunks of
+    samples without history; samples that continue the data are tested in test_conditioning.py."""
     config = StageDiffConfig(
-        **TINY, max_steps=TRAINED_STEPS, checkpoint_every=50, validation_fraction=0.2, learning_rate=3e-3
+        **TINY,
+        max_steps=TRAINED_STEPS,
+        checkpoint_every=50,
+        validation_fraction=0.2,
+        learning_rate=3e-3,
+        continuation=False,
     )
     return StageDiff(config).fit(training_frame, "date", progress=False, device="cpu")

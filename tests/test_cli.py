@@ -138,7 +138,7 @@ def test_fit_with_the_default_recipe_a_budget_and_a_preset(tmp_path: Path) -> No
     config, training = info["config"], info["metadata"]["training"]
     assert (config["stage_length"], config["max_minutes"]) == (8, None)  # the window's stages; the budget planned
     assert config["max_steps"] == training["budget"]["planned_steps"] == training["steps"]
-    assert set(info["metadata"]["choices"]) == {"channel_independent", "range_margin"}
+    assert set(info["metadata"]["choices"]) == {"calendar", "channel_independent", "range_margin"}
     stagediff("fit", "stock", "--preset", "stock-24", "--max-steps", "2", *small, "--out", str(tmp_path / "p"))
     preset = json.loads(stagediff("info", str(tmp_path / "p")).stdout)
     assert (

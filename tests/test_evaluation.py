@@ -12,13 +12,13 @@ from stagediff.evaluation import evaluate_generator, protocol_windows
 
 
 def test_paper_protocol_takes_windows_of_the_whole_series(trained_model, training_frame):
-    real, training, series = protocol_windows(trained_model, training_frame, "paper", n=50, seed=0)
+    real, training, series, _ = protocol_windows(trained_model, training_frame, "paper", n=50, seed=0)
     window = trained_model.config.window
     assert real.shape == (50, window, 2) and len(series) == len(training_frame)
     assert len(training) == len(series) - window + 1 and np.array_equal(training[7], series[7 : 7 + window])
     starts = [int(np.flatnonzero(series[:, 0] == w[0, 0])[0]) for w in real]
     assert min(starts) < len(series) * 0.5 and max(starts) > len(series) * 0.8  # from all over the series
-    again, _, _ = protocol_windows(trained_model, training_frame, "paper", n=50, seed=0)
+    again, _, _, _ = protocol_windows(trained_model, training_frame, "paper", n=50, seed=0)
     assert np.array_equal(real, again)
 
 
@@ -33,7 +33,7 @@ def test_paper_protocol_has_training_windows_only_when_two_do_not_overlap(
 
 
 def test_heldout_protocol_scores_only_windows_after_the_models_split(trained_model, training_frame):
-    real, training, series = protocol_windows(trained_model, training_frame, "heldout", n=1000, seed=0)
+    real, training, series, _ = protocol_windows(trained_model, training_frame, "heldout", n=1000, seed=0)
     split = len(series) - int(len(series) * trained_model.config.validation_fraction)
     window = trained_model.config.window
     assert len(real) == len(series) - split - window + 1  # every held-out window, none crossing the split

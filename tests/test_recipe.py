@@ -104,7 +104,8 @@ def test_channels_are_modelled_jointly_only_where_they_move_together_and_the_dat
     assert "too few" in data_choices(short, window, {})["channel_independent"]["because"]
     loose = coupled(window * (JOINT_MIN_WINDOWS + 10), 0.1)
     assert data_choices(loose, window, {})["channel_independent"]["value"] is True
-    assert data_choices(long, window, {"channel_independent": True, "range_margin": 0.0}) == {}  # the user's stay
+    given = {"channel_independent": True, "range_margin": 0.0, "calendar": ()}
+    assert data_choices(long, window, given) == {}  # the user's stay
 
 
 def test_the_range_margin_grows_with_how_far_the_series_left_its_own_range():
@@ -130,7 +131,7 @@ def test_fit_chooses_from_the_data_saves_the_choices_and_samples_within_the_marg
         frame, "date", progress=False, device="cpu", check=False
     )
     choices = model.metadata["choices"]
-    assert set(choices) == {"channel_independent", "range_margin"}
+    assert set(choices) == {"calendar", "channel_independent", "range_margin"}
     assert model.config.channel_independent is choices["channel_independent"]["value"]
     assert model.config.range_margin == choices["range_margin"]["value"]
     samples = model.sample_array(8, seed=0)

@@ -238,6 +238,7 @@ def validate_frame(
         DataError: naming the problem, the first few offending columns/rows and the fix.
     """
     _check_is_frame(frame)
+    frame, time_column = time_index_as_column(frame, time_column, source)
     _check_missing_option(missing)
     _check_optional_positive("max_channels", max_channels)
     _check_optional_positive("min_length", min_length)
@@ -274,6 +275,25 @@ def _check_is_frame(frame: object) -> None:
             f"expected a pandas DataFrame, got {type(frame).__name__}; wrap arrays with "
             f"pd.DataFrame(values, columns=names) or pass a file path / builtin name to load_series"
         )
+
+
+def time_index_as_column(frame: pd.DataFrame, time_column: str | None, source: str) -> tuple[pd.DataFrame, str | None]:
+    """A frame whose index holds the times (a DatetimeIndex, as ``df.set_index("timestamp")`` makes) with the index
+    as its time column, named as the index is ("time" if unnamed); other frames as they are."""
+    index = frame.index
+    if not isinstance(index, pd.DatetimeIndex):
+        return frame, time_column
+    name = "time" if index.name is None else index.name
+    if time_column is not None and time_column != name:
+        raise DataError(
+            f"{source}: the frame's index holds times ({name!r}) and time_column names another column "
+            f"({time_column!r}); pass time_column={name!r} or reset the index"
+        )
+    if name in frame.columns:
+        raise DataError(
+            f"{source}: the frame's index holds times and a column is also named {name!r}; rename one of them"
+        )
+    return frame.reset_index(names=name), name
 
 
 def _check_missing_option(missing: object) -> None:

@@ -103,6 +103,7 @@ def describe_series(series: Series, training_rows: int) -> dict[str, Any]:
         "frequency": encode_frequency(series.frequency),
         "first_time": None if timestamps is None else encode_time(timestamps[0]),
         "last_time": None if timestamps is None else encode_time(timestamps[-1]),
+        "timezone": None if getattr(timestamps, "tz", None) is None else str(timestamps.tz),
         "rows": series.length,
         "training_rows": training_rows,
         "source": series.source,

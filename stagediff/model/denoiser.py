@@ -69,9 +69,11 @@ def output_coefficients(abar: torch.Tensor, s: torch.Tensor | float) -> tuple[to
 class StageDiffDenoiser(nn.Module):
     """Predicts x_0 from a noisy series x_k at diffusion step k; all stages are denoised jointly.
 
-    ``forward(x, k)``: x (batch, length, channels) with length any multiple of the stage length (a trained
-    model unrolls more stages than it was trained with, since weights are shared across stages),
-    k (batch,) -> x_0 estimate (batch, length, channels).
+    ``forward(x, k, calendar)``: x (batch, length, channels) with length any multiple of the stage length (a
+    trained model unrolls more stages than it was trained with, since weights are shared across stages),
+    k (batch,), calendar (batch, length, calendar_inputs) the calendar features of x's steps
+    (:func:`stagediff.calendar.calendar_features`; None for a model without calendar)
+    -> x_0 estimate (batch, length, channels).
     """
 
     def __init__(self, config: StageDiffConfig, channels: int):
@@ -93,6 +95,8 @@ class StageDiffDenoiser(nn.Module):
         self.register_buffer("sigma_data", torch.tensor(config.sigma_data), persistent=False)
         self.kernels = config.pool_kernels
         per_sequence = 1 if config.channel_independent else channels
+        # Each stage's patches also see the calendar features of their steps (a sine/cosine pair per cycle).
+        self.calendar_inputs = 2 * len(config.calendar or ())
         self.step_embedding = StepEmbedding(config.d_model)
         self.layers = nn.ModuleList(
             DecompositionLayer(
@@ -108,6 +112,7 @@ class StageDiffDenoiser(nn.Module):
                 config.decoder_layers,
                 config.dropout,
                 inputs_per_channel=2 if config.input_skip else 1,
+                extra_inputs=self.calendar_inputs,
                 output_length=self.stage_length + 2 * self.blend_context,
                 stage_reach=config.stages if config.stage_attention and config.staged else 0,
             )
@@ -128,13 +133,14 @@ class StageDiffDenoiser(nn.Module):
     def from_sequences(self, x: torch.Tensor, batch: int) -> torch.Tensor:
         return x.reshape(batch, -1, x.shape[-1]) if self.config.channel_independent else x
 
-    def forward(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, k: torch.Tensor, calendar: torch.Tensor | None = None) -> torch.Tensor:
         batch, length, channels = x.shape
         if channels != self.channels or length % self.stage_length:
             raise ValueError(
                 f"expected (batch, a multiple of {self.stage_length}, {self.channels}), got {tuple(x.shape)}"
             )
         stages = length // self.stage_length
+        times = self.calendar_segments(calendar, batch, length)
         step = self.step_embedding(k)
         residual = rearrange(x, "b (m l) d -> b m d l", l=self.stage_length)
         noisy = add_context(residual, self.context).unsqueeze(3) if self.config.input_skip else None
@@ -145,16 +151,20 @@ class StageDiffDenoiser(nn.Module):
             if noisy is not None:
                 segments = torch.cat([segments, noisy], dim=3)
             if self.config.channel_independent:
+                sequences = rearrange(segments, "b m d c l -> (b m d) c l")
+                if times is not None:
+                    sequences = torch.cat([sequences, repeat(times, "b m f l -> (b m d) f l", d=channels)], dim=1)
                 tokens = layer.encode(
-                    rearrange(segments, "b m d c l -> (b m d) c l"),
+                    sequences,
                     repeat(step, "b e -> (b m d) e", m=stages, d=channels),
                 )
                 tokens = layer.attend_across_stages(rearrange(tokens, "(b m d) p e -> (b d) m p e", b=batch, m=stages))
                 tokens = rearrange(tokens, "(b d) m p e -> m (b d) p e", b=batch)
             else:
-                tokens = layer.encode(
-                    rearrange(segments, "b m d c l -> (b m) (d c) l"), repeat(step, "b e -> (b m) e", m=stages)
-                )
+                sequences = rearrange(segments, "b m d c l -> (b m) (d c) l")
+                if times is not None:
+                    sequences = torch.cat([sequences, rearrange(times, "b m f l -> (b m) f l")], dim=1)
+                tokens = layer.encode(sequences, repeat(step, "b e -> (b m) e", m=stages))
                 tokens = layer.attend_across_stages(rearrange(tokens, "(b m) p e -> b m p e", b=batch))
                 tokens = rearrange(tokens, "b m p e -> m b p e")
             tokens = layer.prepare(tokens)  # the part of decoding that needs no history, for all stages at once
@@ -178,6 +188,21 @@ class StageDiffDenoiser(nn.Module):
             return network
         skip, output = self.coefficients(k)
         return skip * x + output * network
+
+    def calendar_segments(self, calendar: torch.Tensor | None, batch: int, length: int) -> torch.Tensor | None:
+        """calendar (batch, length, calendar_inputs) -> (batch, stages, calendar_inputs, stage span) as the stages
+        see it (with context), or None for a model without calendar."""
+        if not self.calendar_inputs:
+            if calendar is not None:
+                raise ValueError("this model has no calendar features; pass calendar=None")
+            return None
+        if calendar is None or tuple(calendar.shape) != (batch, length, self.calendar_inputs):
+            raise ValueError(
+                f"expected calendar features (batch, length, features) = {(batch, length, self.calendar_inputs)}, "
+                f"got {None if calendar is None else tuple(calendar.shape)}"
+            )
+        stages = rearrange(calendar.to(self.abar.dtype), "b (m l) f -> b m f l", l=self.stage_length)
+        return add_context(stages, self.context)
 
     def coefficients(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """c_skip and c_out of the skip parametrization at steps k (batch,), each (batch, 1, 1)."""
@@ -211,7 +236,8 @@ class StageDiffDenoiser(nn.Module):
         try:
             with torch.no_grad():
                 x = self.seam_weights.new_zeros(1, self.stage_length, self.channels)
-                self(x, torch.zeros(1, dtype=torch.long, device=x.device))
+                calendar = x.new_zeros(1, self.stage_length, self.calendar_inputs) if self.calendar_inputs else None
+                self(x, torch.zeros(1, dtype=torch.long, device=x.device), calendar)
         finally:
             for probe in probes:
                 probe.remove()

@@ -207,13 +207,16 @@ class DecompositionLayer(nn.Module):
         decoder_layers: int,
         dropout: float,
         inputs_per_channel: int = 1,
+        extra_inputs: int = 0,
         output_length: int | None = None,
         stage_reach: int = 0,
     ):
         super().__init__()
         self.in_channels, self.stage_length = in_channels, stage_length
         self.output_length = output_length or stage_length
-        self.stage_patches = PatchEmbedding(in_channels * inputs_per_channel, span, patch_length, stride, d_model)
+        self.stage_patches = PatchEmbedding(
+            in_channels * inputs_per_channel + extra_inputs, span, patch_length, stride, d_model
+        )
         self.history_patches = PatchEmbedding(in_channels, stage_length, patch_length, stride, d_model)
         self.encoder = Encoder(d_model, heads, feedforward, encoder_layers, dropout)
         self.history_encoder = Encoder(d_model, heads, feedforward, encoder_layers, dropout)
@@ -240,7 +243,8 @@ class DecompositionLayer(nn.Module):
         return rearrange(mixed, "n (m p) e -> n m p e", m=stages)
 
     def encode(self, segments: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-        """segments (n, in_channels * inputs_per_channel, span), step (n, d_model) -> tokens (n, patches, d_model)."""
+        """segments (n, in_channels * inputs_per_channel + extra_inputs, span), step (n, d_model)
+        -> tokens (n, patches, d_model)."""
         return self.encoder(self.stage_patches(segments) + step[:, None, :])
 
     def prepare(self, tokens: torch.Tensor) -> torch.Tensor:
