@@ -171,8 +171,9 @@ def test_two_processes_fit_the_weights_of_one_with_the_same_global_batch(tiny_co
     assert_close_weights(ranks[0]["denoiser"], reference.denoiser.state_dict())
     distributed = restore_denoiser(reference.config, ranks[0]["denoiser"], torch.device("cpu"))
     x, k = torch.randn(8, 32, 2, generator=torch.Generator().manual_seed(0)), torch.arange(8)
+    c = torch.rand(8, 32, distributed.calendar_inputs) * 2 - 1  # the calendar features of the hourly frame
     with torch.no_grad():  # the key biases' differences do not reach the predictions
-        torch.testing.assert_close(distributed(x, k), reference.denoiser(x, k), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(distributed(x, k, c), reference.denoiser(x, k, c), rtol=1e-5, atol=1e-6)
     assert ranks[0]["losses"] == ranks[1]["losses"]
     assert ranks[0]["losses"] == pytest.approx(reference.losses, rel=1e-5)
     # checkpoints at steps 2, 4 and 6, each written once, by rank 0
