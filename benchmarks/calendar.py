@@ -16,6 +16,9 @@ distance of each sample's mean over its first 24 steps from the data's last valu
 step-to-step standard deviation, averaged over samples; beside the same figure for the real series (every position
 of the training part, the next 24 steps against the value before them).
 
+Speed (``--measures speed``): seconds to sample 64 windows of the training window, each at its own start (as the
+evaluation samples them), with each variant's model, alternating, ``--repeats`` times.
+
 Models are kept in ``--models`` (one folder per dataset and variant) and reused when there.
 
     .venv/bin/python -m benchmarks.calendar --datasets etth1 --minutes 6 --out results/calendar/etth1.json
@@ -112,6 +115,10 @@ def run(args: argparse.Namespace) -> None:
                     "real": real_level_gaps(train, spread),
                 }
                 print(name, variant, "level", json.dumps(entry["level"]), flush=True)
+            if "speed" in args.measures:
+                starts = list(times[cut : cut + 64])
+                model.sample_array(4, args.window, seed=0, start=starts[:4], progress=False)  # warm-up
+                entry.setdefault("speed_models", {})[variant] = model
             if "profiles" not in args.measures:
                 continue
             stage = model.config.effective_stage_length
@@ -128,6 +135,17 @@ def run(args: argparse.Namespace) -> None:
             entry["scores"][variant]["train_seconds"] = round(trained, 1)
             entry["scores"][variant]["sample_seconds"] = round(sampled, 1)
             print(name, variant, json.dumps(entry["scores"][variant]), flush=True)
+        if "speed" in args.measures:
+            seconds: dict[str, list[float]] = {variant: [] for variant in entry["speed_models"]}
+            starts = list(times[cut : cut + 64])
+            for _ in range(args.repeats):
+                for variant, model in entry["speed_models"].items():
+                    started = time.perf_counter()
+                    model.sample_array(64, args.window, seed=1, start=starts, progress=False)
+                    seconds[variant].append(round(time.perf_counter() - started, 3))
+            entry["seconds_per_64_windows"] = seconds
+            del entry["speed_models"]
+            print(name, "seconds per 64 windows", json.dumps(seconds), flush=True)
         results.append(entry)
         if args.plot and "profiles" in args.measures and len(args.variants) == len(VARIANTS):
             plot(entry, Path(args.plot) / f"calendar-{name}.png")
@@ -193,7 +211,8 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--plot", help="folder for the pictures")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--measures", nargs="+", choices=["profiles", "level"], default=["profiles"])
+    parser.add_argument("--measures", nargs="+", choices=["profiles", "level", "speed"], default=["profiles"])
+    parser.add_argument("--repeats", type=int, default=3, help="timings per variant (--measures speed)")
     parser.add_argument("--models", default="runs/calendar", help="folder of the trained models (reused when there)")
     parser.add_argument("--out")
     parser.add_argument("--table", nargs="+", help="print the table of these result files instead")
