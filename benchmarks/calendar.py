@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> None:
         entry["scores"]["training part (floor)"] = {
             by: profile_errors(real[by], profile(train, times[:cut], by)) for by in PROFILES
         }
+        models: dict[str, StageDiff] = {}  # for the speed measure, timed after all variants are loaded
+        starts = list(times[cut : cut + 64])
         for variant in args.variants:
             config = StageDiffConfig(
                 window=args.window,
@@ -116,9 +118,8 @@ def run(args: argparse.Namespace) -> None:
                 }
                 print(name, variant, "level", json.dumps(entry["level"]), flush=True)
             if "speed" in args.measures:
-                starts = list(times[cut : cut + 64])
                 model.sample_array(4, args.window, seed=0, start=starts[:4], progress=False)  # warm-up
-                entry.setdefault("speed_models", {})[variant] = model
+                models[variant] = model
             if "profiles" not in args.measures:
                 continue
             stage = model.config.effective_stage_length
@@ -136,15 +137,13 @@ def run(args: argparse.Namespace) -> None:
             entry["scores"][variant]["sample_seconds"] = round(sampled, 1)
             print(name, variant, json.dumps(entry["scores"][variant]), flush=True)
         if "speed" in args.measures:
-            seconds: dict[str, list[float]] = {variant: [] for variant in entry["speed_models"]}
-            starts = list(times[cut : cut + 64])
+            seconds: dict[str, list[float]] = {variant: [] for variant in models}
             for _ in range(args.repeats):
-                for variant, model in entry["speed_models"].items():
+                for variant, model in models.items():
                     started = time.perf_counter()
                     model.sample_array(64, args.window, seed=1, start=starts, progress=False)
                     seconds[variant].append(round(time.perf_counter() - started, 3))
             entry["seconds_per_64_windows"] = seconds
-            del entry["speed_models"]
             print(name, "seconds per 64 windows", json.dumps(seconds), flush=True)
         results.append(entry)
         if args.plot and "profiles" in args.measures and len(args.variants) == len(VARIANTS):
