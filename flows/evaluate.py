@@ -1,6 +1,7 @@
 """Stage 5, evaluate: the evaluation metrics and pictures on held-out data (the validation part of the time
-split, never trained on), written to reports/metrics.json (DVC metrics) and reports/evaluation/ (PNGs, DVC
-plots), and logged to the training run in MLflow."""
+split, never trained on), with the scores of generation with known values (known_*, impute_*), written to
+reports/metrics.json (DVC metrics) and reports/evaluation/ (PNGs, DVC plots), and logged to the training run in
+MLflow."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from stagediff import StageDiff
 from stagediff.calendar import series_times
 from stagediff.data import load_prepared
 from stagediff.evaluation import evaluate_windows, heldout_windows, window_starts
+from stagediff.metrics.conditional import conditional_scores
 
 
 def held_out_windows(
@@ -46,11 +48,18 @@ def held_out_windows(
     train = prepared.scaler.inverse_transform(prepared.train)
     heldout = prepared.scaler.inverse_transform(prepared.validation)
     real, training = heldout_windows(train, heldout, window, count, seed)
-    description = prepared.description
-    times = None
-    if description.get("frequency") is not None and description.get("first_time") is not None:
-        times = series_times(description, len(train), len(heldout))
+    times = series_times(prepared.description, len(train), len(heldout))
     return real, training, np.concatenate([train, heldout]), window_starts(times, window, count, seed)
+
+
+def conditional_metrics(generator: StageDiff, prepared_dir: Path, seed: int) -> dict[str, float]:
+    """Generation with known values on the held-out part (:func:`stagediff.metrics.conditional.conditional_scores`:
+    the last channel given the others, and imputation of gaps)."""
+    prepared = load_prepared(prepared_dir)
+    train = prepared.scaler.inverse_transform(prepared.train)
+    heldout = prepared.scaler.inverse_transform(prepared.validation)
+    times = series_times(prepared.description, len(train), len(heldout))
+    return conditional_scores(generator, heldout, np.maximum(train.std(axis=0), 1e-12), times, seed)
 
 
 def flat_metrics(scores: dict[str, Any], repeats: int) -> dict[str, float]:
@@ -68,6 +77,33 @@ def flat_metrics(scores: dict[str, Any], repeats: int) -> dict[str, float]:
     return flat
 
 
+def score_held_out(
+    generator: StageDiff, settings: EvaluateParams, prepared_dir: Path, out: Path, pictures: bool = True
+) -> dict[str, float]:
+    """``generator``'s held-out metrics (:func:`flat_metrics` of the judges' scores, and :func:`conditional_metrics`),
+    the full scores and, with ``pictures``, the PNGs written to ``out``: what the evaluate stage reports, and what
+    the retraining gate scores champion and challenger with (same windows, seed and settings)."""
+    real, training, series, starts = held_out_windows(
+        prepared_dir, generator.config.window, settings.windows, settings.seed
+    )
+    logger().info("scoring %d held-out windows (repeats %d, fast %s)", len(real), settings.repeats, settings.fast)
+    scores = evaluate_windows(
+        generator,
+        real,
+        training,
+        series,
+        out,
+        protocol="heldout",
+        starts=starts,
+        repeats=settings.repeats,
+        seed=settings.seed,
+        fast=settings.fast,
+        steps=settings.steps,
+        pictures=pictures,
+    )
+    return flat_metrics(scores, settings.repeats) | conditional_metrics(generator, prepared_dir, settings.seed)
+
+
 def evaluate(
     settings: EvaluateParams,
     model_dir: Path = MODEL,
@@ -78,31 +114,8 @@ def evaluate(
 ) -> dict[str, float]:
     log = logger()
     generator = StageDiff.load(model_dir)
-    real, training, series, starts = held_out_windows(
-        prepared_dir, generator.config.window, settings.windows, settings.seed
-    )
-    log.info(
-        "read %s and %s: scoring %d held-out windows (repeats %d, fast %s)",
-        relative(model_dir),
-        relative(prepared_dir),
-        len(real),
-        settings.repeats,
-        settings.fast,
-    )
-    scores = evaluate_windows(
-        generator,
-        real,
-        training,
-        series,
-        pictures,
-        protocol="heldout",
-        starts=starts,
-        repeats=settings.repeats,
-        seed=settings.seed,
-        fast=settings.fast,
-        steps=settings.steps,
-    )
-    metrics = flat_metrics(scores, settings.repeats)
+    log.info("read %s and %s", relative(model_dir), relative(prepared_dir))
+    metrics = score_held_out(generator, settings, prepared_dir, pictures)
     write_json(metrics_path, metrics)
     run_id = read_json(training_report)["mlflow_run_id"]
     with mlflow.start_run(run_id=run_id):

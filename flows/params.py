@@ -32,7 +32,7 @@ class DataParams:
     """The declared step between rows (a pandas offset such as "1h" or "1D"); None: the data's most common step,
     and every step must equal it."""
     max_missing_fraction: float = 0.0
-    """Largest share of missing values (NaN) allowed per channel; above 0 needs model.missing: interpolate."""
+    """Largest share of missing values (NaN) allowed per channel; above 0 needs model.missing: interpolate or mask."""
 
     def __post_init__(self) -> None:
         check_types(self, "data key")

@@ -14,11 +14,10 @@ One run (docs/operations.md):
 3. Judge. The challenger is the version in reports/training.json (models/generator). The champion is the version
    holding the MLflow alias retrain.alias of model package.name; its generator is downloaded from the registry.
    Both are scored here, side by side in this process, on the same held-out windows with the evaluate stage's own
-   functions, seed and settings (flows.evaluate.held_out_windows, stagediff.evaluation.evaluate_windows,
-   flows.evaluate.flat_metrics). Same process, because the judges' scores depend on torch's thread count (the
-   fast predictive score of one model moved by 20% between 1 and 2 threads on a 2-core machine): the challenger's
-   reports/metrics.json, computed in another process, is recorded but not gated on. Without a champion the
-   challenger's reports/metrics.json is all there is.
+   function, seed and settings (flows.evaluate.score_held_out). Same process, because the judges' scores depend on
+   torch's thread count (the fast predictive score of one model moved by 20% between 1 and 2 threads on a 2-core
+   machine): the challenger's reports/metrics.json, computed in another process, is recorded but not gated on. Without a
+   champion the challenger's reports/metrics.json is all there is.
 4. Promote (only if the gate passes): ``dvc repro package`` (a new BentoML model and Bento), then the alias. The
    alias moves last, so it never names a version without a Bento.
 5. Record: reports/retrain.json, a Prefect markdown artifact (key ``retrain-decision``) and the flow's return
@@ -88,12 +87,11 @@ from flows.common import (
     read_params,
     write_json,
 )
-from flows.evaluate import flat_metrics, held_out_windows
-from flows.params import EvaluateParams, PipelineParams
+from flows.evaluate import score_held_out
+from flows.params import PipelineParams
 from stagediff import StageDiff
 from stagediff.data import load_prepared
 from stagediff.errors import ConfigError, StageDiffError
-from stagediff.evaluation import evaluate_windows
 
 RETRAIN_REPORT = PROJECT / "reports" / "retrain.json"
 LOWER_IS_BETTER = (
@@ -320,29 +318,6 @@ def load_registered_generator(name: str, version: str, into: Path) -> StageDiff:
     return StageDiff.load(path / "artifacts" / "generator")
 
 
-def score(generator: StageDiff, settings: EvaluateParams, prepared_dir: Path, out: Path) -> dict[str, float]:
-    """``generator``'s held-out metrics exactly as the evaluate stage computes them (same windows, seed and
-    settings), without the pictures; the full scores go to ``out``/metrics.json."""
-    real, training, series, starts = held_out_windows(
-        prepared_dir, generator.config.window, settings.windows, settings.seed
-    )
-    scores = evaluate_windows(
-        generator,
-        real,
-        training,
-        series,
-        out,
-        protocol="heldout",
-        starts=starts,
-        repeats=settings.repeats,
-        seed=settings.seed,
-        fast=settings.fast,
-        steps=settings.steps,
-        pictures=False,
-    )
-    return flat_metrics(scores, settings.repeats)
-
-
 def incompatibility(champion: StageDiff, window: int, channels: Sequence[str]) -> str | None:
     """Why the champion cannot be scored on the challenger's held-out windows, or None."""
     if champion.config.window != window:
@@ -419,9 +394,11 @@ def decide(
             challenger["version"],
             torch.get_num_threads(),
         )
-        champion_metrics = score(generator, params.evaluate, prepared_dir, workdir / "champion-scores")
-        challenger_metrics = score(
-            StageDiff.load(model_dir), params.evaluate, prepared_dir, workdir / "challenger-scores"
+        champion_metrics = score_held_out(
+            generator, params.evaluate, prepared_dir, workdir / "champion-scores", pictures=False
+        )
+        challenger_metrics = score_held_out(
+            StageDiff.load(model_dir), params.evaluate, prepared_dir, workdir / "challenger-scores", pictures=False
         )
         decision["champion"]["metrics"] = champion_metrics
         challenger.update(metrics=challenger_metrics, evaluate_stage_metrics=metrics)

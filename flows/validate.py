@@ -53,7 +53,7 @@ def validate(
     if params.data.max_missing_fraction > 0 and params.model.missing == "error":
         raise ConfigError(
             "data.max_missing_fraction > 0 allows missing values, but model.missing is 'error'; "
-            "set model.missing: interpolate (or max_missing_fraction: 0)"
+            "set model.missing: mask (left out of the training loss) or interpolate (or max_missing_fraction: 0)"
         )
     description = read_json(description_path)
     frame = pd.read_parquet(raw)

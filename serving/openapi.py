@@ -8,7 +8,8 @@ length up to the limit, ``n_samples`` and ``steps`` have their maxima, ``start``
 record has exactly the model's columns, every status the service answers with is listed, and the document is
 OpenAPI 3.1 (pydantic's schemas are JSON Schema 2020-12, with ``{"type": "null"}``). What a schema cannot express
 is in the descriptions: the budget (a product of fields), prefix timestamps at the model's frequency, prefix
-values within 10 training ranges, timestamps that end by the year 9999.
+values within 10 training ranges, timestamps that end by the year 9999, one known record per step with the same
+columns in each (some channels, not all), records to impute with a complete first record.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from stagediff.diffusion import SAMPLERS
 from stagediff.generator import PREFIX_RANGES
 
 REF = "#/components/schemas/{}"
-OWN_PATHS = ("/generate", "/generate_stream", "/info")
+OWN_PATHS = ("/generate", "/generate_stream", "/impute", "/info")
 ERRORS = {
     "400": "A request the service refuses before any work: the body is not a JSON object of the schema, or breaks a "
-    "rule of the served model (length, budget, start, prefix); `error` names the problem and the fix, and "
+    "rule of the served model (length, budget, start, prefix, known values, records to impute); `error` names the "
+    "problem and the fix, and "
     "`detail` lists the schema's problems where there are any.",
     "413": "The body is over the size limit (limits.max_body_bytes in /info).",
     "415": "The body is not sent as application/json.",
@@ -93,7 +95,8 @@ def component_schemas(model: StageDiff, limits: RequestLimits) -> dict[str, Any]
             "Every field is optional; `{}` asks for every default. Beyond what the schema says: n_samples * length "
             f"* {len(channels)} channels must be at most {limits.max_values:,} (max_values), and n_samples * length * "
             f"{len(channels)} * steps at most {limits.max_cost:,} (max_cost, the budget of work); give start or "
-            "prefix, not both; the timestamps must end by the year 9999."
+            "prefix, not both; the timestamps must end by the year 9999; known has one record per step (length "
+            "records), each with the same columns."
         ),
         "properties": {
             "n_samples": {
@@ -158,6 +161,71 @@ def component_schemas(model: StageDiff, limits: RequestLimits) -> dict[str, Any]
                     "items": {"$ref": REF.format("PrefixRecord")},
                 }
             ),
+            "known": nullable(
+                {
+                    "type": "array",
+                    "minItems": stage,
+                    "maxItems": largest,
+                    "description": (
+                        "Values known in advance: one record per step of the series (length records; without "
+                        "length, their number is the length), each with the same columns: some of the channels "
+                        f"{channels}, not all"
+                        + (
+                            f", and optionally the time column {time_column!r} (the series' timestamps, from start "
+                            "if given, right after the prefix if there is one)"
+                            if time_column
+                            else ""
+                        )
+                        + f"; each value within {PREFIX_RANGES} training ranges of its channel's training range. The "
+                        "other channels are generated to fit; the known ones come back exactly as sent."
+                    ),
+                    "items": {"$ref": REF.format("KnownRecord")},
+                }
+            ),
+            "format": {"type": "string", "enum": list(FORMATS), "default": "json"},
+        },
+    }
+    impute = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["records"],
+        "description": (
+            f"Beyond what the schema says: n_samples * records * {len(channels)} channels must be at most "
+            f"{limits.max_values:,} (max_values), and n_samples * records * {len(channels)} * steps at most "
+            f"{limits.max_cost:,} (max_cost); every record has the same columns, the first record is complete, not "
+            "every value is missing, the timestamps end by the year 9999."
+        ),
+        "properties": {
+            "records": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": limits.max_length,
+                "description": (
+                    "The series to fill, oldest first, one record per step"
+                    + ("" if frequency is None else f", {frequency} apart (the model's frequency)")
+                    + ": every channel, null where a value is missing"
+                    + (
+                        f", and optionally the time column {time_column!r} (without it the series start right "
+                        "after the training data)"
+                        if time_column
+                        else ""
+                    )
+                    + f"; the first record complete; each value within {PREFIX_RANGES} training ranges of its "
+                    "channel's training range. Every value sent comes back unchanged."
+                ),
+                "items": {"$ref": REF.format("ImputeRecord")},
+            },
+            "n_samples": copy.deepcopy(request["properties"]["n_samples"])
+            | {"description": "How many draws of the filled series."},
+            "seed": nullable(
+                request["properties"]["seed"]["anyOf"][0]
+                | {
+                    "description": "The same seed and fields give the same draws. Default: a random seed, returned in "
+                    "the provenance."
+                }
+            ),
+            "sampler": copy.deepcopy(request["properties"]["sampler"]),
+            "steps": copy.deepcopy(request["properties"]["steps"]),
             "format": {"type": "string", "enum": list(FORMATS), "default": "json"},
         },
     }
@@ -165,6 +233,10 @@ def component_schemas(model: StageDiff, limits: RequestLimits) -> dict[str, Any]
     stream_request["properties"]["format"]["enum"] = list(STREAM_FORMATS)
     record_properties = {
         column: time_schema if column == time_column else {"type": "number"} for column in prefix_columns(model)
+    }
+    gap_properties = {
+        column: time_schema if column == time_column else {"type": ["number", "null"]}
+        for column in prefix_columns(model)
     }
     series_time = time_column or "step"
     record = {
@@ -187,6 +259,23 @@ def component_schemas(model: StageDiff, limits: RequestLimits) -> dict[str, Any]
             "additionalProperties": False,
             "required": list(record_properties),
             "properties": record_properties,
+        },
+        "KnownRecord": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "properties": record_properties,
+            "description": "One step of known values: some channels (the same in every record), optionally the "
+            "time column.",
+        },
+        "ImputeRequest": impute,
+        "ImputeRecord": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": channels,
+            "properties": gap_properties,
+            "description": "One step of the series to fill: every channel, null where missing; optionally the time "
+            "column.",
         },
         "Record": record,
         "Provenance": {
@@ -237,6 +326,7 @@ def component_schemas(model: StageDiff, limits: RequestLimits) -> dict[str, Any]
                 "window",
                 "stage_length",
                 "diffusion_steps",
+                "conditioning",
                 "sampling",
                 "metrics",
                 "limits",
@@ -246,6 +336,14 @@ def component_schemas(model: StageDiff, limits: RequestLimits) -> dict[str, Any]
                 "window": {"type": "integer"},
                 "stage_length": {"type": "integer"},
                 "diffusion_steps": {"type": "integer"},
+                "conditioning": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 1,
+                    "description": "The share of training windows that had known values: above 0 the model was "
+                    "trained to fit known values and gaps (known, /impute); at 0 it still takes them, by "
+                    "replacement alone.",
+                },
                 "limits": {
                     "type": "object",
                     "required": [*RequestLimits().to_dict(), "max_body_bytes"],
@@ -365,4 +463,18 @@ def service_paths() -> dict[str, Any]:
             "responses": {"200": info_answer, **errors("400", "413", "415", "429", "504")},
         },
     }
-    return {"/generate": generate, "/generate_stream": stream, "/info": info}
+    impute = {
+        "post": {
+            "operationId": "impute",
+            "tags": tags,
+            "summary": "Series with gaps (null) filled: n_samples draws, every value sent unchanged; JSON records with "
+            "provenance, CSV or parquet, as /generate answers.",
+            "requestBody": body("ImputeRequest"),
+            "responses": {
+                "200": copy.deepcopy(generate["post"]["responses"]["200"])
+                | {"description": "The draws (sample 0 .. n_samples - 1); the provenance is also in the headers."},
+                **errors("400", "413", "415", "429", "504", fault=True),
+            },
+        },
+    }
+    return {"/generate": generate, "/generate_stream": stream, "/impute": impute, "/info": info}

@@ -15,7 +15,7 @@ import dataclasses
 import math
 import secrets
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,10 +34,12 @@ RANDOM_SEEDS = 2**31
 """Seeds chosen for the client are below 2**31, so they survive JSON readers that hold numbers as doubles."""
 MAX_STEP = 2**62
 """Largest step number a start may name (step numbers are int64)."""
+MAX_FLOAT = float(np.finfo(np.float64).max)
 
 
 JSON = "application/json"
 EXAMPLE_BODY = '{"n_samples": 2, "length": 256}'
+IMPUTE_EXAMPLE_BODY = '{"records": [{"date": "2020-12-31T00:00:00", "load": 80.2, "price": null}, ...], "n_samples": 2}'
 
 
 @known_keywords
@@ -101,20 +103,25 @@ class BodyError(RequestError):
 
 
 def check_body(content_type: str | None, body: bytes, schema: type[BaseModel]) -> None:
-    """The rule for the body of a POST to an endpoint: one JSON object (``{}`` for every default) that fits the
-    endpoint's ``schema``, sent as application/json (or with no content type). Anything else raises
-    :class:`BodyError` naming the problem: another content type (a form, plain text), an empty body, invalid JSON,
-    JSON that is not an object, or fields that do not fit (unknown, of the wrong type, out of range)."""
+    """The rule for the body of a POST to an endpoint: one JSON object (``{}`` for every default, where every field
+    has one) that fits the endpoint's ``schema``, sent as application/json (or with no content type). Anything else
+    raises :class:`BodyError` naming the problem: another content type (a form, plain text), an empty body, invalid
+    JSON, JSON that is not an object, or fields that do not fit (unknown, missing, of the wrong type, out of
+    range)."""
+    example = getattr(schema, "example_body", EXAMPLE_BODY)
+    defaults = not any(field.is_required() for field in schema.model_fields.values())
     media_type = (content_type if content_type is not None else JSON).split(";")[0].strip().lower()
     if media_type != JSON:
         raise BodyError(
             f"the request body must be a JSON object sent with content-type {JSON}, got content-type "
-            f"{content_type!r}; e.g. curl -H 'content-type: {JSON}' -d '{EXAMPLE_BODY}'",
+            f"{content_type!r}; e.g. curl -H 'content-type: {JSON}' -d '{example}'",
             415,
         )
     if not body.strip():
         raise BodyError(
-            f"the request body is empty; send a JSON object: {{}} for every default, or e.g. {EXAMPLE_BODY}"
+            f"the request body is empty; send a JSON object: {{}} for every default, or e.g. {example}"
+            if defaults
+            else f"the request body is empty; send a JSON object such as {example}"
         )
     try:
         schema.model_validate_json(body)
@@ -124,12 +131,12 @@ def check_body(content_type: str | None, body: bytes, schema: type[BaseModel]) -
         if first["type"] == "json_invalid":
             raise BodyError(
                 f"the request body is not valid JSON ({first['msg'].removeprefix('Invalid JSON: ')}); "
-                f"send a JSON object such as {EXAMPLE_BODY}"
+                f"send a JSON object such as {example}"
             ) from None
         if first["loc"] == ():
             raise BodyError(
-                f"the request body must be a JSON object such as {EXAMPLE_BODY} ({{}} for every default), "
-                f"got {json_kind(first['input'])}"
+                f"the request body must be a JSON object such as {example}"
+                f"{' ({} for every default)' if defaults else ''}, got {json_kind(first['input'])}"
             ) from None
         raise BodyError(
             "the request body does not fit the schema (see /docs.json): "
@@ -206,10 +213,50 @@ class GenerateRequest(BaseModel):
         description="A real history to continue, as records with the time column and every channel, "
         "oldest first, at the model's frequency. The series start right after it.",
     )
+    known: list[dict[str, Any]] | None = Field(
+        None,
+        description="Values known in advance (e.g. a scenario of a covariate): one record per step of the series "
+        "(length records; they set the length if it is omitted), each with the same channels, some of the model's "
+        "but not all, and optionally the time column (then the series start at its first timestamp). The other "
+        "channels are generated to fit them; the known ones come back exactly as sent, in every sample.",
+    )
     format: Literal["json", "csv", "parquet"] = Field(
         "json",
         description="json: records with provenance; csv; parquet (Arrow, provenance in the schema "
         "metadata). Streams: json (one record per line) or csv.",
+    )
+
+
+class ImputeRequest(BaseModel):
+    """Series with gaps to fill: ``records`` is required; unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    example_body: ClassVar[str] = IMPUTE_EXAMPLE_BODY
+
+    records: list[dict[str, Any]] = Field(
+        description="The series to fill, oldest first: one record per step (at most max_length), each with every "
+        "channel, null where a value is missing, and optionally the time column (the model's frequency apart; "
+        "without it the series start right after the training data). The first record must be complete."
+    )
+    n_samples: Integer = Field(
+        1, ge=1, description="How many draws of the filled series (at most the limit max_samples, see /info)."
+    )
+    seed: Integer | None = Field(
+        None,
+        ge=0,
+        le=MAX_SEED,
+        description="Random seed; the same seed and fields give the same draws. Default: a random seed, returned in "
+        "the response.",
+    )
+    sampler: Literal[SAMPLERS] | None = Field(None, description="Reverse-diffusion sampler. Default: the model's own.")
+    steps: Integer | None = Field(
+        None,
+        ge=1,
+        description="Network evaluations per chunk, at most the model's diffusion steps. Default: every diffusion "
+        "step for ddpm, else the model's sampling steps.",
+    )
+    format: Literal["json", "csv", "parquet"] = Field(
+        "json", description="json: records with provenance; csv; parquet (Arrow, provenance in the schema metadata)."
     )
 
 
@@ -239,16 +286,30 @@ class Plan:
 
 
 def plan_request(request: GenerateRequest, model: StageDiff, limits: RequestLimits, *, stream: bool = False) -> Plan:
-    """Check ``request`` against the model and ``limits``; raise :class:`RequestError` naming the first problem."""
+    """Check ``request`` against the model and ``limits``; raise :class:`RequestError` naming the first problem (or
+    the library's :class:`DataError` for a rule of its own, e.g. a value far outside the training range)."""
     config = model.config
     stage = config.effective_stage_length
     channels = list(model.metadata["channels"])
-    length = config.window if request.length is None else request.length
+    if request.known is not None:
+        check_record_count("known", request.known, limits)
+    length = request.length
+    if length is None:
+        length = config.window if request.known is None else len(request.known)
     check_range("n_samples", request.n_samples, 1, limits.max_samples)
     largest = limits.max_length - limits.max_length % stage
     if length % stage or not stage <= length <= largest:
         raise RequestError(
             f"length must be a multiple of the stage length {stage} between {stage} and {largest}, got {length}"
+            + (
+                " (the number of known records: without length the series have one step per known record)"
+                if request.length is None and request.known is not None
+                else ""
+            )
+        )
+    if request.known is not None and len(request.known) != length:
+        raise RequestError(
+            f"known has {len(request.known)} records; it needs one per step of the samples, {length} (length)"
         )
     sampler, steps = sampling_choice(config, request.sampler, request.steps)
     check_range("steps", steps, 1, config.diffusion_steps)
@@ -261,31 +322,62 @@ def plan_request(request: GenerateRequest, model: StageDiff, limits: RequestLimi
     start = None if request.start is None else check_start(request.start, model)
     prefix = None if request.prefix is None else check_prefix(request.prefix, model, limits)
     check_time_axis(model, length, start, prefix)
+    known = None if request.known is None else check_known(request.known, model)
+    start = known_series_start(model, known, start, prefix)
     seed = secrets.randbelow(RANDOM_SEEDS) if seed_chosen else request.seed
-    run = model.plan_sampling(SampleRequest(request.n_samples, length, seed, steps, prefix, sampler, start=start))
+    run = model.plan_sampling(
+        SampleRequest(request.n_samples, length, seed, steps, prefix, sampler, start=start, known=known)
+    )
     return Plan(run=run, seed_chosen=seed_chosen, start=start, prefix=prefix, format=request.format)
 
 
-def check_budget(n_samples: int, length: int, channels: int, steps: int, stage: int, limits: RequestLimits) -> None:
+def plan_impute(request: ImputeRequest, model: StageDiff, limits: RequestLimits) -> Plan:
+    """Check an ``/impute`` request against the model and ``limits`` as :func:`plan_request` does; the library
+    (:meth:`StageDiff.known_values`) checks the rest of the records: not every value missing, the first record
+    complete, values within 10 training ranges."""
+    config = model.config
+    channels = list(model.metadata["channels"])
+    check_range("n_samples", request.n_samples, 1, limits.max_samples)
+    check_record_count("records", request.records, limits)
+    length = len(request.records)
+    sampler, steps = sampling_choice(config, request.sampler, request.steps)
+    check_range("steps", steps, 1, config.diffusion_steps)
+    check_budget(request.n_samples, length, len(channels), steps, 1, limits, unit="records")
+    seed_chosen = request.seed is None
+    frame = read_records(request.records, model, "records", every_channel=True)
+    start = known_series_start(model, frame, None, None)
+    check_time_axis(model, length, start, None)
+    seed = secrets.randbelow(RANDOM_SEEDS) if seed_chosen else request.seed
+    run = model.plan_sampling(
+        SampleRequest(request.n_samples, length, seed, steps, None, sampler, start=start, known=frame, fill=True)
+    )
+    return Plan(run=run, seed_chosen=seed_chosen, start=start, prefix=None, format=request.format)
+
+
+def check_budget(
+    n_samples: int, length: int, channels: int, steps: int, stage: int, limits: RequestLimits, unit: str = "length"
+) -> None:
     """The cost model: a request holds n_samples * length * channels values (at most max_values) and costs that many
     times its steps, the network evaluations per chunk (at most max_cost). Past either, the message names the
-    longest length that fits with the same n_samples and steps."""
+    longest length that fits with the same n_samples and steps (``unit`` "records": the most records of /impute)."""
     values, cost = n_samples * length * channels, n_samples * length * channels * steps
     if values <= limits.max_values and cost <= limits.max_cost:
         return
     longest = limits.longest(n_samples, channels, steps, stage)
+    fits = f"the length may be at most {longest}" if unit == "length" else f"at most {longest} {unit} fit"
     fix = (
-        f"with n_samples={n_samples} and steps={steps} the length may be at most {longest}"
+        f"with n_samples={n_samples} and steps={steps} {fits}"
         if longest
-        else f"with n_samples={n_samples} and steps={steps} not even one stage of {stage} steps fits"
+        else f"with n_samples={n_samples} and steps={steps} not even one "
+        + (f"stage of {stage} steps fits" if unit == "length" else f"of the {unit} fits")
     )
     if cost > limits.max_cost:
         raise RequestError(
-            f"n_samples * length * channels * steps = {n_samples} * {length} * {channels} * {steps} = {cost:,} exceeds "
+            f"n_samples * {unit} * channels * steps = {n_samples} * {length} * {channels} * {steps} = {cost:,} exceeds "
             f"the budget of {limits.max_cost:,} per request (max_cost); {fix} (or ask for fewer samples or steps)"
         )
     raise RequestError(
-        f"n_samples * length * channels = {n_samples} * {length} * {channels} = {values:,} exceeds the limit of "
+        f"n_samples * {unit} * channels = {n_samples} * {length} * {channels} = {values:,} exceeds the limit of "
         f"{limits.max_values:,} values per request (max_values); {fix} (or ask for fewer samples)"
     )
 
@@ -378,9 +470,7 @@ def check_prefix(records: list[dict[str, Any]], model: StageDiff, limits: Reques
     numbers = [f"channel {c!r}" for c in channels] + ([f"{time_column!r}"] if time_column and not dated else [])
     for column, label in zip(channels + [time_column], numbers):
         for row, record in enumerate(records):
-            value = record[column]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise RequestError(f"prefix record {row}: {label} must be a number, got {value!r}")
+            check_number(record[column], f"prefix record {row}: {label}")
     frame = pd.DataFrame({c: np.array([r[c] for r in records], dtype=np.float64) for c in channels})
     try:
         check_finite(frame.to_numpy(), tuple(channels), "prefix", "fill them before sending")
@@ -390,6 +480,109 @@ def check_prefix(records: list[dict[str, Any]], model: StageDiff, limits: Reques
     except DataError as error:
         raise RequestError(str(error)) from None
     return frame
+
+
+def check_number(value: Any, label: str, null: bool = False) -> None:
+    """A JSON number that float64 holds (or null where ``null``); else a :class:`RequestError` naming ``label``."""
+    if value is None and null:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RequestError(f"{label} must be a number{' or null' if null else ''}, got {short(value)}")
+    if isinstance(value, int) and not -MAX_FLOAT <= value <= MAX_FLOAT:
+        raise RequestError(f"{label} is {short(value)}, beyond the range of a float64 number")
+
+
+def check_record_count(source: str, records: list[dict[str, Any]], limits: RequestLimits) -> None:
+    """Records of known values (``source`` "known") or to impute ("records"): one per step, so at most max_length."""
+    if not records:
+        raise RequestError(
+            f"{source} is empty; send one record per step"
+            + (" of the samples, or leave known out" if source == "known" else " of the series to fill")
+        )
+    if len(records) > limits.max_length:
+        raise RequestError(
+            f"{source} has {len(records)} records; at most {limits.max_length} are accepted (max_length: one record "
+            "per step)"
+        )
+
+
+def check_known(records: list[dict[str, Any]], model: StageDiff) -> pd.DataFrame:
+    """The known records as a DataFrame (the time column if they have it, their channels): each with the same columns,
+    a finite number for each of its channels. Which channels (some, not all) and how far out the values may lie are
+    the library's rules (:meth:`StageDiff.known_values`)."""
+    frame = read_records(records, model, "known", every_channel=False)
+    channels = [c for c in frame.columns if c != model.metadata.get("time_column")]
+    try:
+        check_finite(
+            frame[channels].to_numpy(),
+            tuple(channels),
+            "known",
+            "a known channel needs a finite value at every step (to fill gaps, use /impute)",
+        )
+    except DataError as error:
+        raise RequestError(str(error)) from None
+    return frame
+
+
+def read_records(records: list[dict[str, Any]], model: StageDiff, source: str, *, every_channel: bool) -> pd.DataFrame:
+    """Records that each have the same columns: optionally the model's time column (ISO 8601 for a model with dates,
+    else a number; strictly increasing, the model's frequency apart), and some channels (``every_channel``: all of
+    them, null where a value is missing; else a number each) as a DataFrame in the model's column order, NaN for
+    null."""
+    channels = list(model.metadata["channels"])
+    time_column, frequency = model.metadata.get("time_column"), frequency_of(model)
+    dated = isinstance(frequency, pd.Timedelta)
+    allowed = prefix_columns(model)
+    record_of = "record" if every_channel else f"{source} record"
+    optional_time = f" and, optionally, the time column {time_column!r}" if time_column else ""
+    rule = (
+        f"every record needs every channel {channels} (null where a value is missing){optional_time}"
+        if every_channel
+        else f"a known record has some of the channels {channels}{optional_time}"
+    )
+    first = [c for c in allowed if c in records[0]]
+    for row, record in enumerate(records):
+        extra = [c for c in record if c not in allowed]
+        missing = [c for c in channels if c not in record] if every_channel else []
+        if missing or extra:
+            problem = "; ".join(
+                part for part in (missing and f"lacks {missing}", extra and f"has unknown {extra}") if part
+            )
+            raise RequestError(f"{record_of} {row} {problem}: {rule}")
+        if len(record) != len(first) or any(c not in record for c in first):
+            raise RequestError(
+                f"{record_of} {row} has the columns {[c for c in allowed if c in record]}, record 0 has {first}: "
+                "every record needs the same columns"
+            )
+    present = [c for c in channels if c in first]
+    for column in present:
+        for row, record in enumerate(records):
+            value = record[column]
+            if value is None and not every_channel:
+                raise RequestError(
+                    f"known record {row}: channel {column!r} is null; a known channel needs a value at every step "
+                    "(leave the channel out of known to generate it; to fill gaps, use /impute)"
+                )
+            check_number(value, f"{record_of} {row}: channel {column!r}", null=every_channel)
+    frame = pd.DataFrame(
+        {c: np.array([np.nan if r[c] is None else r[c] for r in records], dtype=np.float64) for c in present}
+    )
+    if time_column in first:
+        if not dated:
+            for row, record in enumerate(records):
+                check_number(record[time_column], f"{record_of} {row}: {time_column!r}")
+        times = pd.Series([r[time_column] for r in records], name=time_column, dtype=object if dated else None)
+        try:
+            frame.insert(0, time_column, check_times(times, time_column, source, iso=dated, step=frequency))
+        except DataError as error:
+            raise RequestError(str(error)) from None
+    return frame
+
+
+def known_series_start(model: StageDiff, known: pd.DataFrame | None, start: Any, prefix: pd.DataFrame | None) -> Any:
+    """The first timestamp of series with ``known`` values (:meth:`StageDiff.known_start`: that of ``known``'s time
+    column, which must hold the series' steps from ``start`` or from right after the prefix); else ``start``."""
+    return start if known is None else model.known_start(known, start, prefix)
 
 
 def frequency_of(model: StageDiff) -> pd.Timedelta | float | int | None:

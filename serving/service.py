@@ -2,11 +2,12 @@
 
     STAGEDIFF_MODEL_TAG=stagediff:latest bentoml serve serving.service:StageDiffService
 
-Endpoints: ``POST /generate`` (JSON, CSV or parquet), ``POST /generate_stream`` (JSON lines or CSV,
-sent piece by piece as the series is denoised), ``GET``/``POST /info``, ``GET /docs.json`` (OpenAPI,
+Endpoints: ``POST /generate`` (JSON, CSV or parquet; optionally with some channels known), ``POST
+/generate_stream`` (JSON lines or CSV, sent piece by piece as the series is denoised), ``POST /impute`` (series
+with gaps filled, as /generate answers), ``GET``/``POST /info``, ``GET /docs.json`` (OpenAPI,
 serving.openapi); BentoML adds ``/readyz``, ``/livez`` and ``/metrics``. Every request is checked before any work
-(content type, a JSON object, unknown fields, types, length, budget, prefix) and bad input gets a 4xx with a
-message naming the problem; a client that leaves stops its work.
+(content type, a JSON object, unknown fields, types, length, budget, prefix, known values, records to impute) and
+bad input gets a 4xx with a message naming the problem; a client that leaves stops its work.
 
 Environment: STAGEDIFF_MODEL_TAG (default ``stagediff:latest``), STAGEDIFF_THREADS (torch threads;
 default 1 on up to 2 cores, see stagediff.runtime), STAGEDIFF_BATCHING (``1``/``0``, default 1),
@@ -22,7 +23,7 @@ import ctypes
 import functools
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,17 @@ from starlette.routing import Route
 from serving import openapi, timeouts
 from serving.batching import Batcher, Work, rows_independent
 from serving.encoding import MEDIA_TYPES, STREAM_MEDIA_TYPES, NonFiniteOutput, encode, encode_piece, provenance_headers
-from serving.requests import BodyError, GenerateRequest, Plan, RequestError, RequestLimits, check_body, plan_request
+from serving.requests import (
+    BodyError,
+    GenerateRequest,
+    ImputeRequest,
+    Plan,
+    RequestError,
+    RequestLimits,
+    check_body,
+    plan_impute,
+    plan_request,
+)
 from stagediff import StageDiff, StageDiffError, runtime
 from stagediff.diffusion import sampling_choice
 from stagediff.generator import SamplePiece
@@ -149,7 +160,7 @@ class ClientGuard:
             app.cancel()
 
     async def too_large(self, scope: dict, receive: Any, send: Any) -> None:
-        message = f"the request body is over the limit of {self.max_bytes:,} bytes; send a shorter prefix"
+        message = f"the request body is over the limit of {self.max_bytes:,} bytes; send fewer records"
         await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
 
 
@@ -256,18 +267,17 @@ class StageDiffService:
     @bentoml.api(route="/generate", output_spec=GenerateResponse)
     async def generate(self, request: GenerateRequest, /) -> Response:
         """Synthetic series: format json (records with provenance), csv or parquet. Provenance is also in
-        the X-StageDiff-* headers (model, version, seed, steps, sampler). A client that disconnects stops the
-        sampling at its next network evaluation."""
-        try:
-            plan = plan_request(request, self.generator, self.limits)
-            frame = await self.sample(plan)
-            provenance = self.provenance(plan, frame)
-            body = await asyncio.get_running_loop().run_in_executor(None, encode, frame, provenance, plan.format)
-        except (RequestError, StageDiffError) as error:
-            return bad_request(error)
-        except NonFiniteOutput as error:
-            return model_fault(error)
-        return Response(body, media_type=MEDIA_TYPES[plan.format], headers=provenance_headers(provenance))
+        the X-StageDiff-* headers (model, version, seed, steps, sampler). With known values (``known``), the other
+        channels are generated to fit them. A client that disconnects stops the sampling at its next network
+        evaluation."""
+        return await self.respond(lambda: plan_request(request, self.generator, self.limits))
+
+    @bentoml.api(route="/impute", output_spec=GenerateResponse)
+    async def impute(self, request: ImputeRequest, /) -> Response:
+        """Series with gaps (null) filled: n_samples draws of the records, every value sent coming back unchanged, in
+        the response of /generate (format json, csv or parquet). A client that disconnects stops the sampling at its
+        next network evaluation."""
+        return await self.respond(lambda: plan_impute(request, self.generator, self.limits))
 
     @bentoml.api(route="/generate_stream", output_spec=StreamedRecord)
     async def generate_stream(self, request: GenerateRequest, /) -> Response:
@@ -290,11 +300,25 @@ class StageDiffService:
 
     @bentoml.api(route="/info")
     async def info(self) -> dict[str, Any]:
-        """The model (name, version, MLflow run, data hash, channels, frequency, window, stage length,
-        evaluation scores) and the request limits. Also served at GET /info."""
+        """The model (name, version, MLflow run, data hash, channels, frequency, window, stage length, how much it
+        was trained with known values, evaluation scores) and the request limits. Also served at GET /info."""
         return self.describe()
 
     # -- work ---------------------------------------------------------------------------------------
+    async def respond(self, planned: Callable[[], Plan]) -> Response:
+        """The response of /generate and /impute: the planned request sampled (by the batcher) and encoded; 400 for a
+        request the checks refuse, 500 for values that are not finite."""
+        try:
+            plan = planned()
+            frame = await self.sample(plan)
+            provenance = self.provenance(plan, frame)
+            body = await asyncio.get_running_loop().run_in_executor(None, encode, frame, provenance, plan.format)
+        except (RequestError, StageDiffError) as error:
+            return bad_request(error)
+        except NonFiniteOutput as error:
+            return model_fault(error)
+        return Response(body, media_type=MEDIA_TYPES[plan.format], headers=provenance_headers(provenance))
+
     async def sample(self, plan: Plan) -> pd.DataFrame:
         """All series of ``plan`` as one frame, sampled by the batcher (beside other requests where they can share
         the denoiser's batches; the same bytes either way)."""
@@ -384,11 +408,13 @@ class StageDiffService:
                 "timezone": metadata.get("timezone"),
             },
             "calendar": list(config.calendar or ()),
+            "conditioning": config.conditioning,
             "continues_data": metadata.get("tail") is not None,
             "window": config.window,
             "stage_length": config.effective_stage_length,
             "diffusion_steps": config.diffusion_steps,
-            "sampling": dict(zip(("sampler", "steps"), sampling_choice(config))),
+            # what a request without sampler and steps gets; ddim_eta: the noise of DDIM (1: ancestral, 0: none)
+            "sampling": {**dict(zip(("sampler", "steps"), sampling_choice(config))), "ddim_eta": config.ddim_eta},
             "metrics_sampling": self.metadata.get("metrics_sampling"),
             "metrics": self.metadata.get("metrics", {}),
             "limits": {**self.limits.to_dict(), "max_body_bytes": max_body_bytes()},
@@ -414,7 +440,7 @@ def bad_request(error: Exception) -> Response:
 
 def model_fault(error: NonFiniteOutput) -> Response:
     """500: the served model gave NaN or infinite values, which are never sent (a prefix that could cause them is
-    refused with 400 before any work, see StageDiff.scale_prefix)."""
+    refused with 400 before any work, see StageDiff.scale_values)."""
     logger.error("refused to send non-finite values: %s", error)
     return JSONResponse({"error": str(error)}, status_code=500)
 

@@ -70,12 +70,12 @@ def calendar_features(times: pd.DatetimeIndex, cycles: tuple[str, ...] | list[st
     return np.stack(pairs, axis=1).astype(np.float32)
 
 
-def series_times(description: dict[str, Any], first_row: int, rows: int) -> pd.Index:
+def series_times(description: dict[str, Any], first_row: int, rows: int) -> pd.Index | None:
     """The timestamps of rows ``first_row`` .. ``first_row + rows`` of the series ``description`` describes: datetimes
-    (in its time zone, if it had one) or numbers, as its time column holds."""
+    (in its time zone, if it had one) or numbers, as its time column holds; None for a series without a time axis."""
     encoded = description.get("frequency")
     if encoded is None or description.get("first_time") is None:
-        raise ValueError("the series has no time axis")
+        return None
     if encoded["kind"] != "timedelta":
         return pd.Index(description["first_time"] + encoded["value"] * np.arange(first_row, first_row + rows))
     step = pd.Timedelta(encoded["value"])

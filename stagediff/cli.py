@@ -80,7 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-steps (the steps reached are saved with the model)",
     )
     fit.add_argument("--seed", type=int, help="random seed of initialisation and training")
-    fit.add_argument("--interpolate", action="store_true", help="interpolate NaN/inf values instead of failing")
+    fit.add_argument(
+        "--missing",
+        choices=("error", "interpolate", "mask"),
+        help="NaN/inf values in the data: error (the default), interpolate (linear in time, trained on as data) or "
+        "mask (interpolated for the windows, left out of the training loss)",
+    )
     fit.add_argument(
         "--calendar",
         action=argparse.BooleanOptionalAction,
@@ -112,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--sampler", choices=SAMPLERS, help="default: the model's configured sampler")
     sample.add_argument(
         "--prefix", help="CSV/parquet of real history to continue (channel columns, optional time column)"
+    )
+    sample.add_argument(
+        "--known",
+        help="CSV/parquet of some channels' values at every step of the samples (one row per step, optional time "
+        "column); the other channels are generated to fit them (default --length: its rows)",
     )
     sample.add_argument("--start", help="first timestamp of the samples (default: continue after the data or prefix)")
     sample.add_argument(
@@ -148,6 +158,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--data-dir", help="folder of the benchmark files")
 
+    impute = commands.add_parser("impute", help="fill the gaps (empty or NaN values) of a series with generated values")
+    impute.add_argument("model", help="model folder written by `stagediff fit`")
+    impute.add_argument(
+        "data", help="CSV/parquet with every channel column (and the time column if the model has one), gaps empty"
+    )
+    impute.add_argument("--out", required=True, help="output file, .parquet or .csv: the n filled series")
+    impute.add_argument("--n", type=int, default=1, help="number of draws (each a filled copy of the series)")
+    impute.add_argument("--seed", type=int, default=0)
+    impute.add_argument("--steps", type=int, help="network evaluations of the sampler per chunk")
+    impute.add_argument("--sampler", choices=SAMPLERS, help="default: the model's configured sampler")
+    impute.add_argument("--plot", help="also write a PNG of the filled series")
+    impute.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    impute.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+
     info = commands.add_parser("info", help="print a trained generator's configuration and metadata as JSON")
     info.add_argument("model")
     for command in (fit, sample, evaluate, info):
@@ -182,8 +206,8 @@ def fit_command(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             overrides[name] = value
-    if args.interpolate:
-        overrides["missing"] = "interpolate"
+    if args.missing is not None:
+        overrides["missing"] = args.missing
     if args.calendar is False:
         overrides["calendar"] = []
     config = config.replace(**overrides)
@@ -220,13 +244,10 @@ def sample_command(args: argparse.Namespace) -> int:
     from stagediff.data import load_frame
     from stagediff.generator import StageDiff
 
-    out = Path(args.out)
-    if out.suffix not in OUTPUT_FORMATS:
-        raise StageDiffError(f"--out must end in {' or '.join(OUTPUT_FORMATS)}, got {out.name}")
-    if args.plot and not args.plot.endswith(".png"):
-        raise StageDiffError(f"--plot must be a .png file, got {args.plot}")
+    check_outputs(args)
     model = StageDiff.load(args.model, device=args.device)
     prefix = load_frame(Path(args.prefix))[0] if args.prefix else None
+    known = load_frame(Path(args.known))[0] if args.known else None
     frame = model.sample(
         n=args.n,
         length=args.length,
@@ -236,17 +257,49 @@ def sample_command(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         start=args.start,
         chunk_length=args.chunk_length,
+        known=known,
         progress=args.progress,
     )
+    write_samples(frame, args, "sample(s)")
+    if args.plot:
+        plot(model, frame, args)
+    return 0
+
+
+def impute_command(args: argparse.Namespace) -> int:
+    from stagediff.data import load_frame
+    from stagediff.generator import StageDiff
+    from stagediff.plots import plot_samples
+
+    check_outputs(args)
+    model = StageDiff.load(args.model, device=args.device)
+    gapped = load_frame(Path(args.data))[0]
+    frame = model.impute(
+        gapped, n=args.n, seed=args.seed, steps=args.steps, sampler=args.sampler, progress=args.progress
+    )
+    write_samples(frame, args, "filled series")
+    if args.plot:
+        print(f"wrote plot {plot_samples(frame, args.plot, title=f'gaps of {args.data} filled by {args.model}')}")
+    return 0
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse --out and --plot paths of the wrong kind before any work."""
+    out = Path(args.out)
+    if out.suffix not in OUTPUT_FORMATS:
+        raise StageDiffError(f"--out must end in {' or '.join(OUTPUT_FORMATS)}, got {out.name}")
+    if args.plot and not args.plot.endswith(".png"):
+        raise StageDiffError(f"--plot must be a .png file, got {args.plot}")
+
+
+def write_samples(frame, args: argparse.Namespace, what: str) -> None:
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
         frame.to_csv(out, index=False)
     else:
         frame.to_parquet(out, index=False)
-    print(f"wrote {args.n} sample(s) x {frame.shape[0] // args.n} steps x {frame.shape[1] - 2} channels to {out}")
-    if args.plot:
-        plot(model, frame, args)
-    return 0
+    print(f"wrote {args.n} {what} x {frame.shape[0] // args.n} steps x {frame.shape[1] - 2} channels to {out}")
 
 
 def plot(model, frame, args: argparse.Namespace) -> None:
@@ -321,7 +374,13 @@ def parse_overrides(items: Sequence[str]) -> dict:
     return overrides
 
 
-COMMANDS = {"fit": fit_command, "sample": sample_command, "evaluate": evaluate_command, "info": info_command}
+COMMANDS = {
+    "fit": fit_command,
+    "sample": sample_command,
+    "impute": impute_command,
+    "evaluate": evaluate_command,
+    "info": info_command,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from stagediff.settings import check_types, known_keywords, read_mapping, requir
 
 SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("cosine", "linear")
-MISSING_POLICIES = ("error", "interpolate")
+MISSING_POLICIES = ("error", "interpolate", "mask")
 
 RETIRED: dict[str, Any] = {
     "channel_embedding": False,
@@ -89,6 +89,12 @@ class StageDiffConfig:
     right after the data continue it, starting where it ends (as with ``prefix=``). False keeps no data values in
     the model, and such samples start anywhere the model's distribution allows."""
 
+    conditioning: float = 0.0
+    """The share of training windows in which some values are given as known (some channels, all but a few gaps, or
+    the first steps; stagediff.conditioning) and the loss counts only the others, so that the model sees known values
+    as inputs when ``sample(known=...)``, ``impute`` and continuations give them. 0 (the default): a model that never
+    sees them; sampling imposes them by replacement alone, which measured as well on held-out ETTh1 and synthetic and
+    leaves the unconditional model unchanged (why: results/decisions.md, "Known values")."""
     # --- model (paper section 3) ------------------------------------------------------------
     stage_length: int | None = None
     """L_sta; the window must be a multiple of it. None: follows the window (stagediff.recipe)."""
@@ -282,6 +288,7 @@ def _check_values(c: StageDiffConfig) -> None:
     for name in ("context", "warmup_steps"):
         require(getattr(c, name) >= 0, f"{name} must be non-negative, got {getattr(c, name)}")
     require(c.channels is None or c.channels >= 1, f"channels must be None or at least 1, got {c.channels}")
+    require(0.0 <= c.conditioning <= 1.0, f"conditioning must be in [0, 1], got {c.conditioning}")
     require(0.0 <= c.validation_fraction < 1.0, f"validation_fraction must be in [0, 1), got {c.validation_fraction}")
     require(c.sigma_data > 0, f"sigma_data must be positive, got {c.sigma_data}")
     require(c.missing in MISSING_POLICIES, f"missing must be one of {MISSING_POLICIES}, got {c.missing!r}")

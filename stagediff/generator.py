@@ -66,6 +66,10 @@ class SampleRequest:
     chunk_length: int | None = None
     overlap: int | None = None
     start: Any = None
+    known: pd.DataFrame | None = None
+    fill: bool = False
+    """``known`` is a frame of every channel with gaps (NaN) to fill (:meth:`StageDiff.impute`), not some channels'
+    values at every step."""
 
 
 @dataclass(frozen=True)
@@ -80,12 +84,18 @@ class SamplingRun:
     chunk_length: int
     overlap: int
     known: torch.Tensor | None
-    """(1, p, channels) the scaled prefix, as much of it as a chunk uses; None without a prefix."""
+    """(1, p, channels) the scaled prefix the first chunk continues: its last training window at most (and a stage
+    less than the chunk); None without a prefix."""
     chunks: int
     """Chunks denoised one after the other (:func:`stagediff.sampling.chunk_plan`)."""
     calendar: torch.Tensor | None = None
     """(1 or n, steps, features) the calendar features (of every sample, or of each) from the first step of ``known``
     on, as far as the last chunk reaches (:meth:`StageDiff.calendar_of`); None for a model without calendar."""
+    observed: torch.Tensor | None = None
+    """(1, length, channels) the scaled known values of the samples' steps, NaN where unknown (known channels, or the
+    values around gaps); None where nothing is known."""
+    given: np.ndarray | None = None
+    """``observed`` in data units as the caller gave it (length, channels), to return exactly."""
 
     @property
     def evaluations(self) -> int:
@@ -102,6 +112,7 @@ class SamplingRun:
             self.chunk_length,
             self.overlap,
             0 if self.known is None else self.known.shape[1],
+            None if self.observed is None else id(self),  # known values: alone, as its noise depends on them
         )
 
 
@@ -206,6 +217,8 @@ class StageDiff:
             device,
             calendar=calendar[0],
             validation_calendar=calendar[1] if validation is not None else None,
+            missing=prepared.missing_of("train"),
+            validation_missing=prepared.missing_of("validation") if validation is not None else None,
         )
         result = trainer.run(checkpoint_dir, callback=callback, progress=progress)
         config = trainer.config  # with max_minutes: the planned max_steps, so training again reaches these weights
@@ -244,9 +257,8 @@ class StageDiff:
 
         window = self.config.window
         real = subsample(sliding_windows(series, window), 4 * windows, seed)
-        starts = None
-        if self.metadata.get("frequency") is not None and self.metadata.get("first_time") is not None:
-            starts = series_times(self.metadata, 0, len(series))[choose(len(series) - window + 1, windows, seed + 1)]
+        times = series_times(self.metadata, 0, len(series))
+        starts = None if times is None else times[choose(len(series) - window + 1, windows, seed + 1)]
         found = texture_warnings(
             real,
             self.sample_array(len(starts) if starts is not None else windows, seed=seed, start=starts, progress=False),
@@ -270,18 +282,24 @@ class StageDiff:
         start: Any = None,
         chunk_length: int | None = None,
         overlap: int | None = None,
+        known: pd.DataFrame | None = None,
+        fill: bool = False,
         device: str | None = None,
         progress: bool | None = None,
     ) -> pd.DataFrame:
-        """``n`` synthetic series of ``length`` steps (default: the training window) as a long DataFrame
-        with columns ``sample``, the time column and the channels, in the data's units.
+        """``n`` synthetic series of ``length`` steps (default: the rows of ``known``, else the training window) as a
+        long DataFrame with columns ``sample``, the time column and the channels, in the data's units.
 
         sampler: one of stagediff.config.SAMPLERS (default: the model's); steps: its network evaluations per chunk
         (default: every diffusion step for "ddpm", else config.sampling_steps;
         :func:`stagediff.diffusion.sampling_choice`).
         prefix: a real history (DataFrame with the channel columns, or an array (p, channels)) to continue;
         the samples start right after it. start: first timestamp (default: continue after the prefix, or
-        after the training data); a model with calendar features (config.calendar) follows its calendar from there.
+        after the training data, or the first timestamp of ``known``); a model with calendar features
+        (config.calendar) follows its calendar from there.
+        known: a DataFrame of some channels' values at every step of the samples (``length`` rows, no NaN), for
+        example a scenario of a covariate; the other channels are generated to fit them (:meth:`known_values`), and
+        the known ones come back exactly as given. fill: ``known`` is a frame to impute (:meth:`impute`).
         chunk_length / overlap: see :func:`stagediff.sampling.generate`."""
         pieces = self.sample_pieces(
             n,
@@ -293,10 +311,13 @@ class StageDiff:
             start=start,
             chunk_length=chunk_length,
             overlap=overlap,
+            known=known,
+            fill=fill,
             device=device,
             progress=progress,
         )  # checked, nothing sampled yet
-        times = self.sample_times(self.config.window if length is None else length, start, prefix)  # so is start
+        start = self.known_start(known, start, prefix)
+        times = self.sample_times(self.default_length(length, known), start, prefix)  # so is start
         return self.to_frame(assemble(pieces), times)
 
     def sample_array(
@@ -311,6 +332,7 @@ class StageDiff:
         start: Any = None,
         chunk_length: int | None = None,
         overlap: int | None = None,
+        known: pd.DataFrame | None = None,
         device: str | None = None,
         progress: bool | None = None,
     ) -> np.ndarray:
@@ -327,6 +349,7 @@ class StageDiff:
                 start=start,
                 chunk_length=chunk_length,
                 overlap=overlap,
+                known=known,
                 device=device,
                 progress=progress,
             )
@@ -344,6 +367,7 @@ class StageDiff:
         start: Any = None,
         chunk_length: int | None = None,
         overlap: int | None = None,
+        known: pd.DataFrame | None = None,
         device: str | None = None,
     ) -> Iterator[pd.DataFrame]:
         """Like :meth:`sample`, but yields the long DataFrame piece by piece as chunks are denoised (for long
@@ -360,14 +384,50 @@ class StageDiff:
             start=start,
             chunk_length=chunk_length,
             overlap=overlap,
+            known=known,
             device=device,
             progress=False,
         )
         first = next(pieces)  # validates the request before the caller sees anything
-        time_column, index = self.sample_times(first.length, start, prefix)
+        time_column, index = self.sample_times(first.length, self.known_start(known, start, prefix), prefix)
         for piece in itertools.chain([first], pieces):
             times = (time_column, index[piece.step : piece.step + piece.values.shape[1]])
             yield self.to_frame(piece.values, times, first_sample=piece.sample)
+
+    def impute(
+        self,
+        frame: pd.DataFrame,
+        n: int = 1,
+        seed: int = 0,
+        steps: int | None = None,
+        *,
+        sampler: str | None = None,
+        chunk_length: int | None = None,
+        overlap: int | None = None,
+        device: str | None = None,
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
+        """``n`` draws of ``frame`` with its gaps (NaN) filled, consistent with the values on both sides of each gap,
+        as a long DataFrame like :meth:`sample`'s; every value the frame has comes back unchanged.
+
+        frame: every channel column of the model, NaN where a value is missing, the first step complete; with the
+        model's time column (or a DatetimeIndex), its steps must be the model's frequency apart (a model with
+        calendar follows their calendar). Without one, the frame is taken to continue right after the training data,
+        as ``sample`` does. A frame that starts right after the data also continues the data's last window."""
+        length = len(frame) if isinstance(frame, pd.DataFrame) else None
+        return self.sample(
+            n,
+            length,
+            seed,
+            steps,
+            sampler=sampler,
+            chunk_length=chunk_length,
+            overlap=overlap,
+            known=frame,
+            fill=True,
+            device=device,
+            progress=progress,
+        )
 
     def sample_pieces(
         self,
@@ -381,13 +441,17 @@ class StageDiff:
         start: Any = None,
         chunk_length: int | None = None,
         overlap: int | None = None,
+        known: pd.DataFrame | None = None,
+        fill: bool = False,
         device: str | None = None,
         progress: bool | None = None,
     ) -> Iterator[SamplePiece]:
         """The engine of all sampling: validates everything at once (a :class:`DataError` names the first problem),
         then yields data-unit pieces in order (sampling batch by sampling batch, chunk by chunk) from the first
         ``next`` on."""
-        run = self.plan_sampling(SampleRequest(n, length, seed, steps, prefix, sampler, chunk_length, overlap, start))
+        run = self.plan_sampling(
+            SampleRequest(n, length, seed, steps, prefix, sampler, chunk_length, overlap, start, known, fill)
+        )
         if device is not None:
             self.require_trained().to(resolve_device(device))
         return self.run_pieces(run, progress)
@@ -418,9 +482,8 @@ class StageDiff:
                 size = min(SAMPLING_BATCH, run.n - first)
                 rows = run if run.calendar is None or len(run.calendar) == 1 else rows_of(run, first, size)
                 for chunk in self.denoise([rows], [size], [generator], step):
-                    yield SamplePiece(
-                        first, produced, run.length, self.scaler.inverse_transform(chunk.double().numpy())
-                    )
+                    values = restore_given(self.scaler.inverse_transform(chunk.double().numpy()), run.given, produced)
+                    yield SamplePiece(first, produced, run.length, values)
                     produced += chunk.shape[1]
         finally:
             bar.close()
@@ -453,7 +516,7 @@ class StageDiff:
             values = self.scaler.inverse_transform(values.double().numpy())
             bounds = np.cumsum([0] + [run.n for run in group])
             for i, a, b in zip(members, bounds[:-1], bounds[1:]):
-                results[i] = values[a:b]
+                results[i] = restore_given(values[a:b], runs[i].given)
         return results
 
     def denoise(
@@ -482,6 +545,7 @@ class StageDiff:
             first.overlap,
             prefix=stacked("known"),
             calendar=stacked("calendar"),
+            observed=stacked("observed"),
             step_callback=step_callback,
         )
 
@@ -489,16 +553,20 @@ class StageDiff:
         """``request`` checked against this model, with its defaults filled in; a :class:`DataError` names the
         first problem."""
         denoiser, config = self.require_trained(), self.config
-        length = config.window if request.length is None else request.length
+        length = self.default_length(request.length, request.known)
         stage = denoiser.stage_length
         check_size(request.n, length, denoiser.channels)
         prefix = request.prefix
-        if prefix is None and self.continues(request.start):
+        start = self.known_start(request.known, request.start, prefix)  # known values' own timestamps set it
+        if prefix is None and self.continues(start):
             prefix = np.asarray(self.metadata["tail"], dtype=np.float64)  # the data's last window
+        # a prefix conditions on its last training window at most (what the model saw in training)
+        history = 0 if prefix is None else min(len(prefix), config.window)
         chunk_length, overlap = request.chunk_length, request.overlap
         if chunk_length is None:  # with a prefix, at least two stages: one of history, one of new steps
             shortest = config.window if prefix is None else max(config.window, 2 * stage)
-            chunk_length = max(shortest, min(CHUNK_WINDOWS * config.window, round_up(length, stage)))
+            chunk_length = max(shortest, min(CHUNK_WINDOWS * config.window, round_up(history + length, stage)))
+        history = min(history, chunk_length - stage)
         if overlap is None:
             overlap = max(stage, min(round_up(config.window // 4, stage), chunk_length - stage))
         if (
@@ -510,10 +578,11 @@ class StageDiff:
             check_chunks(chunk_length, overlap, stage)
         check_sampler(request.sampler, request.steps, config.diffusion_steps)
         sampler, steps = sampling_choice(config, request.sampler, request.steps)
-        known = None if prefix is None else self.scale_prefix(prefix)
+        known = None if prefix is None else self.scale_values(prefix, "prefix")
+        given = None if request.known is None else self.known_values(request.known, length, request.fill)
         if known is not None:
-            known = known[-(chunk_length - stage) :].unsqueeze(0)
-        starts = list(request.start) if is_sequence(request.start) else [request.start]
+            known = known[len(known) - history :].unsqueeze(0)
+        starts = list(start) if is_sequence(start) else [start]
         if len(starts) not in (1, request.n):
             raise DataError(
                 f"start gives {len(starts)} timestamps for {request.n} samples; give one, or one per sample"
@@ -538,9 +607,17 @@ class StageDiff:
             chunk_length,
             overlap,
             known,
-            chunk_plan(length, chunk_length, overlap, stage, 0 if prefix is None else len(prefix)),
+            chunk_plan(length, chunk_length, overlap, stage, history),
             calendar,
+            None if given is None else self.scale_values(given, "frame to impute" if request.fill else "known")[None],
+            given,
         )
+
+    def default_length(self, length: int | None, known: Any = None) -> Any:
+        """``length``, else the rows of ``known`` (a DataFrame), else the training window."""
+        if length is not None:
+            return length
+        return len(known) if isinstance(known, pd.DataFrame) else self.config.window
 
     def continues(self, start: Any) -> bool:
         """Whether samples from ``start`` continue right after the data, so that they are conditioned on its last
@@ -562,21 +639,20 @@ class StageDiff:
         return chosen.hold(held) if held is not None else chosen
 
     # -- units, time and frames -------------------------------------------------------------------
-    def scale_prefix(self, prefix: pd.DataFrame | np.ndarray) -> torch.Tensor:
-        """A validated prefix in scaled units, (p, channels)."""
+    def scale_values(self, values: pd.DataFrame | np.ndarray, what: str = "prefix") -> torch.Tensor:
+        """Validated values in scaled units, (p, channels): a prefix (a DataFrame with the channel columns, or an array
+        (p, channels)), or known values (an array, NaN where unknown: "known", "frame to impute")."""
         channels = tuple(self.metadata["channels"])
-        if isinstance(prefix, pd.DataFrame):
-            absent = [c for c in channels if c not in prefix.columns]
+        if isinstance(values, pd.DataFrame):
+            absent = [c for c in channels if c not in values.columns]
             if absent:
                 raise DataError(f"the prefix lacks the model's channel column(s) {absent}; it needs {list(channels)}")
             time_column = self.metadata.get("time_column")
-            keep = ([time_column] if time_column in prefix.columns else []) + list(channels)
-            series = validate_frame(
-                prefix[keep], time_column if time_column in prefix.columns else None, source="prefix"
-            )
-            values = series.values
-        else:
-            values = np.asarray(prefix, dtype=np.float64) if not isinstance(prefix, np.ndarray) else prefix
+            timed = time_column in values.columns
+            keep = ([time_column] if timed else []) + list(channels)
+            values = validate_frame(values[keep], time_column if timed else None, source="prefix").values
+        elif what == "prefix":
+            values = np.asarray(values, dtype=np.float64) if not isinstance(values, np.ndarray) else values
             if values.ndim != 2 or values.shape[1] != len(channels):
                 raise DataError(f"a prefix array must have shape (steps, {len(channels)}), got {values.shape}")
             if not np.isfinite(values).all():
@@ -584,19 +660,122 @@ class StageDiff:
         if len(values) == 0:
             raise DataError("the prefix is empty; pass at least one step of history")
         scaled = self.scaler.transform(values)
-        far = np.abs(scaled) > 1 + 2 * PREFIX_RANGES
+        far = np.abs(np.nan_to_num(scaled)) > 1 + 2 * PREFIX_RANGES
         if far.any():
             row, column = (int(i) for i in np.argwhere(far)[0])
             low, high = self.scaler.inverse_transform(
                 np.array([[-1.0 - 2 * PREFIX_RANGES], [1.0 + 2 * PREFIX_RANGES]]) * np.ones(len(channels))
             )[:, column]
             raise DataError(
-                f"prefix record {row}: channel {channels[column]!r} is {values[row, column]:.6g}, more than "
+                f"{what} record {row}: channel {channels[column]!r} is {values[row, column]:.6g}, more than "
                 f"{PREFIX_RANGES} training ranges outside the model's training range "
                 f"[{self.scaler.minimum[column]:.6g}, {self.scaler.maximum[column]:.6g}]; values must lie "
                 f"within [{low:.6g}, {high:.6g}]: check the units and the channel order"
             )
         return torch.as_tensor(scaled, dtype=torch.float32)
+
+    def known_values(self, known: Any, length: int, fill: bool = False) -> np.ndarray:
+        """The validated known values of ``length`` steps in data units, (length, channels), NaN where unknown; a
+        :class:`DataError` names the first problem.
+
+        known: a DataFrame with some of the model's channel columns (not all), a value at every step; with ``fill``,
+        a frame to impute: every channel column, NaN where missing, the first step complete. Either may also hold
+        the model's time column (checked by :meth:`known_start`)."""
+        channels = list(self.metadata["channels"])
+        what = "the frame to impute" if fill else "known"
+        if not isinstance(known, pd.DataFrame):
+            needs = "every channel column" if fill else "some of the channel columns"
+            raise DataError(
+                f"{what} must be a DataFrame with {needs} of the model {channels}, got {type(known).__name__}"
+            )
+        time_column = self.metadata.get("time_column")
+        others = [str(c) for c in known.columns if c not in channels and c != time_column]
+        if others:
+            raise DataError(
+                f"{what} has column(s) {others} that are not channels of this model; its channels are {channels}"
+                + (f" and its time column is {time_column!r}" if time_column else "")
+            )
+        present = [c for c in channels if c in known.columns]
+        if fill and len(present) < len(channels):
+            absent = [c for c in channels if c not in present]
+            raise DataError(
+                f"{what} lacks the channel column(s) {absent}; it needs all of {channels}, NaN where missing"
+            )
+        if not fill and not present:
+            raise DataError(f"known has none of the model's channel columns {channels}; give the ones you know")
+        if not fill and len(present) == len(channels):
+            raise DataError(
+                f"known gives every channel {channels}, so nothing is left to generate; leave out the channels to "
+                "generate (to fill gaps in every channel, use impute)"
+            )
+        if len(known) != length:
+            raise DataError(
+                f"{what} has {len(known)} rows; it must have one per step of the samples ({length}, the length)"
+            )
+        values = np.full((length, len(channels)), np.nan)
+        for column in present:
+            if not pd.api.types.is_numeric_dtype(known[column]) or pd.api.types.is_bool_dtype(known[column]):
+                raise DataError(f"{what}: channel {column!r} must hold numbers, got dtype {known[column].dtype}")
+            values[:, channels.index(column)] = known[column].to_numpy(dtype=np.float64, na_value=np.nan)
+        infinite = np.isinf(values)
+        if infinite.any():
+            row, column = (int(i) for i in np.argwhere(infinite)[0])
+            raise DataError(f"{what} record {row}: channel {channels[column]!r} is infinite; give a finite value")
+        missing = np.isnan(values[:, [channels.index(c) for c in present]])
+        if not fill and missing.any():
+            row, column = (int(i) for i in np.argwhere(missing)[0])
+            raise DataError(
+                f"known record {row}: channel {present[column]!r} is missing (NaN); a known channel needs a value at "
+                "every step (to fill gaps, use impute)"
+            )
+        if fill and missing.all():
+            raise DataError("every value of the frame to impute is missing (NaN): there is nothing to impute from")
+        if fill and missing[0].any():
+            raise DataError(
+                f"the frame to impute misses {[c for c, m in zip(channels, missing[0]) if m]} at its first step: "
+                "imputation fills gaps after known values, so start the frame at a step where every channel is known"
+            )
+        return values
+
+    def known_start(self, known: Any, start: Any, prefix: Any = None) -> Any:
+        """The start of samples with ``known`` values: the first timestamp of ``known``'s time column (or
+        DatetimeIndex) where it has one, which must then be consecutive steps of the model's frequency from
+        ``start`` if that is given, or from right after ``prefix`` if that is; else ``start``."""
+        time_column = self.metadata.get("time_column")
+        if not isinstance(known, pd.DataFrame) or time_column is None or not len(known) or is_sequence(start):
+            return start
+        since = "" if start is None else " (the start)"
+        if start is None and prefix is not None:
+            start, since = self.sample_times(1, None, prefix)[1][0], " (right after the prefix)"
+        if time_column in known.columns:
+            times = known[time_column]
+        elif isinstance(known.index, pd.DatetimeIndex):
+            times = known.index.to_series()
+        else:
+            return start
+        if times.isna().any():
+            raise DataError(f"known: the time column {time_column!r} has missing timestamps")
+        first = times.iloc[0]
+        expected = self.sample_times(len(known), first if start is None else start)[1]
+        given = pd.Index(times)
+        if isinstance(expected, pd.DatetimeIndex):
+            try:
+                given = pd.DatetimeIndex(pd.to_datetime(given))
+                if given.tz is None and expected.tz is not None:
+                    given = given.tz_localize(expected.tz)
+                same = len(given) == len(expected) and bool((given == expected).all())
+            except (TypeError, ValueError):
+                same = False
+        else:
+            numbers = given.to_numpy(dtype=float)
+            same = len(given) == len(expected) and np.allclose(numbers, expected.to_numpy(dtype=float))
+        if not same:
+            raise DataError(
+                f"known: the time column {time_column!r} must hold the samples' timestamps, consecutive steps of "
+                f"{decode_frequency(self.metadata.get('frequency'))} from {expected[0]}"
+                f"{since}; it holds {given[0]} .. {given[-1]}"
+            )
+        return expected[0] if start is None else start
 
     def sample_times(self, length: int, start: Any = None, prefix: Any = None) -> tuple[str, pd.Index]:
         """The time column name and ``length`` timestamps continuing the training frequency."""
@@ -683,6 +862,15 @@ def is_sequence(start: Any) -> bool:
 def rows_of(run: SamplingRun, first: int, size: int) -> SamplingRun:
     """``run`` for its samples ``first .. first + size`` only (their calendar rows)."""
     return dataclasses.replace(run, n=size, calendar=run.calendar[first : first + size])
+
+
+def restore_given(values: np.ndarray, given: np.ndarray | None, step: int = 0) -> np.ndarray:
+    """values (n, steps, channels) in data units from step ``step`` on, with the known values of ``given`` (length,
+    channels; NaN where unknown) put back exactly as the caller gave them (scaling rounds them in the last digit)."""
+    if given is None:
+        return values
+    known = given[step : step + values.shape[1]]
+    return np.where(np.isnan(known), values, known)
 
 
 def assemble(pieces: Iterable[SamplePiece]) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""Reverse diffusion in scaled units: whole windows, long horizons chunk by chunk, and continuation
-of a known prefix by replacement (stage-diff.md section 3).
+"""Reverse diffusion in scaled units: whole windows, long horizons chunk by chunk, and known values (a prefix to
+continue, known channels, the values around gaps) kept as given (stage-diff.md section 3; stagediff.conditioning).
 
 Long samples: a chunk of ``chunk_length`` steps is denoised jointly (all its stages at one diffusion
 step); each next chunk starts with the last ``overlap`` steps of the previous one as known values,
@@ -35,7 +35,9 @@ def denoise_chunk(
 ) -> torch.Tensor:
     """Sample as many series as ``noise`` has rows, of ``length`` (a multiple of the stage length), in [-1, 1].
 
-    known: (rows, p, channels) values of the first p steps to condition on (replacement), or None.
+    known: (rows, p <= length, channels) the known values of the first p steps, NaN where unknown (the steps after p
+    are unknown), or None. A model with conditioning sees them (stagediff.conditioning); for every model they replace
+    their noisy counterparts at each step and are returned as given.
     calendar: (rows, length, features) the calendar features of the steps, for a model with calendar.
     Returns (rows, length, channels) on the CPU. Noise is drawn on the CPU (:class:`Noise`) so that a seed gives
     the same samples on every device and in any batch."""
@@ -43,21 +45,31 @@ def denoise_chunk(
     schedule = sampler.schedule
     x = noise.draw((length, denoiser.channels), device)
     n = x.shape[0]
+    observed = given = mask = None
     if known is not None:
         known = known.to(device=device, dtype=x.dtype)
-        prefix = known.shape[1]
+        observed = torch.cat([known, known.new_full((n, length - known.shape[1], x.shape[2]), float("nan"))], dim=1)
+        # the replaced values: up to the last step with a known value (a prefix's noise is drawn as it always was)
+        steps_known = torch.nonzero(observed.isfinite().any(dim=2).any(dim=0))
+        if len(steps_known):
+            reach = int(steps_known.max()) + 1
+            mask = observed[:, :reach].isfinite()
+            given = observed[:, :reach].nan_to_num()
     if calendar is not None:
         calendar = calendar.to(device=device, dtype=x.dtype)
+    conditioned = observed if denoiser.conditioned else None
     for index, t in enumerate(sampler.timesteps):
         steps = torch.full((n,), t, dtype=torch.long, device=device)
-        if known is not None:
-            x[:, :prefix] = schedule.add_noise(known, noise.like(known), steps)
-        x0 = sampler.clip(denoiser(x, steps, calendar).float())
+        if given is not None:
+            x[:, : given.shape[1]] = torch.where(
+                mask, schedule.add_noise(given, noise.like(given), steps), x[:, : given.shape[1]]
+            )
+        x0 = sampler.clip(denoiser(x, steps, calendar, conditioned).float())
         x = sampler.step(x0, index, x, noise)
         if step_callback is not None:
             step_callback()
-    if known is not None:
-        x[:, :prefix] = known
+    if given is not None:
+        x[:, : given.shape[1]] = torch.where(mask, given, x[:, : given.shape[1]])
     return x.cpu()
 
 
@@ -71,10 +83,24 @@ def generate(
     prefix: torch.Tensor | None = None,
     device: torch.device | None = None,
     step_callback: Callable[[], None] | None = None,
+    observed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(rows, length, channels) scaled samples: :func:`generate_chunks` joined."""
     return torch.cat(
-        list(generate_chunks(denoiser, sampler, noise, length, chunk_length, overlap, prefix, device, step_callback)),
+        list(
+            generate_chunks(
+                denoiser,
+                sampler,
+                noise,
+                length,
+                chunk_length,
+                overlap,
+                prefix,
+                device,
+                step_callback,
+                observed=observed,
+            )
+        ),
         dim=1,
     )
 
@@ -90,6 +116,7 @@ def generate_chunks(
     device: torch.device | None = None,
     step_callback: Callable[[], None] | None = None,
     calendar: torch.Tensor | None = None,
+    observed: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
     """Scaled samples chunk by chunk, each piece (rows, new steps, channels) as soon as it is denoised; the pieces
     joined along time are the ``length`` steps.
@@ -97,25 +124,31 @@ def generate_chunks(
     prefix: (rows, p, channels) scaled history to continue from (its last ``chunk_length - stage_length``
     steps at most are used); the output starts right after it.
     calendar: (rows, steps, features) the calendar features from the first step of the history used on, at least
-    that history plus ``length + chunk_length`` steps, for a model with calendar."""
+    that history plus ``length + chunk_length`` steps, for a model with calendar.
+    observed: (rows, length, channels) the known values of the output's steps, NaN where unknown (known channels, or
+    the values around gaps to fill); they come back as given."""
     stage = denoiser.stage_length
     produced = 0
     tail = None if prefix is None else prefix[:, -(chunk_length - stage) :]
     begin = 0  # where the chunk starts in ``calendar``
     while produced < length:
-        known = 0 if tail is None else tail.shape[1]
+        history = 0 if tail is None else tail.shape[1]
         size = chunk_length if tail is not None else min(chunk_length, round_up(length, stage))
+        known = tail
+        if observed is not None:
+            ahead = observed[:, produced : produced + size - history]
+            known = ahead if tail is None else torch.cat([tail, ahead], dim=1)
         chunk = denoise_chunk(
             denoiser,
             sampler,
             noise,
             size,
-            known=tail,
+            known=known,
             device=device,
             step_callback=step_callback,
             calendar=None if calendar is None else calendar[:, begin : begin + size],
         )
-        new = chunk[:, known:]
+        new = chunk[:, history:]
         yield new[:, : length - produced]
         produced += new.shape[1]
         tail = chunk[:, size - overlap :]

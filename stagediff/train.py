@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from stagediff.conditioning import draw_known
 from stagediff.config import StageDiffConfig
 from stagediff.diffusion import NoiseSchedule
 from stagediff.distributed import DistributedContext
@@ -96,11 +97,20 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return chosen
 
 
-def diffusion_loss(prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def diffusion_loss(
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    counted: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Squared error on x_0 (Stage-Diff eq. 7), optionally weighted (``weights`` broadcast against (batch, length,
-    channels))."""
+    channels)); with ``counted`` (batch, length, channels) 1/0, the mean over the counted values only."""
     error = (prediction - target) ** 2
-    return error.mean() if weights is None else (weights * error).mean()
+    if weights is not None:
+        error = weights * error
+    if counted is None:
+        return error.mean()
+    return (error * counted).sum() / counted.sum().clamp(min=1)
 
 
 def learning_rate_factor(step: int, config: StageDiffConfig) -> float:
@@ -170,6 +180,8 @@ class Trainer:
         cuda_graph: bool | None = None,
         calendar: np.ndarray | None = None,
         validation_calendar: np.ndarray | None = None,
+        missing: np.ndarray | None = None,
+        validation_missing: np.ndarray | None = None,
     ):
         self.distributed = DistributedContext.from_environment()
         self.rows = self.distributed.shard(config.batch_size)  # checks the split before any work
@@ -179,16 +191,22 @@ class Trainer:
         self.model = denoiser.to(self.device)
         self.network: torch.nn.Module = self.model  # what train_step calls: the model, or its DDP wrapper in run
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
-        # The calendar features of each step (calendar (rows, features) beside series (rows, channels)) travel as
-        # extra columns of the windows, cut with them.
+        # The calendar features of each step (calendar (rows, features) beside series (rows, channels)) and where
+        # values are missing (missing (rows, channels), missing="mask") travel as extra columns of the windows, cut
+        # with them.
         self.channels = series.shape[1]
-        self.windows = _window_view(_beside(series, calendar), config.window)
+        self.calendar_columns = 0 if calendar is None else calendar.shape[1]
+        self.masked = missing is not None or validation_missing is not None
+        self.windows = _window_view(_beside(series, calendar, missing if self.masked else None), config.window)
         digest = hashlib.sha256(np.ascontiguousarray(series, dtype=np.float32).tobytes())
-        if calendar is not None:
-            digest.update(np.ascontiguousarray(calendar, dtype=np.float32).tobytes())
+        for extra in (calendar, missing):
+            if extra is not None:
+                digest.update(np.ascontiguousarray(extra, dtype=np.float32).tobytes())
         self.data_fingerprint = digest.hexdigest()
         self.validation = (
-            _window_view(_beside(validation, validation_calendar), config.window)
+            _window_view(
+                _beside(validation, validation_calendar, validation_missing if self.masked else None), config.window
+            )
             if validation is not None and len(validation) >= config.window
             else None
         )
@@ -231,16 +249,40 @@ class Trainer:
         return torch.tensor(value, device=self.device) if self.graphed else value
 
     # -- one step ---------------------------------------------------------------------------
-    def noisy_batch(self, windows: torch.Tensor, generator: torch.Generator, size: int, rows: slice = slice(None)):
+    def noisy_batch(
+        self,
+        windows: torch.Tensor,
+        generator: torch.Generator,
+        size: int,
+        rows: slice = slice(None),
+        conditioning: float | None = None,
+    ) -> tuple[torch.Tensor | None, ...]:
         """``size`` random windows, noise levels and noise (all drawn, so that the generator advances alike in
-        every process) -> (x_k, k, x_0, calendar features or None) of ``rows`` on the device."""
+        every process) -> (x_k, k, x_0, calendar features, observed values, counted) of ``rows`` on the device.
+
+        With conditioning (default: config.conditioning) some windows have values known (observed: NaN where unknown,
+        :func:`stagediff.conditioning.draw_known`); counted (1/0) marks the values the loss counts: neither known nor
+        missing. Calendar features, observed and counted are None where the model or data have none."""
+        conditioning = self.config.conditioning if conditioning is None else conditioning
         index = torch.randint(len(windows), (size,), generator=generator)
-        x0, calendar = windows[index].split([self.channels, windows.shape[-1] - self.channels], dim=-1)
+        columns = [self.channels, self.calendar_columns, self.channels if self.masked else 0]
+        x0, calendar, missing = windows[index].split(columns, dim=-1)
         k = torch.randint(self.schedule.steps, (size,), generator=generator)
         noise = torch.randn(x0.shape, generator=generator)
         x_k = self.schedule.add_noise(x0, noise, k)
+        observed = counted = None
+        if self.model.conditioned:
+            known = draw_known(tuple(x0.shape), conditioning, generator)
+            if self.masked:
+                known &= missing == 0
+            observed = torch.where(known, x0, float("nan"))[rows].to(self.device)
+            counted = ~known
+        if self.masked:
+            counted = (missing == 0) if counted is None else counted & (missing == 0)
+        if counted is not None:
+            counted = counted[rows].to(self.device, torch.float32)
         calendar = calendar[rows].to(self.device) if calendar.shape[-1] else None
-        return x_k[rows].to(self.device), k[rows].to(self.device), x0[rows].to(self.device), calendar
+        return x_k[rows].to(self.device), k[rows].to(self.device), x0[rows].to(self.device), calendar, observed, counted
 
     def train_step(self) -> float:
         """One optimizer step on a global batch of config.batch_size; returns its mean loss.
@@ -257,15 +299,21 @@ class Trainer:
         return self.distributed.mean(loss.detach()).item()
 
     def update(
-        self, x_k: torch.Tensor, k: torch.Tensor, x0: torch.Tensor, calendar: torch.Tensor | None = None
+        self,
+        x_k: torch.Tensor,
+        k: torch.Tensor,
+        x0: torch.Tensor,
+        calendar: torch.Tensor | None = None,
+        observed: torch.Tensor | None = None,
+        counted: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Loss, backward, clipping, AdamW and EMA on one batch (only device work: it can be captured)."""
         # autocast's weight cache would keep tensors of the capture alive; the casts are cheap
         with torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda", cache_enabled=False
         ):
-            prediction = self.network(x_k, k, calendar)
-        loss = diffusion_loss(prediction.float(), x0, self.loss_weights(k))
+            prediction = self.network(x_k, k, calendar, observed)
+        loss = diffusion_loss(prediction.float(), x0, self.loss_weights(k), counted)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -317,18 +365,19 @@ class Trainer:
             return None
         self.ema.eval()
         generator = torch.Generator().manual_seed(self.config.seed + 1)
-        x_k, k, x0, calendar = self.noisy_batch(
-            self.validation, generator, min(VALIDATION_WINDOWS, len(self.validation))
+        # nothing known (the unconditional loss), missing values left out
+        x_k, k, x0, calendar, _, counted = self.noisy_batch(
+            self.validation, generator, min(VALIDATION_WINDOWS, len(self.validation)), conditioning=0.0
         )
-        losses = [
-            F.mse_loss(
-                self.ema(x_k[i : i + 64], k[i : i + 64], None if calendar is None else calendar[i : i + 64]).float(),
-                x0[i : i + 64],
-                reduction="sum",
-            )
-            for i in range(0, len(x0), 64)
-        ]
-        return float(sum(losses) / x0.numel())
+        losses = []
+        for i in range(0, len(x0), 64):
+            rows = slice(i, i + 64)
+            estimate = self.ema(x_k[rows], k[rows], None if calendar is None else calendar[rows]).float()
+            if counted is None:
+                losses.append(F.mse_loss(estimate, x0[rows], reduction="sum"))
+            else:
+                losses.append((((estimate - x0[rows]) ** 2) * counted[rows]).sum())
+        return float(sum(losses) / (x0.numel() if counted is None else counted.sum().clamp(min=1)))
 
     # -- the wall-clock budget -------------------------------------------------------------------
     def agreed(self, value: float) -> float:
@@ -618,13 +667,14 @@ class Trainer:
         return self.result
 
 
-def _beside(series: np.ndarray, calendar: np.ndarray | None) -> np.ndarray:
-    """The series with its calendar features as extra columns (the series alone without any)."""
-    if calendar is None:
-        return series
-    if len(calendar) != len(series):
-        raise ValueError(f"{len(calendar)} rows of calendar features for {len(series)} rows of data")
-    return np.concatenate([series, calendar], axis=1)
+def _beside(series: np.ndarray, *extras: np.ndarray | None) -> np.ndarray:
+    """The series with the extras (calendar features, missing flags) as extra columns (the series alone without
+    any)."""
+    present = [np.asarray(extra, dtype=series.dtype) for extra in extras if extra is not None]
+    for extra in present:
+        if len(extra) != len(series):
+            raise ValueError(f"{len(extra)} rows of extra columns for {len(series)} rows of data")
+    return np.concatenate([series, *present], axis=1) if present else series
 
 
 def _window_view(series: np.ndarray, window: int) -> torch.Tensor:

@@ -130,6 +130,45 @@ def test_round_trip_on_shared_etth1_with_prefix(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_known_channels_and_imputation_from_the_command_line(tmp_path: Path) -> None:
+    source = shared_datasets() / "ETTh1.csv"
+    assert source.is_file(), f"the shared benchmark file {source} is missing (set STAGEDIFF_DATA_DIR)"
+    real = pd.read_csv(source).iloc[2000:2048].reset_index(drop=True)
+    data = tmp_path / "gappy.csv"
+    with_gaps = pd.read_csv(source).iloc[:1500]
+    with_gaps.loc[200:260, "OT"] = None
+    with_gaps.to_csv(data, index=False)
+    model = tmp_path / "model"
+    refused = stagediff("fit", str(data), "--time-column", "date", *TINY, "--out", str(model), check=False)
+    assert refused.returncode == 2 and "missing" in refused.stderr and not model.exists()
+    stagediff(
+        "fit", str(data), "--time-column", "date", *TINY, "--missing", "mask", "--out", str(model), "--no-progress"
+    )
+    known = tmp_path / "known.csv"
+    real[["date", "OT"]].to_csv(known, index=False)
+    out = tmp_path / "given-ot.csv"
+    stagediff("sample", str(model), "--n", "2", "--known", str(known), "--out", str(out), "--no-progress")
+    frame = pd.read_csv(out)
+    assert frame.shape == (96, 9) and frame["date"].tolist() == real["date"].tolist() * 2  # --length: its rows
+    assert frame["OT"].tolist() == real["OT"].tolist() * 2
+    gapped = real.copy()
+    gapped.loc[10:30, ["HUFL", "OT"]] = None
+    holes = tmp_path / "holes.csv"
+    gapped.to_csv(holes, index=False)
+    filled = tmp_path / "filled.parquet"
+    stagediff("impute", str(model), str(holes), "--n", "3", "--out", str(filled), "--plot", str(tmp_path / "f.png"))
+    draws = pd.read_parquet(filled)
+    assert len(draws) == 3 * 48 and draws[["HUFL", "OT"]].notna().all().all()
+    kept = gapped.notna()
+    for _, draw in draws.groupby("sample"):
+        values = draw.drop(columns=["sample", "date"]).reset_index(drop=True)
+        assert values[kept.drop(columns="date")].equals(gapped.drop(columns="date")[kept.drop(columns="date")])
+    bad = stagediff("impute", str(model), str(known), "--out", str(tmp_path / "x.csv"), check=False)
+    assert bad.returncode == 2 and "lacks the channel column(s)" in bad.stderr
+    assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.slow
 def test_fit_with_the_default_recipe_a_budget_and_a_preset(tmp_path: Path) -> None:
     small = ["--set", "d_model=8", "--set", "diffusion_steps=20", "--set", "sampling_steps=5", "--no-progress"]
     result = stagediff("fit", "synthetic", "--window", "24", "--minutes", "0.05", *small, "--out", str(tmp_path / "m"))

@@ -154,8 +154,10 @@ def test_ablation_structures_differ(tiny_config, make_denoiser):
     full = models["full"]
     assert full.fusion is not None and len(full.fusion) == len(tiny_config.pool_kernels)
     assert full.mixing is None
-    inputs = 2 if tiny_config.input_skip else 1  # the layer's input, and with input_skip the noisy stage
-    assert full.layers[0].stage_patches.projection.in_features == inputs * patch
+    # the layer's input, with input_skip the noisy stage, with conditioning the known values and where they are
+    inputs = (2 if tiny_config.input_skip else 1) + (2 if tiny_config.conditioning else 0)
+    shared = 2 * channels if tiny_config.conditioning else 0  # every channel's known values, beside a lone channel
+    assert full.layers[0].stage_patches.projection.in_features == (inputs + shared) * patch
     assert full.fusion[0].in_channels == full.fusion[0].out_channels == channels
 
     joint = models["w/o CI"]

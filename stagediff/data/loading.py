@@ -23,7 +23,9 @@ from stagediff.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-MISSING_OPTIONS: tuple[str, ...] = ("error", "interpolate")
+MISSING_OPTIONS: tuple[str, ...] = ("error", "interpolate", "mask")
+"""What to do with NaN/inf in the data: refuse it, fill it by linear interpolation in time, or fill it so and leave it
+out of the training loss (:attr:`Series.missing`)."""
 CSV_SUFFIXES: tuple[str, ...] = (".csv",)
 PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
 LONG_GAP = 24
@@ -44,6 +46,8 @@ class Series:
             for numeric time; ``None`` without a time column or with a single row.
         source: human description: builtin name, file path, or ``"DataFrame"``.
         content_hash: sha256 hex of the values' bytes and the channel names (stable for the same data).
+        missing: (length, channels) True where a value was missing and ``values`` holds its interpolation
+            (``missing="mask"``, which trains on the observed values only); ``None`` otherwise.
     """
 
     values: np.ndarray
@@ -53,6 +57,7 @@ class Series:
     frequency: pd.Timedelta | float | int | None
     source: str
     content_hash: str
+    missing: np.ndarray | None = None
 
     @property
     def length(self) -> int:
@@ -220,13 +225,15 @@ def validate_frame(
     ``min_length``), channel columns (present, numeric, at least one, at most ``max_channels``), and missing
     values (NaN and +-inf). With ``missing="interpolate"`` infinities count as missing and are filled by linear
     interpolation in time (against the timestamps when there are any); the edges take the nearest observed value.
+    ``missing="mask"`` fills them alike and records where they were (:attr:`Series.missing`), so that training
+    leaves them out of its loss.
     A constant channel, and a filled gap longer than LONG_GAP rows, only warn (``UserWarning``).
 
     Args:
         frame: table of shape (length, columns): an optional time column plus numeric channels.
         time_column: name of the time column, or ``None`` when the frame has none.
         columns: the channel columns, in this order; ``None``: every column except the time column.
-        missing: ``"error"`` or ``"interpolate"``.
+        missing: ``"error"``, ``"interpolate"`` or ``"mask"``.
         max_channels: the number of channels the model is configured for, if any.
         min_length: the shortest usable series (one window), if any.
         source: human description carried into the Series and error messages.
@@ -252,9 +259,12 @@ def validate_frame(
     values = frame[channel_columns].to_numpy(dtype=np.float64, na_value=np.nan)
     channels = tuple(str(column) for column in channel_columns)
     _check_missing_values(values, channels, missing, source)
-
-    if missing == "interpolate":
-        values = _interpolate_missing(values, channels, timestamps, source)
+    absent = None
+    if missing == "mask" and not np.isfinite(values).all():
+        absent = ~np.isfinite(values)
+        absent.setflags(write=False)
+    if missing != "error":
+        values = _interpolate_missing(values, channels, timestamps, source, warn=missing == "interpolate")
     _warn_constant_channels(values, channels, source)
     values = np.ascontiguousarray(values)
     values.setflags(write=False)
@@ -266,6 +276,7 @@ def validate_frame(
         frequency=None if timestamps is None else most_common_step(timestamps),
         source=source,
         content_hash=compute_content_hash(values, channels),
+        missing=absent,
     )
 
 
@@ -399,7 +410,7 @@ def _check_missing_values(values: np.ndarray, channels: tuple[str, ...], missing
 
 
 def _interpolate_missing(
-    values: np.ndarray, channels: tuple[str, ...], timestamps: pd.Index | None, source: str
+    values: np.ndarray, channels: tuple[str, ...], timestamps: pd.Index | None, source: str, warn: bool = True
 ) -> np.ndarray:
     """Fill NaN/inf per channel by linear interpolation in time; edges take the nearest observed value. A gap
     longer than LONG_GAP rows warns: the model learns its straight line as data.
@@ -423,7 +434,7 @@ def _interpolate_missing(
         filled[~observed, index] = np.interp(positions[~observed], positions[observed], values[observed, index])
         logger.info("interpolated %d missing value(s) in channel %r", int((~observed).sum()), channels[index])
         first, length = _longest_run(~observed)
-        if length > LONG_GAP:
+        if warn and length > LONG_GAP:
             warnings.warn(
                 f"{source}: channel {channels[index]!r} misses {length} values in a row (rows {first}-"
                 f'{first + length - 1}); missing="interpolate" fills them with a straight line, which the model '

@@ -25,12 +25,20 @@ SPLIT_FILE, WINDOWS_FILE, SCALER_FILE, DESCRIPTION_FILE = "split.npz", "windows.
 @dataclass(frozen=True)
 class PreparedData:
     """train: (rows, channels) and validation: (rows, channels), both scaled to [-1, 1] by ``scaler`` (fitted on
-    train); description: the series' names, time axis, size and hash (:func:`describe_series`)."""
+    train); description: the series' names, time axis, size and hash (:func:`describe_series`); missing: (train rows +
+    validation rows, channels) True where a value was missing and is interpolated (``missing="mask"``), else None."""
 
     train: np.ndarray
     validation: np.ndarray
     scaler: MinMaxScaler
     description: dict[str, Any]
+    missing: np.ndarray | None = None
+
+    def missing_of(self, part: str) -> np.ndarray | None:
+        """The ``missing`` rows of the "train" or "validation" split (None without missing values)."""
+        if self.missing is None:
+            return None
+        return self.missing[: len(self.train)] if part == "train" else self.missing[len(self.train) :]
 
     @property
     def n_channels(self) -> int:
@@ -48,7 +56,11 @@ def prepare(series: Series, window: int, validation_fraction: float) -> Prepared
         )
     scaler = MinMaxScaler.fit(train)
     return PreparedData(
-        scaler.transform(train), scaler.transform(validation), scaler, describe_series(series, len(train))
+        scaler.transform(train),
+        scaler.transform(validation),
+        scaler,
+        describe_series(series, len(train)),
+        series.missing,
     )
 
 
@@ -58,7 +70,8 @@ def save_prepared(directory: str | os.PathLike, prepared: PreparedData, window: 
     shorter than a window), scaler.json and series.json."""
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
-    np.savez(target / SPLIT_FILE, train=prepared.train, validation=prepared.validation)
+    missing = {} if prepared.missing is None else {"missing": prepared.missing}
+    np.savez(target / SPLIT_FILE, train=prepared.train, validation=prepared.validation, **missing)
     np.savez(
         target / WINDOWS_FILE,
         **{
@@ -79,11 +92,13 @@ def load_prepared(directory: str | os.PathLike) -> PreparedData:
         raise DataError(f"{source} is not prepared data: {missing} missing (written by the segment stage)")
     with np.load(source / SPLIT_FILE) as split:
         train, validation = split["train"], split["validation"]
+        absent = split["missing"] if "missing" in split.files else None
     return PreparedData(
         train,
         validation,
         MinMaxScaler.from_dict(json.loads((source / SCALER_FILE).read_text())),
         json.loads((source / DESCRIPTION_FILE).read_text()),
+        absent,
     )
 
 

@@ -7,6 +7,7 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
+from stagediff.conditioning import condition_inputs
 from stagediff.config import StageDiffConfig
 from stagediff.diffusion import NoiseSchedule
 from stagediff.errors import ConfigError
@@ -69,11 +70,15 @@ def output_coefficients(abar: torch.Tensor, s: torch.Tensor | float) -> tuple[to
 class StageDiffDenoiser(nn.Module):
     """Predicts x_0 from a noisy series x_k at diffusion step k; all stages are denoised jointly.
 
-    ``forward(x, k, calendar)``: x (batch, length, channels) with length any multiple of the stage length (a
-    trained model unrolls more stages than it was trained with, since weights are shared across stages),
+    ``forward(x, k, calendar, observed)``: x (batch, length, channels) with length any multiple of the stage length
+    (a trained model unrolls more stages than it was trained with, since weights are shared across stages),
     k (batch,), calendar (batch, length, calendar_inputs) the calendar features of x's steps
-    (:func:`stagediff.calendar.calendar_features`; None for a model without calendar)
-    -> x_0 estimate (batch, length, channels).
+    (:func:`stagediff.calendar.calendar_features`; None for a model without calendar), observed (batch, length,
+    channels) the known values, NaN where unknown (stagediff.conditioning; None: nothing known; a model without
+    conditioning takes None only) -> x_0 estimate (batch, length, channels).
+
+    With conditioning, each channel's stage patches also see its known values and where they are; in the channel-
+    independent form, where a sequence holds one channel, they also see those of every channel.
     """
 
     def __init__(self, config: StageDiffConfig, channels: int):
@@ -97,6 +102,11 @@ class StageDiffDenoiser(nn.Module):
         per_sequence = 1 if config.channel_independent else channels
         # Each stage's patches also see the calendar features of their steps (a sine/cosine pair per cycle).
         self.calendar_inputs = 2 * len(config.calendar or ())
+        self.conditioned = config.conditioning > 0
+        # per channel: the layer's input, with input_skip the noisy stage, with conditioning the known values and mask
+        per_channel = (2 if config.input_skip else 1) + (2 if self.conditioned else 0)
+        # the known values and masks of all channels, for a sequence that holds one channel
+        shared = 2 * channels if self.conditioned and config.channel_independent else 0
         self.step_embedding = StepEmbedding(config.d_model)
         self.layers = nn.ModuleList(
             DecompositionLayer(
@@ -111,8 +121,8 @@ class StageDiffDenoiser(nn.Module):
                 config.encoder_layers,
                 config.decoder_layers,
                 config.dropout,
-                inputs_per_channel=2 if config.input_skip else 1,
-                extra_inputs=self.calendar_inputs,
+                inputs_per_channel=per_channel,
+                extra_inputs=self.calendar_inputs + shared,
                 output_length=self.stage_length + 2 * self.blend_context,
                 stage_reach=config.stages if config.stage_attention and config.staged else 0,
             )
@@ -133,7 +143,13 @@ class StageDiffDenoiser(nn.Module):
     def from_sequences(self, x: torch.Tensor, batch: int) -> torch.Tensor:
         return x.reshape(batch, -1, x.shape[-1]) if self.config.channel_independent else x
 
-    def forward(self, x: torch.Tensor, k: torch.Tensor, calendar: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        k: torch.Tensor,
+        calendar: torch.Tensor | None = None,
+        observed: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         batch, length, channels = x.shape
         if channels != self.channels or length % self.stage_length:
             raise ValueError(
@@ -141,15 +157,22 @@ class StageDiffDenoiser(nn.Module):
             )
         stages = length // self.stage_length
         times = self.calendar_segments(calendar, batch, length)
+        given, shared = self.known_segments(observed, x)
+        if shared is not None:
+            times = shared if times is None else torch.cat([times, shared], dim=2)
         step = self.step_embedding(k)
         residual = rearrange(x, "b (m l) d -> b m d l", l=self.stage_length)
-        noisy = add_context(residual, self.context).unsqueeze(3) if self.config.input_skip else None
+        # (b, m, d, inputs, span): with input_skip the noisy stage, with conditioning the known values and mask
+        fixed = [add_context(residual, self.context).unsqueeze(3)] if self.config.input_skip else []
+        if given is not None:
+            fixed.append(given)
+        fixed = torch.cat(fixed, dim=3) if fixed else None
         estimate = torch.zeros_like(residual)
         for scale, layer in enumerate(self.layers):
-            # (b, m, d, inputs, span): the layer's input x^s, and with input_skip also the noisy stage
+            # (b, m, d, inputs, span): the layer's input x^s, then the fixed inputs
             segments = add_context(residual, self.context).unsqueeze(3)
-            if noisy is not None:
-                segments = torch.cat([segments, noisy], dim=3)
+            if fixed is not None:
+                segments = torch.cat([segments, fixed], dim=3)
             if self.config.channel_independent:
                 sequences = rearrange(segments, "b m d c l -> (b m d) c l")
                 if times is not None:
@@ -203,6 +226,28 @@ class StageDiffDenoiser(nn.Module):
             )
         stages = rearrange(calendar.to(self.abar.dtype), "b (m l) f -> b m f l", l=self.stage_length)
         return add_context(stages, self.context)
+
+    def known_segments(
+        self, observed: torch.Tensor | None, x: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """observed (batch, length, channels), NaN where unknown -> (each channel's known values and mask as the
+        stages see them, (batch, stages, channels, 2, span); for a channel-independent model also every channel's,
+        (batch, stages, 2 * channels, span), else None); (None, None) for a model without conditioning."""
+        if not self.conditioned:
+            if observed is not None:
+                raise ValueError("this model has no conditioning inputs; pass observed=None")
+            return None, None
+        if observed is None:
+            observed = torch.full_like(x, float("nan"))
+        elif observed.shape != x.shape:
+            raise ValueError(f"expected observed values shaped as x {tuple(x.shape)}, got {tuple(observed.shape)}")
+        values, mask = condition_inputs(observed.to(x.dtype))
+        pair = torch.stack([values, mask], dim=-1)  # (b, length, d, 2)
+        stages = rearrange(pair, "b (m l) d c -> b m d c l", l=self.stage_length)
+        given = add_context(stages, self.context)
+        if not self.config.channel_independent:
+            return given, None
+        return given, rearrange(given, "b m d c l -> b m (c d) l")
 
     def coefficients(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """c_skip and c_out of the skip parametrization at steps k (batch,), each (batch, 1, 1)."""

@@ -137,6 +137,22 @@ def test_json_csv_and_parquet_over_http(client, model_tag):
         pd.testing.assert_series_equal(other["a"], frame["a"], check_dtype=False, rtol=1e-14)
 
 
+def test_known_values_and_imputation_over_http(client):
+    known = [{"date": f"2022-01-21T{hour:02d}:00:00", "b": 130.0 + 0.5 * hour} for hour in range(16)]
+    response = generate(client, n_samples=2, seed=4, known=known)
+    assert response.status_code == 200 and response.headers["x-stagediff-length"] == "16"
+    frame = pd.DataFrame(response.json()["records"])
+    assert frame["b"].tolist() == [record["b"] for record in known] * 2 and frame["a"].notna().all()
+    records = [{**record, "a": None if 4 <= index < 10 else 150.0} for index, record in enumerate(known)]
+    imputed = client.post("/impute", json={"records": records, "n_samples": 2, "seed": 4, "format": "csv"})
+    assert imputed.status_code == 200 and imputed.headers["content-type"].startswith("text/csv")
+    filled = pd.read_csv(io.BytesIO(imputed.content))
+    assert list(filled.columns) == ["sample", "date", "a", "b"] and filled[["a", "b"]].notna().all().all()
+    gap = (filled.index % 16 >= 4) & (filled.index % 16 < 10)
+    assert (filled.loc[~gap, "a"] == 150.0).all() and (filled.loc[gap, "a"] != 150.0).all()
+    assert filled["b"].tolist() == [record["b"] for record in known] * 2
+
+
 def test_a_random_seed_is_chosen_and_echoed(client):
     first = generate(client, length=16)
     seed = int(first.headers["x-stagediff-seed"])
@@ -212,8 +228,11 @@ def test_a_stream_in_csv(client):
 
 
 PREFIX = [{"date": f"2022-01-21T{hour:02d}:00:00", "a": 150.0 + hour, "b": 140.0} for hour in range(4)]
+KNOWN = [{"date": f"2022-01-21T{hour:02d}:00:00", "b": 140.0} for hour in range(8)]
+GAPS = [{**record, "a": 150.0 if hour < 4 else None} for hour, record in enumerate(KNOWN)]
 JSON_HEADERS = {"content-type": "application/json"}
 ENDPOINTS = ("/generate", "/generate_stream")
+POSTS = (*ENDPOINTS, "/impute")
 
 
 def raw(content: bytes | str, content_type: str | None = "application/json") -> dict:
@@ -223,29 +242,36 @@ def raw(content: bytes | str, content_type: str | None = "application/json") -> 
 BODIES = [  # (case, endpoints, request, status, message): bodies that are not one JSON object
     (
         "multipart without boundary",
-        (*ENDPOINTS, "/info"),
+        (*POSTS, "/info"),
         raw(b"x", "multipart/form-data"),
         415,
         "must be a JSON object sent with content-type application/json, got content-type 'multipart/form-data'",
     ),
     ("empty body", (*ENDPOINTS, "/info"), raw(b""), 400, "the request body is empty; send a JSON object: {} for every"),
-    ("text/plain", (*ENDPOINTS, "/info"), raw(b"{}", "text/plain"), 415, "got content-type 'text/plain'"),
+    (
+        "empty body",
+        ("/impute",),
+        raw(b""),
+        400,
+        'the request body is empty; send a JSON object such as {"records": [{"date": ',
+    ),
+    ("text/plain", (*POSTS, "/info"), raw(b"{}", "text/plain"), 415, "got content-type 'text/plain'"),
     (
         "form",
-        ENDPOINTS,
+        POSTS,
         raw(b"n_samples=2", "application/x-www-form-urlencoded"),
         415,
         "got content-type 'application/x-www-form-urlencoded'",
     ),
     (
         "pickle",
-        ENDPOINTS,
+        POSTS,
         raw(b"\x80\x04N.", "application/vnd.bentoml+pickle"),
         415,
         "got content-type 'application/vnd.bentoml+pickle'",
     ),
-    ("invalid JSON", ENDPOINTS, raw(b'{"n_samples": 1,'), 400, "the request body is not valid JSON (EOF while parsing"),
-    ("array", ENDPOINTS, raw(b"[1, 2]"), 400, "must be a JSON object such as"),
+    ("invalid JSON", POSTS, raw(b'{"n_samples": 1,'), 400, "the request body is not valid JSON (EOF while parsing"),
+    ("array", POSTS, raw(b"[1, 2]"), 400, "must be a JSON object such as"),
     ("string", ("/generate",), raw(b'"length"'), 400, "got a string"),
     ("null", ("/generate",), raw(b"null"), 400, "got null"),
     ("number", ("/generate",), raw(b"64"), 400, "got a number"),
@@ -263,6 +289,15 @@ BODIES = [  # (case, endpoints, request, status, message): bodies that are not o
         400,
         "NaN or infinite values ('a': 1 missing/infinite, first at row 0)",
     ),
+    (
+        "NaN in known",
+        ENDPOINTS,
+        raw(b'{"known": [{"b": 1.0}, {"b": NaN}' + b', {"b": 1.0}' * 6 + b"]}"),
+        400,
+        "known: channels contain NaN or infinite values ('b': 1 missing/infinite, first at row 1)",
+    ),
+    ("records to impute missing", ("/impute",), raw(b"{}"), 400, "records: Field required, got {}"),
+    ("impute with length", ("/impute",), raw(b'{"records": [], "length": 8}'), 400, "length: Extra inputs are not"),
 ]
 FIELDS = [  # (case, JSON body, message); each is sent to both endpoints and gets 400
     ("unknown field", {"n_samples": 1, "lenght": 64}, "lenght: Extra inputs are not permitted, got 64"),
@@ -349,6 +384,57 @@ FIELDS = [  # (case, JSON body, message); each is sent to both endpoints and get
         {"prefix": [{**PREFIX[0], "b": -1e6}]},
         "prefix record 0: channel 'b' is -1e+06, more than 10",
     ),
+    ("known empty", {"known": []}, "known is empty; send one record per step of the samples, or leave known out"),
+    ("known not a list", {"known": {"b": 1.0}}, "known: Input should be a valid array"),
+    ("known record not an object", {"known": [1]}, "known.0: Input should be an object"),
+    ("known too few for length", {"known": KNOWN, "length": 16}, "known has 8 records; it needs one per step"),
+    (
+        "known not a multiple of the stage",
+        {"known": KNOWN[:5]},
+        "length must be a multiple of the stage length 8 between 8 and 20000, got 5 (the number of known records",
+    ),
+    ("known unknown column", {"known": [{**r, "c": 1.0} for r in KNOWN]}, "known record 0 has unknown ['c']"),
+    (
+        "known columns differ",
+        {"known": KNOWN[:7] + [{"b": 1.0}]},
+        "known record 7 has the columns ['b'], record 0 has ['date', 'b']: every record needs the same columns",
+    ),
+    ("known every channel", {"known": [{**r, "a": 1.0} for r in KNOWN]}, "known gives every channel ['a', 'b']"),
+    ("known no channel", {"known": [{"date": r["date"]} for r in KNOWN]}, "known has none of the model's channel"),
+    ("known value null", {"known": KNOWN[:7] + [{**KNOWN[7], "b": None}]}, "known record 7: channel 'b' is null"),
+    ("known value a string", {"known": [{**r, "b": "1"} for r in KNOWN]}, "channel 'b' must be a number, got '1'"),
+    ("known value 1e30", {"known": [{**r, "b": 1e30} for r in KNOWN]}, "known record 0: channel 'b' is 1e+30, more"),
+    ("known time not a date", {"known": [{**r, "date": "soon"} for r in KNOWN]}, "known: time column 'date' has 8"),
+    (
+        "known times and start disagree",
+        {"known": KNOWN, "start": "2030-01-01T00:00:00"},
+        "known: the time column 'date' must hold the samples' timestamps, consecutive steps of 0 days 01:00:00 from "
+        "2030-01-01 00:00:00 (the start)",
+    ),
+    (
+        "known times and prefix disagree",
+        {"known": KNOWN, "prefix": PREFIX},
+        "known: the time column 'date' must hold the samples' timestamps, consecutive steps of 0 days 01:00:00 from "
+        "2022-01-21 04:00:00 (right after the prefix)",
+    ),
+]
+IMPUTE = [  # (case, JSON body, message); each is sent to /impute and gets 400
+    ("records empty", {"records": []}, "records is empty; send one record per step of the series to fill"),
+    ("records not a list", {"records": 5}, "records: Input should be a valid array, got 5"),
+    ("records over max_length", {"records": [GAPS[0]] * 20_001}, "records has 20001 records; at most 20000"),
+    ("a record lacks a channel", {"records": [{"a": 1.0}] * 8}, "record 0 lacks ['b']: every record needs every"),
+    ("a record has an unknown column", {"records": [{**r, "c": None} for r in GAPS]}, "record 0 has unknown ['c']"),
+    ("records' columns differ", {"records": GAPS[:7] + [{"a": 1.0, "b": 1.0}]}, "every record needs the same columns"),
+    ("a value a string", {"records": [{**GAPS[0], "a": "x"}]}, "record 0: channel 'a' must be a number or null"),
+    ("timestamps going back", {"records": GAPS[::-1]}, "time column 'date' is not strictly increasing"),
+    ("a gap at the first record", {"records": GAPS[4:]}, "misses ['a'] at its first step"),
+    ("every value missing", {"records": [{**r, "b": None} for r in GAPS[4:]]}, "every value of the frame to impute"),
+    ("a value 1e30", {"records": [{**r, "b": 1e30} for r in GAPS]}, "channel 'b' is 1e+30, more than 10 training"),
+    ("timestamps with a gap", {"records": [GAPS[0], GAPS[2]]}, "records: time column 'date' must be 0 days 01:00:00"),
+    ("n_samples over the limit", {"records": GAPS, "n_samples": 17}, "n_samples must be an integer between 1 and 16"),
+    ("steps over the diffusion steps", {"records": GAPS, "steps": 21}, "steps must be an integer between 1 and 20"),
+    ("unknown sampler", {"records": GAPS, "sampler": "euler"}, "sampler: Input should be 'ddpm' or 'ddim'"),
+    ("over the budget", {"records": [GAPS[0]] * 8_000}, "exceeds the budget of 50,000 per request (max_cost)"),
 ]
 CATALOGUE = (
     [
@@ -361,6 +447,7 @@ CATALOGUE = (
         for case, body, message in FIELDS
         for endpoint in ENDPOINTS
     ]
+    + [pytest.param("/impute", {"json": body}, 400, message, id=f"{case} /impute") for case, body, message in IMPUTE]
     + [
         pytest.param(
             "/generate_stream",
@@ -375,6 +462,7 @@ CATALOGUE = (
 
 def test_the_catalogue_of_bad_requests_has_more_than_60_cases():
     assert len(CATALOGUE) >= 60
+    assert len({param.id for param in CATALOGUE}) == len(CATALOGUE)
 
 
 @pytest.mark.parametrize(("endpoint", "request_", "status", "message"), CATALOGUE)
@@ -438,7 +526,18 @@ def test_the_openapi_document_describes_what_the_service_does(client):
         "application/vnd.apache.parquet",
     }
     assert schemas["Error"]["properties"]["detail"]["type"] == "array"
-    for path in ("/generate", "/generate_stream"):
+    known = schemas["GenerateRequest"]["properties"]["known"]["anyOf"][0]
+    assert known["items"] == {"$ref": "#/components/schemas/KnownRecord"} and known["maxItems"] == 20000
+    assert set(schemas["KnownRecord"]["properties"]) == {"date", "a", "b"}
+    assert schemas["ImputeRequest"]["required"] == ["records"] and schemas["ImputeRecord"]["required"] == ["a", "b"]
+    assert schemas["ImputeRecord"]["properties"]["a"] == {"type": ["number", "null"]}
+    assert "conditioning" in schemas["Info"]["required"]
+    assert set(paths["/impute"]["post"]["responses"]["200"]["content"]) == {
+        "application/json",
+        "text/csv",
+        "application/vnd.apache.parquet",
+    }
+    for path in ("/generate", "/generate_stream", "/impute"):
         assert {"400", "413", "415", "429", "504"} <= set(paths[path]["post"]["responses"])
     # the 400 bodies are what the document says: error, and detail as a list of problems
     refused = client.post("/generate", json={"n_samples": "two", "lenght": 1}).json()
@@ -459,12 +558,23 @@ RULES_THE_SCHEMA_CANNOT_EXPRESS = (
     "more than 10 training ranges outside",
     "cannot be represented",
     "after the year 9999",
+    "beyond the range of a float64 number",
+    "known has",  # known values: one record per step, some channels and not all, the same columns in each
+    "(the number of known records",
+    "known gives every channel",
+    "known: time column",
+    "known: the time column",
+    "every record needs the same columns",
+    "records: time column",  # records to impute: their timestamps, a complete first record, not every value missing
+    "at its first step",
+    "every value of the frame to impute is missing",
 )
 
 
 def positive_data_names_a_rule_the_schema_cannot_express(ctx, response, case) -> None:
     """A request the schema calls valid may get 400 only for a rule the schema cannot express (named in the
-    message): the budget, ISO 8601, start with prefix, prefix timestamps and values, the year 9999."""
+    message): the budget, ISO 8601, start with prefix, prefix timestamps and values, the year 9999, known records
+    (their number, channels and timestamps) and records to impute (timestamps, the first record, all missing)."""
     if case.meta is not None and case.meta.generation.mode.is_positive and response.status_code == 400:
         error = response.json()["error"]
         assert any(rule in error for rule in RULES_THE_SCHEMA_CANNOT_EXPRESS), f"valid by the schema, yet: {error}"

@@ -13,10 +13,12 @@ from pydantic import ValidationError
 from serving.requests import (
     BodyError,
     GenerateRequest,
+    ImputeRequest,
     RequestError,
     RequestLimits,
     check_body,
     check_prefix,
+    plan_impute,
     plan_request,
 )
 from stagediff import DataError, StageDiff, StageDiffConfig
@@ -277,6 +279,14 @@ def test_bad_prefixes_are_named(hourly, prefix, expected):
     assert expected in refused(hourly, prefix=prefix)
 
 
+def test_a_number_beyond_float64_is_refused_by_name(hourly):
+    """JSON allows integers of any size; 10**400 once reached numpy (an OverflowError, a 500)."""
+    history = records(HOURS)
+    history[1]["a"] = 10**400
+    assert "prefix record 1: channel 'a' is 1000000000" in refused(hourly, prefix=history)
+    assert "beyond the range of a float64 number" in refused(hourly, prefix=history)
+
+
 def test_a_prefix_over_the_limits_is_refused(hourly):
     hours = pd.date_range("2022-01-01", periods=1500, freq="h").strftime("%Y-%m-%dT%H:%M:%S").tolist()
     assert "prefix has 1500 records; at most 1024 are accepted" in refused(hourly, prefix=records(hours))
@@ -327,7 +337,7 @@ def test_a_prefix_far_outside_the_training_range_is_refused_by_the_library(hourl
         "training range [100, 200]; values must lie within [-900, 1200]: check the units and the channel order"
     )
     with pytest.raises(DataError, match=f"prefix record 2: channel {channel!r}"):  # the library itself refuses it
-        hourly.scale_prefix(pd.DataFrame(history).assign(date=lambda f: pd.to_datetime(f["date"])))
+        hourly.scale_values(pd.DataFrame(history).assign(date=lambda f: pd.to_datetime(f["date"])), "prefix")
 
 
 def test_a_prefix_at_the_edge_of_the_allowed_range_is_sampled_to_finite_values(served_model):
@@ -359,3 +369,187 @@ def test_the_service_samples_a_model_as_the_library_does_by_default(untrained, t
     assert (planned.sampler, planned.steps) == (sampling["sampler"], expected_steps)
     (served,) = model.sample_many([planned.run])
     np.testing.assert_array_equal(served, model.sample_array(2, length=32, seed=7, progress=False))
+
+
+# -- known values (/generate, /generate_stream) and records to impute (/impute) ----------------------------------
+def hours(count: int, first: str = "2022-01-21T00:00:00") -> list[str]:
+    return pd.date_range(first, periods=count, freq="h").strftime("%Y-%m-%dT%H:%M:%S").tolist()
+
+
+def known_records(count: int = 16, times: bool = True, **channels) -> list[dict]:
+    channels = channels or {"b": [120.0 + 0.5 * i for i in range(count)]}
+    return [
+        {**({"date": t} if times else {}), **{c: values[i] for c, values in channels.items()}}
+        for i, t in enumerate(hours(count))
+    ]
+
+
+def refused_by_any(model: StageDiff, **fields) -> str:
+    """The message of a refusal by the service's checks or by the library's (the service answers 400 to both)."""
+    with pytest.raises((RequestError, DataError)) as error:
+        plan_request(GenerateRequest(**fields), model, LIMITS)
+    return str(error.value)
+
+
+def test_known_records_become_the_run_s_known_values_and_set_length_and_start(hourly):
+    known = known_records(16)
+    planned = plan(hourly, known=known, seed=1)
+    assert planned.length == 16 and planned.start == pd.Timestamp("2022-01-21T00:00:00")
+    given = planned.run.given  # (length, channels) in data units, NaN for the channels to generate
+    assert np.isnan(given[:, 0]).all() and given[:, 1].tolist() == [r["b"] for r in known]
+    later = [{**r, "date": t} for r, t in zip(known, hours(16, "2030-06-01T05:00:00"))]
+    assert plan(hourly, known=later).start == pd.Timestamp("2030-06-01T05:00:00")
+    assert plan(hourly, known=later, start="2030-06-01T05:00:00", length=16).length == 16
+    without_times = plan(hourly, known=known_records(24, times=False), start="2030-01-01T00:00:00")
+    assert without_times.length == 24 and without_times.start == pd.Timestamp("2030-01-01")
+    history = records(hours(4, "2022-01-20T20:00:00"))  # ends at 23:00, the hour before the known records
+    assert plan(hourly, known=known, prefix=history).run.given is not None
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"known": []}, "known is empty; send one record per step of the samples, or leave known out"),
+        (
+            {"known": known_records(1025, times=False, b=[1.0] * 1025)},
+            "known has 1025 records; at most 1024 are accepted (max_length: one record per step)",
+        ),
+        (
+            {"known": known_records(12)},
+            "length must be a multiple of the stage length 8 between 8 and 1024, got 12 (the number of known records",
+        ),
+        ({"known": known_records(16), "length": 32}, "known has 16 records; it needs one per step of the samples, 32"),
+        (
+            {"known": [{**r, "c": 1.0} for r in known_records(8)]},
+            "known record 0 has unknown ['c']: a known record has some of the channels ['a', 'b'] and, optionally, "
+            "the time column 'date'",
+        ),
+        (
+            {"known": known_records(7) + [{"b": 1.0}]},
+            "known record 7 has the columns ['b'], record 0 has ['date', 'b']: every record needs the same columns",
+        ),
+        (
+            {"known": known_records(8, b=[150.0] * 3 + [None] + [150.0] * 4)},
+            "known record 3: channel 'b' is null; a known channel needs a value at every step",
+        ),
+        (
+            {"known": known_records(8, b=[150.0] * 5 + [math.nan] * 2 + [150.0])},
+            "known: channels contain NaN or infinite values ('b': 2 missing/infinite, first at row 5); a known channel "
+            "needs a finite value at every step (to fill gaps, use /impute)",
+        ),
+        ({"known": known_records(8, b=[150.0] * 7 + [math.inf])}, "('b': 1 missing/infinite, first at row 7)"),
+        ({"known": known_records(8, b=[150.0] * 7 + ["1"])}, "known record 7: channel 'b' must be a number, got '1'"),
+        ({"known": known_records(8, b=[True] * 8)}, "known record 0: channel 'b' must be a number, got True"),
+        ({"known": known_records(8, b=[1e30] * 8)}, "known record 0: channel 'b' is 1e+30, more than 10 training"),
+        ({"known": known_records(8, a=[150.0] * 8, b=[150.0] * 8)}, "known gives every channel ['a', 'b']"),
+        ({"known": [{"date": t} for t in hours(8)]}, "known has none of the model's channel columns"),
+        (
+            {"known": [{**r, "date": t} for r, t in zip(known_records(8), hours(8)[::-1])]},
+            "known: time column 'date' is not strictly increasing",
+        ),
+        (
+            {"known": [{**r, "date": "soon"} for r in known_records(8)]},
+            "known: time column 'date' has 8 value(s) that are not ISO 8601 timestamps",
+        ),
+        (
+            {"known": known_records(8), "start": "2030-01-01T00:00:00"},
+            "known: the time column 'date' must hold the samples' timestamps, consecutive steps of 0 days 01:00:00 "
+            "from 2030-01-01 00:00:00 (the start); it holds 2022-01-21 00:00:00 .. 2022-01-21 07:00:00",
+        ),
+        (
+            {"known": known_records(8), "prefix": records(HOURS)},
+            "from 2022-01-21 04:00:00 (right after the prefix); it holds 2022-01-21 00:00:00 .. 2022-01-21 07:00:00",
+        ),
+    ],
+)
+def test_bad_known_values_are_named(hourly, fields, expected):
+    assert expected in refused_by_any(hourly, **fields)
+
+
+def gapped_records(count: int = 24) -> list[dict]:
+    rows = records(hours(count), a=[150.0 + i for i in range(count)], b=[140.0 - i for i in range(count)])
+    for row in range(5, min(9, count - 1)):
+        rows[row]["a"] = None
+    rows[-1]["b"] = None
+    return rows
+
+
+def impute(model: StageDiff, limits: RequestLimits = LIMITS, **fields):
+    return plan_impute(ImputeRequest(**fields), model, limits)
+
+
+def refused_impute(model: StageDiff, **fields) -> str:
+    with pytest.raises((RequestError, DataError)) as error:
+        impute(model, **fields)
+    return str(error.value)
+
+
+def test_records_to_impute_become_the_run_s_observed_values(hourly):
+    rows = gapped_records(24)
+    planned = impute(hourly, records=rows, n_samples=3, seed=4)
+    assert (planned.n_samples, planned.length, planned.seed, planned.steps, planned.seed_chosen) == (3, 24, 4, 5, False)
+    assert planned.start == pd.Timestamp("2022-01-21T00:00:00") and planned.prefix is None and planned.format == "json"
+    expected = np.array([[np.nan if r[c] is None else r[c] for c in ("a", "b")] for r in rows])
+    np.testing.assert_array_equal(planned.run.given, expected)
+    assert impute(hourly, records=rows[:13]).length == 13  # any number of records, not a multiple of the stage
+    assert impute(hourly, records=[{k: v for k, v in r.items() if k != "date"} for r in rows]).start is None
+    assert impute(hourly, records=rows).seed_chosen
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"records": []}, "records is empty; send one record per step of the series to fill"),
+        (
+            {"records": gapped_records(1025)},
+            "records has 1025 records; at most 1024 are accepted (max_length: one record per step)",
+        ),
+        ({"records": gapped_records(), "n_samples": 9}, "n_samples must be an integer between 1 and 8, got 9"),
+        ({"records": gapped_records(), "steps": 21}, "steps must be an integer between 1 and 20, got 21"),
+        (
+            {"records": gapped_records(512), "n_samples": 8},
+            "n_samples * records * channels = 8 * 512 * 2 = 8,192 exceeds the limit of 4,096 values per request "
+            "(max_values); with n_samples=8 and steps=5 at most 256 records fit (or ask for fewer samples)",
+        ),
+        (
+            {"records": [{k: v for k, v in r.items() if k != "b"} for r in gapped_records()]},
+            "record 0 lacks ['b']: every record needs every channel ['a', 'b'] (null where a value is missing) and, "
+            "optionally, the time column 'date'",
+        ),
+        ({"records": [{**r, "c": None} for r in gapped_records()]}, "record 0 has unknown ['c']"),
+        (
+            {"records": gapped_records()[:3] + [{"a": 1.0, "b": 2.0}]},
+            "record 3 has the columns ['a', 'b'], record 0 has ['date', 'a', 'b']: every record needs the same",
+        ),
+        ({"records": [{**r, "a": "1"} for r in gapped_records()]}, "record 0: channel 'a' must be a number or null"),
+        ({"records": [{**r, "a": None} for r in gapped_records()][:1] + gapped_records()[1:]}, "misses ['a'] at its"),
+        (
+            {"records": [{**r, "a": None, "b": None} for r in gapped_records()]},
+            "every value of the frame to impute is missing",
+        ),
+        ({"records": gapped_records()[:2] + [{**gapped_records()[2], "b": math.inf}]}, "channel 'b' is infinite"),
+        ({"records": [{**r, "b": -1e9} for r in gapped_records()]}, "more than 10 training ranges outside"),
+        (
+            {"records": [{**r, "date": t} for r, t in zip(gapped_records(3), [HOURS[0], HOURS[2], HOURS[3]])]},
+            "records: time column 'date' must be 0 days 01:00:00 apart (the model's frequency)",
+        ),
+        ({"records": [{**r, "date": None} for r in gapped_records(3)]}, "time column 'date' has 3 missing value(s)"),
+        (
+            {"records": [{**r, "date": t} for r, t in zip(gapped_records(16), hours(16, "9999-12-31T12:00:00"))]},
+            "records: time column 'date' has 4 value(s) that are not ISO 8601 timestamps (row 12: '10000-01-01T00:00",
+        ),
+    ],
+)
+def test_bad_records_to_impute_are_named(hourly, fields, expected):
+    assert expected in refused_impute(hourly, **fields)
+
+
+def test_the_body_of_impute_names_its_required_field():
+    with pytest.raises(BodyError) as error:
+        check_body("application/json", b"{}", ImputeRequest)
+    assert "records: Field required" in str(error.value) and error.value.detail[0]["loc"] == ("records",)
+    with pytest.raises(BodyError, match=r"the request body is empty; send a JSON object such as \{\"records\""):
+        check_body("application/json", b"", ImputeRequest)
+    with pytest.raises(BodyError, match="records: Input should be a valid array, got 5"):
+        check_body("application/json", b'{"records": 5}', ImputeRequest)
+    check_body(None, b'{"records": [{"date": "2022-01-21T00:00:00", "a": 1.0, "b": null}]}', ImputeRequest)

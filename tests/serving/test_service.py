@@ -15,13 +15,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from serving.requests import GenerateRequest
+from serving.requests import GenerateRequest, ImputeRequest
+from tests.conftest import smooth_frame
 
 TRAINING_END = pd.Timestamp("2022-01-20T23:00:00")  # the last row of the fit's frame: 480 hours from 2022-01-01
 
 
 def call(service, endpoint: str = "generate", **fields):
-    return asyncio.run(getattr(service, endpoint)(GenerateRequest(**fields)))
+    schema = ImputeRequest if endpoint == "impute" else GenerateRequest
+    return asyncio.run(getattr(service, endpoint)(schema(**fields)))
 
 
 def body_of(response) -> dict:
@@ -200,6 +202,120 @@ def test_bad_requests_get_400_with_the_problem_named(service, fields, message):
         assert message in json.loads(response.body)["error"]
 
 
+HOURS_AFTER = pd.date_range(TRAINING_END + pd.Timedelta("1h"), periods=400, freq="h")
+
+
+def test_known_channels_come_back_exactly_as_sent_and_the_others_fit_them(service, served_model):
+    values = 120.0 + np.sqrt(np.arange(32.0))  # 16-17 significant digits: parquet and csv carry them exactly
+    known = [{"date": t.isoformat(), "b": float(v)} for t, v in zip(HOURS_AFTER, values)]
+    response = call(service, n_samples=3, seed=8, known=known, format="parquet")  # length: one step per record
+    assert response.status_code == 200, response.body
+    frame = pq.read_table(io.BytesIO(response.body)).to_pandas()
+    assert len(frame) == 3 * 32 and response.headers["x-stagediff-length"] == "32"
+    for _, sample in frame.groupby("sample"):
+        assert np.array_equal(sample["b"].to_numpy(), values) and sample["a"].notna().all()
+        assert (sample["date"].to_numpy() == HOURS_AFTER[:32].to_numpy()).all()
+    assert frame.groupby("sample")["a"].apply(tuple).nunique() == 3  # a drawn for each sample
+    scenario = pd.DataFrame({"date": HOURS_AFTER[:32], "b": values})
+    library = served_model.sample(3, 32, seed=8, steps=5, known=scenario)  # the same bytes as the library's
+    pd.testing.assert_frame_equal(frame, library, check_dtype=False, check_exact=True)
+    # JSON carries 15 significant digits; csv exactly; without the time column the series continue the data
+    plain = [{"b": 100.0 + 0.125 * i} for i in range(32)]
+    body = body_of(call(service, n_samples=2, length=32, seed=8, known=plain))
+    assert [r["b"] for r in body["records"]] == [r["b"] for r in plain] * 2
+    assert body["records"][0]["date"] == "2022-01-21T00:00:00"
+    csv = pd.read_csv(io.BytesIO(call(service, n_samples=3, seed=8, known=known, format="csv").body))
+    assert np.array_equal(csv["b"].to_numpy(), np.tile(values, 3))
+
+
+def test_known_timestamps_elsewhere_start_the_series_there_without_the_data_s_last_window(service, served_model):
+    """Records dated in 2030 do not continue the training data: the service hands their first timestamp to the
+    library as the start (from which the library decides whether the series continue the data)."""
+    times = pd.date_range("2030-03-01T05:00:00", periods=16, freq="h")
+    values = np.linspace(110.0, 130.0, 16)
+    known = [{"date": t.isoformat(), "b": float(v)} for t, v in zip(times, values)]
+    frame = pq.read_table(io.BytesIO(call(service, seed=2, known=known, format="parquet").body)).to_pandas()
+    scenario = pd.DataFrame({"date": times, "b": values})
+    expected = served_model.sample(1, 16, seed=2, steps=5, start=times[0], known=scenario)
+    pd.testing.assert_frame_equal(frame, expected, check_dtype=False, check_exact=True)
+    gapped = scenario.assign(a=[150.0] * 4 + [np.nan] * 12)[["date", "a", "b"]]
+    records = [{"date": t.isoformat(), "a": None if np.isnan(a) else a, "b": b} for t, a, b in gapped.itertuples(False)]
+    filled = pq.read_table(io.BytesIO(call(service, "impute", records=records, seed=2, format="parquet").body))
+    expected = served_model.sample(1, 16, seed=2, steps=5, start=times[0], known=gapped, fill=True)
+    pd.testing.assert_frame_equal(filled.to_pandas(), expected, check_dtype=False, check_exact=True)
+
+
+def test_a_stream_with_known_values_sends_them_in_every_piece(service):
+    plain = [{"b": 110.0 + 0.25 * (i % 200)} for i in range(400)]  # several chunks
+    response = call(service, "generate_stream", n_samples=2, seed=1, known=plain)
+    chunks = collect(response)
+    assert response.status_code == 200 and len(chunks) > 1
+    streamed = pd.read_json(io.BytesIO(b"".join(chunks)), lines=True).sort_values(["sample", "date"], kind="stable")
+    assert streamed["b"].tolist() == [r["b"] for r in plain] * 2 and streamed["a"].notna().all()
+
+
+def records_to_impute() -> tuple[list[dict], np.ndarray]:
+    """40 hours right after the training data (its waves, continued) with a gap of 10 hours in a and the last b
+    missing; and where values were observed."""
+    frame = smooth_frame(length=520).iloc[480:].reset_index(drop=True)
+    frame.loc[10:19, "a"] = np.nan
+    frame.loc[39, "b"] = np.nan
+    records = [
+        {"date": t.isoformat(), "a": None if np.isnan(a) else a, "b": None if np.isnan(b) else b}
+        for t, a, b in frame.itertuples(index=False)
+    ]
+    return records, frame
+
+
+def test_impute_keeps_every_observed_value_and_fills_the_gaps(service, served_model):
+    records, gapped = records_to_impute()
+    observed = gapped[["a", "b"]].notna().to_numpy()
+    response = call(service, "impute", records=records, n_samples=3, seed=5, format="parquet")
+    assert response.status_code == 200, response.body
+    assert response.headers["x-stagediff-n-samples"] == "3" and response.headers["x-stagediff-length"] == "40"
+    frame = pq.read_table(io.BytesIO(response.body)).to_pandas()
+    assert list(frame.columns) == ["sample", "date", "a", "b"] and len(frame) == 3 * 40
+    draws = frame[["a", "b"]].to_numpy().reshape(3, 40, 2)
+    assert np.isfinite(draws).all()
+    for draw, (_, sample) in zip(draws, frame.groupby("sample")):
+        assert np.array_equal(draw[observed], gapped[["a", "b"]].to_numpy()[observed])
+        assert (sample["date"].to_numpy() == gapped["date"].to_numpy()).all()
+    assert not np.allclose(draws[0][~observed], draws[1][~observed])  # each draw its own
+    library = served_model.impute(gapped, n=3, seed=5, steps=5)  # the same bytes as the library's
+    pd.testing.assert_frame_equal(frame, library, check_dtype=False, check_exact=True)
+    body = body_of(call(service, "impute", records=records, n_samples=3, seed=5))  # the response of /generate
+    assert body["columns"] == ["sample", "date", "a", "b"] and len(body["records"]) == 120
+    assert body["provenance"]["seed"] == 5 and body["provenance"]["start"] == "2022-01-21T00:00:00"
+    chosen = body_of(call(service, "impute", records=records[:13]))  # any number of records
+    assert chosen["provenance"]["seed_chosen"] is True and len(chosen["records"]) == 13
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "fields", "message"),
+    [
+        ("generate", {"known": [{"c": 1.0}] * 8}, "known record 0 has unknown ['c']"),
+        ("generate", {"known": [{"b": 150.0}] * 16, "length": 32}, "known has 16 records; it needs one per step"),
+        ("generate", {"known": [{"b": 150.0}] * 7 + [{"b": None}]}, "known record 7: channel 'b' is null"),
+        ("generate", {"known": [{"b": float("nan")}] * 8}, "known: channels contain NaN or infinite values"),
+        ("generate", {"known": [{"a": 150.0, "b": 150.0}] * 8}, "known gives every channel ['a', 'b']"),
+        ("generate", {"known": [{"b": 1e12}] * 8}, "more than 10 training ranges outside"),
+        ("generate", {"known": [{"b": 150.0}] * 20_008}, "known has 20008 records; at most 20000 are accepted"),
+        ("impute", {"records": [{"a": 150.0}] * 8}, "record 0 lacks ['b']: every record needs every channel"),
+        ("impute", {"records": [{"a": None, "b": 150.0}] + [{"a": 1.0, "b": 1.0}] * 7}, "misses ['a'] at its first"),
+        ("impute", {"records": [{"a": None, "b": None}] * 8}, "every value of the frame to impute is missing"),
+        ("impute", {"records": [{"a": 1.0, "b": 1.0}] * 20_001}, "records has 20001 records; at most 20000"),
+        ("impute", {"records": [{"a": 1.0, "b": 1.0}] * 8, "n_samples": 17}, "n_samples must be an integer between"),
+        ("impute", {"records": [{"a": 1.0, "b": 1.0}] * 8, "steps": 21}, "steps must be an integer between 1 and 20"),
+        ("impute", {"records": [{"a": 1.0, "b": 1.0}] * 8000}, "exceeds the budget of 50,000 per request"),
+    ],
+)
+def test_bad_known_values_and_records_to_impute_get_400_with_the_problem_named(service, endpoint, fields, message):
+    for name in ("generate", "generate_stream") if endpoint == "generate" else (endpoint,):
+        response = call(service, name, **fields)
+        assert response.status_code == 400, response.body
+        assert message in json.loads(response.body)["error"]
+
+
 def test_info_describes_model_data_scores_and_limits(service, model_tag):
     info = asyncio.run(service.info())
     assert info["model"] | {"created": None} == {
@@ -222,8 +338,9 @@ def test_info_describes_model_data_scores_and_limits(service, model_tag):
         "timezone": None,
     }
     assert info["calendar"] == ["day"] and info["continues_data"] is True  # 16 training days: the day's cycle
+    assert info["conditioning"] == 0.0  # the default: known channels and gaps (known, /impute) by replacement
     assert (info["window"], info["stage_length"], info["diffusion_steps"]) == (32, 8, 20)
-    assert info["sampling"] == {"sampler": "ddim", "steps": 5}  # what a request without sampler and steps gets
+    assert info["sampling"] == {"sampler": "ddim", "steps": 5, "ddim_eta": 1.0}  # a request without sampler, steps
     assert info["metrics_sampling"] == {"sampler": "ddim", "steps": 5}  # what the scores were measured with
     assert info["metrics"] == {"discriminative": 0.12, "context_fid": 0.5}
     assert info["limits"] == {

@@ -1,0 +1,316 @@
+"""Known values (issue 32): known channels, imputation and continuations, on time the models never saw.
+
+Each dataset is cut at ``--train-fraction`` (0.8): two models of the default recipe train on the first part only
+(fit's own 10 % validation split inside it), with the same seed and number of steps: the default, which never sees
+known values in training (``conditioning=0``) and imposes them by replacing them while sampling, and one trained
+with known values in half of its windows (``conditioning=0.5``), which also sees them as inputs. Everything below is
+scored on the last part.
+
+- Known channels: ``--windows`` windows of ``--length`` steps spread over the held-out part (and, to tell the
+  method from the data's drift, as many over the training part, which the models saw), ``--draws`` draws each,
+  for each split of ``--splits`` ("targets|known": e.g. OT given the six loads, and the loads given OT). Scores over
+  the target channels, in units of each channel's training standard deviation: the mean absolute error of the draws'
+  median, the CRPS of the draws, and the share of real values inside the draws' 10-90 % band (0.8 is calibrated).
+  Against: the default model without the known channels (unconditional), the model trained with known values, and a
+  linear regression of the targets on the known channels at the same step (fitted
+  on the training part, its band from the training residuals' 10 % and 90 % quantiles).
+- Imputation: the whole held-out part with ``--missing`` of each channel's values removed in gaps of 24-168 steps
+  (the first step kept): MAE and CRPS of ``--draws`` imputations on the removed values, against linear
+  interpolation, the model trained with known values and unconditional samples at the same steps.
+- Training on data with gaps (``--training-gaps 0.1``, instead of the above): 10 % of each channel of the training
+  part removed in gaps of 24-168 steps, one model trained with ``missing="mask"`` and one with
+  ``missing="interpolate"``; the share of straight steps (linear interpolation's lines) and the texture of 100
+  unconditional windows at held-out windows' starts, and imputation as above.
+- Level: ``--draws`` samples that continue right after the training part against as many unconditional ones at the
+  same timestamps: per channel, |mean of the first 24 steps - the data's last value| over the series' own
+  step-to-step standard deviation, and the same figure of the real series (benchmarks/calendar.py).
+
+    .venv/bin/python -m benchmarks.conditional --datasets etth1 --steps 3000 --out results/conditional/etth1.json \
+        --plot results/conditional
+    .venv/bin/python -m benchmarks.conditional --datasets synthetic --steps 3000 --splits \
+        "load|temperature,wind,solar,price" "price|temperature,load,wind,solar" \
+        --out results/conditional/synthetic.json --plot results/conditional
+    .venv/bin/python -m benchmarks.conditional --datasets etth1 --training-gaps 0.1 \
+        --out results/conditional/gaps-etth1.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.calendar import level_gaps, real_level_gaps
+from benchmarks.machine import describe_machine
+from stagediff import StageDiff, StageDiffConfig
+from stagediff.data import load_series
+from stagediff.metrics.conditional import draw_scores as scores
+from stagediff.metrics.conditional import interpolate_gaps, point_scores, remove_gaps
+from stagediff.runtime import configure_threads
+
+DEFAULT, TRAINED = "replacement (default)", "trained with known values"
+VARIANTS = {DEFAULT: ("without", {"conditioning": 0.0}), TRAINED: ("known", {"conditioning": 0.5})}
+"""label: (model folder's suffix, configuration)"""
+
+
+def regression(train: np.ndarray, targets: list[int], known: list[int]):
+    """Least squares of the target channels on the known ones (and a constant) -> predict(rows) and the residuals'
+    10 % and 90 % quantiles."""
+    design = np.column_stack([train[:, known], np.ones(len(train))])
+    coefficients, *_ = np.linalg.lstsq(design, train[:, targets], rcond=None)
+    residuals = train[:, targets] - design @ coefficients
+    band = np.quantile(residuals, [0.1, 0.9], axis=0)
+    return (lambda rows: np.column_stack([rows[:, known], np.ones(len(rows))]) @ coefficients), band
+
+
+def run(args: argparse.Namespace) -> None:
+    configure_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+    results = []
+    for name in args.datasets:
+        series = load_series(name, data_dir=args.data_dir)
+        channels = list(series.channels)
+        frame = pd.DataFrame(series.values, columns=channels)
+        frame.insert(0, series.time_column, series.timestamps)
+        cut = int(series.length * args.train_fraction)
+        train, heldout = series.values[:cut], series.values[cut:]
+        times = series.timestamps[cut:]
+        scale = train.std(axis=0)
+        if args.training_gaps:
+            results.append(gapped_training(args, name, series, frame, cut, scale))
+            continue
+        entry: dict = {"dataset": name, "channels": channels, "train_rows": cut, "heldout_rows": len(heldout)}
+        models: dict[str, StageDiff] = {}
+        for variant, (suffix, changes) in VARIANTS.items():
+            folder = Path(args.models) / f"{name}-{args.window}-{args.steps}-{suffix}"
+            started = time.perf_counter()
+            if (folder / "config.json").exists():
+                models[variant] = StageDiff.load(folder)
+            else:
+                config = StageDiffConfig(window=args.window, max_steps=args.steps, **changes)
+                models[variant] = StageDiff(config).fit(frame.iloc[:cut], series.time_column, progress=False)
+                models[variant].save(folder)
+            entry.setdefault("train_seconds", {})[variant] = round(time.perf_counter() - started, 1)
+        default, trained = models[DEFAULT], models[TRAINED]
+
+        # known channels, over held-out time and (to tell drift from the method) over time the models trained on
+        length = args.length
+        periods = {
+            "held-out": (heldout, times, np.linspace(args.window, len(heldout) - length, args.windows).astype(int)),
+            "training time": (train, series.timestamps[:cut], np.linspace(0, cut - length, args.windows).astype(int)),
+        }
+        entry["known"] = {}
+        for split, period in [(split, period) for split in args.splits for period in periods]:
+            target_names, known_names = (part.split(",") for part in split.split("|"))
+            if not set(target_names + known_names) <= set(channels):
+                continue
+            targets, known = [channels.index(c) for c in target_names], [channels.index(c) for c in known_names]
+            predict, band = regression(train, targets, known)
+            values_of, times_of, firsts = periods[period]
+            found: dict[str, list] = {}
+            for number, first in enumerate(firsts):
+                real = values_of[first : first + length]
+                given = pd.DataFrame(real[:, known], columns=known_names)
+                given.insert(0, series.time_column, times_of[first : first + length])
+                seed = args.seed + number
+                draws = {
+                    DEFAULT: default.sample_array(args.draws, length, seed=seed, known=given),
+                    "unconditional": default.sample_array(args.draws, length, seed=seed, start=[times_of[first]]),
+                    TRAINED: trained.sample_array(args.draws, length, seed=seed, known=given),
+                }
+                for method, values in draws.items():
+                    found.setdefault(method, []).append(scores(values[..., targets], real[:, targets], scale[targets]))
+                guess = predict(real)
+                truth = real[:, targets]
+                inside = (truth >= guess + band[0]) & (truth <= guess + band[1])
+                regressed = point_scores(guess, truth, scale[targets]) | {"coverage": round(float(inside.mean()), 3)}
+                found.setdefault("linear regression", []).append(regressed)
+                if number == 0 and args.plot and period == "held-out":
+                    plot_known(args.plot, name, split, times_of[first : first + length], truth, draws, targets, guess)
+            entry["known"][f"{split} @ {period}"] = {
+                method: {key: round(float(np.mean([r[key] for r in rows])), 4) for key in rows[0]}
+                for method, rows in found.items()
+            }
+            print(name, "known", split, period, json.dumps(entry["known"][f"{split} @ {period}"]), flush=True)
+
+        # imputation
+        removed = remove_gaps(len(heldout), len(channels), rng, args.missing)
+        gapped = pd.DataFrame(np.where(removed, np.nan, heldout), columns=channels)
+        gapped.insert(0, series.time_column, times)
+        imputed = {
+            DEFAULT: default.impute(gapped, args.draws, seed=args.seed),
+            TRAINED: trained.impute(gapped, args.draws, seed=args.seed),
+        }
+        entry["imputation"] = {"missing": round(float(removed.mean()), 4)}
+        for method, out in imputed.items():
+            values = out[channels].to_numpy().reshape(args.draws, len(heldout), len(channels))
+            entry["imputation"][method] = scores(values, heldout, scale, removed)
+        free = default.sample_array(args.draws, len(heldout), seed=args.seed, start=[times[0]] * args.draws)
+        entry["imputation"]["unconditional"] = scores(free, heldout, scale, removed)
+        linear = interpolate_gaps(heldout, removed)
+        entry["imputation"]["linear interpolation"] = point_scores(linear, heldout, scale, removed)
+        print(name, "imputation", json.dumps(entry["imputation"]), flush=True)
+        if args.plot:
+            values = imputed[DEFAULT][channels].to_numpy().reshape(args.draws, len(heldout), -1)
+            plot_imputation(args.plot, name, times, heldout, removed, values, linear)
+
+        # level of continuations
+        spread = np.diff(train, axis=0).std(axis=0)
+        after = default.sample_times(1)[1][0]
+        entry["level"] = {"real": real_level_gaps(train, spread)}
+        for variant, model in models.items():
+            continued = model.sample_array(args.draws, 2 * args.window, seed=args.seed)
+            entry["level"][variant] = level_gaps(continued, train[-1], spread)
+        free = default.sample_array(args.draws, 2 * args.window, seed=args.seed, start=[after] * args.draws)
+        entry["level"]["unconditional"] = level_gaps(free, train[-1], spread)
+        print(name, "level", json.dumps(entry["level"]), flush=True)
+        results.append(entry)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        settings = {k: v for k, v in vars(args).items() if k not in ("out", "plot")}
+        Path(args.out).write_text(
+            json.dumps({"machine": describe_machine(), "settings": settings, "results": results}, indent=1)
+        )
+
+
+def straight_share(windows: np.ndarray, scale: np.ndarray) -> float:
+    """The share of steps (per window and channel) whose second difference is below 1e-4 of the channel's training
+    standard deviation: straight lines, as linear interpolation draws them (real data have almost none)."""
+    second = np.abs(np.diff(windows, n=2, axis=1)) / scale
+    return round(float((second < 1e-4).mean()), 4)
+
+
+def gapped_training(args, name, series, frame, cut, scale) -> dict:
+    """``--training-gaps``: the training part with that share of each channel removed in gaps of 24-168 steps, and two
+    models trained on it, missing="mask" (the gaps left out of the loss) and missing="interpolate" (trained on their
+    straight lines). Scores on the held-out part: the share of straight steps in unconditional windows at the starts
+    of held-out windows, their texture against those windows, and imputation as above."""
+    from stagediff.metrics.texture import texture
+
+    channels, length = list(series.channels), args.window
+    removed = remove_gaps(cut, len(channels), np.random.default_rng(args.seed + 1), args.training_gaps)
+    gappy = frame.iloc[:cut].copy()
+    gappy[channels] = np.where(removed, np.nan, series.values[:cut])
+    heldout, times = series.values[cut:], series.timestamps[cut:]
+    firsts = np.linspace(0, len(heldout) - length, 100).astype(int)
+    real = np.stack([heldout[first : first + length] for first in firsts])
+    held_removed = remove_gaps(len(heldout), len(channels), np.random.default_rng(args.seed), args.missing)
+    held_gapped = pd.DataFrame(np.where(held_removed, np.nan, heldout), columns=channels)
+    held_gapped.insert(0, series.time_column, times)
+    entry: dict = {"dataset": name, "training_missing": round(float(removed.mean()), 4), "real": {}}
+    entry["real"]["straight_share"] = straight_share(real, scale)
+    for policy in ("mask", "interpolate"):
+        folder = Path(args.models) / f"{name}-{args.window}-{args.steps}-gaps-{policy}"
+        if (folder / "config.json").exists():
+            model = StageDiff.load(folder)
+        else:
+            config = StageDiffConfig(window=args.window, max_steps=args.steps, missing=policy)
+            model = StageDiff(config).fit(gappy, series.time_column, progress=False)
+            model.save(folder)
+        samples = model.sample_array(len(firsts), length, seed=args.seed, start=list(times[firsts]))
+        found = texture(real / scale, samples / scale)
+        imputed = model.impute(held_gapped, args.draws, seed=args.seed)[channels].to_numpy()
+        entry[policy] = {
+            "straight_share": straight_share(samples, scale),
+            "roughness_ratio": round(found["roughness_ratio"], 3),
+            "step_spread_ratio": round(found["step_spread_ratio"], 3),
+            "imputation": scores(imputed.reshape(args.draws, len(heldout), -1), heldout, scale, held_removed),
+        }
+        print(name, "training gaps", policy, json.dumps(entry[policy]), flush=True)
+    return entry
+
+
+def plot_known(folder, name, split, times, truth, draws, targets, guess) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    channel = 0
+    figure, axes = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True)
+    for axis, method in zip(axes, (DEFAULT, "unconditional")):
+        values = draws[method][..., targets[channel]]
+        low, high = np.quantile(values, [0.1, 0.9], axis=0)
+        axis.fill_between(times, low, high, alpha=0.3, label="10-90 % of 20 draws")
+        axis.plot(times, np.median(values, axis=0), label="median draw")
+        axis.plot(times, truth[:, channel], color="black", lw=1, label="real (held out)")
+        if method != "unconditional":
+            axis.plot(times, guess[:, channel], color="tab:red", lw=1, ls="--", label="linear regression")
+        axis.set_title(
+            f"{name}: {split.split('|')[0].split(',')[0]} given {split.split('|')[1]} -- {method}", fontsize=9
+        )
+        axis.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7)
+    figure.tight_layout()
+    path = Path(folder) / f"known-{name}-{split.split('|')[0].split(',')[0]}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_imputation(folder, name, times, real, removed, draws, linear) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    channel = int(np.argmax(removed.sum(axis=0)))
+    first = int(np.argmax(removed[:, channel]))
+    span = slice(max(0, first - 96), min(len(real), first + 264))
+    figure, axis = plt.subplots(figsize=(12, 3.6))
+    t = times[span]
+    low, high = np.quantile(draws[:, span, channel], [0.1, 0.9], axis=0)
+    axis.fill_between(t, low, high, alpha=0.3, label="10-90 % of the imputations")
+    axis.plot(t, draws[0, span, channel], lw=1, label="one imputation")
+    axis.plot(t, linear[span, channel], color="tab:red", lw=1, ls="--", label="linear interpolation")
+    axis.plot(t, real[span, channel], color="black", lw=1, label="real (removed where shaded)")
+    gone = removed[span, channel]
+    axis.fill_between(t, 0, 1, where=gone, transform=axis.get_xaxis_transform(), color="grey", alpha=0.15)
+    axis.set_title(f"{name}: imputing a gap in channel {channel}", fontsize=9)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    path = Path(folder) / f"impute-{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["etth1"])
+    parser.add_argument("--window", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=3000, help="training steps of each model")
+    parser.add_argument("--train-fraction", type=float, default=0.8)
+    parser.add_argument("--windows", type=int, default=12)
+    parser.add_argument("--length", type=int, default=192)
+    parser.add_argument("--draws", type=int, default=20)
+    parser.add_argument("--missing", type=float, default=0.1, help="share of held-out values removed for imputation")
+    parser.add_argument(
+        "--training-gaps",
+        type=float,
+        default=0.0,
+        help="instead of the above: remove this share of the training part in gaps and compare missing=mask with "
+        "missing=interpolate",
+    )
+    parser.add_argument(
+        "--splits",
+        nargs="+",
+        default=["OT|HUFL,HULL,MUFL,MULL,LUFL,LULL", "HUFL,HULL,MUFL,MULL,LUFL,LULL|OT"],
+        help="targets|known channel names",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--plot", help="folder for the pictures")
+    parser.add_argument("--models", default="runs/conditional", help="folder of the trained models (reused)")
+    parser.add_argument("--out")
+    main_args = parser.parse_args()
+    run(main_args)
+
+
+if __name__ == "__main__":
+    main()
