@@ -1,12 +1,12 @@
 """Known values: one mechanism for known channels, gaps to fill and the history a sample continues (issue 32).
 
 Whatever is known of a series to generate is one array ``observed`` (rows, steps, channels) in scaled units, NaN
-where a value is to be generated. A model trained with ``conditioning > 0`` sees, beside the noisy series, the known
-values and where they are (:func:`condition_inputs`): in that share of its training windows some values are given
-(:func:`draw_known`) and the loss counts only the others, so the model learns to generate what fits them. While
-sampling, the known values also replace their noisy counterparts at every step (Song et al. 2021, section 5), so they
-come back exactly as given; a model without conditioning (``conditioning=0``, or saved before it existed) has only
-that replacement.
+where a value is to be generated. While sampling, the known values replace their noisy counterparts at every step
+(Song et al. 2021, section 5), so the rest is generated around them and they come back exactly as given: that is all
+the default model (``conditioning=0``) does with them. A model trained with ``conditioning > 0`` also sees the known
+values and where they are as inputs (:func:`condition_inputs`): in that share of its training windows some values
+are given (:func:`draw_known`) and the loss counts only the others. It measured no better than replacement and made
+unconditional samples easier to detect (results/decisions.md, "Known values"), so it is an option, not the default.
 """
 
 from __future__ import annotations
