@@ -32,6 +32,8 @@ scored on the last part.
         --out results/conditional/synthetic.json --plot results/conditional
     .venv/bin/python -m benchmarks.conditional --datasets etth1 --training-gaps 0.1 \
         --out results/conditional/gaps-etth1.json
+    .venv/bin/python -m benchmarks.conditional --datasets etth1 --window 256 --continuation-speed \
+        --out results/conditional/speed-etth1-256.json
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ def run(args: argparse.Namespace) -> None:
         train, heldout = series.values[:cut], series.values[cut:]
         times = series.timestamps[cut:]
         scale = train.std(axis=0)
+        if args.continuation_speed:
+            results.append(continuation_speed(args, name, frame.iloc[:cut], series.time_column))
+            continue
         if args.training_gaps:
             results.append(gapped_training(args, name, series, frame, cut, scale))
             continue
@@ -175,6 +180,33 @@ def run(args: argparse.Namespace) -> None:
         Path(args.out).write_text(
             json.dumps({"machine": describe_machine(), "settings": settings, "results": results}, indent=1)
         )
+
+
+def continuation_speed(args, name, frame, time_column) -> dict:
+    """``--continuation-speed``: seconds to sample 64 series of one training window (``--window``) that continue the
+    data (the default plan: one chunk of history and new steps), the same with the plan before (``chunk_length`` one
+    window: the history took all but one stage of the first chunk), and 64 unconditional ones; a default-width model
+    trained 2 steps (speed does not depend on the weights), medians of ``--repeats`` runs."""
+    model = StageDiff(StageDiffConfig(window=args.window, max_steps=2)).fit(frame, time_column, progress=False)
+    after = model.sample_times(1)[1][0]
+    model.sample_array(4, args.window, progress=False)  # warm-up
+    runs = {
+        "continuation": lambda: model.sample_array(64, args.window, progress=False),
+        "continuation, the plan before": lambda: model.sample_array(
+            64, args.window, chunk_length=args.window, progress=False
+        ),
+        "unconditional": lambda: model.sample_array(64, args.window, start=[after] * 64, progress=False),
+    }
+    seconds: dict[str, list[float]] = {label: [] for label in runs}
+    for _ in range(args.repeats):
+        for label, run in runs.items():
+            started = time.perf_counter()
+            run()
+            seconds[label].append(round(time.perf_counter() - started, 3))
+    entry = {"dataset": name, "window": args.window, "seconds": seconds}
+    entry["median"] = {label: float(np.median(values)) for label, values in seconds.items()}
+    print(name, "continuation speed", json.dumps(entry["median"]), flush=True)
+    return entry
 
 
 def straight_share(windows: np.ndarray, scale: np.ndarray) -> float:
@@ -289,6 +321,12 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=192)
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--missing", type=float, default=0.1, help="share of held-out values removed for imputation")
+    parser.add_argument(
+        "--continuation-speed",
+        action="store_true",
+        help="instead of the above: time 64 continuations of one window, with the default plan and the plan before",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timings per variant (--continuation-speed)")
     parser.add_argument(
         "--training-gaps",
         type=float,
