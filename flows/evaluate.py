@@ -15,7 +15,6 @@ from typing import Any
 
 import mlflow
 import numpy as np
-import pandas as pd
 
 from flows.common import (
     EVALUATION,
@@ -39,29 +38,6 @@ from stagediff.evaluation import evaluate_windows, heldout_windows, window_start
 from stagediff.metrics.conditional import conditional_scores
 
 
-def held_out_windows(
-    prepared_dir: Path, window: int, count: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Index | None]:
-    """(up to ``count`` held-out windows, all training windows, the whole series, the held-out windows' first
-    timestamps or None without a datetime time column), all in data units."""
-    prepared = load_prepared(prepared_dir)
-    train = prepared.scaler.inverse_transform(prepared.train)
-    heldout = prepared.scaler.inverse_transform(prepared.validation)
-    real, training = heldout_windows(train, heldout, window, count, seed)
-    times = series_times(prepared.description, len(train), len(heldout))
-    return real, training, np.concatenate([train, heldout]), window_starts(times, window, count, seed)
-
-
-def conditional_metrics(generator: StageDiff, prepared_dir: Path, seed: int) -> dict[str, float]:
-    """Generation with known values on the held-out part (:func:`stagediff.metrics.conditional.conditional_scores`:
-    the last channel given the others, and imputation of gaps)."""
-    prepared = load_prepared(prepared_dir)
-    train = prepared.scaler.inverse_transform(prepared.train)
-    heldout = prepared.scaler.inverse_transform(prepared.validation)
-    times = series_times(prepared.description, len(train), len(heldout))
-    return conditional_scores(generator, heldout, np.maximum(train.std(axis=0), 1e-12), times, seed)
-
-
 def flat_metrics(scores: dict[str, Any], repeats: int) -> dict[str, float]:
     """{metric: mean, metric_std: std (with repeats), metric_real_baseline / metric_real_own: the floors} of the
     numeric scores (what ``dvc metrics`` and MLflow show)."""
@@ -80,28 +56,35 @@ def flat_metrics(scores: dict[str, Any], repeats: int) -> dict[str, float]:
 def score_held_out(
     generator: StageDiff, settings: EvaluateParams, prepared_dir: Path, out: Path, pictures: bool = True
 ) -> dict[str, float]:
-    """``generator``'s held-out metrics (:func:`flat_metrics` of the judges' scores, and :func:`conditional_metrics`),
-    the full scores and, with ``pictures``, the PNGs written to ``out``: what the evaluate stage reports, and what
-    the retraining gate scores champion and challenger with (same windows, seed and settings)."""
-    real, training, series, starts = held_out_windows(
-        prepared_dir, generator.config.window, settings.windows, settings.seed
-    )
+    """``generator``'s held-out metrics, the full scores and, with ``pictures``, the PNGs written to ``out``: what the
+    evaluate stage reports, and what the retraining gate scores champion and challenger with (same windows, seed and
+    settings). The held-out part is the validation part of the time split (never trained on): up to
+    settings.windows of its windows, each sampled at its first timestamp where the data have a datetime time axis,
+    judged (:func:`flat_metrics` of :func:`stagediff.evaluation.evaluate_windows`), and the generation with known
+    values on the whole part (:func:`stagediff.metrics.conditional.conditional_scores`)."""
+    prepared = load_prepared(prepared_dir)
+    train = prepared.scaler.inverse_transform(prepared.train)
+    heldout = prepared.scaler.inverse_transform(prepared.validation)
+    times = series_times(prepared.description, len(train), len(heldout))
+    window, count, seed = generator.config.window, settings.windows, settings.seed
+    real, training = heldout_windows(train, heldout, window, count, seed)
     logger().info("scoring %d held-out windows (repeats %d, fast %s)", len(real), settings.repeats, settings.fast)
     scores = evaluate_windows(
         generator,
         real,
         training,
-        series,
+        np.concatenate([train, heldout]),
         out,
         protocol="heldout",
-        starts=starts,
+        starts=window_starts(times, window, count, seed),
         repeats=settings.repeats,
-        seed=settings.seed,
+        seed=seed,
         fast=settings.fast,
         steps=settings.steps,
         pictures=pictures,
     )
-    return flat_metrics(scores, settings.repeats) | conditional_metrics(generator, prepared_dir, settings.seed)
+    scale = np.maximum(train.std(axis=0), 1e-12)
+    return flat_metrics(scores, settings.repeats) | conditional_scores(generator, heldout, scale, times, seed)
 
 
 def evaluate(

@@ -321,14 +321,13 @@ def plan_request(request: GenerateRequest, model: StageDiff, limits: RequestLimi
     seed_chosen = request.seed is None
     start = None if request.start is None else check_start(request.start, model)
     prefix = None if request.prefix is None else check_prefix(request.prefix, model, limits)
-    check_time_axis(model, length, start, prefix)
     known = None if request.known is None else check_known(request.known, model)
-    start = known_series_start(model, known, start, prefix)
     seed = secrets.randbelow(RANDOM_SEEDS) if seed_chosen else request.seed
     run = model.plan_sampling(
         SampleRequest(request.n_samples, length, seed, steps, prefix, sampler, start=start, known=known)
-    )
-    return Plan(run=run, seed_chosen=seed_chosen, start=start, prefix=prefix, format=request.format)
+    )  # the known values' timestamps, where they have them, set run.start
+    check_time_axis(model, length, run.start, prefix)
+    return Plan(run=run, seed_chosen=seed_chosen, start=run.start, prefix=prefix, format=request.format)
 
 
 def plan_impute(request: ImputeRequest, model: StageDiff, limits: RequestLimits) -> Plan:
@@ -345,13 +344,12 @@ def plan_impute(request: ImputeRequest, model: StageDiff, limits: RequestLimits)
     check_budget(request.n_samples, length, len(channels), steps, 1, limits, unit="records")
     seed_chosen = request.seed is None
     frame = read_records(request.records, model, "records", every_channel=True)
-    start = known_series_start(model, frame, None, None)
-    check_time_axis(model, length, start, None)
     seed = secrets.randbelow(RANDOM_SEEDS) if seed_chosen else request.seed
     run = model.plan_sampling(
-        SampleRequest(request.n_samples, length, seed, steps, None, sampler, start=start, known=frame, fill=True)
-    )
-    return Plan(run=run, seed_chosen=seed_chosen, start=start, prefix=None, format=request.format)
+        SampleRequest(request.n_samples, length, seed, steps, None, sampler, known=frame, fill=True)
+    )  # the records' timestamps, where they have them, set run.start
+    check_time_axis(model, length, run.start, None)
+    return Plan(run=run, seed_chosen=seed_chosen, start=run.start, prefix=None, format=request.format)
 
 
 def check_budget(
@@ -577,12 +575,6 @@ def read_records(records: list[dict[str, Any]], model: StageDiff, source: str, *
         except DataError as error:
             raise RequestError(str(error)) from None
     return frame
-
-
-def known_series_start(model: StageDiff, known: pd.DataFrame | None, start: Any, prefix: pd.DataFrame | None) -> Any:
-    """The first timestamp of series with ``known`` values (:meth:`StageDiff.known_start`: that of ``known``'s time
-    column, which must hold the series' steps from ``start`` or from right after the prefix); else ``start``."""
-    return start if known is None else model.known_start(known, start, prefix)
 
 
 def frequency_of(model: StageDiff) -> pd.Timedelta | float | int | None:

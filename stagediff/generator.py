@@ -8,7 +8,6 @@ training frequency; ``save``/``load`` round-trip everything needed to sample aga
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -96,6 +95,8 @@ class SamplingRun:
     values around gaps); None where nothing is known."""
     given: np.ndarray | None = None
     """``observed`` in data units as the caller gave it (length, channels), to return exactly."""
+    start: Any = None
+    """The start the samples' timestamps count from: the request's, or the known values' first timestamp."""
 
     @property
     def evaluations(self) -> int:
@@ -252,13 +253,13 @@ class StageDiff:
         of ``series`` (rows, channels in data units; fit passes its training split) by a wide margin
         (:func:`stagediff.metrics.texture.texture_warnings`); also logged. On a time axis the samples start where
         random training windows do (at the same phases of the calendar, and not continuing the data)."""
-        from stagediff.metrics.inputs import choose, subsample
+        from stagediff.evaluation import window_starts  # (it imports this module)
+        from stagediff.metrics.inputs import subsample
         from stagediff.metrics.texture import texture_warnings
 
         window = self.config.window
         real = subsample(sliding_windows(series, window), 4 * windows, seed)
-        times = series_times(self.metadata, 0, len(series))
-        starts = None if times is None else times[choose(len(series) - window + 1, windows, seed + 1)]
+        starts = window_starts(series_times(self.metadata, 0, len(series)), window, windows, seed + 1)
         found = texture_warnings(
             real,
             self.sample_array(len(starts) if starts is not None else windows, seed=seed, start=starts, progress=False),
@@ -301,24 +302,11 @@ class StageDiff:
         example a scenario of a covariate; the other channels are generated to fit them (:meth:`known_values`), and
         the known ones come back exactly as given. fill: ``known`` is a frame to impute (:meth:`impute`).
         chunk_length / overlap: see :func:`stagediff.sampling.generate`."""
-        pieces = self.sample_pieces(
-            n,
-            length,
-            seed,
-            steps,
-            prefix,
-            sampler=sampler,
-            start=start,
-            chunk_length=chunk_length,
-            overlap=overlap,
-            known=known,
-            fill=fill,
-            device=device,
-            progress=progress,
+        run = self.plan_run(
+            SampleRequest(n, length, seed, steps, prefix, sampler, chunk_length, overlap, start, known, fill), device
         )  # checked, nothing sampled yet
-        start = self.known_start(known, start, prefix)
-        times = self.sample_times(self.default_length(length, known), start, prefix)  # so is start
-        return self.to_frame(assemble(pieces), times)
+        times = self.sample_times(run.length, run.start, prefix)  # so is start
+        return self.to_frame(assemble(self.run_pieces(run, progress)), times)
 
     def sample_array(
         self,
@@ -374,23 +362,11 @@ class StageDiff:
         horizons: the first steps arrive before the rest is computed). All validation happens on the first
         ``next``; the pieces concatenated equal ``sample(...)`` with the same arguments up to row order (each piece
         holds the next steps of every sample of a sampling batch)."""
-        pieces = self.sample_pieces(
-            n,
-            length,
-            seed,
-            steps,
-            prefix,
-            sampler=sampler,
-            start=start,
-            chunk_length=chunk_length,
-            overlap=overlap,
-            known=known,
-            device=device,
-            progress=False,
+        run = self.plan_run(
+            SampleRequest(n, length, seed, steps, prefix, sampler, chunk_length, overlap, start, known), device
         )
-        first = next(pieces)  # validates the request before the caller sees anything
-        time_column, index = self.sample_times(first.length, self.known_start(known, start, prefix), prefix)
-        for piece in itertools.chain([first], pieces):
+        time_column, index = self.sample_times(run.length, run.start, prefix)
+        for piece in self.run_pieces(run, False):
             times = (time_column, index[piece.step : piece.step + piece.values.shape[1]])
             yield self.to_frame(piece.values, times, first_sample=piece.sample)
 
@@ -449,12 +425,17 @@ class StageDiff:
         """The engine of all sampling: validates everything at once (a :class:`DataError` names the first problem),
         then yields data-unit pieces in order (sampling batch by sampling batch, chunk by chunk) from the first
         ``next`` on."""
-        run = self.plan_sampling(
-            SampleRequest(n, length, seed, steps, prefix, sampler, chunk_length, overlap, start, known, fill)
+        run = self.plan_run(
+            SampleRequest(n, length, seed, steps, prefix, sampler, chunk_length, overlap, start, known, fill), device
         )
+        return self.run_pieces(run, progress)
+
+    def plan_run(self, request: SampleRequest, device: str | None = None) -> SamplingRun:
+        """:meth:`plan_sampling`, then the model moved to ``device`` (if given)."""
+        run = self.plan_sampling(request)
         if device is not None:
             self.require_trained().to(resolve_device(device))
-        return self.run_pieces(run, progress)
+        return run
 
     def run_pieces(
         self, run: SamplingRun, progress: bool | None = False, step_callback: Callable[[], None] | None = None
@@ -611,6 +592,7 @@ class StageDiff:
             calendar,
             None if given is None else self.scale_values(given, "frame to impute" if request.fill else "known")[None],
             given,
+            start,
         )
 
     def default_length(self, length: int | None, known: Any = None) -> Any:

@@ -166,7 +166,7 @@ class StageDiffDenoiser(nn.Module):
         fixed = [add_context(residual, self.context).unsqueeze(3)] if self.config.input_skip else []
         if given is not None:
             fixed.append(given)
-        fixed = torch.cat(fixed, dim=3) if fixed else None
+        fixed = None if not fixed else fixed[0] if len(fixed) == 1 else torch.cat(fixed, dim=3)
         estimate = torch.zeros_like(residual)
         for scale, layer in enumerate(self.layers):
             # (b, m, d, inputs, span): the layer's input x^s, then the fixed inputs
