@@ -11,12 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
 from stagediff import SampleRequest, StageDiff, StageDiffConfig
 from stagediff.config import SAMPLERS
 from stagediff.errors import DataError, StageDiffError
 from stagediff.generator import CHUNK_WINDOWS, MAX_SAMPLE_VALUES
 from stagediff.sampling import chunk_plan
+from stagediff.train import build_denoiser
 
 CHANNELS = ["a", "b"]
 
@@ -450,3 +452,35 @@ def test_a_single_stage_model_samples_one_window_and_longer(tiny_settings, train
     window = model.config.window
     assert model.sample_array(n=2, seed=0).shape == (2, window, 2)
     assert model.sample_array(n=1, length=3 * window + 5, seed=0).shape == (1, 3 * window + 5, 2)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 8])
+@pytest.mark.parametrize("stages", [1, 3])
+def test_the_denoisers_rows_do_not_depend_on_how_many_share_a_call(stages, threads):
+    # the default patching of a window-64 model: 3 patches per stage, so its projections see 3, 6, 9 .. rows; at 2 or
+    # 8 threads a CPU matrix product of 5-7 or 9-11 rows took other kernels than a larger one (measured here)
+    config = StageDiffConfig(window=64, channel_independent=False, calendar=[])
+    torch.manual_seed(0)
+    denoiser = build_denoiser(config, 5).eval().batch_invariant()
+    x = torch.randn(16, stages * denoiser.stage_length, 5)
+    k = torch.full((16,), 50)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            reference = denoiser(x, k)
+            for rows in range(1, 13):
+                for first in (0, 3):
+                    part = slice(first, first + rows)
+                    assert torch.equal(denoiser(x[part], k[part]), reference[part]), (first, rows)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_only_the_layers_that_can_see_few_rows_are_padded():
+    denoiser = build_denoiser(StageDiffConfig(window=256, channel_independent=True), 7).eval().batch_invariant()
+    layers = {name: layer for name, layer in denoiser.named_modules() if isinstance(layer, (nn.Linear, nn.Conv1d))}
+    padded = {name for name, layer in layers.items() if "forward" in vars(layer)}
+    # the step embedding sees one row per series; an attention projection sees every patch of every channel
+    assert {"step_embedding.mlp.0", "step_embedding.mlp.2"} <= padded
+    assert 0 < len(padded) < len(layers) // 4

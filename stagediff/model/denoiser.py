@@ -3,6 +3,8 @@ cross-channel fusion between stages (arXiv 2508.21330, section 3; our decisions 
 
 from __future__ import annotations
 
+import types
+
 import torch
 from einops import rearrange, repeat
 from torch import nn
@@ -260,18 +262,20 @@ class StageDiffDenoiser(nn.Module):
         """Make each row's output independent of how many rows share the call (done once; weights and state_dict
         unchanged), so that a series gets the same bytes sampled alone or beside others.
 
-        On a CPU a matrix product of 1-3 rows (a matrix-vector kernel) or a convolution of one sequence takes other
-        kernels than a larger one, and its rounding differs in the 7th digit; from 4 rows on, rows do not depend on
-        the row count (measured: serving.batching.rows_independent probes it). Only some layers ever see fewer than
-        4 rows (the step embedding, the channel fusion, an output head of 1-3 channels): a forward of the smallest
-        input (one row, one stage) finds them, and each pads a call of fewer than MINIMUM_ROWS rows with copies of
-        its first row and drops them again after. The other layers run untouched."""
+        On a CPU a matrix product of few rows takes other kernels than a larger one, and its rounding differs in the
+        7th digit: measured with torch 2.13's MKL on an AVX-512 CPU, 1-3 rows at one thread, and with 2 or 8 threads
+        every count below :data:`STABLE_ROWS` that is no multiple of :data:`ROW_BLOCK` (5-7 and 9-11 rows too); a
+        convolution of one sequence does too. From there on, rows do not depend on the row count (measured:
+        serving.batching.rows_independent probes it). Only some layers ever see fewer than STABLE_ROWS rows (the step
+        embedding, the channel fusion, a projection of a stage's few patches): a forward of the smallest input (one
+        row, one stage) finds them, and each pads such a call to the next multiple of ROW_BLOCK rows with copies of
+        its first row and drops them again after (:func:`_padded_forward`). The other layers run untouched."""
         if getattr(self, "_batch_invariant", False):
             return self
         seen: dict[nn.Module, int] = {}
 
         def count(layer: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            seen[layer] = min(seen.get(layer, MINIMUM_ROWS), _rows(layer, args[0]))
+            seen[layer] = min(seen.get(layer, STABLE_ROWS), _rows(layer, args[0]))
 
         probes = [
             layer.register_forward_pre_hook(count)
@@ -287,15 +291,16 @@ class StageDiffDenoiser(nn.Module):
             for probe in probes:
                 probe.remove()
         for layer, rows in seen.items():
-            if rows < MINIMUM_ROWS:
-                layer.register_forward_pre_hook(_pad_rows)
-                layer.register_forward_hook(_unpad_rows)
+            if rows < STABLE_ROWS:
+                layer.forward = types.MethodType(_padded_forward, layer)
         self._batch_invariant = True
         return self
 
 
-MINIMUM_ROWS = 4
-"""A CPU matrix product or convolution of 1-3 rows took other kernels than one of 4 or more (measured)."""
+ROW_BLOCK = 4
+STABLE_ROWS = 12
+"""A CPU matrix product of fewer rows than this, unless a multiple of ROW_BLOCK, took other kernels than a larger one
+(measured; :meth:`StageDiffDenoiser.batch_invariant`)."""
 
 
 def _rows(layer: nn.Module, x: torch.Tensor) -> int:
@@ -303,19 +308,15 @@ def _rows(layer: nn.Module, x: torch.Tensor) -> int:
     return x.numel() // x.shape[-1] if isinstance(layer, nn.Linear) else x.shape[0]
 
 
-def _pad_rows(layer: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
-    x = args[0]
-    rows = x.reshape(-1, x.shape[-1]) if isinstance(layer, nn.Linear) else x
-    layer._padded_shape = None
-    if 0 < rows.shape[0] < MINIMUM_ROWS:
-        layer._padded_shape = (x.shape, rows.shape[0])
-        return (torch.cat([rows, rows[:1].expand(MINIMUM_ROWS - rows.shape[0], *rows.shape[1:])]), *args[1:])
-    return None
-
-
-def _unpad_rows(layer: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor | None:
-    if layer._padded_shape is None:
-        return None
-    shape, count = layer._padded_shape
-    output = output[:count]
-    return output.reshape(*shape[:-1], output.shape[-1]) if isinstance(layer, nn.Linear) else output
+def _padded_forward(layer: nn.Linear | nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """The layer's own forward, on a call of fewer than STABLE_ROWS rows (no multiple of ROW_BLOCK) padded to the next
+    multiple of ROW_BLOCK with copies of its first row, which are dropped again."""
+    forward = type(layer).forward
+    linear = isinstance(layer, nn.Linear)
+    rows = x.reshape(-1, x.shape[-1]) if linear else x
+    count = rows.shape[0]
+    if not 0 < count < STABLE_ROWS or count % ROW_BLOCK == 0:
+        return forward(layer, x)
+    padding = rows[:1].expand(ROW_BLOCK - count % ROW_BLOCK, *rows.shape[1:])
+    output = forward(layer, torch.cat([rows, padding]))[:count]
+    return output.reshape(*x.shape[:-1], output.shape[-1]) if linear else output
