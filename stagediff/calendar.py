@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stagediff.data.rules import describe_step
+
 CYCLES: dict[str, pd.Timedelta] = {
     "day": pd.Timedelta(days=1),
     "week": pd.Timedelta(days=7),
@@ -42,7 +44,7 @@ def choose_cycles(description: dict[str, Any]) -> dict[str, Any]:
     span = step * int(description["training_rows"])
     chosen = [name for name, length in CYCLES.items() if step * STEPS_PER_CYCLE <= length and REPEATS * length <= span]
     left = [name for name in CYCLES if name not in chosen]
-    because = f"a step of {step} over {description['training_rows']} training rows ({span.days} days)"
+    because = f"a step of {describe_step(step)} over {description['training_rows']} training rows ({span.days} days)"
     if left:
         because += (
             f"; not {', '.join(left)}: sampled fewer than {STEPS_PER_CYCLE} times a cycle, or repeated fewer than "

@@ -26,7 +26,7 @@ from stagediff.calendar import calendar_features, local_time, series_times
 from stagediff.config import SAMPLERS, StageDiffConfig
 from stagediff.data import MinMaxScaler, PreparedData, load_series, prepare, sliding_windows, validate_frame
 from stagediff.data.prepared import decode_frequency, decode_time
-from stagediff.data.rules import iso_timestamp
+from stagediff.data.rules import describe_step, iso_timestamp
 from stagediff.diffusion import Noise, Sampler, make_sampler, sampling_choice
 from stagediff.errors import DataError, StageDiffError
 from stagediff.model import StageDiffDenoiser
@@ -754,7 +754,7 @@ class StageDiff:
         if not same:
             raise DataError(
                 f"known: the time column {time_column!r} must hold the samples' timestamps, consecutive steps of "
-                f"{decode_frequency(self.metadata.get('frequency'))} from {expected[0]}"
+                f"{describe_step(decode_frequency(self.metadata.get('frequency')))} from {expected[0]}"
                 f"{since}; it holds {given[0]} .. {given[-1]}"
             )
         return expected[0] if start is None else start

@@ -305,7 +305,7 @@ def test_interpolating_a_long_gap_warns_naming_the_channel_and_rows():
 
 def test_irregular_steps_are_refused_naming_the_rows_and_the_fix():
     frame = small_frame(length=50).drop(index=[10, 11, 30])
-    with pytest.raises(DataError, match=r"not regular: most steps are 0 days 01:00:00, but 2 differ \(row 10") as error:
+    with pytest.raises(DataError, match=r"not regular: most steps are 1 hour, but 2 differ \(row 10") as error:
         validate_frame(frame, "date")
     assert "resample('h')" in str(error.value) and "time_column=None" in str(error.value)
     assert validate_frame(frame.drop(columns="date")).length == 47  # rows as consecutive steps

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stagediff.data.rules import STEP_TOLERANCE, is_numeric, most_common_step, read_times
+from stagediff.data.rules import STEP_TOLERANCE, describe_step, is_numeric, most_common_step, read_times
 from stagediff.errors import ConfigError
 
 PARSED_TIME = "__time"
@@ -150,7 +150,7 @@ def build_suite(
                 Expectation(
                     "expect_column_values_to_be_between",
                     {"column": STEP, "min_value": step - slack, "max_value": step + slack},
-                    f"a regular step of {describe_step(step, checked)} between rows "
+                    f"a regular step of {step_text(step, checked)} between rows "
                     f"({'declared' if frequency else 'the most common step'})",
                     {"step": step},
                 )
@@ -190,10 +190,10 @@ def build_suite(
     return suite
 
 
-def describe_step(step: float, checked: pd.DataFrame) -> str:
+def step_text(step: float, checked: pd.DataFrame) -> str:
     if pd.api.types.is_datetime64_any_dtype(checked[PARSED_TIME]):
-        return str(pd.Timedelta(seconds=step))
-    return f"{step:g}"
+        return describe_step(pd.Timedelta(seconds=step))
+    return describe_step(step)
 
 
 def channel_ranges(frame: pd.DataFrame, time_column: str | None) -> dict[str, dict[str, float | None]]:

@@ -142,8 +142,8 @@ def check_regular(timestamps: pd.Index, time_column: str, source: str, step: obj
     row = int(irregular[0])
     if given:
         raise DataError(
-            f"{source}: time column {time_column!r} must be {step} apart (the model's frequency); rows "
-            f"{row - 1} and {row} are {timestamps[row] - timestamps[row - 1]} apart"
+            f"{source}: time column {time_column!r} must be {describe_step(step)} apart (the model's frequency); rows "
+            f"{row - 1} and {row} are {describe_step(timestamps[row] - timestamps[row - 1])} apart"
         )
     shown = "; ".join(f"row {row}: {timestamps[row]} after {timestamps[row - 1]}" for row in irregular[:3])
     resample = (
@@ -153,8 +153,8 @@ def check_regular(timestamps: pd.Index, time_column: str, source: str, step: obj
         else "put the rows on a regular grid first"
     )
     raise DataError(
-        f"{source}: time column {time_column!r} is not regular: most steps are {step}, but {irregular.size} "
-        f"differ ({shown}). Samples continue on a regular grid, so the data must lie on one: "
+        f"{source}: time column {time_column!r} is not regular: most steps are {describe_step(step)}, but "
+        f"{irregular.size} differ ({shown}). Samples continue on a regular grid, so the data must lie on one: "
         f"{resample}; or pass time_column=None to treat the rows as consecutive steps"
     )
 
@@ -198,6 +198,27 @@ def check_finite(values: np.ndarray, channels: tuple[str, ...], source: str, fix
         f"{source}: channels contain NaN or infinite values ({'; '.join(details[:EXAMPLES_SHOWN])}"
         f"{'; ...' if len(details) > EXAMPLES_SHOWN else ''}); {fix}"
     )
+
+
+STEP_UNITS = (("day", pd.Timedelta(days=1)), ("hour", pd.Timedelta(hours=1)), ("minute", pd.Timedelta(minutes=1)))
+
+
+def describe_step(step: object) -> str:
+    """A step between timestamps as people write it ("1 hour", "15 minutes", "1 day 6 hours", "0.5 seconds"); a
+    number as it is."""
+    if not isinstance(step, pd.Timedelta):
+        return f"{step:g}" if isinstance(step, float) else str(step)
+    if step < pd.Timedelta(0):
+        return f"-{describe_step(-step)}"
+    parts, rest = [], step
+    for unit, size in STEP_UNITS:
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count} {unit}{'' if count == 1 else 's'}")
+    if rest or not parts:
+        seconds = rest.total_seconds()
+        parts.append(f"{seconds:g} second{'' if seconds == 1 else 's'}")
+    return " ".join(parts)
 
 
 def _offset(step: pd.Timedelta) -> str:

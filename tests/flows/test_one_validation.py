@@ -37,7 +37,7 @@ CASES = {
     ),
     "duplicate": (bad([*HOURS[:3], HOURS[2], *HOURS[4:]]), "duplicated timestamp(s)", None, "no duplicate timestamps"),
     "decreasing": (bad([*HOURS[:2], HOURS[3], HOURS[2], *HOURS[4:]]), "not strictly increasing", None, "increasing"),
-    "gap": (bad(HOURS[:3] + HOURS[4:]), "not regular", "must be 0 days 01:00:00 apart", "a regular step"),
+    "gap": (bad(HOURS[:3] + HOURS[4:]), "not regular", "must be 1 hour apart", "a regular step"),
     "nan": (bad(a=[0.0, math.nan, *range(2, 8)]), "NaN or infinite values ('a': 1", None, "missing values"),
     "inf": (bad(a=[0.0, 1.0, math.inf, *range(3, 8)]), "NaN or infinite values ('a': 1", None, "is finite"),
 }

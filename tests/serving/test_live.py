@@ -364,7 +364,7 @@ FIELDS = [  # (case, JSON body, message); each is sent to both endpoints and get
         {"prefix": [PREFIX[1], PREFIX[0]]},
         "prefix: time column 'date' is not strictly increasing",
     ),
-    ("prefix with a gap", {"prefix": [PREFIX[0], PREFIX[2]]}, "must be 0 days 01:00:00 apart (the model's frequency)"),
+    ("prefix with a gap", {"prefix": [PREFIX[0], PREFIX[2]]}, "must be 1 hour apart (the model's frequency)"),
     ("prefix value null", {"prefix": [{**PREFIX[0], "a": None}]}, "channel 'a' must be a number, got None"),
     ("prefix value a string", {"prefix": [{**PREFIX[0], "a": "1"}]}, "channel 'a' must be a number, got '1'"),
     ("prefix value a boolean", {"prefix": [{**PREFIX[0], "b": True}]}, "channel 'b' must be a number, got True"),
@@ -408,13 +408,13 @@ FIELDS = [  # (case, JSON body, message); each is sent to both endpoints and get
     (
         "known times and start disagree",
         {"known": KNOWN, "start": "2030-01-01T00:00:00"},
-        "known: the time column 'date' must hold the samples' timestamps, consecutive steps of 0 days 01:00:00 from "
+        "known: the time column 'date' must hold the samples' timestamps, consecutive steps of 1 hour from "
         "2030-01-01 00:00:00 (the start)",
     ),
     (
         "known times and prefix disagree",
         {"known": KNOWN, "prefix": PREFIX},
-        "known: the time column 'date' must hold the samples' timestamps, consecutive steps of 0 days 01:00:00 from "
+        "known: the time column 'date' must hold the samples' timestamps, consecutive steps of 1 hour from "
         "2022-01-21 04:00:00 (right after the prefix)",
     ),
 ]
@@ -430,7 +430,7 @@ IMPUTE = [  # (case, JSON body, message); each is sent to /impute and gets 400
     ("a gap at the first record", {"records": GAPS[4:]}, "misses ['a'] at its first step"),
     ("every value missing", {"records": [{**r, "b": None} for r in GAPS[4:]]}, "every value of the frame to impute"),
     ("a value 1e30", {"records": [{**r, "b": 1e30} for r in GAPS]}, "channel 'b' is 1e+30, more than 10 training"),
-    ("timestamps with a gap", {"records": [GAPS[0], GAPS[2]]}, "records: time column 'date' must be 0 days 01:00:00"),
+    ("timestamps with a gap", {"records": [GAPS[0], GAPS[2]]}, "records: time column 'date' must be 1 hour"),
     ("n_samples over the limit", {"records": GAPS, "n_samples": 17}, "n_samples must be an integer between 1 and 16"),
     ("steps over the diffusion steps", {"records": GAPS, "steps": 21}, "steps must be an integer between 1 and 20"),
     ("unknown sampler", {"records": GAPS, "sampler": "euler"}, "sampler: Input should be 'ddpm' or 'ddim'"),

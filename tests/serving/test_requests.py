@@ -263,8 +263,7 @@ def test_a_good_prefix_becomes_a_frame(hourly):
         ),
         (
             records([HOURS[0], HOURS[1], HOURS[3]]),
-            "prefix: time column 'date' must be 0 days 01:00:00 apart (the model's "
-            "frequency); rows 1 and 2 are 0 days 02:00:00 apart",
+            "prefix: time column 'date' must be 1 hour apart (the model's frequency); rows 1 and 2 are 2 hours apart",
         ),
         (records(["2022-01-21", "tomorrow"]), "not ISO 8601 timestamps (row 1: 'tomorrow')"),
         (records(["2022-01-21T00:00:00", "now"]), "not ISO 8601 timestamps (row 1: 'now')"),
@@ -453,7 +452,7 @@ def test_known_records_become_the_run_s_known_values_and_set_length_and_start(ho
         ),
         (
             {"known": known_records(8), "start": "2030-01-01T00:00:00"},
-            "known: the time column 'date' must hold the samples' timestamps, consecutive steps of 0 days 01:00:00 "
+            "known: the time column 'date' must hold the samples' timestamps, consecutive steps of 1 hour "
             "from 2030-01-01 00:00:00 (the start); it holds 2022-01-21 00:00:00 .. 2022-01-21 07:00:00",
         ),
         (
@@ -531,7 +530,7 @@ def test_records_to_impute_become_the_run_s_observed_values(hourly):
         ({"records": [{**r, "b": -1e9} for r in gapped_records()]}, "more than 10 training ranges outside"),
         (
             {"records": [{**r, "date": t} for r, t in zip(gapped_records(3), [HOURS[0], HOURS[2], HOURS[3]])]},
-            "records: time column 'date' must be 0 days 01:00:00 apart (the model's frequency)",
+            "records: time column 'date' must be 1 hour apart (the model's frequency)",
         ),
         ({"records": [{**r, "date": None} for r in gapped_records(3)]}, "time column 'date' has 3 missing value(s)"),
         (
