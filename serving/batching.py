@@ -42,7 +42,7 @@ import torch
 
 from stagediff import StageDiff
 from stagediff.generator import SAMPLING_BATCH, SampleRequest, SamplingRun
-from stagediff.model.denoiser import STABLE_ROWS
+from stagediff.model import STABLE_ROWS
 
 PROBE_SEED = 0
 SLICE = 0.5
@@ -57,9 +57,9 @@ T = TypeVar("T")
 @torch.inference_mode()
 def rows_independent(model: StageDiff, max_rows: int) -> bool:
     """Whether the denoiser's rows are the same bytes in batches of any size up to ``max_rows``, probed on this
-    machine and at torch's thread count: batches of 1 .. 12 rows (where CPU kernels change with the row count;
-    :meth:`StageDiffDenoiser.batch_invariant`) and of more, below ``max_rows``, must equal the same rows of a batch of
-    ``max_rows``, at one stage and at one training window."""
+    machine and at torch's thread count: batches of 1 .. STABLE_ROWS rows (where CPU kernels were seen to change with
+    the row count; :meth:`StageDiffDenoiser.batch_invariant`) and of more, below ``max_rows``, must equal the same
+    rows of a batch of ``max_rows``, at one stage and at one training window."""
     denoiser = model.require_trained()
     device = next(denoiser.parameters()).device
     config = model.config

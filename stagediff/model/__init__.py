@@ -1,9 +1,10 @@
 """The Stage-Diff denoiser and its building blocks."""
 
-from stagediff.model.denoiser import StageDiffDenoiser, add_context
+from stagediff.model.denoiser import STABLE_ROWS, StageDiffDenoiser, add_context
 from stagediff.model.layers import DecompositionLayer, PatchEmbedding, StepEmbedding, moving_average
 
 __all__ = [
+    "STABLE_ROWS",
     "DecompositionLayer",
     "PatchEmbedding",
     "StageDiffDenoiser",

@@ -14,6 +14,7 @@ LIBRARY_MODULES = {
     "stagediff.data.rules",
     "stagediff.generator",
     "stagediff.diffusion",
+    "stagediff.model",
     "stagediff.runtime",
     "stagediff.settings",
 }
