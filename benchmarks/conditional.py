@@ -21,6 +21,15 @@ scored on the last part.
   part removed in gaps of 24-168 steps, one model trained with ``missing="mask"`` and one with
   ``missing="interpolate"``; the share of straight steps (linear interpolation's lines) and the texture of 100
   unconditional windows at held-out windows' starts, and imputation as above.
+- Rare covariate values (``--rare 0.2``, instead of the above): does a model follow known channels whose values
+  are rare in training but within its range, on time it never saw? The series is cut into blocks of ``--length``
+  steps; the blocks whose mean of the known channels (first split) lies in the outer ``--rare`` of all blocks' means
+  (both tails) are the rare ones. 80 % of them are held out, and as many of the blocks nearest the median (the common
+  ones); the other rare blocks stay in training, so those values are rare there, not absent. Both models train on
+  the whole series with the held-out blocks missing (``missing="mask"``: out of the loss), and known-channel scores
+  are reported on the rare and on the common held-out blocks, against unconditional samples and a linear
+  regression fitted on the training blocks. Calendar positions and the series' trend are covered by neighbouring
+  training blocks, so what differs between the two groups is how rare the known values are.
 - Level: ``--draws`` samples that continue right after the training part against as many unconditional ones at the
   same timestamps: per channel, |mean of the first 24 steps - the data's last value| over the series' own
   step-to-step standard deviation, and the same figure of the real series (benchmarks/calendar.py).
@@ -34,6 +43,11 @@ scored on the last part.
         --out results/conditional/gaps-etth1.json
     .venv/bin/python -m benchmarks.conditional --datasets etth1 --window 256 --continuation-speed \
         --out results/conditional/speed-etth1-256.json
+    .venv/bin/python -m benchmarks.conditional --datasets etth1 --rare 0.2 --splits "HUFL,HULL,MUFL,MULL,LUFL,LULL|OT" \
+        --out results/conditional/rare-etth1.json --plot results/conditional
+    .venv/bin/python -m benchmarks.conditional --datasets synthetic --rare 0.2 \
+        --splits "load,price|temperature,wind,solar" --out results/conditional/rare-synthetic.json \
+        --plot results/conditional
 """
 
 from __future__ import annotations
@@ -87,6 +101,9 @@ def run(args: argparse.Namespace) -> None:
             continue
         if args.training_gaps:
             results.append(gapped_training(args, name, series, frame, cut, scale))
+            continue
+        if args.rare:
+            results.append(rare_values(args, name, series, frame))
             continue
         entry: dict = {"dataset": name, "channels": channels, "train_rows": cut, "heldout_rows": len(heldout)}
         models: dict[str, StageDiff] = {}
@@ -256,6 +273,86 @@ def gapped_training(args, name, series, frame, cut, scale) -> dict:
     return entry
 
 
+def rare_values(args, name, series, frame) -> dict:
+    """``--rare``: known-channel scores on held-out blocks whose known values are rare in training, and on held-out
+    blocks whose known values are common (the module's docstring)."""
+    channels, length = list(series.channels), args.length
+    target_names, known_names = (part.split(",") for part in args.splits[0].split("|"))
+    targets, known = [channels.index(c) for c in target_names], [channels.index(c) for c in known_names]
+    values = series.values
+    standard = (values - values.mean(axis=0)) / values.std(axis=0)
+    blocks = len(values) // length
+    level = standard[: blocks * length, known].reshape(blocks, length, len(known)).mean(axis=(1, 2))
+    order = np.argsort(np.abs(level - np.median(level)))  # nearest the median first
+    order = order[order > 0]  # the first block stays in training (a fit needs its first step)
+    rare = order[-round(args.rare * blocks) :]
+    rng = np.random.default_rng(args.seed)
+    held = {"rare": np.sort(rng.choice(rare, round(0.8 * len(rare)), replace=False))}
+    held["common"] = np.sort(order[: len(held["rare"])])
+    removed = np.zeros(len(values), dtype=bool)
+    for block in np.concatenate(list(held.values())):
+        removed[block * length : (block + 1) * length] = True
+    training = frame.copy()
+    training.loc[removed, channels] = np.nan
+    train = values[~removed]
+    scale = train.std(axis=0)
+    entry: dict = {
+        "dataset": name,
+        "split": args.splits[0],
+        "blocks": {group: [int(b) for b in found] for group, found in held.items()},
+        "rare_blocks_in_training": len(rare) - len(held["rare"]),
+        "known_level_sd": {group: round(float(np.abs(level[found]).mean()), 3) for group, found in held.items()},
+        "known_values_within_training_range": round(
+            float(
+                (
+                    (values[removed][:, known] >= train[:, known].min(axis=0))
+                    & (values[removed][:, known] <= train[:, known].max(axis=0))
+                ).mean()
+            ),
+            4,
+        ),
+    }
+    models: dict[str, StageDiff] = {}
+    for variant, (suffix, changes) in VARIANTS.items():
+        folder = Path(args.models) / f"{name}-{args.window}-{args.steps}-rare-{suffix}"
+        if (folder / "config.json").exists():
+            models[variant] = StageDiff.load(folder)
+        else:
+            config = StageDiffConfig(window=args.window, max_steps=args.steps, missing="mask", **changes)
+            models[variant] = StageDiff(config).fit(training, series.time_column, progress=False)
+            models[variant].save(folder)
+    predict, band = regression(train, targets, known)
+    for group, found_blocks in held.items():
+        found: dict[str, list] = {}
+        for number, block in enumerate(found_blocks):
+            first = block * length
+            real = values[first : first + length]
+            times = series.timestamps[first : first + length]
+            given = pd.DataFrame(real[:, known], columns=known_names)
+            given.insert(0, series.time_column, times)
+            seed = args.seed + number
+            draws = {
+                DEFAULT: models[DEFAULT].sample_array(args.draws, length, seed=seed, known=given),
+                "unconditional": models[DEFAULT].sample_array(args.draws, length, seed=seed, start=[times[0]]),
+                TRAINED: models[TRAINED].sample_array(args.draws, length, seed=seed, known=given),
+            }
+            for method, sampled in draws.items():
+                found.setdefault(method, []).append(scores(sampled[..., targets], real[:, targets], scale[targets]))
+            guess = predict(real)
+            truth = real[:, targets]
+            covered = (truth >= guess + band[0]) & (truth <= guess + band[1])
+            regressed = point_scores(guess, truth, scale[targets]) | {"coverage": round(float(covered.mean()), 3)}
+            found.setdefault("linear regression", []).append(regressed)
+            if number == 0 and args.plot:
+                plot_known(args.plot, f"{name}-rare-{group}", args.splits[0], times, truth, draws, targets, guess)
+        entry[group] = {
+            method: {key: round(float(np.mean([r[key] for r in rows])), 4) for key in rows[0]}
+            for method, rows in found.items()
+        }
+        print(name, "known values", group, json.dumps(entry[group]), flush=True)
+    return entry
+
+
 def plot_known(folder, name, split, times, truth, draws, targets, guess) -> None:
     import matplotlib
 
@@ -333,6 +430,13 @@ def main() -> None:
         default=0.0,
         help="instead of the above: remove this share of the training part in gaps and compare missing=mask with "
         "missing=interpolate",
+    )
+    parser.add_argument(
+        "--rare",
+        type=float,
+        default=0.0,
+        help="instead of the above: hold out blocks whose known values are in this outer share, and as many common "
+        "ones, and score known channels on both",
     )
     parser.add_argument(
         "--splits",
