@@ -53,6 +53,7 @@ scored on the last part.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -273,6 +274,32 @@ def gapped_training(args, name, series, frame, cut, scale) -> dict:
     return entry
 
 
+def held_out_blocks(
+    values: np.ndarray, known: list[int], length: int, share: float, seed: int
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """``--rare``'s blocks of ``length`` steps: ({"rare": held-out rare blocks, "common": as many held-out blocks
+    nearest the median}, every block's distance from the median block, the rare blocks). A block's distance: how far
+    its mean of each known channel lies from the median of all blocks' means, in standard deviations of the channel
+    (the Euclidean norm over the known channels)."""
+    standard = (values - values.mean(axis=0)) / values.std(axis=0)
+    blocks = len(values) // length
+    means = standard[: blocks * length, known].reshape(blocks, length, len(known)).mean(axis=1)
+    distance = np.linalg.norm(means - np.median(means, axis=0), axis=1)
+    order = np.argsort(distance, kind="stable")  # nearest the median first
+    order = order[order > 0]  # the first block stays in training (a fit needs its first step)
+    rare = order[-round(share * blocks) :]
+    rng = np.random.default_rng(seed)
+    held = {"rare": np.sort(rng.choice(rare, round(0.8 * len(rare)), replace=False))}
+    held["common"] = np.sort(order[: len(held["rare"])])
+    return held, distance, rare
+
+
+def blocks_key(held: dict[str, np.ndarray]) -> str:
+    """A short name for a set of held-out blocks (the models trained without them are saved under it)."""
+    listed = json.dumps({group: [int(block) for block in found] for group, found in held.items()})
+    return hashlib.sha256(listed.encode()).hexdigest()[:8]
+
+
 def rare_values(args, name, series, frame) -> dict:
     """``--rare``: known-channel scores on held-out blocks whose known values are rare in training, and on held-out
     blocks whose known values are common (the module's docstring)."""
@@ -280,15 +307,7 @@ def rare_values(args, name, series, frame) -> dict:
     target_names, known_names = (part.split(",") for part in args.splits[0].split("|"))
     targets, known = [channels.index(c) for c in target_names], [channels.index(c) for c in known_names]
     values = series.values
-    standard = (values - values.mean(axis=0)) / values.std(axis=0)
-    blocks = len(values) // length
-    level = standard[: blocks * length, known].reshape(blocks, length, len(known)).mean(axis=(1, 2))
-    order = np.argsort(np.abs(level - np.median(level)))  # nearest the median first
-    order = order[order > 0]  # the first block stays in training (a fit needs its first step)
-    rare = order[-round(args.rare * blocks) :]
-    rng = np.random.default_rng(args.seed)
-    held = {"rare": np.sort(rng.choice(rare, round(0.8 * len(rare)), replace=False))}
-    held["common"] = np.sort(order[: len(held["rare"])])
+    held, distance, rare = held_out_blocks(values, known, length, args.rare, args.seed)
     removed = np.zeros(len(values), dtype=bool)
     for block in np.concatenate(list(held.values())):
         removed[block * length : (block + 1) * length] = True
@@ -301,7 +320,7 @@ def rare_values(args, name, series, frame) -> dict:
         "split": args.splits[0],
         "blocks": {group: [int(b) for b in found] for group, found in held.items()},
         "rare_blocks_in_training": len(rare) - len(held["rare"]),
-        "known_level_sd": {group: round(float(np.abs(level[found]).mean()), 3) for group, found in held.items()},
+        "known_distance_sd": {group: round(float(distance[found].mean()), 3) for group, found in held.items()},
         "known_values_within_training_range": round(
             float(
                 (
@@ -314,7 +333,7 @@ def rare_values(args, name, series, frame) -> dict:
     }
     models: dict[str, StageDiff] = {}
     for variant, (suffix, changes) in VARIANTS.items():
-        folder = Path(args.models) / f"{name}-{args.window}-{args.steps}-rare-{suffix}"
+        folder = Path(args.models) / f"{name}-{args.window}-{args.steps}-rare-{blocks_key(held)}-{suffix}"
         if (folder / "config.json").exists():
             models[variant] = StageDiff.load(folder)
         else:
