@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,3 +141,16 @@ def test_lanes_train_with_a_budget_in_minutes_then_judge_the_model_again(tmp_pat
         timeout=600,
     )
     assert failed.returncode != 0 and "runs/variants/model-a exists" in failed.stderr  # a label is never reused
+
+
+def test_rare_blocks_are_the_farthest_and_common_ones_the_nearest():
+    from benchmarks.conditional import blocks_key, held_out_blocks
+
+    levels = [0.0, 0.1, -0.1, 0.2, -0.2, 3.0, -4.0, 5.0, 0.05, -6.0]  # blocks 5, 6, 7 and 9 lie far out
+    values = np.repeat(np.array(levels)[:, None], 10, axis=0) + np.zeros((100, 2))
+    held, distance, rare = held_out_blocks(values, [0], 10, 0.4, seed=0)
+    assert set(rare) == {5, 6, 7, 9}
+    assert len(held["rare"]) == 3 and set(held["rare"]) < set(rare)  # one rare block stays in training
+    assert set(held["common"]) == {8, 1, 2}  # the nearest to the median, never the first block
+    assert distance.argmax() == 9
+    assert blocks_key(held) == blocks_key(held_out_blocks(values, [0], 10, 0.4, seed=0)[0])
