@@ -84,6 +84,40 @@ def regression(train: np.ndarray, targets: list[int], known: list[int]):
     return (lambda rows: np.column_stack([rows[:, known], np.ones(len(rows))]) @ coefficients), band
 
 
+def known_draws(models, real, times, time_column, known, known_names, args, number) -> dict[str, np.ndarray]:
+    """``args.draws`` draws of one window (real: its values, times: its timestamps) per method: the default and the
+    model trained with known values given the known channels, and the default unconditionally at the same times."""
+    given = pd.DataFrame(real[:, known], columns=known_names)
+    given.insert(0, time_column, times)
+    seed, length = args.seed + number, len(real)
+    return {
+        DEFAULT: models[DEFAULT].sample_array(args.draws, length, seed=seed, known=given),
+        "unconditional": models[DEFAULT].sample_array(args.draws, length, seed=seed, start=[times[0]]),
+        TRAINED: models[TRAINED].sample_array(args.draws, length, seed=seed, known=given),
+    }
+
+
+def score_known(found: dict[str, list], draws, real, targets, scale, predict, band) -> np.ndarray:
+    """Append one window's scores of the target channels per method, and the regression's, to ``found``; returns the
+    regression's guess of the targets."""
+    for method, values in draws.items():
+        found.setdefault(method, []).append(scores(values[..., targets], real[:, targets], scale[targets]))
+    guess = predict(real)
+    truth = real[:, targets]
+    inside = (truth >= guess + band[0]) & (truth <= guess + band[1])
+    regressed = point_scores(guess, truth, scale[targets]) | {"coverage": round(float(inside.mean()), 3)}
+    found.setdefault("linear regression", []).append(regressed)
+    return guess
+
+
+def mean_scores(found: dict[str, list]) -> dict[str, dict[str, float]]:
+    """Each method's scores averaged over the windows."""
+    return {
+        method: {key: round(float(np.mean([r[key] for r in rows])), 4) for key in rows[0]}
+        for method, rows in found.items()
+    }
+
+
 def run(args: argparse.Namespace) -> None:
     configure_threads(args.threads)
     rng = np.random.default_rng(args.seed)
@@ -136,28 +170,12 @@ def run(args: argparse.Namespace) -> None:
             values_of, times_of, firsts = periods[period]
             found: dict[str, list] = {}
             for number, first in enumerate(firsts):
-                real = values_of[first : first + length]
-                given = pd.DataFrame(real[:, known], columns=known_names)
-                given.insert(0, series.time_column, times_of[first : first + length])
-                seed = args.seed + number
-                draws = {
-                    DEFAULT: default.sample_array(args.draws, length, seed=seed, known=given),
-                    "unconditional": default.sample_array(args.draws, length, seed=seed, start=[times_of[first]]),
-                    TRAINED: trained.sample_array(args.draws, length, seed=seed, known=given),
-                }
-                for method, values in draws.items():
-                    found.setdefault(method, []).append(scores(values[..., targets], real[:, targets], scale[targets]))
-                guess = predict(real)
-                truth = real[:, targets]
-                inside = (truth >= guess + band[0]) & (truth <= guess + band[1])
-                regressed = point_scores(guess, truth, scale[targets]) | {"coverage": round(float(inside.mean()), 3)}
-                found.setdefault("linear regression", []).append(regressed)
+                real, times_here = values_of[first : first + length], times_of[first : first + length]
+                draws = known_draws(models, real, times_here, series.time_column, known, known_names, args, number)
+                guess = score_known(found, draws, real, targets, scale, predict, band)
                 if number == 0 and args.plot and period == "held-out":
-                    plot_known(args.plot, name, split, times_of[first : first + length], truth, draws, targets, guess)
-            entry["known"][f"{split} @ {period}"] = {
-                method: {key: round(float(np.mean([r[key] for r in rows])), 4) for key in rows[0]}
-                for method, rows in found.items()
-            }
+                    plot_known(args.plot, name, split, times_here, real[:, targets], draws, targets, guess)
+            entry["known"][f"{split} @ {period}"] = mean_scores(found)
             print(name, "known", split, period, json.dumps(entry["known"][f"{split} @ {period}"]), flush=True)
 
         # imputation
@@ -345,29 +363,13 @@ def rare_values(args, name, series, frame) -> dict:
         found: dict[str, list] = {}
         for number, block in enumerate(found_blocks):
             first = block * length
-            real = values[first : first + length]
-            times = series.timestamps[first : first + length]
-            given = pd.DataFrame(real[:, known], columns=known_names)
-            given.insert(0, series.time_column, times)
-            seed = args.seed + number
-            draws = {
-                DEFAULT: models[DEFAULT].sample_array(args.draws, length, seed=seed, known=given),
-                "unconditional": models[DEFAULT].sample_array(args.draws, length, seed=seed, start=[times[0]]),
-                TRAINED: models[TRAINED].sample_array(args.draws, length, seed=seed, known=given),
-            }
-            for method, sampled in draws.items():
-                found.setdefault(method, []).append(scores(sampled[..., targets], real[:, targets], scale[targets]))
-            guess = predict(real)
-            truth = real[:, targets]
-            covered = (truth >= guess + band[0]) & (truth <= guess + band[1])
-            regressed = point_scores(guess, truth, scale[targets]) | {"coverage": round(float(covered.mean()), 3)}
-            found.setdefault("linear regression", []).append(regressed)
+            real, times = values[first : first + length], series.timestamps[first : first + length]
+            draws = known_draws(models, real, times, series.time_column, known, known_names, args, number)
+            guess = score_known(found, draws, real, targets, scale, predict, band)
             if number == 0 and args.plot:
+                truth = real[:, targets]
                 plot_known(args.plot, f"{name}-rare-{group}", args.splits[0], times, truth, draws, targets, guess)
-        entry[group] = {
-            method: {key: round(float(np.mean([r[key] for r in rows])), 4) for key in rows[0]}
-            for method, rows in found.items()
-        }
+        entry[group] = mean_scores(found)
         print(name, "known values", group, json.dumps(entry[group]), flush=True)
     return entry
 
