@@ -241,6 +241,17 @@ def test_date_column_without_time_column_suggests_passing_it():
         validate_frame(small_frame())
 
 
+def test_a_text_column_of_timestamps_is_named_as_the_time_column_to_pass():
+    frame = small_frame().assign(date=lambda f: f["date"].astype(str), city=["x"] * 6)
+    with pytest.raises(
+        DataError, match="'date' holds timestamps \\(time_column='date'; on the command line --time-column date\\)"
+    ):
+        validate_frame(frame)
+    with pytest.raises(DataError, match="time_column=... \\(on the command line --time-column NAME\\)") as error:
+        validate_frame(frame.drop(columns="date"))
+    assert "holds timestamps" not in str(error.value)  # 'city' does not
+
+
 def test_no_channels():
     with pytest.raises(DataError, match="no channel"):
         validate_frame(small_frame()[["date"]], "date")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from stagediff.data.builtin import BUILTIN_DATASETS, BuiltinDataset, builtin_path, find_builtin, synthetic_frame
-from stagediff.data.rules import check_finite, check_times, examples, is_numeric, most_common_step
+from stagediff.data.rules import check_finite, check_times, examples, is_numeric, most_common_step, read_times
 from stagediff.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -367,15 +367,31 @@ def _check_channel_columns(frame: pd.DataFrame, channel_columns: list, time_colu
     non_numeric = [column for column in channel_columns if not is_numeric(frame[column])]
     if non_numeric:
         described = [f"{str(column)!r} ({frame[column].dtype})" for column in non_numeric]
-        hint = (
-            "or pass the time column as time_column=..."
-            if time_column is None
-            else f"(the time column is {time_column!r})"
-        )
+        times = [column for column in non_numeric if time_column is None and _holds_times(frame[column])]
+        if times:
+            hint = (
+                f"or pass the time column: {str(times[0])!r} holds timestamps (time_column={str(times[0])!r}; on the "
+                f"command line --time-column {times[0]})"
+            )
+        elif time_column is None:
+            hint = "or pass the time column as time_column=... (on the command line --time-column NAME)"
+        else:
+            hint = f"(the time column is {time_column!r})"
         raise DataError(
             f"{source}: non-numeric channel column(s) {examples(described)}; every column except the time column "
             f"must be numeric. Drop these columns (frame.drop(columns=[...])), convert them to numbers, {hint}"
         )
+
+
+def _holds_times(column: pd.Series) -> bool:
+    """Whether every value of a non-numeric column reads as a timestamp (pandas' warnings about text that is none
+    left out)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return bool(read_times(column).notna().all())
+    except DataError:
+        return False
 
 
 def _check_channel_count(n_channels: int, max_channels: int | None, source: str) -> None:
