@@ -75,7 +75,8 @@ def load_generator(path: str | os.PathLike) -> SavedGenerator:
     missing = [name for name in FILES if not (source / name).is_file()]
     if missing:
         raise StageDiffError(f"{source} is not a complete stagediff model folder: missing {', '.join(missing)}")
-    config = StageDiffConfig.from_dict(json.loads((source / "config.json").read_text()))
+    # a model saved before continuations were guided samples as it did
+    config = StageDiffConfig.from_dict({"guidance": 0.0} | json.loads((source / "config.json").read_text()))
     scaler = MinMaxScaler.from_dict(json.loads((source / "scaler.json").read_text()))
     metadata = json.loads((source / "metadata.json").read_text())
     if metadata.get("format_version") != FORMAT_VERSION:

@@ -158,6 +158,12 @@ class StageDiffConfig:
     """Network evaluations per chunk of every sampler but "ddpm"."""
     ddim_eta: float = 1.0
     """DDIM's noise: 0 deterministic, 1 ancestral (the DDPM posterior on the sampler's steps)."""
+    guidance: float = 8.0
+    """How strongly a sample that continues a history (``prefix=``, or the data's end) is pulled toward that history
+    while sampling (observation guidance, stagediff.sampling.denoise_chunk): the new steps start where the history
+    ends. It costs one backward pass per step in the chunk that holds the history (about 3x that chunk's time). 0:
+    the history only replaces its noisy counterpart at each step, as models saved before this option sampled (why 8:
+    results/decisions.md, "Continuations")."""
     range_margin: float | None = None
     """How far samples may leave the training split's range, as a share of each channel's range on either side
     (0: never beyond it). None: chosen from the training split at fit time (how far the series went beyond its own
@@ -299,6 +305,7 @@ def _check_values(c: StageDiffConfig) -> None:
         f"sampling_steps ({c.sampling_steps}) cannot exceed diffusion_steps ({c.diffusion_steps})",
     )
     require(0.0 <= c.ddim_eta <= 1.0, f"ddim_eta must be in [0, 1], got {c.ddim_eta}")
+    require(0.0 <= c.guidance <= 100.0, f"guidance must be in [0, 100], got {c.guidance}")
     require(0.0 <= c.dropout < 1.0, f"dropout must be in [0, 1), got {c.dropout}")
     require(0.0 < c.ema_decay < 1.0, f"ema_decay must be in (0, 1), got {c.ema_decay}")
     require(

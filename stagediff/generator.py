@@ -528,6 +528,7 @@ class StageDiff:
             calendar=stacked("calendar"),
             observed=stacked("observed"),
             step_callback=step_callback,
+            guidance=self.config.guidance,
         )
 
     def plan_sampling(self, request: SampleRequest) -> SamplingRun:

@@ -22,7 +22,6 @@ def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-@torch.inference_mode()
 def denoise_chunk(
     denoiser: StageDiffDenoiser,
     sampler: Sampler,
@@ -32,6 +31,10 @@ def denoise_chunk(
     device: torch.device | None = None,
     step_callback: Callable[[], None] | None = None,
     calendar: torch.Tensor | None = None,
+    resample: int = 1,
+    resample_share: float = 1.0,
+    history: int = 0,
+    guidance: float = 0.0,
 ) -> torch.Tensor:
     """Sample as many series as ``noise`` has rows, of ``length`` (a multiple of the stage length), in [-1, 1].
 
@@ -39,8 +42,36 @@ def denoise_chunk(
     are unknown), or None. A model with conditioning sees them (stagediff.conditioning); for every model they replace
     their noisy counterparts at each step and are returned as given.
     calendar: (rows, length, features) the calendar features of the steps, for a model with calendar.
+    resample: with known values, each of the noisiest ``resample_share`` of the steps is taken this many times, each
+    time after jumping back to its noise level (:meth:`Sampler.renoise`), so the generated values meet the known ones.
+    history, guidance: the first ``history`` steps of ``known`` are a history that the sample continues; with
+    ``guidance`` > 0 each step also moves the noisy series against the gradient of the distance between the
+    denoiser's estimate of that history and the history itself (:func:`pull_toward`), so that the new steps start
+    where the history ends. One backward pass per step: about 3x the time.
     Returns (rows, length, channels) on the CPU. Noise is drawn on the CPU (:class:`Noise`) so that a seed gives
     the same samples on every device and in any batch."""
+    guided = guidance > 0 and history > 0 and known is not None
+    with torch.no_grad() if guided else torch.inference_mode():
+        return _denoise_chunk(
+            denoiser,
+            sampler,
+            noise,
+            length,
+            known,
+            device,
+            step_callback,
+            calendar,
+            resample,
+            resample_share,
+            history if guided else 0,
+            guidance,
+        )
+
+
+def _denoise_chunk(
+    denoiser, sampler, noise, length, known, device, step_callback, calendar, resample, resample_share, history,
+    guidance,
+) -> torch.Tensor:  # fmt: skip
     device = device or next(denoiser.parameters()).device
     schedule = sampler.schedule
     x = noise.draw((length, denoiser.channels), device)
@@ -58,19 +89,39 @@ def denoise_chunk(
     if calendar is not None:
         calendar = calendar.to(device=device, dtype=x.dtype)
     conditioned = observed if denoiser.conditioned else None
+    repeated = 0 if given is None else round(resample_share * len(sampler.timesteps))
     for index, t in enumerate(sampler.timesteps):
         steps = torch.full((n,), t, dtype=torch.long, device=device)
-        if given is not None:
-            x[:, : given.shape[1]] = torch.where(
-                mask, schedule.add_noise(given, noise.like(given), steps), x[:, : given.shape[1]]
-            )
-        x0 = sampler.clip(denoiser(x, steps, calendar, conditioned).float())
-        x = sampler.step(x0, index, x, noise)
+        for round_ in range(resample if index < repeated else 1):
+            if round_:
+                x = sampler.renoise(x, index, noise)
+            if given is not None:
+                x[:, : given.shape[1]] = torch.where(
+                    mask, schedule.add_noise(given, noise.like(given), steps), x[:, : given.shape[1]]
+                )
+            if history:
+                x0, pull = pull_toward(denoiser, x, steps, calendar, conditioned, given[:, :history])
+                x = sampler.step(sampler.clip(x0), index, x, noise) - guidance * pull
+            else:
+                x0 = sampler.clip(denoiser(x, steps, calendar, conditioned).float())
+                x = sampler.step(x0, index, x, noise)
         if step_callback is not None:
             step_callback()
     if given is not None:
         x[:, : given.shape[1]] = torch.where(mask, given, x[:, : given.shape[1]])
     return x.cpu()
+
+
+def pull_toward(denoiser, x, steps, calendar, conditioned, history) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the denoiser's x_0 estimate, the gradient with respect to ``x`` of each row's Euclidean distance between
+    that estimate's first steps and ``history`` (rows, h, channels)): the observation guidance of diffusion
+    posterior sampling (Chung et al. 2023, algorithm 1), with the history as the observation."""
+    with torch.enable_grad():
+        noisy = x.detach().requires_grad_(True)
+        x0 = denoiser(noisy, steps, calendar, conditioned).float()
+        distance = (x0[:, : history.shape[1]] - history).pow(2).sum(dim=(1, 2)).sqrt()
+        (gradient,) = torch.autograd.grad(distance.sum(), noisy)
+    return x0.detach(), gradient
 
 
 def generate(
@@ -84,6 +135,7 @@ def generate(
     device: torch.device | None = None,
     step_callback: Callable[[], None] | None = None,
     observed: torch.Tensor | None = None,
+    guidance: float = 0.0,
 ) -> torch.Tensor:
     """(rows, length, channels) scaled samples: :func:`generate_chunks` joined."""
     return torch.cat(
@@ -99,6 +151,7 @@ def generate(
                 device,
                 step_callback,
                 observed=observed,
+                guidance=guidance,
             )
         ),
         dim=1,
@@ -117,6 +170,7 @@ def generate_chunks(
     step_callback: Callable[[], None] | None = None,
     calendar: torch.Tensor | None = None,
     observed: torch.Tensor | None = None,
+    guidance: float = 0.0,
 ) -> Iterator[torch.Tensor]:
     """Scaled samples chunk by chunk, each piece (rows, new steps, channels) as soon as it is denoised; the pieces
     joined along time are the ``length`` steps.
@@ -126,7 +180,9 @@ def generate_chunks(
     calendar: (rows, steps, features) the calendar features from the first step of the history used on, at least
     that history plus ``length + chunk_length`` steps, for a model with calendar.
     observed: (rows, length, channels) the known values of the output's steps, NaN where unknown (known channels, or
-    the values around gaps to fill); they come back as given."""
+    the values around gaps to fill); they come back as given.
+    guidance: how strongly the chunk that holds ``prefix`` is pulled toward it (:func:`denoise_chunk`); the later
+    chunks, which continue the sample's own steps, are not guided."""
     stage = denoiser.stage_length
     produced = 0
     tail = None if prefix is None else prefix[:, -(chunk_length - stage) :]
@@ -147,6 +203,8 @@ def generate_chunks(
             device=device,
             step_callback=step_callback,
             calendar=None if calendar is None else calendar[:, begin : begin + size],
+            history=history if produced == 0 else 0,
+            guidance=guidance,
         )
         new = chunk[:, history:]
         yield new[:, : length - produced]

@@ -199,3 +199,41 @@ def test_without_a_time_column_the_step_after_the_data_continues_it(training_fra
     assert np.array_equal(
         model.sample_array(2, 32, seed=0, start=len(values)), model.sample_array(2, 32, seed=0, prefix=tail)
     )
+
+
+def test_a_continuation_is_guided_toward_its_history_and_nothing_else_is(calendar_model):
+    import dataclasses
+
+    import torch
+
+    from stagediff.sampling import pull_toward
+
+    model = calendar_model
+    tail = np.asarray(model.metadata["tail"])
+    assert model.config.guidance == 8.0  # the default
+    after = pd.Timestamp(model.metadata["last_time"]) + pd.Timedelta(hours=1)
+    guided = model.sample_array(3, 32, seed=2, prefix=tail)
+    free = model.sample_array(3, 32, seed=2, start=[after] * 3)
+    saved = model.config
+    try:
+        model.config = dataclasses.replace(saved, guidance=0.0)
+        assert not np.array_equal(guided, model.sample_array(3, 32, seed=2, prefix=tail))
+        # without a history nothing is guided: the same bytes
+        assert np.array_equal(free, model.sample_array(3, 32, seed=2, start=[after] * 3))
+    finally:
+        model.config = saved
+    # the pull points downhill: a small step against it brings the estimate of the history nearer the history
+    denoiser = model.denoiser
+    torch.manual_seed(0)
+    x = torch.randn(2, 64, 2)
+    steps = torch.full((2,), 60)
+    calendar = torch.zeros(2, 64, denoiser.calendar_inputs)  # day and week: four features
+    history = torch.rand(2, 32, 2) * 2 - 1
+
+    def distance(x):
+        with torch.no_grad():
+            return (denoiser(x, steps, calendar).float()[:, :32] - history).pow(2).sum(dim=(1, 2)).sqrt()
+
+    _, pull = pull_toward(denoiser, x, steps, calendar, None, history)
+    assert pull.abs().sum() > 0
+    assert (distance(x - 0.05 * pull) < distance(x)).all()

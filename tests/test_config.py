@@ -82,6 +82,7 @@ def test_numbers_accepted_where_floats_are_expected():
         (dict(validation_fraction=1.0), "validation_fraction"),
         (dict(ema_decay=1.0), "ema_decay"),
         (dict(channels=0), "channels"),
+        (dict(guidance=-1.0), "guidance must be in"),
     ],
 )
 def test_inconsistent_values_are_errors(changes, words):

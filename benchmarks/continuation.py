@@ -1,0 +1,196 @@
+"""Continuations (issue 32, "Level"): does a sample that continues a history start at the history's last level?
+
+Each dataset is cut at ``--train-fraction`` (0.8) and the default recipe trains on the first part (the models of
+benchmarks/conditional.py, shared through ``--models``). On the held-out part, ``--cuts`` positions are spread evenly
+(the first is the end of the training part: "continuing the data"); at each, ``--draws`` samples of ``--length``
+steps continue the window before it (``prefix=``, the same conditioning a sample that continues the data gets).
+
+Per channel, in units of the series' step-to-step standard deviation (training part):
+
+- gap: |mean of a sample's first 24 steps - the history's last value|, averaged over draws and cuts; beside it the
+  real series' own gap at the same cuts (its next 24 steps against the same last value). A continuation whose gap is
+  no larger than the real one's moves away from the last level no more than the series itself does. Both are
+  averages over the cuts, so the table gives their ratio and the ratio's standard error (paired over cuts); a
+  channel counts as "within" when the ratio is at most 1 + 2 standard errors (a perfect model's ratio is 1, give or
+  take that noise).
+- join: |a sample's first value - the history's last value|, against the real series' own step there: a continuation
+  that jumps at the join shows there first.
+- level error: |mean over draws of the first 24 steps' mean - the real next 24 steps' mean|; the real gap is the same
+  error of the last value itself (persistence).
+
+Methods (``--methods``), all on the default model and its default sampler unless named: the history replacing its
+noisy counterpart at each step and nothing else ("replacement"); that and observation guidance of weight W toward
+the history (``guidance-W``; the model's ``guidance``, stagediff.sampling.denoise_chunk); DDPM over every diffusion
+step ("ddpm"); the default sampler on N evaluations (``steps-N``); RePaint's resampling (``resample-R-S``: each of the
+noisiest share S of the steps taken R times); and the model trained with known values ("trained",
+``conditioning=0.5``, which also sees the history as an input: the "trained with known values" models of
+benchmarks/conditional.py). All but ``guidance-W`` without guidance.
+
+    .venv/bin/python -m benchmarks.continuation --datasets etth1 synthetic --out results/conditional/level-tuning.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import stagediff.sampling
+from benchmarks.machine import describe_machine
+from stagediff import StageDiff, StageDiffConfig
+from stagediff.data import load_series
+from stagediff.runtime import configure_threads
+
+LEVEL_STEPS = 24
+TRAINED = "trained"
+"""The method that samples the model trained with known values (``conditioning=0.5``) as it samples by default."""
+
+
+def method_options(method: str, model: StageDiff) -> tuple[dict, dict, float]:
+    """(sample_array keywords, denoise_chunk keywords, guidance) of a method's name."""
+    if method in ("replacement", TRAINED):
+        return {}, {}, 0.0
+    if method.startswith("guidance-"):
+        return {}, {}, float(method.split("-")[1])
+    if method == "ddpm":
+        return {"sampler": "ddpm", "steps": model.config.diffusion_steps}, {}, 0.0
+    if method.startswith("steps-"):
+        return {"steps": int(method.split("-")[1])}, {}, 0.0
+    if method.startswith("resample-"):
+        _, repeats, share = method.split("-")
+        return {}, {"resample": int(repeats), "resample_share": float(share)}, 0.0
+    raise ValueError(f"unknown method {method!r}")
+
+
+def sample(model: StageDiff, prefix, draws: int, length: int, seed: int, method: str) -> np.ndarray:
+    options, chunk_options, guidance = method_options(method, model)
+    original, saved = stagediff.sampling.denoise_chunk, model.config
+    stagediff.sampling.denoise_chunk = functools.partial(original, **chunk_options)
+    model.config = dataclasses.replace(saved, guidance=guidance)
+    try:
+        return model.sample_array(draws, length, seed=seed, prefix=prefix, progress=False, **options)
+    finally:
+        stagediff.sampling.denoise_chunk, model.config = original, saved
+
+
+def summary(gaps: np.ndarray, real: np.ndarray, errors: np.ndarray, joins: np.ndarray, real_joins: np.ndarray) -> dict:
+    """Per channel over the cuts: gaps (cuts, channels) of the samples and of the real series, level errors."""
+    ratio = gaps.mean(axis=0) / real.mean(axis=0)
+    # the ratio's standard error by the delta method on the paired difference
+    spread = (gaps - ratio * real).std(axis=0, ddof=1) / np.sqrt(len(gaps)) / real.mean(axis=0)
+    return {
+        "gap": gaps.mean(axis=0).round(3).tolist(),
+        "real gap": real.mean(axis=0).round(3).tolist(),
+        "ratio": ratio.round(3).tolist(),
+        "ratio se": spread.round(3).tolist(),
+        "within": int((ratio <= 1 + 2 * spread).sum()),
+        "level error": errors.mean(axis=0).round(3).tolist(),
+        "join": joins.mean(axis=0).round(3).tolist(),
+        "real join": real_joins.mean(axis=0).round(3).tolist(),
+        "first cut gap": gaps[0].round(3).tolist(),
+        "first cut real gap": real[0].round(3).tolist(),
+    }
+
+
+def run(args: argparse.Namespace) -> None:
+    configure_threads(args.threads)
+    results = []
+    for name in args.datasets:
+        series = load_series(name, data_dir=args.data_dir)
+        channels = list(series.channels)
+        frame = pd.DataFrame(series.values, columns=channels)
+        if series.time_column:
+            frame.insert(0, series.time_column, series.timestamps)
+        cut = int(series.length * args.train_fraction)
+        train = series.values[:cut]
+        spread = np.diff(train, axis=0).std(axis=0)
+        models: dict[str, StageDiff] = {}
+        for method in args.methods:
+            kind = TRAINED if method == TRAINED else "default"
+            if kind in models:
+                continue
+            suffix, rate = ("known", 0.5) if kind == TRAINED else ("without", 0.0)
+            folder = Path(args.models) / f"{name}-{args.window}-{args.steps}-{suffix}"
+            if (folder / "config.json").exists():
+                models[kind] = StageDiff.load(folder)
+            else:
+                config = StageDiffConfig(window=args.window, max_steps=args.steps, conditioning=rate)
+                models[kind] = StageDiff(config).fit(frame.iloc[:cut], series.time_column, progress=False)
+                models[kind].save(folder)
+        window = args.window
+        if args.period == "held-out":
+            positions = np.linspace(cut, series.length - LEVEL_STEPS, args.cuts).astype(int)
+        else:  # time the model trained on: tells the method from the data's drift
+            positions = np.linspace(window, cut - LEVEL_STEPS, args.cuts).astype(int)
+        entry: dict = {"dataset": name, "channels": channels, "train_rows": cut, "period": args.period}
+        entry["cuts"] = positions.tolist()
+        following = np.stack([series.values[p : p + LEVEL_STEPS].mean(axis=0) for p in positions])
+        last = series.values[positions - 1]
+        real = np.abs(following - last) / spread
+        real_joins = np.abs(series.values[positions] - last) / spread
+        for method in args.methods:
+            gaps, errors, joins, started = [], [], [], time.perf_counter()
+            for number, position in enumerate(positions):
+                prefix = frame.iloc[position - window : position]
+                if not series.time_column:
+                    prefix = prefix.to_numpy()
+                model = models[TRAINED if method == TRAINED else "default"]
+                values = sample(model, prefix, args.draws, args.length, args.seed + number, method)
+                first = values[:, :LEVEL_STEPS].mean(axis=1)
+                gaps.append((np.abs(first - last[number]) / spread).mean(axis=0))
+                errors.append(np.abs(first.mean(axis=0) - following[number]) / spread)
+                joins.append((np.abs(values[:, 0] - last[number]) / spread).mean(axis=0))
+            entry[method] = summary(np.array(gaps), real, np.array(errors), np.array(joins), real_joins) | {
+                "seconds": round(time.perf_counter() - started, 1)
+            }
+            print(name, method, json.dumps(entry[method]), flush=True)
+        results.append(entry)
+    out = {"machine": describe_machine(), "arguments": vars(args), "results": results}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    print_table(results)
+
+
+def print_table(results: list[dict]) -> None:
+    print("| data | cuts | method | within | gap / real gap per channel | join (real) | level error (real gap) | s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for entry in results:
+        for method, found in entry.items():
+            if not isinstance(found, dict):
+                continue
+            ratios = " ".join(f"{r:.2f}" for r in found["ratio"])
+            print(
+                f"| {entry['dataset']} | {entry['period']} | {method} | {found['within']} of {len(found['ratio'])} | "
+                f"{ratios} | {np.mean(found['join']):.2f} ({np.mean(found['real join']):.2f}) | "
+                f"{np.mean(found['level error']):.2f} ({np.mean(found['real gap']):.2f}) | "
+                f"{found['seconds']} |"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["etth1"])
+    parser.add_argument("--methods", nargs="+", default=["replacement", "guidance-8"])
+    parser.add_argument("--window", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=3000, help="training steps")
+    parser.add_argument("--train-fraction", type=float, default=0.8)
+    parser.add_argument("--cuts", type=int, default=32)
+    parser.add_argument("--period", choices=["held-out", "training"], default="held-out")
+    parser.add_argument("--draws", type=int, default=10)
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--models", default="runs/conditional")
+    parser.add_argument("--out", required=True)
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
