@@ -53,6 +53,7 @@ scored on the last part.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import time
@@ -220,17 +221,24 @@ def run(args: argparse.Namespace) -> None:
 
 def continuation_speed(args, name, frame, time_column) -> dict:
     """``--continuation-speed``: seconds to sample 64 series of one training window (``--window``) that continue the
-    data (the default plan: one chunk of history and new steps), the same with the plan before (``chunk_length`` one
-    window: the history took all but one stage of the first chunk), and 64 unconditional ones; a default-width model
-    trained 2 steps (speed does not depend on the weights), medians of ``--repeats`` runs."""
+    data (one chunk of history and new steps, guided toward the history: the default), the same without guidance
+    (``guidance=0``), and 64 unconditional ones; a default-width model trained 2 steps (speed does not depend on the
+    weights), medians of ``--repeats`` runs, alternating."""
     model = StageDiff(StageDiffConfig(window=args.window, max_steps=2)).fit(frame, time_column, progress=False)
+    guided = model.config
+
+    def unguided() -> np.ndarray:
+        model.config = dataclasses.replace(guided, guidance=0.0)
+        try:
+            return model.sample_array(64, args.window, progress=False)
+        finally:
+            model.config = guided
+
     after = model.sample_times(1)[1][0]
     model.sample_array(4, args.window, progress=False)  # warm-up
     runs = {
         "continuation": lambda: model.sample_array(64, args.window, progress=False),
-        "continuation, the plan before": lambda: model.sample_array(
-            64, args.window, chunk_length=args.window, progress=False
-        ),
+        "continuation without guidance": unguided,
         "unconditional": lambda: model.sample_array(64, args.window, start=[after] * 64, progress=False),
     }
     seconds: dict[str, list[float]] = {label: [] for label in runs}
@@ -442,7 +450,7 @@ def main() -> None:
     parser.add_argument(
         "--continuation-speed",
         action="store_true",
-        help="instead of the above: time 64 continuations of one window, with the default plan and the plan before",
+        help="instead of the above: time 64 continuations of one window, guided (the default) and not",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timings per variant (--continuation-speed)")
     parser.add_argument(

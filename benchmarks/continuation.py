@@ -21,8 +21,7 @@ Per channel, in units of the series' step-to-step standard deviation (training p
 Methods (``--methods``), all on the default model and its default sampler unless named: the history replacing its
 noisy counterpart at each step and nothing else ("replacement"); that and observation guidance of weight W toward
 the history (``guidance-W``; the model's ``guidance``, stagediff.sampling.denoise_chunk); DDPM over every diffusion
-step ("ddpm"); the default sampler on N evaluations (``steps-N``); RePaint's resampling (``resample-R-S``: each of the
-noisiest share S of the steps taken R times); and the model trained with known values ("trained",
+step ("ddpm"); the default sampler on N evaluations (``steps-N``); and the model trained with known values ("trained",
 ``conditioning=0.5``, which also sees the history as an input: the "trained with known values" models of
 benchmarks/conditional.py). All but ``guidance-W`` without guidance.
 
@@ -33,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import time
 from pathlib import Path
@@ -41,7 +39,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import stagediff.sampling
 from benchmarks.machine import describe_machine
 from stagediff import StageDiff, StageDiffConfig
 from stagediff.data import load_series
@@ -52,31 +49,27 @@ TRAINED = "trained"
 """The method that samples the model trained with known values (``conditioning=0.5``) as it samples by default."""
 
 
-def method_options(method: str, model: StageDiff) -> tuple[dict, dict, float]:
-    """(sample_array keywords, denoise_chunk keywords, guidance) of a method's name."""
+def method_options(method: str, model: StageDiff) -> tuple[dict, float]:
+    """(sample_array keywords, guidance) of a method's name."""
     if method in ("replacement", TRAINED):
-        return {}, {}, 0.0
+        return {}, 0.0
     if method.startswith("guidance-"):
-        return {}, {}, float(method.split("-")[1])
+        return {}, float(method.split("-")[1])
     if method == "ddpm":
-        return {"sampler": "ddpm", "steps": model.config.diffusion_steps}, {}, 0.0
+        return {"sampler": "ddpm", "steps": model.config.diffusion_steps}, 0.0
     if method.startswith("steps-"):
-        return {"steps": int(method.split("-")[1])}, {}, 0.0
-    if method.startswith("resample-"):
-        _, repeats, share = method.split("-")
-        return {}, {"resample": int(repeats), "resample_share": float(share)}, 0.0
+        return {"steps": int(method.split("-")[1])}, 0.0
     raise ValueError(f"unknown method {method!r}")
 
 
 def sample(model: StageDiff, prefix, draws: int, length: int, seed: int, method: str) -> np.ndarray:
-    options, chunk_options, guidance = method_options(method, model)
-    original, saved = stagediff.sampling.denoise_chunk, model.config
-    stagediff.sampling.denoise_chunk = functools.partial(original, **chunk_options)
+    options, guidance = method_options(method, model)
+    saved = model.config
     model.config = dataclasses.replace(saved, guidance=guidance)
     try:
         return model.sample_array(draws, length, seed=seed, prefix=prefix, progress=False, **options)
     finally:
-        stagediff.sampling.denoise_chunk, model.config = original, saved
+        model.config = saved
 
 
 def summary(gaps: np.ndarray, real: np.ndarray, errors: np.ndarray, joins: np.ndarray, real_joins: np.ndarray) -> dict:

@@ -115,12 +115,6 @@ class Sampler:
         noise from ``noise``."""
         raise NotImplementedError
 
-    def renoise(self, x_prev: torch.Tensor, index: int, noise: Noise) -> torch.Tensor:
-        """x at ``timesteps[index]`` drawn from q(x_t | x_{t'}) for the x_{t'} that :meth:`step` gave at ``index``:
-        the forward jump back that lets known values be harmonised again (RePaint, Lugmayr et al. 2022, eq. 8)."""
-        ratio = self._abar(self.timesteps[index]) / self._abar(self.previous(index))
-        return math.sqrt(ratio) * x_prev + math.sqrt(1 - ratio) * noise.like(x_prev)
-
     def _abar(self, t: int) -> float:
         return 1.0 if t < 0 else float(self.schedule.alphas_cumprod[t])
 

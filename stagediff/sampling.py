@@ -17,6 +17,11 @@ import torch
 from stagediff.diffusion import Noise, Sampler
 from stagediff.model import StageDiffDenoiser
 
+GUIDED_SHARE = 0.5
+"""The share of a chunk's reverse steps, the least noisy ones, that a continuation is guided on: where the new steps'
+values near the history are settled (guiding the noisier half as well gave no better joins; results/decisions.md,
+"Continuations")."""
+
 
 def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
@@ -31,8 +36,6 @@ def denoise_chunk(
     device: torch.device | None = None,
     step_callback: Callable[[], None] | None = None,
     calendar: torch.Tensor | None = None,
-    resample: int = 1,
-    resample_share: float = 1.0,
     history: int = 0,
     guidance: float = 0.0,
 ) -> torch.Tensor:
@@ -42,12 +45,10 @@ def denoise_chunk(
     are unknown), or None. A model with conditioning sees them (stagediff.conditioning); for every model they replace
     their noisy counterparts at each step and are returned as given.
     calendar: (rows, length, features) the calendar features of the steps, for a model with calendar.
-    resample: with known values, each of the noisiest ``resample_share`` of the steps is taken this many times, each
-    time after jumping back to its noise level (:meth:`Sampler.renoise`), so the generated values meet the known ones.
     history, guidance: the first ``history`` steps of ``known`` are a history that the sample continues; with
-    ``guidance`` > 0 each step also moves the noisy series against the gradient of the distance between the
-    denoiser's estimate of that history and the history itself (:func:`pull_toward`), so that the new steps start
-    where the history ends. One backward pass per step: about 3x the time.
+    ``guidance`` > 0 each of the least noisy GUIDED_SHARE of the steps also moves the noisy series against the
+    gradient of the distance between the denoiser's estimate of that history and the history itself
+    (:func:`pull_toward`), so that the new steps start where the history ends. One backward pass per guided step.
     Returns (rows, length, channels) on the CPU. Noise is drawn on the CPU (:class:`Noise`) so that a seed gives
     the same samples on every device and in any batch."""
     guided = guidance > 0 and history > 0 and known is not None
@@ -61,17 +62,12 @@ def denoise_chunk(
             device,
             step_callback,
             calendar,
-            resample,
-            resample_share,
             history if guided else 0,
             guidance,
         )
 
 
-def _denoise_chunk(
-    denoiser, sampler, noise, length, known, device, step_callback, calendar, resample, resample_share, history,
-    guidance,
-) -> torch.Tensor:  # fmt: skip
+def _denoise_chunk(denoiser, sampler, noise, length, known, device, step_callback, calendar, history, guidance):
     device = device or next(denoiser.parameters()).device
     schedule = sampler.schedule
     x = noise.draw((length, denoiser.channels), device)
@@ -89,22 +85,19 @@ def _denoise_chunk(
     if calendar is not None:
         calendar = calendar.to(device=device, dtype=x.dtype)
     conditioned = observed if denoiser.conditioned else None
-    repeated = 0 if given is None else round(resample_share * len(sampler.timesteps))
+    unguided = len(sampler.timesteps) - round(GUIDED_SHARE * len(sampler.timesteps)) if history else None
     for index, t in enumerate(sampler.timesteps):
         steps = torch.full((n,), t, dtype=torch.long, device=device)
-        for round_ in range(resample if index < repeated else 1):
-            if round_:
-                x = sampler.renoise(x, index, noise)
-            if given is not None:
-                x[:, : given.shape[1]] = torch.where(
-                    mask, schedule.add_noise(given, noise.like(given), steps), x[:, : given.shape[1]]
-                )
-            if history:
-                x0, pull = pull_toward(denoiser, x, steps, calendar, conditioned, given[:, :history])
-                x = sampler.step(sampler.clip(x0), index, x, noise) - guidance * pull
-            else:
-                x0 = sampler.clip(denoiser(x, steps, calendar, conditioned).float())
-                x = sampler.step(x0, index, x, noise)
+        if given is not None:
+            x[:, : given.shape[1]] = torch.where(
+                mask, schedule.add_noise(given, noise.like(given), steps), x[:, : given.shape[1]]
+            )
+        if unguided is not None and index >= unguided:
+            x0, pull = pull_toward(denoiser, x, steps, calendar, conditioned, given[:, :history])
+            x = sampler.step(sampler.clip(x0), index, x, noise) - guidance * pull
+        else:
+            x0 = sampler.clip(denoiser(x, steps, calendar, conditioned).float())
+            x = sampler.step(x0, index, x, noise)
         if step_callback is not None:
             step_callback()
     if given is not None:
