@@ -2,7 +2,8 @@
 
 Each dataset is cut at ``--train-fraction`` (0.8) and the default recipe trains on the first part (the models of
 benchmarks/conditional.py, shared through ``--models``). On the held-out part, ``--cuts`` positions are spread evenly
-(the first is the end of the training part: "continuing the data"); at each, ``--draws`` samples of ``--length``
+(the first is the end of the training part: "continuing the data"), or with ``--period training`` over the training
+part (time the model saw: tells the method from the data's drift); at each, ``--draws`` samples of ``--length``
 steps continue the window before it (``prefix=``, the same conditioning a sample that continues the data gets).
 
 Per channel, in units of the series' step-to-step standard deviation (training part):
@@ -25,7 +26,8 @@ step ("ddpm"); the default sampler on N evaluations (``steps-N``); and the model
 ``conditioning=0.5``, which also sees the history as an input: the "trained with known values" models of
 benchmarks/conditional.py). All but ``guidance-W`` without guidance.
 
-    .venv/bin/python -m benchmarks.continuation --datasets etth1 synthetic --out results/conditional/level-tuning.json
+    .venv/bin/python -m benchmarks.continuation --datasets etth1 --period held-out --methods replacement guidance-8 \
+        --out results/conditional/continuation-etth1-held-out.json
 """
 
 from __future__ import annotations
