@@ -47,6 +47,7 @@ from stagediff.data import load_series
 from stagediff.runtime import configure_threads
 
 LEVEL_STEPS = 24
+PICTURED_CUTS = 3
 TRAINED = "trained"
 """The method that samples the model trained with known values (``conditioning=0.5``) as it samples by default."""
 
@@ -129,6 +130,7 @@ def run(args: argparse.Namespace) -> None:
         last = series.values[positions - 1]
         real = np.abs(following - last) / spread
         real_joins = np.abs(series.values[positions] - last) / spread
+        pictured: dict[str, list[np.ndarray]] = {}  # method: the draws at the first cuts, for --plot
         for method in args.methods:
             gaps, errors, joins, started = [], [], [], time.perf_counter()
             for number, position in enumerate(positions):
@@ -141,15 +143,58 @@ def run(args: argparse.Namespace) -> None:
                 gaps.append((np.abs(first - last[number]) / spread).mean(axis=0))
                 errors.append(np.abs(first.mean(axis=0) - following[number]) / spread)
                 joins.append((np.abs(values[:, 0] - last[number]) / spread).mean(axis=0))
+                if number < PICTURED_CUTS:
+                    pictured.setdefault(method, []).append(values)
             entry[method] = summary(np.array(gaps), real, np.array(errors), np.array(joins), real_joins) | {
                 "seconds": round(time.perf_counter() - started, 1)
             }
             print(name, method, json.dumps(entry[method]), flush=True)
         results.append(entry)
+        if args.plot:
+            plot(Path(args.plot) / f"continuation-{name}-{args.period}.png", name, series, positions, pictured, args)
     out = {"machine": describe_machine(), "arguments": vars(args), "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print_table(results)
+
+
+def plot(path: Path, name: str, series, positions: np.ndarray, pictured: dict[str, list[np.ndarray]], args) -> None:
+    """Per method (rows) and cut (columns), the last 48 steps of the history and the real next steps (black) and
+    five draws, of the channel whose draws joined worst without guidance (the first method's)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = next(iter(pictured.values()))
+    worst = int(
+        np.argmax(
+            np.mean([np.abs(d[:, 0] - series.values[p - 1]).mean(axis=0) for d, p in zip(first, positions)], axis=0)
+            / np.diff(series.values, axis=0).std(axis=0)
+        )
+    )
+    figure, axes = plt.subplots(
+        len(pictured), PICTURED_CUTS, figsize=(3.6 * PICTURED_CUTS, 2.4 * len(pictured)), squeeze=False
+    )
+    ahead = min(args.length, 64)
+    for row, (method, draws) in enumerate(pictured.items()):
+        for column, (values, position) in enumerate(zip(draws, positions)):
+            axis = axes[row][column]
+            real = series.values[position - 48 : position + ahead, worst]
+            axis.plot(range(-48, len(real) - 48), real, "k-", lw=1.2)
+            for draw in values[:5, :ahead, worst]:
+                axis.plot(range(ahead), draw, lw=0.8)
+            axis.axvline(-0.5, color="grey", ls=":", lw=0.8)
+            axis.set_title(f"{method}, cut at step {position}", fontsize=8)
+            axis.tick_params(labelsize=7)
+    figure.suptitle(
+        f"{name} {series.channels[worst]}: history and real continuation (black), five draws ({args.period} cuts)",
+        fontsize=9,
+    )
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def print_table(results: list[dict]) -> None:
@@ -184,6 +229,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--models", default="runs/conditional")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--plot", help="folder for a picture per dataset: draws of each method at the first cuts")
     run(parser.parse_args())
 
 
