@@ -94,6 +94,8 @@ def _denoise_chunk(denoiser, sampler, noise, length, known, device, step_callbac
             x = sampler.step(x0, index, x, noise)
         if step_callback is not None:
             step_callback()
+    if history:
+        x = sampler.clip(x)  # the last pull may leave the range that the x_0 estimates, and so the samples, keep to
     if given is not None:
         x[:, : given.shape[1]] = torch.where(mask, given, x[:, : given.shape[1]])
     return x.cpu()

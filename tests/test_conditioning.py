@@ -201,7 +201,7 @@ def test_without_a_time_column_the_step_after_the_data_continues_it(training_fra
     )
 
 
-def test_a_continuation_is_guided_toward_its_history_and_nothing_else_is(calendar_model):
+def test_a_continuation_is_guided_toward_its_history_and_nothing_else_is(calendar_model, training_frame):
     import dataclasses
 
     import torch
@@ -214,6 +214,10 @@ def test_a_continuation_is_guided_toward_its_history_and_nothing_else_is(calenda
     after = pd.Timestamp(model.metadata["last_time"]) + pd.Timedelta(hours=1)
     guided = model.sample_array(3, 32, seed=2, prefix=tail)
     free = model.sample_array(3, 32, seed=2, start=[after] * 3)
+    # the guidance never takes a sample beyond the training range (this model's margin is 0)
+    wide = model.sample_array(8, 64, seed=11, prefix=tail)
+    low, high = training_frame[["a", "b"]].min().to_numpy(), training_frame[["a", "b"]].max().to_numpy()
+    assert ((wide >= low - 1e-9) & (wide <= high + 1e-9)).all()
     saved = model.config
     try:
         model.config = dataclasses.replace(saved, guidance=0.0)
