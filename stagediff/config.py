@@ -161,7 +161,7 @@ class StageDiffConfig:
     guidance: float = 8.0
     """How strongly a sample that continues a history (``prefix=``, or the data's end) is pulled toward that history
     while sampling (observation guidance, stagediff.sampling.denoise_chunk): the new steps start where the history
-    ends. It costs one backward pass per step in the chunk that holds the history (about 3x that chunk's time). 0:
+    ends. It costs one backward pass per step in the chunk that holds the history (2-3x that chunk's time). 0:
     the history only replaces its noisy counterpart at each step, as models saved before this option sampled (why 8:
     results/decisions.md, "Continuations")."""
     range_margin: float | None = None

@@ -43,7 +43,7 @@ def denoise_chunk(
     history, guidance: the first ``history`` steps of ``known`` are a history that the sample continues; with
     ``guidance`` > 0 each step also moves the noisy series against the gradient of the distance between the
     denoiser's estimate of that history and the history itself (:func:`pull_toward`), so that the new steps start
-    where the history ends. One backward pass per step: about 3x the time.
+    where the history ends. One backward pass per step: 2-3x the time.
     Returns (rows, length, channels) on the CPU. Noise is drawn on the CPU (:class:`Noise`) so that a seed gives
     the same samples on every device and in any batch."""
     guided = guidance > 0 and history > 0 and known is not None
