@@ -53,10 +53,12 @@ scored on the last part.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,26 @@ def regression(train: np.ndarray, targets: list[int], known: list[int]):
     residuals = train[:, targets] - design @ coefficients
     band = np.quantile(residuals, [0.1, 0.9], axis=0)
     return (lambda rows: np.column_stack([rows[:, known], np.ones(len(rows))]) @ coefficients), band
+
+
+@contextlib.contextmanager
+def guidance_of(model: StageDiff, weight: float) -> Iterator[StageDiff]:
+    """``model`` sampling with ``guidance=weight`` inside the block (its configuration restored after)."""
+    saved = model.config
+    model.config = dataclasses.replace(saved, guidance=weight)
+    try:
+        yield model
+    finally:
+        model.config = saved
+
+
+def load_or_train(folder: Path, config: StageDiffConfig, frame: pd.DataFrame, time_column) -> StageDiff:
+    """The model kept in ``folder``, else one trained on ``frame`` with ``config`` and kept there."""
+    if (folder / "config.json").exists():
+        return StageDiff.load(folder)
+    model = StageDiff(config).fit(frame, time_column, progress=False)
+    model.save(folder)
+    return model
 
 
 def known_draws(models, real, times, time_column, known, known_names, args, number) -> dict[str, np.ndarray]:
@@ -146,12 +168,8 @@ def run(args: argparse.Namespace) -> None:
         for variant, (suffix, changes) in VARIANTS.items():
             folder = Path(args.models) / f"{name}-{args.window}-{args.steps}-{suffix}"
             started = time.perf_counter()
-            if (folder / "config.json").exists():
-                models[variant] = StageDiff.load(folder)
-            else:
-                config = StageDiffConfig(window=args.window, max_steps=args.steps, **changes)
-                models[variant] = StageDiff(config).fit(frame.iloc[:cut], series.time_column, progress=False)
-                models[variant].save(folder)
+            config = StageDiffConfig(window=args.window, max_steps=args.steps, **changes)
+            models[variant] = load_or_train(folder, config, frame.iloc[:cut], series.time_column)
             entry.setdefault("train_seconds", {})[variant] = round(time.perf_counter() - started, 1)
         default, trained = models[DEFAULT], models[TRAINED]
 
@@ -225,14 +243,10 @@ def continuation_speed(args, name, frame, time_column) -> dict:
     (``guidance=0``), and 64 unconditional ones; a default-width model trained 2 steps (speed does not depend on the
     weights), medians of ``--repeats`` runs, alternating."""
     model = StageDiff(StageDiffConfig(window=args.window, max_steps=2)).fit(frame, time_column, progress=False)
-    guided = model.config
 
     def unguided() -> np.ndarray:
-        model.config = dataclasses.replace(guided, guidance=0.0)
-        try:
+        with guidance_of(model, 0.0):
             return model.sample_array(64, args.window, progress=False)
-        finally:
-            model.config = guided
 
     after = model.sample_times(1)[1][0]
     model.sample_array(4, args.window, progress=False)  # warm-up
@@ -360,12 +374,8 @@ def rare_values(args, name, series, frame) -> dict:
     models: dict[str, StageDiff] = {}
     for variant, (suffix, changes) in VARIANTS.items():
         folder = Path(args.models) / f"{name}-{args.window}-{args.steps}-rare-{blocks_key(held)}-{suffix}"
-        if (folder / "config.json").exists():
-            models[variant] = StageDiff.load(folder)
-        else:
-            config = StageDiffConfig(window=args.window, max_steps=args.steps, missing="mask", **changes)
-            models[variant] = StageDiff(config).fit(training, series.time_column, progress=False)
-            models[variant].save(folder)
+        config = StageDiffConfig(window=args.window, max_steps=args.steps, missing="mask", **changes)
+        models[variant] = load_or_train(folder, config, training, series.time_column)
     predict, band = regression(train, targets, known)
     for group, found_blocks in held.items():
         found: dict[str, list] = {}

@@ -33,7 +33,6 @@ benchmarks/conditional.py). All but ``guidance-W`` without guidance.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -41,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.conditional import DEFAULT, VARIANTS, guidance_of, load_or_train
+from benchmarks.conditional import TRAINED as KNOWN
 from benchmarks.machine import describe_machine
 from stagediff import StageDiff, StageDiffConfig
 from stagediff.data import load_series
@@ -65,14 +66,15 @@ def method_options(method: str, model: StageDiff) -> tuple[dict, float]:
     raise ValueError(f"unknown method {method!r}")
 
 
+def variant_of(method: str) -> str:
+    """The benchmarks.conditional model variant that a method samples."""
+    return KNOWN if method == TRAINED else DEFAULT
+
+
 def sample(model: StageDiff, prefix, draws: int, length: int, seed: int, method: str) -> np.ndarray:
     options, guidance = method_options(method, model)
-    saved = model.config
-    model.config = dataclasses.replace(saved, guidance=guidance)
-    try:
+    with guidance_of(model, guidance):
         return model.sample_array(draws, length, seed=seed, prefix=prefix, progress=False, **options)
-    finally:
-        model.config = saved
 
 
 def summary(gaps: np.ndarray, real: np.ndarray, errors: np.ndarray, joins: np.ndarray, real_joins: np.ndarray) -> dict:
@@ -107,18 +109,11 @@ def run(args: argparse.Namespace) -> None:
         train = series.values[:cut]
         spread = np.diff(train, axis=0).std(axis=0)
         models: dict[str, StageDiff] = {}
-        for method in args.methods:
-            kind = TRAINED if method == TRAINED else "default"
-            if kind in models:
-                continue
-            suffix, rate = ("known", 0.5) if kind == TRAINED else ("without", 0.0)
+        for variant in {variant_of(method) for method in args.methods}:
+            suffix, changes = VARIANTS[variant]
             folder = Path(args.models) / f"{name}-{args.window}-{args.steps}-{suffix}"
-            if (folder / "config.json").exists():
-                models[kind] = StageDiff.load(folder)
-            else:
-                config = StageDiffConfig(window=args.window, max_steps=args.steps, conditioning=rate)
-                models[kind] = StageDiff(config).fit(frame.iloc[:cut], series.time_column, progress=False)
-                models[kind].save(folder)
+            config = StageDiffConfig(window=args.window, max_steps=args.steps, **changes)
+            models[variant] = load_or_train(folder, config, frame.iloc[:cut], series.time_column)
         window = args.window
         if args.period == "held-out":
             positions = np.linspace(cut, series.length - LEVEL_STEPS, args.cuts).astype(int)
@@ -137,7 +132,7 @@ def run(args: argparse.Namespace) -> None:
                 prefix = frame.iloc[position - window : position]
                 if not series.time_column:
                     prefix = prefix.to_numpy()
-                model = models[TRAINED if method == TRAINED else "default"]
+                model = models[variant_of(method)]
                 values = sample(model, prefix, args.draws, args.length, args.seed + number, method)
                 first = values[:, :LEVEL_STEPS].mean(axis=1)
                 gaps.append((np.abs(first - last[number]) / spread).mean(axis=0))
