@@ -30,7 +30,7 @@ from benchmarks.machine import describe_machine
 from benchmarks.paper_table import BULKY
 from stagediff import StageDiff, StageDiffConfig
 from stagediff.data.builtin import synthetic_frame
-from stagediff.evaluation import evaluate_windows, heldout_windows
+from stagediff.evaluation import evaluate_windows, heldout_windows, window_starts
 from stagediff.runtime import configure_threads
 
 METRICS = ["discriminative", "predictive", "detection", "detection_cnn", "texture", "horizon", "copy"]
@@ -80,6 +80,7 @@ def run(name: str, window: int, args: argparse.Namespace) -> dict:
         values,
         out,
         protocol="heldout",
+        starts=window_starts(pd.Index(frame["date"].iloc[cut:]), window, args.n, args.seed),
         repeats=args.repeats,
         seed=args.seed,
         fast=args.fast,

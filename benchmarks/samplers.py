@@ -24,11 +24,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from benchmarks.default_recipe import DATASETS as UNSEEN
 from benchmarks.machine import describe_machine
 from stagediff import StageDiff
-from stagediff.evaluation import heldout_windows, protocol_windows
+from stagediff.evaluation import heldout_windows, protocol_windows, window_starts
 from stagediff.metrics import evaluate
 from stagediff.runtime import configure_threads
 
@@ -48,19 +49,27 @@ def with_setting(model: StageDiff, sampler: str, eta: float | None) -> StageDiff
     return copy
 
 
-def seconds_per_64(model: StageDiff, sampler: str, steps: int) -> float:
-    model.sample_array(8, sampler=sampler, steps=min(steps, 5), progress=False)  # warm-up
+def seconds_per_64(model: StageDiff, sampler: str, steps: int, starts: list | None) -> float:
+    """Seconds for 64 windows, at the first real windows' starts (repeated when there are fewer), after a warm-up."""
+    at = None if starts is None else (starts * 64)[:64]
+    model.sample_array(8, sampler=sampler, steps=min(steps, 5), start=at and at[:8], progress=False)  # warm-up
     started = time.perf_counter()
-    model.sample_array(64, seed=1, sampler=sampler, steps=steps, progress=False)
+    model.sample_array(64, seed=1, sampler=sampler, steps=steps, start=at, progress=False)
     return time.perf_counter() - started
 
 
-def real_windows(model: StageDiff, dataset: str, args: argparse.Namespace) -> np.ndarray:
+def real_windows(model: StageDiff, dataset: str, args: argparse.Namespace) -> tuple[np.ndarray, list | None]:
+    """(real windows, their first timestamps or None): the synthetic windows start where the real ones do, so
+    that they are windows of the model's series and not continuations of the data's end."""
     if dataset in UNSEEN:
-        values = UNSEEN[dataset]().drop(columns="date").to_numpy()
+        frame = UNSEEN[dataset]()
+        values = frame.drop(columns="date").to_numpy()
         cut = len(values) - int(len(values) * model.config.validation_fraction)
-        return heldout_windows(values[:cut], values[cut:], model.config.window, args.n, args.seed)[0]
-    return protocol_windows(model, dataset, "paper", args.n, args.seed, args.data_dir)[0]
+        real = heldout_windows(values[:cut], values[cut:], model.config.window, args.n, args.seed)[0]
+        starts = window_starts(pd.DatetimeIndex(frame["date"][cut:]), model.config.window, args.n, args.seed)
+    else:
+        real, _, _, starts = protocol_windows(model, dataset, "paper", args.n, args.seed, args.data_dir)
+    return real, None if starts is None else list(starts)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -71,14 +80,16 @@ def run(args: argparse.Namespace) -> None:
     for cell in args.cells:
         folder = next(Path(args.models).glob(f"{cell}*/model"))
         base = StageDiff.load(folder)
-        real = real_windows(base, cell.rsplit("-", 1)[0], args)
+        real, starts = real_windows(base, cell.rsplit("-", 1)[0], args)
         for setting in args.settings:
             if (cell, setting) in done:
                 continue
             sampler, steps, eta = parse_setting(setting)
             model = with_setting(base, sampler, eta)
             started = time.perf_counter()
-            synthetic = model.sample_array(len(real), seed=args.seed, sampler=sampler, steps=steps, progress=False)
+            synthetic = model.sample_array(
+                len(real), seed=args.seed, sampler=sampler, steps=steps, start=starts, progress=False
+            )
             sampling = time.perf_counter() - started
             scores = evaluate(
                 real,
@@ -102,7 +113,7 @@ def run(args: argparse.Namespace) -> None:
                 "step_spread_ratio": texture["step_spread_ratio"],
                 "roughness_ratio": texture["roughness_ratio"],
                 "step_correlation_error": texture["step_correlation_error"],
-                "seconds_per_64": seconds_per_64(model, sampler, steps),
+                "seconds_per_64": seconds_per_64(model, sampler, steps, starts),
                 "sampling_seconds": sampling,
                 "scoring_seconds": sum(v["seconds"] for k, v in scores.items() if k != "settings"),
                 "n": len(real),
