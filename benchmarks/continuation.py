@@ -21,10 +21,11 @@ Per channel, in units of the series' step-to-step standard deviation (training p
 
 Methods (``--methods``), all on the default model and its default sampler unless named: the history replacing its
 noisy counterpart at each step and nothing else ("replacement"); that and observation guidance of weight W toward
-the history (``guidance-W``; the model's ``guidance``, stagediff.sampling.denoise_chunk); DDPM over every diffusion
-step ("ddpm"); the default sampler on N evaluations (``steps-N``); and the model trained with known values ("trained",
-``conditioning=0.5``, which also sees the history as an input: the "trained with known values" models of
-benchmarks/conditional.py). All but ``guidance-W`` without guidance.
+the history (``guidance-W``; the model's ``guidance``, stagediff.sampling.denoise_chunk); the default guidance
+with only the last H steps of the history as the prefix (``history-H``: a shorter chunk to denoise); DDPM over every
+diffusion step ("ddpm"); the default sampler on N evaluations (``steps-N``); and the model trained with known values
+("trained", ``conditioning=0.5``, which also sees the history as an input: the "trained with known values" models of
+benchmarks/conditional.py). All but ``guidance-W`` and ``history-H`` without guidance.
 
     .venv/bin/python -m benchmarks.continuation --datasets etth1 --period held-out --methods replacement guidance-8 \
         --out results/conditional/continuation-etth1-held-out.json
@@ -59,6 +60,8 @@ def method_options(method: str, model: StageDiff) -> tuple[dict, float]:
         return {}, 0.0
     if method.startswith("guidance-"):
         return {}, float(method.split("-")[1])
+    if method.startswith("history-"):
+        return {}, StageDiffConfig().guidance  # a new model's (the kept models predate the option)
     if method == "ddpm":
         return {"sampler": "ddpm", "steps": model.config.diffusion_steps}, 0.0
     if method.startswith("steps-"):
@@ -73,6 +76,8 @@ def variant_of(method: str) -> str:
 
 def sample(model: StageDiff, prefix, draws: int, length: int, seed: int, method: str) -> np.ndarray:
     options, guidance = method_options(method, model)
+    if method.startswith("history-"):
+        prefix = prefix[-int(method.split("-")[1]) :]
     with guidance_of(model, guidance):
         return model.sample_array(draws, length, seed=seed, prefix=prefix, progress=False, **options)
 
