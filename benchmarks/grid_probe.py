@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from benchmarks.windows import training_starts
 from stagediff import StageDiff
 from stagediff.data.windows import sliding_windows
 from stagediff.metrics import detection_score
@@ -34,7 +35,7 @@ def main() -> None:
     model = StageDiff.load(model_dir)
     real = subsample(sliding_windows(frame, model.config.window), n, 0)
     t = time.perf_counter()
-    synthetic = model.sample_array(n, seed=0)
+    synthetic = model.sample_array(n, seed=0, start=training_starts(model, n))
     sampling = time.perf_counter() - t
     grids = []
     for c in range(frame.shape[1]):

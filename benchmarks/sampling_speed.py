@@ -6,6 +6,14 @@ depend on them); every variant's samples are checked against the eager ones. Eac
 
     .venv/bin/python -m benchmarks.sampling_speed --out results/samplers/speed.json
 
+With ``--fitted DATASET ...``: what a user waits for instead. The default recipe is fit to each dataset for
+``--fit-steps`` steps (its data-dependent choices, such as modelling the channels jointly or apart and the
+calendar, are what set the cost; the weights are not), then ``StageDiff.sample_array`` is timed for 1 and 64
+samples of one window and one sample of ``--length`` steps: each at a start inside the data ("at a start"), and
+as the defaults give them on a model with a time axis, continuing the data from its end (guided toward it).
+
+    .venv/bin/python -m benchmarks.sampling_speed --fitted etth1 stock --out results/samplers/speed-fitted.json
+
 Not a test: timings on a shared machine are noisy; compare ratios measured in one run.
 """
 
@@ -15,14 +23,17 @@ import argparse
 import json
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 
 from benchmarks.machine import describe_machine
-from stagediff import StageDiffConfig
+from stagediff import StageDiff, StageDiffConfig
+from stagediff.data import load_series
 from stagediff.diffusion import Noise, make_sampler
 from stagediff.generator import CHUNK_WINDOWS
 from stagediff.model.layers import Attention
@@ -79,6 +90,41 @@ def measure(config: StageDiffConfig, sampler: str, steps: int, variant: str, rep
     return {"windows_64": windows, "series": series, "warmup_extra": max(first_call, 0.0), "batch": batch}
 
 
+def fitted(name: str, steps: int, repeats: int, long: int) -> dict:
+    """Median seconds of the user-facing sampling calls on the default recipe fit to ``name`` (module docstring)."""
+    series = load_series(name)
+    frame = pd.DataFrame(series.values, columns=list(series.channels))
+    if series.time_column:
+        frame.insert(0, series.time_column, series.timestamps)
+    model = StageDiff(StageDiffConfig(max_steps=steps)).fit(frame, series.time_column, progress=False)
+    window = model.config.window
+    # a start inside the data, and the one right after it (what a sample without a start gets on a timed model)
+    inside = series.timestamps[series.length // 2] if series.time_column else series.length // 2
+    after = None if series.time_column else series.length
+    calls = {
+        f"1 x {window}": (1, window),
+        f"64 x {window}": (64, window),
+        f"1 x {long}": (1, long),
+    }
+    result = {
+        "dataset": name,
+        "channels": len(series.channels),
+        "window": window,
+        "channel_independent": model.config.channel_independent,
+        "calendar": list(model.config.calendar or []),
+        "guidance": model.config.guidance,
+        "sampler": f"{model.config.sampler} x {model.config.sampling_steps}",
+        "timings": {},
+    }
+    for label, (n, length) in calls.items():
+        for where, start in (("at a start", [inside] * n), ("continuing the data", after)):
+            call = partial(model.sample_array, n, length, seed=0, start=start, progress=False)
+            seconds, _ = timed(call, repeats)
+            result["timings"][f"{label}, {where}"] = round(seconds, 3)
+            print(name, label, where, round(seconds, 3), flush=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--settings", nargs="+", default=["ddim:20", "ddim:10", "ddim:50", "ddpm:200"])
@@ -86,8 +132,17 @@ def main() -> None:
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--length", type=int, default=10_000)
+    parser.add_argument("--fitted", nargs="+", metavar="DATASET", help="time the user-facing calls instead")
+    parser.add_argument("--fit-steps", type=int, default=20)
     parser.add_argument("--out", default="results/samplers/speed.json")
     args = parser.parse_args()
+    if args.fitted:
+        configure_threads(args.threads[0])
+        results = [fitted(name, args.fit_steps, args.repeats, args.length) for name in args.fitted]
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"machine": describe_machine(), "results": results}, indent=2) + "\n")
+        return
     config = StageDiffConfig(window=256, channels=CHANNELS, channel_independent=True)
     rows = []
     for threads in args.threads:

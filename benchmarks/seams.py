@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.windows import training_starts
 from stagediff import StageDiff, StageDiffConfig
 from stagediff.data import load_series, sliding_windows
 from stagediff.runtime import configure_threads
@@ -88,7 +89,9 @@ def main() -> None:
     model = StageDiff(config).fit("etth1", progress=False)
     seconds = time.perf_counter() - started
     samples = {
-        sampler: model.scaler.transform(model.sample_array(64, 256, seed=0, sampler=sampler, progress=False))
+        sampler: model.scaler.transform(
+            model.sample_array(64, 256, seed=0, sampler=sampler, start=training_starts(model, 64), progress=False)
+        )
         for sampler in ("ddim", "ddpm")
     }
     values = model.scaler.transform(load_series("etth1").values)

@@ -52,6 +52,7 @@ import torch
 
 from benchmarks.machine import describe_machine
 from benchmarks.paper_table import parse_settings
+from benchmarks.windows import training_starts
 from stagediff import StageDiff
 from stagediff.data import load_series, sliding_windows
 from stagediff.diffusion import NoiseSchedule
@@ -103,7 +104,9 @@ def train(args: argparse.Namespace) -> dict:
         "machine": describe_machine(),
     }
     for sampler in args.samplers:
-        synthetic = model.sample_array(args.n, seed=0, sampler=sampler, progress=False)
+        synthetic = model.sample_array(
+            args.n, seed=0, sampler=sampler, start=training_starts(model, args.n), progress=False
+        )
         scores = evaluate(real, synthetic, metrics=["discriminative", "marginal", "autocorrelation"], repeats=1)
         result[sampler] = {
             "disc": scores["discriminative"]["mean"],
@@ -122,7 +125,8 @@ def windows_from_longer(
     window = model.config.window
     if start < 0 or start + window > (length or window):
         raise SystemExit(f"--start {start} leaves no full window of {window} in a sample of {length or window} steps")
-    return model.sample_array(n, length=length or window, seed=seed, sampler=sampler, progress=False)[
+    starts = training_starts(model, n, seed)
+    return model.sample_array(n, length=length or window, seed=seed, sampler=sampler, start=starts, progress=False)[
         :, start : start + window
     ]
 
@@ -195,11 +199,12 @@ def denoise(args: argparse.Namespace) -> dict:
 
 def channels(args: argparse.Namespace) -> dict:
     model = StageDiff.load(args.model)
-    real, _, values, _ = protocol_windows(model, args.dataset, "paper", 64, 0)
+    real, _, values, starts = protocol_windows(model, args.dataset, "paper", 64, 0)
     low, high = values.min(0), values.max(0)
     names = list(model.metadata["channels"])
     result = {"model": str(args.model), "channels": names}
-    for name, windows in (("real", real), ("synthetic", model.sample_array(64, seed=0, progress=False))):
+    synthetic = model.sample_array(64, seed=0, start=None if starts is None else list(starts), progress=False)
+    for name, windows in (("real", real), ("synthetic", synthetic)):
         result[name] = {
             "roughness": np.round(roughness(windows, low, high, axis=(0, 1)), 4).tolist(),
             "mean": ((windows - low) / (high - low)).mean(axis=(0, 1)).round(3).tolist(),
@@ -219,7 +224,7 @@ def nearest(args: argparse.Namespace) -> dict:
     scales on its real subsample)."""
     model = StageDiff.load(args.model)
     training = protocol_windows(model, args.dataset, "paper", 1, 0)[1]
-    synthetic = model.sample_array(args.n, seed=0, sampler="ddpm", progress=False)
+    synthetic = model.sample_array(args.n, seed=0, sampler="ddpm", start=training_starts(model, args.n), progress=False)
     found = evaluate(training, synthetic, metrics=["copy"], training=training, real_in_training=True)["copy"]
     return {
         "model": str(args.model),
@@ -234,8 +239,10 @@ def lags(args: argparse.Namespace) -> dict:
     daily cycle and level over the window? Also each channel's mean within-window std and the spread of the
     window means."""
     model = StageDiff.load(args.model)
-    real = protocol_windows(model, args.dataset, "paper", 200, 0)[0]
-    synthetic = model.sample_array(200, seed=0, sampler="ddpm", progress=False)
+    real, _, _, starts = protocol_windows(model, args.dataset, "paper", 200, 0)
+    synthetic = model.sample_array(
+        200, seed=0, sampler="ddpm", start=None if starts is None else list(starts), progress=False
+    )
     result = {"model": str(args.model), "channels": list(model.metadata["channels"]), "lags": LAGS}
     for name, windows in (("real", real), ("synthetic", synthetic)):
         correlation = mean_autocorrelation(windows, max(LAGS))[np.array(LAGS) - 1]  # (lags, channels)
