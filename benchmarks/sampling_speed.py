@@ -10,9 +10,10 @@ With ``--fitted DATASET ...``: what a user waits for instead. The default recipe
 ``--fit-steps`` steps (its data-dependent choices, such as modelling the channels jointly or apart and the
 calendar, are what set the cost; the weights are not), then ``StageDiff.sample_array`` is timed for 1 and 64
 samples of one window and one sample of ``--length`` steps: each at a start inside the data ("at a start"), and
-as the defaults give them on a model with a time axis, continuing the data from its end (guided toward it).
+continuing the data from its end (guided toward it), which is what a sample without a start gets on data with a
+time axis.
 
-    .venv/bin/python -m benchmarks.sampling_speed --fitted etth1 stock --out results/samplers/speed-fitted.json
+    .venv/bin/python -m benchmarks.sampling_speed --fitted etth1 stock exchange --out results/samplers/speed-fitted.json
 
 Not a test: timings on a shared machine are noisy; compare ratios measured in one run.
 """
