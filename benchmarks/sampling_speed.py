@@ -1,6 +1,7 @@
 """Sampling speed (issue 33): 64 windows of 256 and one 10,000-step 7-channel series with the default-width
-model, per sampler setting, with 1 and 2 torch threads, eager against ``torch.compile`` and the hand-written
-attention against torch's fused ``scaled_dot_product_attention``. Weights are freshly initialised (speed does not
+model, per sampler setting, with 1 and 2 torch threads, eager against ``torch.compile``, the hand-written
+attention against torch's fused ``scaled_dot_product_attention``, and torch with its oneDNN kernels (the default)
+against torch without them (``no-onednn``). Weights are freshly initialised (speed does not
 depend on them); every variant's samples are checked against the eager ones. Each measurement is the median of
 ``--repeats`` after one warm-up call.
 
@@ -70,6 +71,9 @@ def measure(config: StageDiffConfig, sampler: str, steps: int, variant: str, rep
     original = Attention.forward
     if variant == "fused":
         Attention.forward = fused_attention
+    # "no-onednn": torch without oneDNN (a process-wide switch), so convolutions and GELU take torch's own kernels
+    onednn = torch.backends.mkldnn.flags(enabled=variant != "no-onednn")
+    onednn.__enter__()
     try:
         model = torch.compile(denoiser) if variant == "compile" else denoiser
         chosen = make_sampler(config, sampler, steps)
@@ -87,6 +91,7 @@ def measure(config: StageDiffConfig, sampler: str, steps: int, variant: str, rep
             lambda: generate(model, chosen, Noise.seeded(0, 1), long, chunk_length=chunk, overlap=window // 4), 1
         )
     finally:
+        onednn.__exit__(None, None, None)
         Attention.forward = original
     return {"windows_64": windows, "series": series, "warmup_extra": max(first_call, 0.0), "batch": batch}
 
