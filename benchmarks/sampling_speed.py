@@ -12,7 +12,7 @@ With ``--fitted DATASET ...``: what a user waits for instead. The default recipe
 calendar, are what set the cost; the weights are not), then ``StageDiff.sample_array`` is timed for 1 and 64
 samples of one window and one sample of ``--length`` steps: each at a start inside the data ("at a start"), and
 continuing the data from its end (guided toward it), which is what a sample without a start gets on data with a
-time axis.
+time axis. ``--memory N LENGTH`` adds the peak memory of a fresh process that samples N x LENGTH either way.
 
     .venv/bin/python -m benchmarks.sampling_speed --fitted etth1 stock exchange --out results/samplers/speed-fitted.json
 
@@ -24,6 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -96,7 +99,30 @@ def measure(config: StageDiffConfig, sampler: str, steps: int, variant: str, rep
     return {"windows_64": windows, "series": series, "warmup_extra": max(first_call, 0.0), "batch": batch}
 
 
-def fitted(name: str, steps: int, repeats: int, long: int) -> dict:
+PEAK_MEMORY = """
+import json, sys
+from stagediff import StageDiff
+from stagediff.runtime import configure_threads
+configure_threads(1)
+model = StageDiff.load(sys.argv[1])
+n, length, start = int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+if n:
+    model.sample_array(n, length, seed=0, start=start, progress=False)
+peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(int(peak.split()[1]) // 1024)
+"""
+"""A fresh process's peak resident memory (VmHWM; not ru_maxrss, which Linux carries over from the parent through
+fork and exec) after loading a model and sampling once."""
+
+
+def peak_memory(folder: Path, n: int, length: int, start) -> int:
+    """Peak resident MB of a fresh process that loads the model in ``folder`` and samples ``n`` x ``length`` from
+    ``start`` (n = 0: loads only)."""
+    command = [sys.executable, "-c", PEAK_MEMORY, str(folder), str(n), str(length), json.dumps(start, default=str)]
+    return int(subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()[-1])
+
+
+def fitted(name: str, steps: int, repeats: int, long: int, memory: tuple[int, int] | None = None) -> dict:
     """Median seconds of the user-facing sampling calls on the default recipe fit to ``name`` (module docstring)."""
     series = load_series(name)
     frame = pd.DataFrame(series.values, columns=list(series.channels))
@@ -128,6 +154,14 @@ def fitted(name: str, steps: int, repeats: int, long: int) -> dict:
             seconds, _ = timed(call, repeats)
             result["timings"][f"{label}, {where}"] = round(seconds, 3)
             print(name, label, where, round(seconds, 3), flush=True)
+    if memory:
+        n, length = memory
+        with tempfile.TemporaryDirectory() as folder:
+            model.save(Path(folder) / "model")
+            result["peak_mb"] = {"loaded": peak_memory(Path(folder) / "model", 0, length, None)}
+            for where, start in (("at a start", inside), ("continuing the data", after)):
+                result["peak_mb"][f"{n} x {length}, {where}"] = peak_memory(Path(folder) / "model", n, length, start)
+        print(name, "peak MB", result["peak_mb"], flush=True)
     return result
 
 
@@ -140,11 +174,14 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=10_000)
     parser.add_argument("--fitted", nargs="+", metavar="DATASET", help="time the user-facing calls instead")
     parser.add_argument("--fit-steps", type=int, default=20)
+    parser.add_argument(
+        "--memory", nargs=2, type=int, metavar=("N", "LENGTH"), help="with --fitted, also peak memory of N x LENGTH"
+    )
     parser.add_argument("--out", default="results/samplers/speed.json")
     args = parser.parse_args()
     if args.fitted:
         configure_threads(args.threads[0])
-        results = [fitted(name, args.fit_steps, args.repeats, args.length) for name in args.fitted]
+        results = [fitted(name, args.fit_steps, args.repeats, args.length, args.memory) for name in args.fitted]
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"machine": describe_machine(), "results": results}, indent=2) + "\n")
