@@ -43,7 +43,7 @@ quickstart: setup
 datasets:
 	@bash .github/fetch-datasets.sh "$(STAGEDIFF_DATA_DIR)"
 
-# One worker per core, at most 4 (pytest-xdist): on CI's 2 cores about 16 minutes instead of 25.
+# One worker per core, at most 4 (pytest-xdist): on the 2-core machine the suite took 16-18 minutes instead of 25.
 test: setup datasets
 	$(PYTHON) -m pytest -n auto --maxprocesses 4
 

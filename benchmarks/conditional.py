@@ -53,12 +53,9 @@ scored on the last part.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +63,7 @@ import pandas as pd
 
 from benchmarks.calendar import level_gaps, real_level_gaps
 from benchmarks.machine import describe_machine
+from benchmarks.models import load_or_train, with_config
 from stagediff import StageDiff, StageDiffConfig
 from stagediff.data import load_series
 from stagediff.metrics.conditional import draw_scores as scores
@@ -85,26 +83,6 @@ def regression(train: np.ndarray, targets: list[int], known: list[int]):
     residuals = train[:, targets] - design @ coefficients
     band = np.quantile(residuals, [0.1, 0.9], axis=0)
     return (lambda rows: np.column_stack([rows[:, known], np.ones(len(rows))]) @ coefficients), band
-
-
-@contextlib.contextmanager
-def guidance_of(model: StageDiff, weight: float) -> Iterator[StageDiff]:
-    """``model`` sampling with ``guidance=weight`` inside the block (its configuration restored after)."""
-    saved = model.config
-    model.config = dataclasses.replace(saved, guidance=weight)
-    try:
-        yield model
-    finally:
-        model.config = saved
-
-
-def load_or_train(folder: Path, config: StageDiffConfig, frame: pd.DataFrame, time_column) -> StageDiff:
-    """The model kept in ``folder``, else one trained on ``frame`` with ``config`` and kept there."""
-    if (folder / "config.json").exists():
-        return StageDiff.load(folder)
-    model = StageDiff(config).fit(frame, time_column, progress=False)
-    model.save(folder)
-    return model
 
 
 def known_draws(models, real, times, time_column, known, known_names, args, number) -> dict[str, np.ndarray]:
@@ -243,16 +221,12 @@ def continuation_speed(args, name, frame, time_column) -> dict:
     (``guidance=0``), and 64 unconditional ones; a default-width model trained 2 steps (speed does not depend on the
     weights), medians of ``--repeats`` runs, alternating."""
     model = StageDiff(StageDiffConfig(window=args.window, max_steps=2)).fit(frame, time_column, progress=False)
-
-    def unguided() -> np.ndarray:
-        with guidance_of(model, 0.0):
-            return model.sample_array(64, args.window, progress=False)
-
+    unguided = with_config(model, guidance=0.0)
     after = model.sample_times(1)[1][0]
     model.sample_array(4, args.window, progress=False)  # warm-up
     runs = {
         "continuation": lambda: model.sample_array(64, args.window, progress=False),
-        "continuation without guidance": unguided,
+        "continuation without guidance": lambda: unguided.sample_array(64, args.window, progress=False),
         "unconditional": lambda: model.sample_array(64, args.window, start=[after] * 64, progress=False),
     }
     seconds: dict[str, list[float]] = {label: [] for label in runs}

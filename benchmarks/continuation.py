@@ -41,9 +41,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.conditional import DEFAULT, VARIANTS, guidance_of, load_or_train
+from benchmarks.conditional import DEFAULT, VARIANTS
 from benchmarks.conditional import TRAINED as KNOWN
 from benchmarks.machine import describe_machine
+from benchmarks.models import load_or_train, with_config
 from stagediff import StageDiff, StageDiffConfig
 from stagediff.data import load_series
 from stagediff.runtime import configure_threads
@@ -54,18 +55,19 @@ TRAINED = "trained"
 """The method that samples the model trained with known values (``conditioning=0.5``) as it samples by default."""
 
 
-def method_options(method: str, model: StageDiff) -> tuple[dict, float]:
-    """(sample_array keywords, guidance) of a method's name."""
+def method_options(method: str, model: StageDiff) -> tuple[dict, float, int | None]:
+    """(sample_array keywords, guidance, how many of the history's last steps to keep: None for all) of a method's
+    name."""
     if method in ("replacement", TRAINED):
-        return {}, 0.0
+        return {}, 0.0, None
     if method.startswith("guidance-"):
-        return {}, float(method.split("-")[1])
-    if method.startswith("history-"):
-        return {}, StageDiffConfig().guidance  # a new model's (the kept models predate the option)
+        return {}, float(method.split("-")[1]), None
+    if method.startswith("history-"):  # a new model's guidance (the kept models predate the option)
+        return {}, StageDiffConfig().guidance, int(method.split("-")[1])
     if method == "ddpm":
-        return {"sampler": "ddpm", "steps": model.config.diffusion_steps}, 0.0
+        return {"sampler": "ddpm", "steps": model.config.diffusion_steps}, 0.0, None
     if method.startswith("steps-"):
-        return {"steps": int(method.split("-")[1])}, 0.0
+        return {"steps": int(method.split("-")[1])}, 0.0, None
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -75,11 +77,11 @@ def variant_of(method: str) -> str:
 
 
 def sample(model: StageDiff, prefix, draws: int, length: int, seed: int, method: str) -> np.ndarray:
-    options, guidance = method_options(method, model)
-    if method.startswith("history-"):
-        prefix = prefix[-int(method.split("-")[1]) :]
-    with guidance_of(model, guidance):
-        return model.sample_array(draws, length, seed=seed, prefix=prefix, progress=False, **options)
+    options, guidance, keep = method_options(method, model)
+    prefix = prefix if keep is None else prefix[-keep:]
+    return with_config(model, guidance=guidance).sample_array(
+        draws, length, seed=seed, prefix=prefix, progress=False, **options
+    )
 
 
 def summary(gaps: np.ndarray, real: np.ndarray, errors: np.ndarray, joins: np.ndarray, real_joins: np.ndarray) -> dict:

@@ -60,6 +60,15 @@ def weather_frame(years: int = 3, seed: int = 11) -> pd.DataFrame:
 DATASETS = {"synthetic-7": lambda: synthetic_frame(seed=7), "weather": weather_frame}
 
 
+def heldout_part(frame: pd.DataFrame, window: int, fraction: float, n: int, seed: int):
+    """(values, the held-out windows (at most ``n``, drawn with ``seed``), the training windows, the held-out
+    windows' first timestamps) of one of these frames split in time, its last ``fraction`` held out."""
+    values = frame.drop(columns="date").to_numpy()
+    cut = len(values) - int(len(values) * fraction)
+    real, training = heldout_windows(values[:cut], values[cut:], window, n, seed)
+    return values, real, training, window_starts(pd.Index(frame["date"].iloc[cut:]), window, n, seed)
+
+
 def run(name: str, window: int, args: argparse.Namespace) -> dict:
     frame = DATASETS[name]()
     started = time.perf_counter()
@@ -67,9 +76,7 @@ def run(name: str, window: int, args: argparse.Namespace) -> dict:
         frame, "date", progress=False
     )
     train_seconds = time.perf_counter() - started
-    values = frame.drop(columns="date").to_numpy()
-    cut = len(values) - int(len(values) * model.config.validation_fraction)
-    real, training = heldout_windows(values[:cut], values[cut:], window, args.n, args.seed)
+    values, real, training, starts = heldout_part(frame, window, model.config.validation_fraction, args.n, args.seed)
     out = Path(args.work) / f"{name}-{window}"
     model.save(out / "model")
     started = time.perf_counter()
@@ -80,7 +87,7 @@ def run(name: str, window: int, args: argparse.Namespace) -> dict:
         values,
         out,
         protocol="heldout",
-        starts=window_starts(pd.Index(frame["date"].iloc[cut:]), window, args.n, args.seed),
+        starts=starts,
         repeats=args.repeats,
         seed=args.seed,
         fast=args.fast,

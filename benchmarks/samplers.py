@@ -24,12 +24,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from benchmarks.default_recipe import DATASETS as UNSEEN
+from benchmarks.default_recipe import heldout_part
 from benchmarks.machine import describe_machine
+from benchmarks.models import with_config
 from stagediff import StageDiff
-from stagediff.evaluation import heldout_windows, protocol_windows, window_starts
+from stagediff.evaluation import protocol_windows
 from stagediff.metrics import evaluate
 from stagediff.runtime import configure_threads
 
@@ -42,17 +43,11 @@ def parse_setting(text: str) -> tuple[str, int, float | None]:
     return parts[0], int(parts[1]), float(parts[2]) if len(parts) > 2 else None
 
 
-def with_setting(model: StageDiff, sampler: str, eta: float | None) -> StageDiff:
-    """The model sampling with ``sampler`` (and DDIM's eta), its weights untouched."""
-    copy = StageDiff(model.config.replace(**({"ddim_eta": eta} if eta is not None else {})))
-    copy.denoiser, copy.scaler, copy.metadata = model.denoiser, model.scaler, model.metadata
-    return copy
-
-
 def seconds_per_64(model: StageDiff, sampler: str, steps: int, starts: list | None) -> float:
     """Seconds for 64 windows, at the first real windows' starts (repeated when there are fewer), after a warm-up."""
     at = None if starts is None else (starts * 64)[:64]
-    model.sample_array(8, sampler=sampler, steps=min(steps, 5), start=at and at[:8], progress=False)  # warm-up
+    warm = None if at is None else at[:8]
+    model.sample_array(8, sampler=sampler, steps=min(steps, 5), start=warm, progress=False)  # warm-up
     started = time.perf_counter()
     model.sample_array(64, seed=1, sampler=sampler, steps=steps, start=at, progress=False)
     return time.perf_counter() - started
@@ -62,11 +57,8 @@ def real_windows(model: StageDiff, dataset: str, args: argparse.Namespace) -> tu
     """(real windows, their first timestamps or None): the synthetic windows start where the real ones do, so
     that they are windows of the model's series and not continuations of the data's end."""
     if dataset in UNSEEN:
-        frame = UNSEEN[dataset]()
-        values = frame.drop(columns="date").to_numpy()
-        cut = len(values) - int(len(values) * model.config.validation_fraction)
-        real = heldout_windows(values[:cut], values[cut:], model.config.window, args.n, args.seed)[0]
-        starts = window_starts(pd.DatetimeIndex(frame["date"][cut:]), model.config.window, args.n, args.seed)
+        fraction = model.config.validation_fraction
+        _, real, _, starts = heldout_part(UNSEEN[dataset](), model.config.window, fraction, args.n, args.seed)
     else:
         real, _, _, starts = protocol_windows(model, dataset, "paper", args.n, args.seed, args.data_dir)
     return real, None if starts is None else list(starts)
@@ -85,7 +77,7 @@ def run(args: argparse.Namespace) -> None:
             if (cell, setting) in done:
                 continue
             sampler, steps, eta = parse_setting(setting)
-            model = with_setting(base, sampler, eta)
+            model = base if eta is None else with_config(base, ddim_eta=eta)
             started = time.perf_counter()
             synthetic = model.sample_array(
                 len(real), seed=args.seed, sampler=sampler, steps=steps, start=starts, progress=False

@@ -75,26 +75,29 @@ def measure(config: StageDiffConfig, sampler: str, steps: int, variant: str, rep
     if variant == "fused":
         Attention.forward = fused_attention
     # "no-onednn": torch without oneDNN (a process-wide switch), so convolutions and GELU take torch's own kernels
-    onednn = torch.backends.mkldnn.flags(enabled=variant != "no-onednn")
-    onednn.__enter__()
     try:
-        model = torch.compile(denoiser) if variant == "compile" else denoiser
-        chosen = make_sampler(config, sampler, steps)
-        window = config.window
-        started = time.perf_counter()
-        windows, batch = timed(
-            lambda: generate(
-                model, chosen, Noise.seeded(0, 64), window, chunk_length=window, overlap=config.effective_stage_length
-            ),
-            repeats,
-        )
-        first_call = time.perf_counter() - started - windows * (repeats + 1)
-        chunk = CHUNK_WINDOWS * window
-        series, _ = timed(
-            lambda: generate(model, chosen, Noise.seeded(0, 1), long, chunk_length=chunk, overlap=window // 4), 1
-        )
+        with torch.backends.mkldnn.flags(enabled=variant != "no-onednn"):
+            model = torch.compile(denoiser) if variant == "compile" else denoiser
+            chosen = make_sampler(config, sampler, steps)
+            window = config.window
+            started = time.perf_counter()
+            windows, batch = timed(
+                lambda: generate(
+                    model,
+                    chosen,
+                    Noise.seeded(0, 64),
+                    window,
+                    chunk_length=window,
+                    overlap=config.effective_stage_length,
+                ),
+                repeats,
+            )
+            first_call = time.perf_counter() - started - windows * (repeats + 1)
+            chunk = CHUNK_WINDOWS * window
+            series, _ = timed(
+                lambda: generate(model, chosen, Noise.seeded(0, 1), long, chunk_length=chunk, overlap=window // 4), 1
+            )
     finally:
-        onednn.__exit__(None, None, None)
         Attention.forward = original
     return {"windows_64": windows, "series": series, "warmup_extra": max(first_call, 0.0), "batch": batch}
 

@@ -8,17 +8,16 @@ training data: where a real window starts when it compares with real windows (th
 
 from __future__ import annotations
 
-import numpy as np
-
 from stagediff import StageDiff
+from stagediff.evaluation import window_starts
 
 
 def training_starts(model: StageDiff, n: int, seed: int = 0) -> list | None:
-    """``n`` timestamps where windows of the training data start, drawn with ``seed``; None on a model without a
-    time axis (its samples start at step 0 and continue nothing)."""
+    """The first timestamps of ``n`` windows of the training data (at most as many as it has), drawn with ``seed``
+    as :func:`stagediff.evaluation.window_starts` draws real windows; None on a model without a time axis (its
+    samples start at step 0 and continue nothing)."""
     info = model.metadata
     if info.get("time_column") is None or info.get("frequency") is None:
         return None
     times = model.sample_times(info["rows"], info["first_time"])[1]
-    first = np.random.default_rng(seed).integers(0, len(times) - model.config.window + 1, n)
-    return list(times[first])
+    return list(window_starts(times, model.config.window, n, seed))
